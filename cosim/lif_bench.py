@@ -1,0 +1,96 @@
+"""The LIF core's testbench, independent of the simulator: agents, scoreboard and scenario sequencing.
+
+``port(name)`` returns a :class:`~.harness.Port` for a flattened DUT port name (``events__valid``);
+the simulator-specific loops (``cosim/lif_tb.py`` for cocotb, ``tests/test_rtl_lif.py`` for
+Amaranth's simulator) call :meth:`LIFTestbench.drive` and :meth:`LIFTestbench.sample` once a cycle.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from ..model.config import EVENT_TICK, LIFConfig, pack_fields, unpack_fields
+from .harness import Port, StreamSink, StreamSource, ValidMonitor
+from .scoreboard import LIFScoreboard, Mismatch, make_model
+from .stimulus import Scenario
+
+__all__ = ["LIFTestbench", "STALL_LIMIT"]
+
+STALL_LIMIT = 10_000    # cycles without any transfer or state write before the test calls it a hang
+
+
+class LIFTestbench:
+    def __init__(self, config: LIFConfig, port: Callable[[str], Port], *, seed: int = 0,
+                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None,
+                 scoreboard: bool = True):
+        self.config, self.fault = config, fault
+        rng = random.Random(seed)
+        self.scoreboard = LIFScoreboard(config) if scoreboard else None
+        sb = self.scoreboard
+        self.weights = StreamSource(port("weights__valid"), port("weights__ready"), port("weights__payload"),
+                                    rng=rng, idle=idle)
+        self.events = StreamSource(port("events__valid"), port("events__ready"), port("events__payload"),
+                                   rng=rng, idle=idle, on_transfer=sb.on_input if sb else None)
+        self.spikes = StreamSink(port("spikes__valid"), port("spikes__ready"), port("spikes__payload"),
+                                 rng=rng, backpressure=backpressure, on_transfer=sb.on_output if sb else None)
+        self.agents = [self.weights, self.events, self.spikes]
+        if sb:
+            fields = {k: port(f"state_write__{k}") for k in ("phase", "block", "data")}
+            self.agents.append(ValidMonitor(port("state_write__valid"), fields,
+                                            lambda cyc, f: sb.on_state_write(cyc, f["phase"], f["block"], f["data"])))
+        self._held_tokens: list[int] = []
+        self._last_progress = 0
+        self._progress = 0
+        self.ticks_out = 0
+
+    # -- scenario sequencing ----------------------------------------------------------------------
+    def start(self, scenario: Scenario, first_cycle: int, load_weights: bool) -> None:
+        """Begins ``scenario`` right after a reset whose first free cycle is ``first_cycle``."""
+        c = self.config
+        if self.scoreboard:
+            self.scoreboard.reset(make_model(c, scenario.weights, self.fault), first_cycle)
+        if load_weights:
+            words = c.weight_words(scenario.weights)
+            self.weights.send(pack_fields(c.weight_load_fields, {"address": a, "data": d})
+                              for a, d in enumerate(words))
+        # Events wait until every weight is loaded: the core serves events before loads.
+        self._held_tokens = [pack_fields(c.input_event_fields, {"kind": k, "address": a})
+                             for k, a in scenario.tokens]
+        self._expected_ticks = self.ticks_out + scenario.steps
+        self._last_progress = first_cycle
+
+    @property
+    def done(self) -> bool:
+        busy = self._held_tokens or not self.weights.done or not self.events.done
+        if self.scoreboard:
+            return not busy and self.scoreboard.idle
+        return not busy and self.ticks_out >= self._expected_ticks
+
+    # -- the per-cycle hooks ----------------------------------------------------------------------
+    def drive(self) -> None:
+        if self._held_tokens and self.weights.done:
+            self.events.send(self._held_tokens)
+            self._held_tokens = []
+        for a in self.agents:
+            a.drive()
+
+    def sample(self, cycle: int) -> None:
+        before = self.events.transfers + self.weights.transfers + self.spikes.transfers
+        for a in self.agents:
+            a.sample(cycle)
+        if self.events.transfers + self.weights.transfers + self.spikes.transfers != before:
+            self._last_progress = cycle
+            if not self.scoreboard and self.spikes.last_word is not None:
+                if unpack_fields(self.config.output_event_fields, self.spikes.last_word)["kind"] == EVENT_TICK:
+                    self.ticks_out += 1
+                self.spikes.last_word = None
+        if cycle - self._last_progress > STALL_LIMIT:
+            raise Mismatch(f"the DUT made no progress for {STALL_LIMIT} cycles (cycle {cycle}).")
+
+    def finish(self) -> dict:
+        if self.scoreboard:
+            self.scoreboard.finish()
+            return {"checked": dict(self.scoreboard.checked), "coverage": dict(self.scoreboard.coverage),
+                    "output_stall_cycles": self.spikes.stall_cycles}
+        return {}

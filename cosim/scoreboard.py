@@ -1,0 +1,198 @@
+"""Scoreboard of the LIF core: pairs every observed transaction with the golden model's prediction.
+
+Checked, in order and with their cycles:
+
+* every state write (phase, block, the ``lanes`` state records, and the cycle given by the core's
+  cycle contract: token accepted in cycle c -> block b written in cycle c + WRITE_LATENCY + b; after a reset,
+  block b cleared in cycle b);
+* every output event (spiking neuron ids in ascending order, then a TICK), each no earlier than the
+  state write that produced it;
+* at the end, that nothing the model predicted is missing.
+
+Coverage counts the corner cases that happened (saturation of each state, a potential exactly at
+threshold, silent steps, steps with every input) so that a regression can require them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+import torch
+
+from ..model.config import (EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP,
+                            WRITE_LATENCY, LIFConfig, unpack_fields)
+from ..model.lif import IntegerLIF, LIFState
+
+__all__ = ["Mismatch", "LIFScoreboard", "FAULTS", "make_model"]
+
+
+class Mismatch(AssertionError):
+    """The DUT did something the golden model did not predict."""
+
+
+class _WrongThreshold(IntegerLIF):
+    """Fires only strictly above threshold: wrong exactly when U == threshold."""
+
+    def __init__(self, config, weights):
+        super().__init__(config, weights)
+        self._shifted = IntegerLIF(config.replace(threshold=config.threshold + 1), weights)
+
+    def step(self, state):
+        return self._shifted.step(state)
+
+
+class _MembraneOffByOne(IntegerLIF):
+    """Adds one LSB to neuron 0's membrane at every timestep."""
+
+    def step(self, state):
+        state, spikes = super().step(state)
+        state.membrane[..., 0] += 1
+        return state, spikes
+
+
+class _WrongSaturation(IntegerLIF):
+    """Lets the current wrap instead of saturating."""
+
+    def accumulate(self, state, pre):
+        lo, hi = self.config.current_range
+        current = (state.current + self.weights[:, pre] - lo) % (hi - lo + 1) + lo
+        return LIFState(current, state.membrane, state.refractory)
+
+
+FAULTS = {"threshold": _WrongThreshold, "membrane-lsb": _MembraneOffByOne, "saturation": _WrongSaturation}
+
+
+def make_model(config: LIFConfig, weights, fault: str | None = None) -> IntegerLIF:
+    """The golden model, or a deliberately wrong one (to prove the scoreboard catches errors)."""
+    if fault is None:
+        return IntegerLIF(config, weights)
+    if fault not in FAULTS:
+        raise ValueError(f"fault {fault!r} is unknown; allowed: {', '.join(FAULTS)}.")
+    return FAULTS[fault](config, weights)
+
+
+class LIFScoreboard:
+    def __init__(self, config: LIFConfig, name: str = "lif"):
+        self.config = config
+        self.name = name
+        self.coverage: Counter = Counter()
+        self.checked = Counter()
+        self._model: IntegerLIF | None = None
+        self._state: LIFState | None = None
+        self._writes: deque = deque()     # (cycle, phase, block, records)
+        self._outputs: deque = deque()    # (kind, address, not-before cycle)
+        self._step_inputs: set = set()
+        self._step_events = 0
+
+    # -- driving the prediction -------------------------------------------------------------------
+    def reset(self, model: IntegerLIF, first_cycle: int) -> None:
+        """The DUT left reset; ``first_cycle`` is the first cycle after it."""
+        self._fail_if_pending("reset")
+        self._model, self._state = model, model.initial_state()
+        for b in range(self.config.blocks):
+            self._writes.append((first_cycle + b, PHASE_CLEAR, b, 0))
+        self._step_inputs, self._step_events = set(), 0
+
+    def on_input(self, cycle: int, word: int) -> None:
+        """An input token was accepted in ``cycle``."""
+        tok = unpack_fields(self.config.input_event_fields, word)
+        c = self.config
+        if tok["kind"] == EVENT_SPIKE:
+            self._state = self._model.accumulate(self._state, tok["address"])
+            phase = PHASE_ACCUMULATE
+            self._step_inputs.add(tok["address"])
+            self._step_events += 1
+        else:
+            before = self._state
+            self._state, spikes = self._model.step(before)
+            phase = PHASE_STEP
+            self._cover_step(before, self._state)
+            last_write = cycle + WRITE_LATENCY + c.blocks - 1
+            for n in torch.nonzero(spikes).flatten().tolist():
+                self._outputs.append((EVENT_SPIKE, n, cycle + WRITE_LATENCY + n // c.lanes))
+            self._outputs.append((EVENT_TICK, 0, last_write))
+        for b, word in enumerate(self._packed_blocks(self._state)):
+            self._writes.append((cycle + WRITE_LATENCY + b, phase, b, word))
+
+    def _packed_blocks(self, state: LIFState) -> list[int]:
+        """The state memory words of ``state``, packed as the RTL stores them (the layout of
+        ``neuron_state_fields``, lane 0 at the LSB)."""
+        c = self.config
+        fields = c.neuron_state_fields
+        masks = [(1 << f.bits) - 1 for f in fields]
+        offsets = [sum(f.bits for f in fields[:k]) for k in range(len(fields))]
+        columns = [getattr(state, f.name).tolist() for f in fields]
+        records = [sum((v & mk) << off for v, mk, off in zip(values, masks, offsets))
+                   for values in zip(*columns)]
+        rec_bits = c.neuron_state_bits
+        words = []
+        for b in range(c.blocks):
+            word = 0
+            for lane, rec in enumerate(records[b * c.lanes:(b + 1) * c.lanes]):
+                word |= rec << (lane * rec_bits)
+            words.append(word)
+        return words
+
+    def _records(self, word: int) -> list[dict]:
+        c = self.config
+        return [unpack_fields(c.neuron_state_fields, word >> (l * c.neuron_state_bits)) for l in range(c.lanes)]
+
+    def _cover_step(self, before: LIFState, after: LIFState) -> None:
+        c, cov = self.config, self.coverage
+        cov["steps"] += 1
+        if self._step_events == 0:
+            cov["silent_step"] += 1
+        if len(self._step_inputs) == c.inputs:
+            cov["every_input_step"] += 1
+        self._step_inputs, self._step_events = set(), 0
+        u = after.membrane - before.refractory
+        cov["threshold_exact"] += int((u == c.threshold).sum())
+        cov["spikes"] += int((u >= c.threshold).sum())
+        for name, (lo, hi) in (("current", c.current_range), ("membrane", c.membrane_range),
+                               ("refractory", c.refractory_range)):
+            v = before.current if name == "current" else getattr(after, name)
+            cov[f"{name}_saturated_high"] += int((v == hi).sum())
+            if name != "refractory":
+                cov[f"{name}_saturated_low"] += int((v == lo).sum())
+
+    # -- checking observations --------------------------------------------------------------------
+    def on_state_write(self, cycle: int, phase: int, block: int, data: int) -> None:
+        got = (cycle, phase, block, data)
+        if not self._writes:
+            raise Mismatch(f"{self.name}: unexpected state write {self._show(got)}: the model predicted none.")
+        want = self._writes.popleft()
+        if got != want:
+            raise Mismatch(f"{self.name}: state write mismatch in cycle {cycle}: DUT wrote "
+                           f"(cycle, phase, block, records)={self._show(got)}, model predicts {self._show(want)}.")
+        self.checked["state_writes"] += 1
+
+    def _show(self, write) -> tuple:
+        cycle, phase, block, word = write
+        return (cycle, phase, block, self._records(word))
+
+    def on_output(self, cycle: int, word: int) -> None:
+        ev = unpack_fields(self.config.output_event_fields, word)
+        got = (ev["kind"], ev["address"] if ev["kind"] == EVENT_SPIKE else 0)
+        if not self._outputs:
+            raise Mismatch(f"{self.name}: unexpected output event {got} in cycle {cycle}.")
+        kind, address, not_before = self._outputs.popleft()
+        if got != (kind, address):
+            raise Mismatch(f"{self.name}: output mismatch in cycle {cycle}: DUT sent (kind, address)="
+                           f"{got}, model predicts {(kind, address)}.")
+        if cycle < not_before:
+            raise Mismatch(f"{self.name}: output {got} in cycle {cycle} precedes the state write "
+                           f"that produces it (cycle {not_before}).")
+        self.checked["output_events"] += 1
+
+    def _fail_if_pending(self, when: str) -> None:
+        if self._writes or self._outputs:
+            raise Mismatch(f"{self.name}: at {when}, {len(self._writes)} state writes and "
+                           f"{len(self._outputs)} output events predicted by the model never happened "
+                           f"(next: {self._show(self._writes[0]) if self._writes else self._outputs[0]}).")
+
+    def finish(self) -> None:
+        self._fail_if_pending("the end of the test")
+
+    @property
+    def idle(self) -> bool:
+        return not self._writes and not self._outputs

