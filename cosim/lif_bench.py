@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from ..model.config import EVENT_TICK, LIFConfig, pack_fields, unpack_fields
+from ..model.config import EVENT_TICK, PHASE_ACCUMULATE, LIFConfig, pack_fields, unpack_fields
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import LIFScoreboard, Mismatch, make_model
 from .stimulus import Scenario
@@ -31,18 +31,50 @@ class LIFTestbench:
         self.weights = StreamSource(port("weights__valid"), port("weights__ready"), port("weights__payload"),
                                     rng=rng, idle=idle)
         self.events = StreamSource(port("events__valid"), port("events__ready"), port("events__payload"),
-                                   rng=rng, idle=idle, on_transfer=sb.on_input if sb else None)
+                                   rng=rng, idle=idle, on_transfer=self._on_input if sb else None)
         self.spikes = StreamSink(port("spikes__valid"), port("spikes__ready"), port("spikes__payload"),
                                  rng=rng, backpressure=backpressure, on_transfer=sb.on_output if sb else None)
         self.agents = [self.weights, self.events, self.spikes]
         if sb:
             fields = {k: port(f"state_write__{k}") for k in ("phase", "block", "data")}
-            self.agents.append(ValidMonitor(port("state_write__valid"), fields,
-                                            lambda cyc, f: sb.on_state_write(cyc, f["phase"], f["block"], f["data"])))
+            self.agents.append(ValidMonitor(port("state_write__valid"), fields, self._on_state_write))
+        self.accumulate_cycles: list[int] = []    # cycles with an event-phase write (throughput)
+        self.tick_cycles: list[int] = []          # cycles in which a TICK was accepted
         self._held_tokens: list[int] = []
         self._last_progress = 0
-        self._progress = 0
         self.ticks_out = 0
+
+    def _on_input(self, cycle: int, word: int) -> None:
+        if unpack_fields(self.config.input_event_fields, word)["kind"] == EVENT_TICK:
+            self.tick_cycles.append(cycle)
+        self.scoreboard.on_input(cycle, word)
+
+    def _on_state_write(self, cycle: int, f: dict) -> None:
+        if f["phase"] == PHASE_ACCUMULATE:
+            self.accumulate_cycles.append(cycle)
+        self.scoreboard.on_state_write(cycle, f["phase"], f["block"], f["data"])
+
+    def throughput(self) -> dict:
+        """Synaptic operations per cycle: over the event phases (from the first to the last
+        accumulation write of each step) and over the whole run."""
+        c, cyc = self.config, self.accumulate_cycles
+        if not cyc:
+            return {}
+        # Each step's event phase runs from its first to its last accumulation write; the TICKs
+        # accepted between them mark the boundaries.
+        spans, start, ticks = 0, cyc[0], iter(self.tick_cycles)
+        boundary = next(ticks, None)
+        for prev, cur in zip(cyc, cyc[1:]):
+            while boundary is not None and boundary < prev:
+                boundary = next(ticks, None)
+            if boundary is not None and boundary < cur:
+                spans += prev - start + 1
+                start = cur
+        spans += cyc[-1] - start + 1
+        sops = len(cyc) * c.lanes
+        run = cyc[-1] - cyc[0] + 1
+        return {"synaptic_operations": sops, "event_phase_cycles": spans, "sop_per_cycle": sops / spans,
+                "run_cycles": run, "sop_per_cycle_with_timesteps": sops / run}
 
     # -- scenario sequencing ----------------------------------------------------------------------
     def start(self, scenario: Scenario, first_cycle: int, load_weights: bool) -> None:
@@ -92,5 +124,5 @@ class LIFTestbench:
         if self.scoreboard:
             self.scoreboard.finish()
             return {"checked": dict(self.scoreboard.checked), "coverage": dict(self.scoreboard.coverage),
-                    "output_stall_cycles": self.spikes.stall_cycles}
+                    "output_stall_cycles": self.spikes.stall_cycles, "throughput": self.throughput()}
         return {}

@@ -16,7 +16,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from neuromosaic.cosim.harness import Port
 from neuromosaic.cosim.lif_bench import LIFTestbench
-from neuromosaic.cosim.stimulus import scenarios
+from neuromosaic.cosim.stimulus import saturated_scenario, scenarios
 from neuromosaic.model.config import LIFConfig
 
 
@@ -46,7 +46,10 @@ async def _run(dut, scoreboard: bool):
     start = time.perf_counter()
     cycle = 0
     try:
-        scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
+        if job.get("saturated"):
+            scns = [saturated_scenario(config, job["steps"], job["saturated"])]
+        else:
+            scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
         tb = LIFTestbench(config, lambda n: _port(dut, n), seed=job.get("rng_seed", 0),
                           idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
                           fault=job.get("fault"), scoreboard=scoreboard)

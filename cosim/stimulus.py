@@ -78,6 +78,17 @@ def corner_scenarios(config: LIFConfig) -> list[Scenario]:
     return out
 
 
+def saturated_scenario(config: LIFConfig, steps: int, events_per_step: int, seed: int = 0) -> Scenario:
+    """A continuous stream of spike events (random inputs) with a TICK every ``events_per_step``:
+    the load under which the core's synaptic-operation throughput is measured."""
+    base = random_scenario(config, seed, 0)
+    g = torch.Generator().manual_seed(seed)
+    tokens = []
+    for _ in range(steps):
+        tokens += _step_tokens(torch.randint(0, config.inputs, (events_per_step,), generator=g).tolist())
+    return Scenario(f"saturated-{events_per_step}", base.weights, tokens)
+
+
 def scenarios(config: LIFConfig, seeds: int, steps: int, corners: bool = True) -> list[Scenario]:
     out = [random_scenario(config, s, steps) for s in range(seeds)]
     return out + (corner_scenarios(config) if corners else [])

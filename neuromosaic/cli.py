@@ -1,0 +1,198 @@
+"""``neuromosaic``: one command line for the model, the RTL, the cosimulation and the FPGA flow."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from .model.config import SEED_LIF, ConfigError, LIFConfig
+
+__all__ = ["main"]
+
+PRESETS = {"default": LIFConfig(), "seed": SEED_LIF}
+
+
+class UsageError(Exception):
+    """A bad flag value or input file; printed as one line, exit status 2."""
+
+
+def _add_config_options(p: argparse.ArgumentParser, default_preset: str = "default") -> None:
+    g = p.add_argument_group("core configuration (defaults from --preset)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=default_preset,
+                   help=f"starting configuration (default: {default_preset}; 'seed' is 256 neurons x 256 inputs)")
+    for f in dataclasses.fields(LIFConfig):
+        g.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=int, default=None,
+                       metavar="N", help=f"{f.name} (preset value if omitted)")
+
+
+def _config(args) -> LIFConfig:
+    changes = {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(LIFConfig)
+               if getattr(args, f"cfg_{f.name}") is not None}
+    return PRESETS[args.preset].replace(**changes)
+
+
+def _load_weights(path: str | None, config: LIFConfig):
+    if path is None:
+        return None
+    import numpy as np
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"weights file {path} does not exist.")
+    try:
+        w = np.load(p) if p.suffix == ".npy" else np.array(json.loads(p.read_text()))
+    except (ValueError, OSError) as e:
+        raise UsageError(f"weights file {path} could not be read as .npy or JSON ({e}).") from None
+    if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
+        raise UsageError(f"weights file {path} holds a {w.ndim}-d {w.dtype} array; allowed: a 2-d integer "
+                         f"array [neurons={config.neurons}, inputs={config.inputs}].")
+    config.check_weights(w)
+    return w
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_verilog(args) -> int:
+    from .cosim.runner import generate_verilog
+    from .rtl.lif import LIFCore
+    config = _config(args)
+    core = LIFCore(config, _load_weights(args.weights, config))
+    text = generate_verilog(core, args.name)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text)
+    print(f"wrote {args.output}: module {args.name}, {config.neurons} neurons x {config.inputs} inputs, "
+          f"{config.lanes} lanes")
+    return 0
+
+
+def cmd_cosim(args) -> int:
+    from .cosim.lif import run_lif_cosim
+    config = _config(args)
+    sims = ["verilator", "icarus"] if args.sim == "both" else [args.sim]
+    failed = False
+    for sim in sims:
+        print(f"cosim lif on {sim}: {args.seeds} seeds x {args.steps} steps + corner cases, "
+              f"{config.neurons} neurons x {config.inputs} inputs, {config.lanes} lanes"
+              + (f", fault injected: {args.fault}" if args.fault else ""), flush=True)
+        start = time.perf_counter()
+        try:
+            r = run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, fault=args.fault,
+                              idle=args.idle, backpressure=args.backpressure, rng_seed=args.rng_seed,
+                              waves=args.waves, name="cli")
+        except Exception as e:          # CosimError carries the mismatch; print it, no traceback
+            from .cosim.runner import CosimError
+            if not isinstance(e, CosimError):
+                raise
+            print(f"FAIL {sim}: {e}")
+            failed = True
+            continue
+        wall = time.perf_counter() - start
+        ck = r["checked"]
+        print(f"PASS {sim}: {r['scenarios']} scenarios, {r['cycles']} cycles, {ck.get('state_writes', 0)} state "
+              f"writes and {ck.get('output_events', 0)} output events matched the golden model "
+              f"({r['cycles_per_s']:.0f} cycles/s, {wall:.1f} s)")
+        if args.waves:
+            print(f"  waves in {r['build_dir']}")
+        cov = ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items()))
+        print(f"  coverage: {cov}")
+    return 1 if failed else 0
+
+
+def cmd_fpga_build(args) -> int:
+    from .fpga.board import build
+    config = _config(args)
+    print(f"building {args.design} for {args.board} ({config.neurons} neurons x {config.inputs} inputs, "
+          f"{config.lanes} lanes); Yosys + nextpnr take about a minute...", flush=True)
+    b = build(config, args.board, args.out)
+    print(f"bitstream: {b.bitstream}")
+    _print_json({k: v for k, v in b.report.items() if k != "config"})
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench.lif import bench_lif
+    _print_json(bench_lif(quick=args.quick, out=args.out))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import demo
+    return demo(out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neuromosaic", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("verilog", help="write the Verilog of a core")
+    v.add_argument("design", choices=["lif"])
+    v.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    v.add_argument("--name", default="lif_core", help="top module name")
+    v.add_argument("--weights", help="initial weights, [neurons, inputs] integers (.npy or JSON); "
+                                     "default: empty, loaded through the weight port")
+    _add_config_options(v)
+    v.set_defaults(func=cmd_verilog)
+
+    c = sub.add_parser("cosim", help="cosimulate a core against the golden model (cocotb)")
+    c.add_argument("design", choices=["lif"])
+    c.add_argument("--sim", choices=["verilator", "icarus", "both"], default="verilator")
+    c.add_argument("--seeds", type=int, default=4, help="random scenarios (default 4)")
+    c.add_argument("--steps", type=int, default=50, help="timesteps per random scenario (default 50)")
+    c.add_argument("--waves", action="store_true", help="dump waveforms (FST) into the build folder")
+    c.add_argument("--fault", choices=["threshold", "membrane-lsb", "saturation"],
+                   help="check against a deliberately wrong model: the run must fail")
+    c.add_argument("--idle", type=float, default=0.2, help="probability of an idle input cycle")
+    c.add_argument("--backpressure", type=float, default=0.3, help="probability of a not-ready output cycle")
+    c.add_argument("--rng-seed", type=int, default=0, help="seed of the idle/backpressure pattern")
+    _add_config_options(c)
+    c.set_defaults(func=cmd_cosim)
+
+    f = sub.add_parser("fpga", help="FPGA flow")
+    fsub = f.add_subparsers(dest="fpga_command", required=True)
+    fb = fsub.add_parser("build", help="synthesise, place and route; write the bitstream and a JSON report")
+    fb.add_argument("design", choices=["lif"])
+    fb.add_argument("--board", choices=["icebreaker", "ulx3s-85f"], default="icebreaker")
+    fb.add_argument("--out", default="build/fpga", help="output folder (default build/fpga)")
+    _add_config_options(fb)
+    fb.set_defaults(func=cmd_fpga_build)
+
+    b = sub.add_parser("bench", help="benchmarks that print JSON figures")
+    b.add_argument("design", choices=["lif"])
+    b.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
+    b.add_argument("--out", default="build/bench", help="where the JSON is also written")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
+                                    "simulators, iCE40 bitstream")
+    d.add_argument("--out", default="build/demo")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("seeds", "steps"):
+        if getattr(args, name, 1) < 1:
+            print(f"neuromosaic: error: --{name}={getattr(args, name)} is not allowed; use 1 or more.",
+                  file=sys.stderr)
+            return 2
+    for name in ("idle", "backpressure"):
+        v = getattr(args, name, 0.0)
+        if not 0.0 <= v < 1.0:
+            print(f"neuromosaic: error: --{name}={v} is not allowed; use a probability in [0, 1).", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError) as e:
+        print(f"neuromosaic: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
