@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from ..model.config import EVENT_TICK, PHASE_ACCUMULATE, LIFConfig, pack_fields, unpack_fields
+from ..model.config import EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, unpack_fields
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import LIFScoreboard, Mismatch, make_model
 from .stimulus import Scenario
@@ -60,9 +60,9 @@ class LIFTestbench:
         c, cyc = self.config, self.accumulate_cycles
         if not cyc:
             return {}
-        # Each step's event phase runs from its first to its last accumulation write; the TICKs
-        # accepted between them mark the boundaries.
-        spans, start, ticks = 0, cyc[0], iter(self.tick_cycles)
+        # Each step's event phase runs from its first to its last accumulation write; a TICK accepted
+        # in cycle t separates the writes before t + WRITE_LATENCY from those after.
+        spans, start, ticks = 0, cyc[0], iter(t + WRITE_LATENCY for t in self.tick_cycles)
         boundary = next(ticks, None)
         for prev, cur in zip(cyc, cyc[1:]):
             while boundary is not None and boundary < prev:

