@@ -99,16 +99,18 @@ class LIFCore(wiring.Component):
         B, L = c.blocks, c.lanes
         m = Module()
 
+        # Weight reads and loads share one port (a single-port RAM: SPRAM on the iCE40 UltraPlus).
         m.submodules.weight_memory = wmem = SinglePortRAM(c.weight_word_bits, c.weight_depth, self._weight_words)
         m.submodules.state_memory = smem = Memory(
             shape=data.ArrayLayout(layouts.neuron_state(c), L), depth=B, init=[])
         m.submodules.spike_mask = kmem = Memory(shape=unsigned(L), depth=B, init=[])
 
-        # Weight reads and loads share one port (a single-port RAM: SPRAM on the iCE40 UltraPlus).
         s_wr = smem.write_port()
-        s_rd = smem.read_port(transparent_for=(s_wr,))   # back-to-back events when blocks == 1
+        # Transparent: a block read in the cycle it is written (back-to-back events, blocks == 2)
+        # returns the new word. The register stage's bypass covers blocks == 1.
+        s_rd = smem.read_port(transparent_for=(s_wr,))
         k_wr = kmem.write_port()
-        k_rd = kmem.read_port(transparent_for=(k_wr,))
+        k_rd = kmem.read_port()             # read only after DRAIN: every mask write is done
 
         # -- issue stage: which block is read this cycle ------------------------------------------
         issue = Signal()
