@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Impossible configurations are refused with one sentence naming the value and what is allowed."""
 
 import pytest
