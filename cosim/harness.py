@@ -94,14 +94,14 @@ class StreamSink:
 
 
 class ValidMonitor:
-    """Reports every cycle in which ``valid`` is high with the values of ``fields``."""
+    """Reports every cycle in which ``valid`` is high with the value of ``payload``."""
 
-    def __init__(self, valid: Port, fields: dict[str, Port], on_valid: Callable[[int, dict], None]):
-        self.valid, self.fields, self.on_valid = valid, fields, on_valid
+    def __init__(self, valid: Port, payload: Port, on_valid: Callable[[int, int], None]):
+        self.valid, self.payload, self.on_valid = valid, payload, on_valid
 
     def drive(self) -> None:
         pass
 
     def sample(self, cycle: int) -> None:
         if self.valid.get():
-            self.on_valid(cycle, {k: p.get() for k, p in self.fields.items()})
+            self.on_valid(cycle, self.payload.get())

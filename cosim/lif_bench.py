@@ -36,10 +36,13 @@ class LIFTestbench:
                                  rng=rng, backpressure=backpressure, on_transfer=sb.on_output if sb else None)
         self.agents = [self.weights, self.events, self.spikes]
         if sb:
-            fields = {k: port(f"state_write__{k}") for k in ("phase", "block", "data")}
-            self.agents.append(ValidMonitor(port("state_write__valid"), fields, self._on_state_write))
+            self.agents.append(ValidMonitor(port("state_write__valid"), port("state_write__payload"),
+                                            self._on_state_write))
         self.accumulate_cycles: list[int] = []    # cycles with an event-phase write (throughput)
         self.tick_cycles: list[int] = []          # cycles in which a TICK was accepted
+        phase = config.state_write_fields[0]      # the first field of the verification port's word
+        assert phase.name == "phase"
+        self._phase_mask = (1 << phase.bits) - 1
         self._held_tokens: list[int] = []
         self._last_progress = 0
         self.ticks_out = 0
@@ -49,10 +52,10 @@ class LIFTestbench:
             self.tick_cycles.append(cycle)
         self.scoreboard.on_input(cycle, word)
 
-    def _on_state_write(self, cycle: int, f: dict) -> None:
-        if f["phase"] == PHASE_ACCUMULATE:
+    def _on_state_write(self, cycle: int, word: int) -> None:
+        if word & self._phase_mask == PHASE_ACCUMULATE:
             self.accumulate_cycles.append(cycle)
-        self.scoreboard.on_state_write(cycle, f["phase"], f["block"], f["data"])
+        self.scoreboard.on_state_write(cycle, word)
 
     def throughput(self) -> dict:
         """Synaptic operations per cycle: over the event phases (from the first to the last

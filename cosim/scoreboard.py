@@ -79,7 +79,9 @@ class LIFScoreboard:
         self.checked = Counter()
         self._model: IntegerLIF | None = None
         self._state: LIFState | None = None
-        self._writes: deque = deque()     # (cycle, phase, block, records)
+        self._writes: deque = deque()     # (cycle, packed state-write word)
+        phase, block, _ = config.state_write_fields
+        self._block_shift, self._data_shift = phase.bits, phase.bits + block.bits
         self._outputs: deque = deque()    # (kind, address, not-before cycle)
         self._step_inputs: set = set()
         self._step_events = 0
@@ -90,7 +92,7 @@ class LIFScoreboard:
         self._fail_if_pending("reset")
         self._model, self._state = model, model.initial_state()
         for b in range(self.config.blocks):
-            self._writes.append((first_cycle + b, PHASE_CLEAR, b, 0))
+            self._writes.append((first_cycle + b, self._write_word(PHASE_CLEAR, b, 0)))
         self._step_inputs, self._step_events = set(), 0
 
     def on_input(self, cycle: int, word: int) -> None:
@@ -111,8 +113,12 @@ class LIFScoreboard:
             for n in torch.nonzero(spikes).flatten().tolist():
                 self._outputs.append((EVENT_SPIKE, n, cycle + WRITE_LATENCY + n // c.lanes))
             self._outputs.append((EVENT_TICK, 0, last_write))
-        for b, word in enumerate(self._packed_blocks(self._state)):
-            self._writes.append((cycle + WRITE_LATENCY + b, phase, b, word))
+        for b, data in enumerate(self._packed_blocks(self._state)):
+            self._writes.append((cycle + WRITE_LATENCY + b, self._write_word(phase, b, data)))
+
+    def _write_word(self, phase: int, block: int, data: int) -> int:
+        """The verification port's word (``state_write_fields``) for one write."""
+        return phase | (block << self._block_shift) | (data << self._data_shift)
 
     def _packed_blocks(self, state: LIFState) -> list[int]:
         """The state memory words of ``state``, packed as the RTL stores them (the layout of
@@ -156,8 +162,9 @@ class LIFScoreboard:
                 cov[f"{name}_saturated_low"] += int((v == lo).sum())
 
     # -- checking observations --------------------------------------------------------------------
-    def on_state_write(self, cycle: int, phase: int, block: int, data: int) -> None:
-        got = (cycle, phase, block, data)
+    def on_state_write(self, cycle: int, word: int) -> None:
+        """A write reported by the verification port in ``cycle`` (its packed payload)."""
+        got = (cycle, word)
         if not self._writes:
             raise Mismatch(f"{self.name}: unexpected state write {self._show(got)}: the model predicted none.")
         want = self._writes.popleft()
@@ -167,8 +174,9 @@ class LIFScoreboard:
         self.checked["state_writes"] += 1
 
     def _show(self, write) -> tuple:
-        cycle, phase, block, word = write
-        return (cycle, phase, block, self._records(word))
+        cycle, word = write
+        f = unpack_fields(self.config.state_write_fields, word)
+        return (cycle, f["phase"], f["block"], self._records(f["data"]))
 
     def on_output(self, cycle: int, word: int) -> None:
         ev = unpack_fields(self.config.output_event_fields, word)

@@ -222,6 +222,13 @@ class LIFConfig:
         return sum(f.bits for f in self.neuron_state_fields)
 
     @property
+    def state_write_fields(self) -> tuple[Field, ...]:
+        """The core's verification port: what a state write was for (a PHASE_*), the block, and the
+        ``lanes`` records of ``neuron_state_fields`` (lane 0 at the LSB)."""
+        return (Field("phase", 2), Field("block", self.block_address_bits),
+                Field("data", self.lanes * self.neuron_state_bits))
+
+    @property
     def weight_word_bits(self) -> int:
         return self.lanes * self.weight_bits
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .model.config import SEED_LIF, ConfigError, LIFConfig
+from .model.data.base import DataError
 
 __all__ = ["main"]
 
@@ -89,7 +90,7 @@ def cmd_cosim(args) -> int:
             from .cosim.runner import CosimError
             if not isinstance(e, CosimError):
                 raise
-            print(f"FAIL {sim}: {e}")
+            print(f"FAIL {e}")
             failed = True
             continue
         wall = time.perf_counter() - start
@@ -116,8 +117,44 @@ def cmd_fpga_build(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench.lif import bench_lif
-    _print_json(bench_lif(quick=args.quick, out=args.out))
+    if args.design == "lif":
+        from .bench.lif import bench_lif
+        _print_json(bench_lif(quick=args.quick, out=args.out))
+    else:
+        from .bench.data import bench_data
+        _print_json(bench_data(quick=args.quick, out=args.out, fsdd=args.fsdd))
+    return 0
+
+
+def _dataset(args):
+    from .model.data import load_source
+    return load_source(args.source, split=args.split, channels=args.channels, steps=args.steps)
+
+
+def cmd_data_inspect(args) -> int:
+    _print_json(_dataset(args).summary())
+    return 0
+
+
+def cmd_data_raster(args) -> int:
+    from .plots import raster_png
+    ds = _dataset(args)
+    if not 0 <= args.index < len(ds):
+        raise UsageError(f"--index {args.index} is out of range; allowed: 0..{len(ds) - 1} ({ds.source}).")
+    label = int(ds.labels[args.index])
+    name = ds.class_names[label] if label < len(ds.class_names) else str(label)
+    path = raster_png([(ds.rasters[args.index], f"{ds.source} sample {args.index}: class {label} ({name}), "
+                        f"speaker {ds.speakers[args.index]}", "channel")], args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_data_encode(args) -> int:
+    if not args.source.startswith("fsdd:"):
+        raise UsageError(f"data encode takes fsdd:DIR, not {args.source!r}.")
+    ds = _dataset(args)
+    print(f"{len(ds)} recordings encoded ({ds.channels} channels, {ds.steps} steps); cache: {ds.info['cache']}"
+          + (" (already cached)" if ds.info["from_cache"] else ""))
     return 0
 
 
@@ -162,10 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(fb)
     fb.set_defaults(func=cmd_fpga_build)
 
+    data = sub.add_parser("data", help="spiking datasets: inspect, plot, encode")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    for name, func, helptext in (("inspect", cmd_data_inspect, "counts per class and speaker, spike statistics"),
+                                 ("raster", cmd_data_raster, "raster plot of one sample as PNG"),
+                                 ("encode", cmd_data_encode, "encode FSDD through the cochlea model into the cache")):
+        dp = dsub.add_parser(name, help=helptext)
+        dp.add_argument("source", help="shd:DIR, fsdd:DIR or synthetic")
+        dp.add_argument("--split", choices=["train", "test"], default="train", help="SHD file to read")
+        dp.add_argument("--channels", type=int, default=None,
+                        help="SHD: strided reduction to this many channels; FSDD: cochlea channels (default 64)")
+        dp.add_argument("--steps", type=int, default=100, help="time bins (default 100)")
+        if name == "raster":
+            dp.add_argument("--index", type=int, default=0, help="sample index")
+            dp.add_argument("-o", "--output", required=True, help="PNG file to write")
+        dp.set_defaults(func=func)
+
     b = sub.add_parser("bench", help="benchmarks that print JSON figures")
-    b.add_argument("design", choices=["lif"])
+    b.add_argument("design", choices=["lif", "data"])
     b.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     b.add_argument("--out", default="build/bench", help="where the JSON is also written")
+    b.add_argument("--fsdd", default=None, help="bench data: the FSDD folder (default ../shared/data/fsdd)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
@@ -189,7 +243,7 @@ def main(argv=None) -> int:
             return 2
     try:
         return args.func(args)
-    except (ConfigError, UsageError) as e:
+    except (ConfigError, UsageError, DataError) as e:
         print(f"neuromosaic: error: {e}", file=sys.stderr)
         return 2
 

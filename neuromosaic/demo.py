@@ -19,6 +19,7 @@ from .cosim.stimulus import random_scenario
 from .fpga.board import build
 from .model.config import EVENT_SPIKE, LIFConfig
 from .model.lif import FloatLIF, IntegerLIF
+from .plots import raster_png
 from .rtl.lif import LIFCore
 
 __all__ = ["demo"]
@@ -34,25 +35,6 @@ def _raster(scenario, config: LIFConfig) -> torch.Tensor:
         else:
             t += 1
     return raster
-
-
-def _plot(raster, spikes, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (a, b) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
-    ti, ci = torch.nonzero(raster, as_tuple=True)
-    a.scatter(ti, ci, s=2, c="tab:blue")
-    a.set_ylabel("input channel")
-    a.set_title("input events")
-    to, no = torch.nonzero(spikes, as_tuple=True)
-    b.scatter(to, no, s=4, c="tab:red")
-    b.set_ylabel("neuron")
-    b.set_xlabel("timestep")
-    b.set_title("output spikes (golden model = RTL, checked in cosim)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def demo(out: str | Path = "build/demo", config: LIFConfig | None = None) -> int:
@@ -73,7 +55,8 @@ def demo(out: str | Path = "build/demo", config: LIFConfig | None = None) -> int
         summary["model"] = {"timesteps": scenario.steps, "input_events": scenario.events,
                             "output_spikes": int(spikes.sum()),
                             "float_twin_agrees": bool(torch.equal(twin.bool(), spikes))}
-        _plot(raster, spikes, out / "raster.png")
+        raster_png([(raster, "input events", "input channel"),
+                    (spikes, "output spikes (golden model = RTL, checked in cosim)", "neuron")], out / "raster.png")
         bar.update()
 
         bar.set_postfix_str(stages[1])

@@ -7,7 +7,8 @@ from amaranth.lib import data, enum
 from ..model.config import (EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP,
                             Field, LIFConfig)
 
-__all__ = ["EventKind", "Phase", "struct", "input_event", "output_event", "neuron_state", "weight_load"]
+__all__ = ["EventKind", "Phase", "struct", "input_event", "output_event", "neuron_state", "weight_load",
+           "state_write"]
 
 
 class EventKind(enum.Enum, shape=1):
@@ -22,14 +23,16 @@ class Phase(enum.Enum, shape=2):
 
 
 # Fields whose values are enumerations rather than plain integers.
-_ENUM_FIELDS = {"kind": EventKind}
+_ENUM_FIELDS = {"kind": EventKind, "phase": Phase}
 
 
-def struct(fields: tuple[Field, ...]) -> data.StructLayout:
-    """A ``StructLayout`` with the fields in order, the first at the LSB (as ``pack_fields``)."""
+def struct(fields: tuple[Field, ...], shapes: dict | None = None) -> data.StructLayout:
+    """A ``StructLayout`` with the fields in order, the first at the LSB (as ``pack_fields``).
+    ``shapes`` gives a richer shape of the same width for some fields (an array of records)."""
     members = {}
     for f in fields:
-        shape = _ENUM_FIELDS.get(f.name) or (signed(f.bits) if f.signed else unsigned(f.bits))
+        shape = (shapes or {}).get(f.name) or _ENUM_FIELDS.get(f.name) or \
+            (signed(f.bits) if f.signed else unsigned(f.bits))
         members[f.name] = shape
     layout = data.StructLayout(members)
     assert layout.size == sum(f.bits for f in fields)
@@ -50,3 +53,8 @@ def neuron_state(config: LIFConfig) -> data.StructLayout:
 
 def weight_load(config: LIFConfig) -> data.StructLayout:
     return struct(config.weight_load_fields)
+
+
+def state_write(config: LIFConfig) -> data.StructLayout:
+    return struct(config.state_write_fields,
+                  {"data": data.ArrayLayout(neuron_state(config), config.lanes)})

@@ -35,18 +35,11 @@ class StateWriteSignature(wiring.Signature):
     Members
     -------
     valid : Out(1)
-    phase : Out(Phase)
-    block : Out(range(blocks))   -- neurons ``block*lanes .. block*lanes+lanes-1``
-    data : Out(ArrayLayout(neuron_state, lanes))
+    payload : Out(state_write)   -- phase, block (neurons ``block*lanes ..``), the ``lanes`` records
     """
 
     def __init__(self, config: LIFConfig):
-        super().__init__({
-            "valid": Out(1),
-            "phase": Out(Phase),
-            "block": Out(range(config.blocks)),
-            "data": Out(data.ArrayLayout(layouts.neuron_state(config), config.lanes)),
-        })
+        super().__init__({"valid": Out(1), "payload": Out(layouts.state_write(config))})
 
 
 def _saturate(value, lo: int, hi: int):
@@ -194,9 +187,9 @@ class LIFCore(wiring.Component):
             k_wr.addr.eq(s_wr.addr),
             k_wr.data.eq(Mux(clearing, 0, spike_bits)),
             self.state_write.valid.eq(s_wr.en),
-            self.state_write.phase.eq(Mux(clearing, Phase.CLEAR, q_phase)),
-            self.state_write.block.eq(s_wr.addr),
-            self.state_write.data.eq(s_wr.data),
+            self.state_write.payload.phase.eq(Mux(clearing, Phase.CLEAR, q_phase)),
+            self.state_write.payload.block.eq(s_wr.addr),
+            self.state_write.payload.data.eq(s_wr.data),
         ]
 
         # -- spike emission ------------------------------------------------------------------------

@@ -64,4 +64,4 @@ def test_cosim_command_exit_codes():
     bad = subprocess.run(exe + ["cosim", "lif", "--sim", "verilator", "--seeds", "2", "--steps", "20",
                                 "--fault", "saturation"] + small, capture_output=True, text=True)
     assert bad.returncode == 1
-    assert "FAIL verilator" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+    assert "FAIL verilator: " in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
