@@ -20,7 +20,7 @@ def raster_png(panels, path: str | Path, *, title: str | None = None) -> Path:
     for ax, (raster, panel_title, ylabel) in zip(axes[:, 0], panels):
         r = torch.as_tensor(raster)
         t, c = torch.nonzero(r, as_tuple=True)
-        ax.scatter(t, c, s=3, c=r[t, c].float().clamp(max=3), cmap="Blues", vmin=0, vmax=3, marker="s")
+        ax.scatter(t, c, s=3, c=r[t, c].float().clamp(max=3), cmap="Blues", vmin=-1.5, vmax=3, marker="s")
         ax.set_ylabel(ylabel)
         ax.set_title(panel_title, fontsize=10)
         ax.set_ylim(-0.5, r.shape[1] - 0.5)

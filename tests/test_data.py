@@ -247,3 +247,12 @@ def test_cli_data_commands(tmp_path, capsys, fsdd_subset, monkeypatch):
     assert main(["data", "inspect", "mnist"]) == 2
     assert "data source 'mnist' is not understood; allowed: shd:DIR, fsdd:DIR or synthetic" in capsys.readouterr().err
     assert main(["data", "raster", "synthetic", "--index", "99999", "-o", str(png)]) == 2
+
+
+def test_bench_data_quick(tmp_path, capsys):
+    assert main(["bench", "data", "--quick", "--out", str(tmp_path), "--fsdd", str(FSDD)]) == 0
+    import json
+    r = json.loads((tmp_path / "data.json").read_text())
+    assert r["episodes"]["episodes_per_s"] > 0 and r["training_step_proxy"]["s_per_step"] > 0
+    assert [e["channels"] for e in r["fsdd_encoding"]] == [64, 256]
+    assert r["fsdd_encoding"][0]["audio_s_per_wall_s"] > 1          # faster than real time
