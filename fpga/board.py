@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
-from ..model.config import EVENT_SPIKE, EVENT_TICK, LIFConfig
+from ..model.config import LIFConfig
 from ..rtl.layouts import EventKind
 from ..rtl.lif import LIFCore
 
@@ -28,7 +28,6 @@ __all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "build", "toolchain_en
 class Board:
     name: str
     platform: str                 # amaranth_boards class, "module:Class"
-    synth_opts: str = ""
     env: tuple = ()
 
     def make(self):
@@ -38,8 +37,8 @@ class Board:
 
 
 BOARDS = {
-    # -spram: the UP5K's 4 x 256 Kbit single-port RAMs hold the weights of the seed-sized core.
-    "icebreaker": Board("icebreaker", "icebreaker:ICEBreakerPlatform", synth_opts="-spram"),
+    # The UP5K's 4 x 256 Kbit SPRAMs hold the weights (rtl/memory.py instantiates them).
+    "icebreaker": Board("icebreaker", "icebreaker:ICEBreakerPlatform"),
     "ulx3s-85f": Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", env=(("OPENFPGALOADER", "true"),)),
 }
 
@@ -121,7 +120,6 @@ class LIFSelfTest(Elaboratable):
             m.d.sync += activity.eq(activity ^ core.spikes.payload.address.xor())
         if platform is not None:
             led = platform.request("led", 0, dir="-")
-            from amaranth.lib import io
             m.submodules.led = buf = io.Buffer("o", led)
             m.d.comb += buf.o.eq(activity)
         return m
@@ -132,9 +130,6 @@ class BoardBuild:
     board: str
     bitstream: Path
     report: dict
-
-    def summary(self) -> dict:
-        return self.report
 
 
 def _parse_report(board: str, report: dict) -> dict:
@@ -176,7 +171,7 @@ def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "b
     out_dir = Path(out_dir) / board
     out_dir.mkdir(parents=True, exist_ok=True)
     platform.build(LIFSelfTest(config), name=name, build_dir=str(out_dir), do_program=False,
-                   synth_opts=spec.synth_opts, nextpnr_opts="--report report.json")
+                   nextpnr_opts="--report report.json")
     raw = json.loads((out_dir / "report.json").read_text())
     report = {"board": board, "device": platform.device, "config": config.to_dict(),
               **_parse_report(board, raw)}

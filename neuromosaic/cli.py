@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .cosim.scoreboard import FAULTS
+from .fpga.board import BOARDS
 from .model.config import SEED_LIF, ConfigError, LIFConfig
 from .model.data.base import DataError
 
@@ -182,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, default=4, help="random scenarios (default 4)")
     c.add_argument("--steps", type=int, default=50, help="timesteps per random scenario (default 50)")
     c.add_argument("--waves", action="store_true", help="dump waveforms (FST) into the build folder")
-    c.add_argument("--fault", choices=["threshold", "membrane-lsb", "saturation"],
+    c.add_argument("--fault", choices=sorted(FAULTS),
                    help="check against a deliberately wrong model: the run must fail")
     c.add_argument("--idle", type=float, default=0.2, help="probability of an idle input cycle")
     c.add_argument("--backpressure", type=float, default=0.3, help="probability of a not-ready output cycle")
@@ -194,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = f.add_subparsers(dest="fpga_command", required=True)
     fb = fsub.add_parser("build", help="synthesise, place and route; write the bitstream and a JSON report")
     fb.add_argument("design", choices=["lif"])
-    fb.add_argument("--board", choices=["icebreaker", "ulx3s-85f"], default="icebreaker")
+    fb.add_argument("--board", choices=sorted(BOARDS), default="icebreaker")
     fb.add_argument("--out", default="build/fpga", help="output folder (default build/fpga)")
     _add_config_options(fb)
     fb.set_defaults(func=cmd_fpga_build)

@@ -16,7 +16,7 @@ the write of block ``b`` for it is reported on ``state_write`` in cycle ``c + WR
 reset the core clears the state memory, one block per cycle, before it accepts input.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
