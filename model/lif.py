@@ -113,10 +113,15 @@ class IntegerLIF:
         state = self.initial_state(tuple(raster.shape[1:-1])) if state is None else state
         out = []
         for t in range(raster.shape[0]):
-            state = LIFState(self._accumulate_counts(state.current, raster[t]), state.membrane, state.refractory)
-            state, spikes = self.step(state)
+            state, spikes = self.advance(state, raster[t])
             out.append(spikes)
         return torch.stack(out), state
+
+    def advance(self, state: LIFState, counts: torch.Tensor) -> tuple[LIFState, torch.Tensor]:
+        """One timestep: the events ``counts[..., inputs]`` in ascending input order, then the TICK."""
+        state = LIFState(self._accumulate_counts(state.current, counts.to(torch.int64)), state.membrane,
+                         state.refractory)
+        return self.step(state)
 
     def _accumulate_counts(self, current: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Saturating accumulation of ``counts[..., j]`` events of each input j, in ascending j.
@@ -176,30 +181,40 @@ class FloatLIF(torch.nn.Module):
         self.exact = exact
         self.surrogate_scale = surrogate_scale
 
-    def _decay(self, x, shift):
+    def decay(self, x, shift):
+        """x * (1 - 2**-shift): floored as in hardware when exact (straight-through gradient)."""
         if self.exact:
             return x - _floor_ste(x / (1 << shift))
         return x * (1.0 - 2.0 ** -shift)
 
-    def _sat(self, x, bounds):
+    def saturate(self, x, bounds):
+        """Clamp to the field range when exact; the ideal neuron does not saturate."""
         return x.clamp(bounds[0], bounds[1]) if self.exact else x
+
+    def initial_state(self, like: torch.Tensor, batch_shape: tuple[int, ...]):
+        z = like.new_zeros(batch_shape + (self.config.neurons,))
+        return (z, z, z)
+
+    def advance(self, state, drive: torch.Tensor):
+        """One timestep with the step's summed weighted input ``drive`` [..., neurons]. Returns the
+        new (current, membrane, refractory) and the spikes."""
+        c = self.config
+        current, membrane, refractory = state
+        current = self.saturate(current + drive, c.current_range)
+        membrane = self.saturate(self.decay(membrane, c.membrane_decay_shift) + current, c.membrane_range)
+        spikes = spike_surrogate((membrane - refractory - c.threshold) / c.threshold, self.surrogate_scale)
+        refractory = self.saturate(self.decay(refractory, c.refractory_decay_shift)
+                               + c.refractory_jump * spikes, c.refractory_range)
+        current = self.decay(current, c.current_decay_shift)
+        return (current, membrane, refractory), spikes
 
     def forward(self, raster: torch.Tensor, weights: torch.Tensor, state=None):
         """``raster`` [T, ..., inputs] (float 0/1 or counts), ``weights`` [neurons, inputs].
         Returns spikes [T, ..., neurons] and the final (current, membrane, refractory)."""
-        c = self.config
-        shape = raster.shape[1:-1] + (c.neurons,)
         if state is None:
-            z = raster.new_zeros(shape)
-            state = (z, z, z)
-        current, membrane, refractory = state
+            state = self.initial_state(raster, raster.shape[1:-1])
         out = []
         for t in range(raster.shape[0]):
-            current = self._sat(current + raster[t] @ weights.t(), c.current_range)
-            membrane = self._sat(self._decay(membrane, c.membrane_decay_shift) + current, c.membrane_range)
-            spikes = spike_surrogate((membrane - refractory - c.threshold) / c.threshold, self.surrogate_scale)
-            refractory = self._sat(self._decay(refractory, c.refractory_decay_shift)
-                                   + c.refractory_jump * spikes, c.refractory_range)
-            current = self._decay(current, c.current_decay_shift)
+            state, spikes = self.advance(state, raster[t] @ weights.t())
             out.append(spikes)
-        return torch.stack(out), (current, membrane, refractory)
+        return torch.stack(out), state

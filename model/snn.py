@@ -1,0 +1,159 @@
+"""The seed 000 network: input channels -> one recurrent layer of LIF neurons -> leaky readout.
+
+The recurrent layer is a LIF core whose inputs are the ``channels`` external inputs followed by its own
+``neurons``: the spikes of step t-1 come back as input events of step t, after the external events
+(ascending input order), exactly as the hardware routes them. So the core's weight matrix is
+``[W_in | W_rec]`` and ``core.inputs == channels + neurons``; nothing about the arithmetic is new.
+
+The readout is a non-spiking leaky integrator per output (integer, saturating)::
+
+    O_k <- sat_O(O_k - (O_k >> readout_decay_shift) + sum_i W_out[k, i] * S_i)
+
+and the logits are max_t O_k (seed 000's code), divided by ``2**logit_shift`` for the float loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .config import ConfigError, LIFConfig, _check_int, signed_range
+from .lif import FloatLIF, IntegerLIF, LIFState, decay, saturate
+
+__all__ = ["SRNNConfig", "FloatSRNN", "IntegerSRNN", "round_ste"]
+
+
+@dataclass(frozen=True)
+class SRNNConfig:
+    core: LIFConfig
+    channels: int
+    outputs: int
+    readout_bits: int = 24
+    readout_decay_shift: int = 3
+    readout_weight_bits: int = 8
+    logit_shift: int = 8
+
+    def __post_init__(self):
+        _check_int("channels", self.channels, 1, 1 << 16)
+        _check_int("outputs", self.outputs, 1, 1 << 12)
+        if self.core.inputs != self.channels + self.core.neurons:
+            raise ConfigError(f"core.inputs={self.core.inputs} does not equal channels + neurons = "
+                              f"{self.channels + self.core.neurons}; the recurrent core takes both.")
+        _check_int("readout_bits", self.readout_bits, 2, 32)
+        _check_int("readout_weight_bits", self.readout_weight_bits, 2, self.readout_bits)
+        _check_int("readout_decay_shift", self.readout_decay_shift, 0, self.readout_bits - 1)
+        _check_int("logit_shift", self.logit_shift, 0, 31)
+
+    @classmethod
+    def make(cls, channels: int, neurons: int, outputs: int, **core_and_readout) -> "SRNNConfig":
+        readout_fields = {f.name for f in dataclasses.fields(cls)} - {"core", "channels", "outputs"}
+        readout = {k: v for k, v in core_and_readout.items() if k in readout_fields}
+        core = {k: v for k, v in core_and_readout.items() if k not in readout_fields}
+        return cls(LIFConfig(neurons=neurons, inputs=channels + neurons, **core), channels, outputs, **readout)
+
+    @property
+    def neurons(self) -> int:
+        return self.core.neurons
+
+    @property
+    def readout_range(self) -> tuple[int, int]:
+        return signed_range(self.readout_bits)
+
+    @property
+    def readout_weight_range(self) -> tuple[int, int]:
+        return signed_range(self.readout_weight_bits)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["core"] = self.core.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SRNNConfig":
+        return cls(**{**d, "core": LIFConfig.from_dict(d["core"])})
+
+
+def round_ste(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Clamp and round to the integer grid in the forward pass; identity gradient inside the range."""
+    c = x.clamp(lo, hi)
+    return c + (torch.round(c) - c).detach()
+
+
+class FloatSRNN(torch.nn.Module):
+    """Differentiable twin. ``exact=True``: weights rounded to their integer formats and every decay
+    floored and saturated as in hardware (straight-through gradients); ``exact=False``: ideal float."""
+
+    def __init__(self, config: SRNNConfig, exact: bool = True, surrogate_scale: float = 10.0):
+        super().__init__()
+        self.config, self.exact = config, exact
+        self.lif = FloatLIF(config.core, exact=exact, surrogate_scale=surrogate_scale)
+
+    def quantised(self, w_in, w_rec, w_out):
+        if not self.exact:
+            return w_in, w_rec, w_out
+        lo, hi = self.config.core.weight_range
+        olo, ohi = self.config.readout_weight_range
+        return round_ste(w_in, lo, hi), round_ste(w_rec, lo, hi), round_ste(w_out, olo, ohi)
+
+    def hidden(self, x: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
+        """Hidden spikes [T, B, neurons] of inputs ``x`` [T, B, channels]."""
+        if self.exact:
+            lo, hi = self.config.core.weight_range
+            w_in, w_rec = round_ste(w_in, lo, hi), round_ste(w_rec, lo, hi)
+        state = self.lif.initial_state(x, x.shape[1:-1])
+        spikes = x.new_zeros(x.shape[1:-1] + (self.config.neurons,))
+        out = []
+        for t in range(x.shape[0]):
+            state, spikes = self.lif.advance(state, x[t] @ w_in.t() + spikes @ w_rec.t())
+            out.append(spikes)
+        return torch.stack(out)
+
+    def readout(self, hidden: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+        """Logits [B, outputs]: max over time of the leaky readout, scaled by 2**-logit_shift."""
+        c = self.config
+        if self.exact:
+            w_out = round_ste(w_out, *c.readout_weight_range)
+        drive = hidden @ w_out.t()                                   # [T, B, outputs]
+        o = drive.new_zeros(drive.shape[1:])
+        best = None
+        for t in range(drive.shape[0]):
+            o = self.lif.saturate(self.lif.decay(o, c.readout_decay_shift) + drive[t], c.readout_range)
+            best = o if best is None else torch.maximum(best, o)
+        return best / (1 << c.logit_shift)
+
+    def forward(self, x, w_in, w_rec, w_out):
+        return self.readout(self.hidden(x, w_in, w_rec), w_out)
+
+
+class IntegerSRNN:
+    """Bit-exact integer network: the LIF core (recurrence as input events) and the integer readout."""
+
+    def __init__(self, config: SRNNConfig, w_in, w_rec, w_out):
+        self.config = config
+        self.core = IntegerLIF(config.core, torch.cat([torch.as_tensor(w_in), torch.as_tensor(w_rec)], dim=1))
+        w_out = torch.as_tensor(w_out)
+        lo, hi = config.readout_weight_range
+        if w_out.shape != (config.outputs, config.neurons) or w_out.min() < lo or w_out.max() > hi:
+            raise ConfigError(f"readout weights of shape {tuple(w_out.shape)} in {int(w_out.min())}.."
+                              f"{int(w_out.max())}; allowed: [{config.outputs}, {config.neurons}] in {lo}..{hi}.")
+        self.w_out = w_out.to(torch.int64)
+
+    def run(self, x: torch.Tensor):
+        """``x`` [T, B, channels] event counts -> hidden spikes [T, B, N] (bool) and integer logits
+        [B, outputs] (max over time of the readout)."""
+        c = self.config
+        x = torch.as_tensor(x).to(torch.int64)
+        state: LIFState = self.core.initial_state(tuple(x.shape[1:-1]))
+        spikes = torch.zeros(x.shape[1:-1] + (c.neurons,), dtype=torch.int64)
+        o = torch.zeros(x.shape[1:-1] + (c.outputs,), dtype=torch.int64)
+        best = None
+        out = []
+        for t in range(x.shape[0]):
+            state, s = self.core.advance(state, torch.cat([x[t], spikes], dim=-1))
+            spikes = s.to(torch.int64)
+            o = saturate(decay(o, c.readout_decay_shift) + spikes @ self.w_out.t(), c.readout_range)
+            best = o if best is None else torch.maximum(best, o)
+            out.append(s)
+        return torch.stack(out), best

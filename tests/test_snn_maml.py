@@ -1,0 +1,113 @@
+"""The recurrent network (float twin vs integer model) and the MAML engine (gradients, learning)."""
+
+import pytest
+import torch
+
+from neuromosaic.model.config import ConfigError
+from neuromosaic.model.data import PROTOCOLS, synthetic_dataset
+from neuromosaic.model.maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss
+from neuromosaic.model.snn import FloatSRNN, IntegerSRNN, SRNNConfig
+
+WIDE = dict(current_bits=24, membrane_bits=24, refractory_bits=20, threshold=2048, refractory_jump=4096)
+
+
+def test_float_twin_equals_integer_srnn():
+    c = SRNNConfig.make(channels=12, neurons=10, outputs=4, **WIDE)
+    g = torch.Generator().manual_seed(0)
+    w_in = torch.randint(-40, 128, (10, 12), generator=g)
+    w_rec = torch.randint(-100, 100, (10, 10), generator=g)
+    w_out = torch.randint(-128, 128, (4, 10), generator=g)
+    x = (torch.rand(60, 5, 12, generator=g) < 0.3).long()
+    hidden, logits = IntegerSRNN(c, w_in, w_rec, w_out).run(x)
+    assert 0.01 < hidden.float().mean() < 0.5            # the network is neither silent nor saturated
+    f = FloatSRNN(c, exact=True)
+    fh = f.hidden(x.double(), w_in.double(), w_rec.double())
+    assert torch.equal(fh.bool(), hidden)
+    assert torch.equal(f.readout(fh, w_out.double()) * (1 << c.logit_shift), logits.double())
+
+
+def test_recurrence_is_input_events_of_the_core():
+    """The integer SRNN is the LIF core with [W_in | W_rec] and its own spikes fed back next step."""
+    c = SRNNConfig.make(channels=3, neurons=4, outputs=2, **WIDE)
+    net = IntegerSRNN(c, torch.full((4, 3), 127), torch.full((4, 4), -50), torch.zeros(2, 4, dtype=torch.int64))
+    x = torch.ones(10, 1, 3, dtype=torch.int64)
+    hidden, _ = net.run(x)
+    state = net.core.initial_state((1,))
+    prev = torch.zeros(1, 4, dtype=torch.int64)
+    for t in range(10):
+        state, s = net.core.advance(state, torch.cat([x[t], prev], -1))
+        assert torch.equal(s, hidden[t])
+        prev = s.long()
+
+
+def test_srnn_config_errors():
+    with pytest.raises(ConfigError, match="core.inputs=10 does not equal channels \\+ neurons = 12"):
+        from neuromosaic.model.config import LIFConfig
+        SRNNConfig(LIFConfig(neurons=4, inputs=10, lanes=1), channels=8, outputs=2)
+    with pytest.raises(ConfigError, match="readout_decay_shift=30 is out of range"):
+        SRNNConfig.make(channels=2, neurons=2, outputs=2, readout_decay_shift=30)
+
+
+def _tiny():
+    c = SRNNConfig.make(channels=6, neurons=5, outputs=3, lanes=1, **WIDE)
+    net = FloatSRNN(c, exact=False)          # ideal: smooth enough for finite differences
+    g = torch.Generator().manual_seed(1)
+    p = Params(*(t.double().requires_grad_(True) for t in (
+        torch.randn(5, 6, generator=g) * 600, torch.randn(5, 5, generator=g) * 100,
+        torch.randn(3, 5, generator=g) * 20)))
+    return net, p
+
+
+def test_maml_gradient_matches_finite_differences():
+    """d(query loss after the inner step)/d(readout weights), second order, against central
+    differences of the same function."""
+    net, p = _tiny()
+    g = torch.Generator().manual_seed(2)
+    hs = (torch.rand(8, 6, 5, generator=g) < 0.4).double()      # hidden spikes [T, n, N]
+    hq = (torch.rand(8, 6, 5, generator=g) < 0.4).double()
+    ys, yq = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([2, 1, 0, 0, 1, 2])
+    cfg = MAMLConfig(inner_lr=3.0, inner_steps=2)
+
+    def outer(w_out):
+        w = adapt_readout(net, w_out, hs, ys, cfg)
+        return torch.nn.functional.cross_entropy(net.readout(hq, w), yq)
+
+    w0 = p.w_out.detach().clone().requires_grad_(True)
+    (analytic,) = torch.autograd.grad(outer(w0), w0)
+    numeric = torch.zeros_like(w0)
+    eps = 1e-4
+    for idx in [(0, 0), (1, 3), (2, 4), (0, 2)]:
+        wp, wm = w0.detach().clone(), w0.detach().clone()
+        wp[idx] += eps
+        wm[idx] -= eps
+        numeric[idx] = (outer(wp) - outer(wm)) / (2 * eps)
+        assert abs(numeric[idx] - analytic[idx]) < 1e-5 + 1e-3 * abs(numeric[idx]), idx
+    # first order drops the dependence of the inner gradient on w_out: a different gradient
+    fo = MAMLConfig(inner_lr=3.0, inner_steps=2, first_order=True)
+    w1 = w0.detach().clone().requires_grad_(True)
+    loss_fo = torch.nn.functional.cross_entropy(net.readout(hq, adapt_readout(net, w1, hs, ys, fo)), yq)
+    (first,) = torch.autograd.grad(loss_fo, w1)
+    assert not torch.allclose(first, analytic)
+
+
+def test_meta_training_reduces_the_query_loss():
+    ds = synthetic_dataset(classes=20, samples_per_class=10, speakers=4, channels=24, steps=30)
+    train = PROTOCOLS["synthetic"].meta_train(ds, seed=0)
+    c = SRNNConfig.make(channels=24, neurons=24, outputs=20)
+    net = FloatSRNN(c, exact=True)
+    p = init_params(net, seed=0)
+    e = train.episode(0)
+    calibrate_input_gain(net, p, torch.cat([e.support, e.query]).transpose(0, 1))
+    cfg = MAMLConfig()
+    opt = torch.optim.Adam(p.tensors(), lr=cfg.outer_lr)
+    fixed = train.batch(1000, 4)
+    with torch.no_grad():
+        before = meta_loss(net, p, fixed, cfg)[0].item()
+    for it in range(25):
+        loss, _ = meta_loss(net, p, train.batch(4 * it, 4), cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = meta_loss(net, p, fixed, cfg)[0].item()
+    assert after < before - 0.1
