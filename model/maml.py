@@ -24,7 +24,10 @@ __all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_
 
 @dataclass(frozen=True)
 class MAMLConfig:
-    inner_lr: float = 40.0          # readout-weight units per unit of gradient (a "large" step)
+    # Readout-weight units per unit of gradient. Readout gradients in integer weight units are about
+    # 1e-3 (logits are 2**-logit_shift of sums of integer potentials), so a step that moves the
+    # logits by O(1), the "large" inner step of seed 000, needs a rate of this order.
+    inner_lr: float = 30000.0
     inner_steps: int = 1
     first_order: bool = False
     outer_lr: float = 1.0           # Adam, weight units
@@ -39,6 +42,16 @@ class Params:
 
     def tensors(self):
         return [self.w_in, self.w_rec, self.w_out]
+
+    @torch.no_grad()
+    def project(self, net: FloatSRNN) -> None:
+        """Keeps every weight inside its integer range after an optimiser step. Outside it the
+        quantiser's clamp has no gradient, so a readout row pushed past the range (held-out classes'
+        rows are pushed down by every meta-training task) could never be adapted again."""
+        c = net.config
+        self.w_in.clamp_(*c.core.weight_range)
+        self.w_rec.clamp_(*c.core.weight_range)
+        self.w_out.clamp_(*c.readout_weight_range)
 
 
 def init_params(net: FloatSRNN, seed: int = 0, dtype=torch.float32) -> Params:

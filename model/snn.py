@@ -9,7 +9,10 @@ The readout is a non-spiking leaky integrator per output (integer, saturating)::
 
     O_k <- sat_O(O_k - (O_k >> readout_decay_shift) + sum_i W_out[k, i] * S_i)
 
-and the logits are max_t O_k (seed 000's code), divided by ``2**logit_shift`` for the float loss.
+and the logits reduce O_k over time: the sum (default; an accumulator per output in hardware) or the
+maximum (seed 000's code), divided by ``2**logit_shift`` for the float loss. The maximum has a dead
+gradient for a class whose readout row is negative (its maximum is the 0 before any input), which
+stops the inner loop from ever raising a held-out class; the sum has a gradient at every step.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class SRNNConfig:
     readout_bits: int = 24
     readout_decay_shift: int = 3
     readout_weight_bits: int = 8
-    logit_shift: int = 8
+    logit_shift: int = 12
+    readout_reduce: str = "sum"     # "sum" or "max" over time
 
     def __post_init__(self):
         _check_int("channels", self.channels, 1, 1 << 16)
@@ -44,7 +48,9 @@ class SRNNConfig:
         _check_int("readout_bits", self.readout_bits, 2, 32)
         _check_int("readout_weight_bits", self.readout_weight_bits, 2, self.readout_bits)
         _check_int("readout_decay_shift", self.readout_decay_shift, 0, self.readout_bits - 1)
-        _check_int("logit_shift", self.logit_shift, 0, 31)
+        _check_int("logit_shift", self.logit_shift, 0, 40)
+        if self.readout_reduce not in ("sum", "max"):
+            raise ConfigError(f"readout_reduce={self.readout_reduce!r} is unknown; allowed: sum, max.")
 
     @classmethod
     def make(cls, channels: int, neurons: int, outputs: int, **core_and_readout) -> "SRNNConfig":
@@ -111,7 +117,7 @@ class FloatSRNN(torch.nn.Module):
         return torch.stack(out)
 
     def readout(self, hidden: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
-        """Logits [B, outputs]: max over time of the leaky readout, scaled by 2**-logit_shift."""
+        """Logits [B, outputs]: the leaky readout reduced over time, scaled by 2**-logit_shift."""
         c = self.config
         if self.exact:
             w_out = round_ste(w_out, *c.readout_weight_range)
@@ -120,7 +126,7 @@ class FloatSRNN(torch.nn.Module):
         best = None
         for t in range(drive.shape[0]):
             o = self.lif.saturate(self.lif.decay(o, c.readout_decay_shift) + drive[t], c.readout_range)
-            best = o if best is None else torch.maximum(best, o)
+            best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
         return best / (1 << c.logit_shift)
 
     def forward(self, x, w_in, w_rec, w_out):
@@ -142,7 +148,7 @@ class IntegerSRNN:
 
     def run(self, x: torch.Tensor):
         """``x`` [T, B, channels] event counts -> hidden spikes [T, B, N] (bool) and integer logits
-        [B, outputs] (max over time of the readout)."""
+        [B, outputs] (the readout summed, or maximised, over time)."""
         c = self.config
         x = torch.as_tensor(x).to(torch.int64)
         state: LIFState = self.core.initial_state(tuple(x.shape[1:-1]))
@@ -154,6 +160,6 @@ class IntegerSRNN:
             state, s = self.core.advance(state, torch.cat([x[t], spikes], dim=-1))
             spikes = s.to(torch.int64)
             o = saturate(decay(o, c.readout_decay_shift) + spikes @ self.w_out.t(), c.readout_range)
-            best = o if best is None else torch.maximum(best, o)
+            best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
             out.append(s)
         return torch.stack(out), best
