@@ -160,6 +160,50 @@ def cmd_data_encode(args) -> int:
     return 0
 
 
+def _train_config(args):
+    from .model.maml import MAMLConfig
+    from .model.train import PRESETS as TRAIN_PRESETS
+    base = TRAIN_PRESETS[args.preset]
+    maml = dataclasses.replace(base.maml, **({"inner_steps": args.inner_steps} if args.inner_steps else {}))
+    changes = {k: v for k, v in (("data", args.data), ("rram", args.rram), ("layout", args.layout),
+                                 ("iterations", getattr(args, "iterations", None)),
+                                 ("seed", getattr(args, "seed", None))) if v is not None}
+    return dataclasses.replace(base, maml=maml, **changes)
+
+
+def cmd_train(args) -> int:
+    from .model.train import train
+    cfg = _train_config(args)
+    s = train(cfg, args.out)
+    print(f"trained {s['iterations']} iterations in {s['train_s']} s; checkpoint, metrics.jsonl and curves.png in "
+          f"{args.out}")
+    _print_json(s["final"])
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .model.checkpoint import load_checkpoint
+    from .model.data import load_source
+    from .model.train import TrainConfig, evaluate
+    ck = load_checkpoint(args.checkpoint)
+    saved = ck.metadata.get("train", {})
+    base = TrainConfig(**{k: v for k, v in saved.items() if k != "maml"})
+    maml = dataclasses.replace(base.maml, **{k: v for k, v in saved.get("maml", {}).items()})
+    cfg = dataclasses.replace(base, maml=maml, data=args.data or base.data)
+    ds = load_source(cfg.data, split="test", channels=cfg.channels, steps=cfg.steps)
+    rows = []
+    for k in sorted({args.inner_steps or cfg.maml.inner_steps, 1}):
+        r = evaluate(ck, ds, cfg, tasks=args.tasks, devices=args.devices, inner_steps=k)
+        rows.append((k, r["integer"]))
+    print(f"deployable integer network, {cfg.n_way}-way {cfg.k_shot}-shot, {args.tasks} tasks"
+          + (f", {args.devices} sampled devices" if args.devices else ""))
+    print(f"{'inner steps':>12} {'seen':>16} {'unseen':>16}")
+    for k, r in rows:
+        print(f"{k:>12} {100 * r['seen_mean']:7.2f} +- {100 * r['seen_std']:5.2f} "
+              f"{100 * r['unseen_mean']:7.2f} +- {100 * r['unseen_std']:5.2f}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import demo
     return demo(out=args.out)
@@ -223,6 +267,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="build/bench", help="where the JSON is also written")
     b.add_argument("--fsdd", default=None, help="bench data: the FSDD folder (default ../shared/data/fsdd)")
     b.set_defaults(func=cmd_bench)
+
+    t = sub.add_parser("train", help="meta-train the SRNN with the hardware in the loop")
+    t.add_argument("--data", default=None, help="synthetic (default), fsdd:DIR or shd:DIR")
+    t.add_argument("--preset", choices=["synthetic", "seed000"], default="synthetic")
+    t.add_argument("--rram", default=None, help="device preset for noise injection (ideal, mosaic, "
+                                                "reram-wan2022, pcm-nandakumar)")
+    t.add_argument("--layout", default=None, help="Mosaic neuron tiles RxC (layout penalty and pruning)")
+    t.add_argument("--inner-steps", type=int, default=None)
+    t.add_argument("--iterations", type=int, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--out", required=True, help="folder for the checkpoint, metrics.jsonl and curves.png")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="seen / unseen accuracy of a checkpoint's integer network")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", default=None, help="data source (default: the one it was trained on)")
+    e.add_argument("--inner-steps", type=int, default=None)
+    e.add_argument("--devices", type=int, default=0, help="sampled RRAM devices (mean and spread)")
+    e.add_argument("--tasks", type=int, default=50)
+    e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
                                     "simulators, iCE40 bitstream")
