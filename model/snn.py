@@ -149,17 +149,29 @@ class IntegerSRNN:
     def run(self, x: torch.Tensor):
         """``x`` [T, B, channels] event counts -> hidden spikes [T, B, N] (bool) and integer logits
         [B, outputs] (the readout summed, or maximised, over time)."""
+        hidden = self.hidden(x)
+        return hidden, self.readout(hidden)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
         x = torch.as_tensor(x).to(torch.int64)
         state: LIFState = self.core.initial_state(tuple(x.shape[1:-1]))
         spikes = torch.zeros(x.shape[1:-1] + (c.neurons,), dtype=torch.int64)
-        o = torch.zeros(x.shape[1:-1] + (c.outputs,), dtype=torch.int64)
-        best = None
         out = []
         for t in range(x.shape[0]):
             state, s = self.core.advance(state, torch.cat([x[t], spikes], dim=-1))
             spikes = s.to(torch.int64)
-            o = saturate(decay(o, c.readout_decay_shift) + spikes @ self.w_out.t(), c.readout_range)
-            best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
             out.append(s)
-        return torch.stack(out), best
+        return torch.stack(out)
+
+    def readout(self, hidden: torch.Tensor, w_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Integer logits of hidden spikes [T, B, N], with this network's readout or ``w_out``."""
+        c = self.config
+        w_out = self.w_out if w_out is None else torch.as_tensor(w_out).to(torch.int64)
+        drive = hidden.to(torch.int64) @ w_out.t()
+        o = torch.zeros(drive.shape[1:], dtype=torch.int64)
+        best = None
+        for t in range(drive.shape[0]):
+            o = saturate(decay(o, c.readout_decay_shift) + drive[t], c.readout_range)
+            best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
+        return best

@@ -33,7 +33,9 @@ class TrainConfig:
     channels: int = 64
     steps: int = 50                 # time bins per sample
     neurons: int = 64
-    outputs: int = 20
+    outputs: int = 20               # with global labels; per-task labels use n_way outputs
+    labels: str = "task"            # "task": output k = the task's k-th class (classic MAML);
+                                    # "global": one output per class of the dataset (seed 000's code)
     n_way: int = 5
     k_shot: int = 5
     k_query: int = 5
@@ -51,6 +53,8 @@ class TrainConfig:
     eval_tasks: int = 20
 
     def __post_init__(self):
+        if self.labels not in ("task", "global"):
+            raise ConfigError(f"labels={self.labels!r} is unknown; allowed: task, global.")
         if self.rram not in DEVICES:
             raise ConfigError(f"--rram {self.rram!r} is unknown; allowed: {', '.join(DEVICES)}.")
         if self.layout is not None:
@@ -81,7 +85,8 @@ def _protocol_for(source: str):
 
 
 def _network(cfg: TrainConfig, exact: bool = True) -> FloatSRNN:
-    return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=cfg.outputs), exact=exact)
+    outputs = cfg.n_way if cfg.labels == "task" else cfg.outputs
+    return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=outputs), exact=exact)
 
 
 def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None, progress: bool = True,
@@ -93,7 +98,8 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     torch.manual_seed(cfg.seed)
     ds = dataset or load_source(cfg.data, channels=cfg.channels, steps=cfg.steps, progress=progress)
     protocol = _protocol_for(cfg.data)
-    sampler = protocol.meta_train(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=cfg.seed)
+    sampler = protocol.meta_train(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=cfg.seed,
+                                  relabel=cfg.labels == "task")
     net = _network(cfg)
     p = init_params(net, seed=cfg.seed)
     first = sampler.episode(10**6)
@@ -156,17 +162,22 @@ def _checkpoint(cfg: TrainConfig, net: FloatSRNN, p: Params, meta: dict) -> Chec
     return Checkpoint(net.config, w["w_in"], w["w_rec"], w["w_out"], {**meta, "train": _config_dict(cfg)})
 
 
+_EVAL_CHUNK = 10
+
+
 def evaluate(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int = 50, devices: int = 0,
              inner_steps: int | None = None, seed: int = 1234) -> dict:
     """Seen / unseen query accuracy of the deployable network on meta-test tasks: hidden activity
     from the bit-exact integer network, the readout adapted by the inner loop, then rounded to its
     integers and read out in integer arithmetic. With ``devices``, repeated over sampled RRAM devices."""
     protocol = _protocol_for(cfg.data)
-    sampler = protocol.meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=seed)
+    sampler = protocol.meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=seed,
+                                 relabel=cfg.labels == "task")
     maml = dataclasses.replace(cfg.maml, inner_steps=inner_steps or cfg.maml.inner_steps)
     net = FloatSRNN(ck.config, exact=True)
     unseen = set(protocol.unseen)
     device_seeds = list(range(devices)) if devices else [None]
+    episodes = [sampler.episode(i) for i in range(tasks)]
     per_device = []
     for dseed in device_seeds:
         w_in, w_rec, w_out = ck.w_in, ck.w_rec, ck.w_out
@@ -177,17 +188,22 @@ def evaluate(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int =
             w_rec = torch.round(program(w_rec.double(), dev, 2 * dseed + 1)).clamp(lo, hi).long()
         integer = IntegerSRNN(ck.config, w_in, w_rec, w_out)
         counts = {"seen": [0, 0], "unseen": [0, 0]}
-        for i in range(tasks):
-            e = sampler.episode(i)
-            x = torch.cat([e.support, e.query]).transpose(0, 1).long()
-            hidden, _ = integer.run(x)
-            ns = e.support.shape[0]
+        for i, e in enumerate(episodes):
+            # The hidden activity does not depend on the readout: one batched integer run per chunk
+            # of tasks (bounded memory for large networks).
+            if i % _EVAL_CHUNK == 0:
+                chunk = episodes[i:i + _EVAL_CHUNK]
+                hidden = integer.hidden(torch.cat([torch.cat([c.support, c.query]) for c in chunk]).transpose(0, 1))
+                offset = 0
+            ns, nq = e.support.shape[0], e.query.shape[0]
+            h = hidden[:, offset:offset + ns + nq]
+            offset += ns + nq
             with torch.enable_grad():
-                adapted = adapt_readout(net, w_out.double(), hidden[:, :ns].double(), e.support_labels, maml)
+                adapted = adapt_readout(net, w_out.double(), h[:, :ns].double(), e.support_labels, maml)
             w_adapted = deployable_weights(ck.config, w_in, w_rec, adapted)["w_out"]
-            _, logits = IntegerSRNN(ck.config, w_in, w_rec, w_adapted).run(x[:, ns:])
-            ok = logits.argmax(-1) == e.query_labels
-            for y, good in zip(e.query_labels.tolist(), ok.tolist()):
+            ok = integer.readout(h[:, ns:], w_adapted).argmax(-1) == e.query_labels
+            classes = [e.classes[y] if cfg.labels == "task" else y for y in e.query_labels.tolist()]
+            for y, good in zip(classes, ok.tolist()):
                 key = "unseen" if y in unseen else "seen"
                 counts[key][0] += int(good)
                 counts[key][1] += 1
