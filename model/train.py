@@ -89,10 +89,36 @@ def _network(cfg: TrainConfig, exact: bool = True) -> FloatSRNN:
     return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=outputs), exact=exact)
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed (torchrun), else (0, 1)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env() -> None:
+    """Joins the process group torchrun describes (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPUs."""
+    import os
+
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None, progress: bool = True,
-          log=print) -> dict:
+          log=print, return_params: bool = False) -> dict:
+    """Meta-trains. Under torch.distributed each rank takes an equal, contiguous share of every
+    meta-batch and the meta-gradients are all-reduced (averaged) before the identical optimiser step
+    on every rank, so the result equals the single-process run on the same tasks (up to the order
+    of floating-point sums). Only rank 0 writes checkpoints, metrics and evaluations."""
     from tqdm import tqdm
 
+    rank, world = _distributed()
+    if cfg.meta_batch % world:
+        raise ConfigError(f"meta_batch={cfg.meta_batch} does not split over {world} ranks; use a multiple of {world}.")
+    share = cfg.meta_batch // world
+    progress = progress and rank == 0
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -116,39 +142,50 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     opt = torch.optim.Adam(p.tensors(), lr=cfg.maml.outer_lr)
     hi = net.config.core.weight_range[1]
     metrics_path = out / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    if rank == 0:
+        metrics_path.unlink(missing_ok=True)
     history = []
     start = time.perf_counter()
     bar = tqdm(range(cfg.iterations), desc="meta-training", unit="it", disable=not progress)
     for it in bar:
-        episodes = sampler.batch(it * cfg.meta_batch, cfg.meta_batch)
+        episodes = sampler.batch(it * cfg.meta_batch + rank * share, share)
         q = Params(noisy_weights(p.w_in, device, gen), noisy_weights(p.w_rec, device, gen),
                    noisy_weights(p.w_out, device, gen)) if cfg.rram != "ideal" else p
         loss, acc = meta_loss(net, q, episodes, cfg.maml)
         penalty = layout_penalty(p.w_rec / hi, mask) if mask is not None else torch.zeros(())
         opt.zero_grad()
         (loss + cfg.layout_lambda * penalty).backward()
+        loss, acc = loss.detach(), acc.detach()
+        if world > 1:
+            import torch.distributed as dist
+            for t in [w.grad for w in p.tensors()] + [loss, acc]:
+                dist.all_reduce(t)
+                t /= world
         opt.step()
         p.project(net)
         if mask is not None and it >= cfg.iterations // 4:
             prune(p.w_rec.data, cfg.prune_threshold)
         row = {"iteration": it, "loss": round(loss.item(), 4), "query_accuracy": round(acc.item(), 4),
                "layout_penalty": round(float(penalty.detach()), 6), "elapsed_s": round(time.perf_counter() - start, 2)}
-        if (it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations:
+        if rank == 0 and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
             ck = _checkpoint(cfg, net, p, {"iteration": it + 1, "input_gain": gain})
             save_checkpoint(out, ck)
             row.update({f"eval_{k}": v for k, v in evaluate(ck, ds, cfg, tasks=cfg.eval_tasks)["integer"].items()
                         if k.endswith("mean")})
         history.append(row)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if rank == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
         bar.set_postfix(loss=row["loss"], acc=row["query_accuracy"])
     summary = {"iterations": cfg.iterations, "train_s": round(time.perf_counter() - start, 1),
-               "final": history[-1], "config": _config_dict(cfg)}
-    if mask is not None:
-        summary["connectivity"] = connectivity_stats(load_checkpoint(out).w_rec, *cfg.grid())
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot(history, out / "curves.png")
+               "final": history[-1], "config": _config_dict(cfg), "ranks": world}
+    if rank == 0:
+        if mask is not None:
+            summary["connectivity"] = connectivity_stats(load_checkpoint(out).w_rec, *cfg.grid())
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _plot(history, out / "curves.png")
+    if return_params:
+        summary["params"] = p
     return summary
 
 

@@ -172,7 +172,8 @@ def _train_config(args):
 
 
 def cmd_train(args) -> int:
-    from .model.train import train
+    from .model.train import init_distributed_from_env, train
+    init_distributed_from_env()          # under torchrun: one rank per process
     cfg = _train_config(args)
     s = train(cfg, args.out)
     print(f"trained {s['iterations']} iterations in {s['train_s']} s; checkpoint, metrics.jsonl and curves.png in "
