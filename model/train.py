@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, deployable_weights, load_checkpoint, save_checkpoint
 from .config import ConfigError

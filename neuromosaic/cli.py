@@ -122,6 +122,9 @@ def cmd_bench(args) -> int:
     if args.design == "lif":
         from .bench.lif import bench_lif
         _print_json(bench_lif(quick=args.quick, out=args.out))
+    elif args.design == "train":
+        from .bench.train import bench_train
+        _print_json(bench_train(quick=args.quick, out=args.out))
     else:
         from .bench.data import bench_data
         _print_json(bench_data(quick=args.quick, out=args.out, fsdd=args.fsdd))
@@ -161,7 +164,6 @@ def cmd_data_encode(args) -> int:
 
 
 def _train_config(args):
-    from .model.maml import MAMLConfig
     from .model.train import PRESETS as TRAIN_PRESETS
     base = TRAIN_PRESETS[args.preset]
     maml = dataclasses.replace(base.maml, **({"inner_steps": args.inner_steps} if args.inner_steps else {}))
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         dp.set_defaults(func=func)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON figures")
-    b.add_argument("design", choices=["lif", "data"])
+    b.add_argument("design", choices=["lif", "data", "train"])
     b.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     b.add_argument("--out", default="build/bench", help="where the JSON is also written")
     b.add_argument("--fsdd", default=None, help="bench data: the FSDD folder (default ../shared/data/fsdd)")

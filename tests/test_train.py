@@ -40,3 +40,10 @@ def test_bad_training_options():
 def test_eval_of_a_missing_checkpoint(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
     assert "is not a checkpoint: network.json is missing" in capsys.readouterr().err
+
+
+def test_bench_train_quick(tmp_path):
+    from neuromosaic.bench.train import bench_train
+    r = bench_train(quick=True, out=tmp_path)
+    assert r["ours"]["tasks_per_s"] > 0 and r["reference_loop"]["tasks_per_s"] > 0
+    assert json.loads((tmp_path / "train.json").read_text())["speedup"] == r["speedup"]
