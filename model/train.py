@@ -83,9 +83,9 @@ def _protocol_for(source: str):
     return PROTOCOLS["shd-seed000" if kind == "shd" else kind]
 
 
-def _network(cfg: TrainConfig, exact: bool = True) -> FloatSRNN:
+def _network(cfg: TrainConfig) -> FloatSRNN:
     outputs = cfg.n_way if cfg.labels == "task" else cfg.outputs
-    return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=outputs), exact=exact)
+    return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=outputs), exact=True)
 
 
 def _distributed() -> tuple[int, int]:
@@ -106,7 +106,7 @@ def init_distributed_from_env() -> None:
 
 
 def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None, progress: bool = True,
-          log=print, return_params: bool = False) -> dict:
+          return_params: bool = False) -> dict:
     """Meta-trains. Under torch.distributed each rank takes an equal, contiguous share of every
     meta-batch and the meta-gradients are all-reduced (averaged) before the identical optimiser step
     on every rank, so the result equals the single-process run on the same tasks (up to the order
@@ -177,7 +177,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
                 f.write(json.dumps(row) + "\n")
         bar.set_postfix(loss=row["loss"], acc=row["query_accuracy"])
     summary = {"iterations": cfg.iterations, "train_s": round(time.perf_counter() - start, 1),
-               "final": history[-1], "config": _config_dict(cfg), "ranks": world}
+               "final": history[-1], "config": dataclasses.asdict(cfg), "ranks": world}
     if rank == 0:
         if mask is not None:
             summary["connectivity"] = connectivity_stats(load_checkpoint(out).w_rec, *cfg.grid())
@@ -188,14 +188,9 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     return summary
 
 
-def _config_dict(cfg: TrainConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    return d
-
-
 def _checkpoint(cfg: TrainConfig, net: FloatSRNN, p: Params, meta: dict) -> Checkpoint:
     w = deployable_weights(net.config, p.w_in, p.w_rec, p.w_out)
-    return Checkpoint(net.config, w["w_in"], w["w_rec"], w["w_out"], {**meta, "train": _config_dict(cfg)})
+    return Checkpoint(net.config, w["w_in"], w["w_rec"], w["w_out"], {**meta, "train": dataclasses.asdict(cfg)})
 
 
 _EVAL_CHUNK = 10
