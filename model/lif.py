@@ -50,8 +50,6 @@ class LIFState:
     membrane: torch.Tensor     # V
     refractory: torch.Tensor   # R (already scaled by delta)
 
-    def clone(self) -> "LIFState":
-        return LIFState(self.current.clone(), self.membrane.clone(), self.refractory.clone())
 
 
 class IntegerLIF:

@@ -18,8 +18,7 @@ from torch.func import grad, vmap
 from .data.episodes import Episode
 from .snn import FloatSRNN
 
-__all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_loss", "adapt_readout",
-           "evaluate_episode"]
+__all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_loss", "adapt_readout"]
 
 
 @dataclass(frozen=True)
@@ -126,18 +125,3 @@ def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfi
     losses, accs = vmap(one_task)(hs, ys, hq, yq)
     reg = cfg.weight_decay * sum((w ** 2).mean() for w in p.tensors())
     return losses.mean() + reg, accs.mean()
-
-
-@torch.no_grad()
-def evaluate_episode(net: FloatSRNN, p: Params, episode: Episode, cfg: MAMLConfig, unseen: set[int]):
-    """Query predictions after the inner loop; correct counts on seen and unseen classes."""
-    x = torch.cat([episode.support, episode.query]).transpose(0, 1).to(p.w_in.dtype)
-    with torch.enable_grad():
-        h = net.hidden(x, p.w_in, p.w_rec).detach()
-        ns = episode.support.shape[0]
-        w = adapt_readout(net, p.w_out.detach(), h[:, :ns], episode.support_labels, cfg).detach()
-    pred = net.readout(h[:, ns:], w).argmax(-1)
-    ok = pred == episode.query_labels
-    is_unseen = torch.tensor([int(y) in unseen for y in episode.query_labels.tolist()])
-    return {"seen_correct": int(ok[~is_unseen].sum()), "seen_total": int((~is_unseen).sum()),
-            "unseen_correct": int(ok[is_unseen].sum()), "unseen_total": int(is_unseen.sum())}

@@ -35,18 +35,13 @@ def bin_events(times: np.ndarray, units: np.ndarray, steps: int, window: float, 
     return np.minimum(counts, 255).astype(np.uint8).reshape(steps, channels), int((~inside).sum())
 
 
-def strided_channels(raster, stride: int, offset: int, out_channels: int):
+def strided_channels(raster: torch.Tensor, stride: int, offset: int, out_channels: int) -> torch.Tensor:
     """Seed 000's channel reduction ("spatial sampling at regular intervals"): every ``stride``-th
     channel from ``offset``, zero-padded or cut to ``out_channels``. Each offset is one augmentation."""
     if not 0 <= offset < stride:
         raise DataError(f"channel offset {offset} is not allowed for stride {stride}; allowed: 0..{stride - 1}.")
     picked = raster[..., offset::stride][..., :out_channels]
-    pad = out_channels - picked.shape[-1]
-    if pad:
-        widths = [(0, 0)] * (picked.ndim - 1) + [(0, pad)]
-        picked = np.pad(picked, widths) if isinstance(picked, np.ndarray) else \
-            torch.nn.functional.pad(picked, (0, pad))
-    return picked
+    return torch.nn.functional.pad(picked, (0, out_channels - picked.shape[-1]))
 
 
 @dataclass
