@@ -5,16 +5,32 @@ inner update (second order; first order as an option).
 The recurrent layer's activity does not depend on the readout, so one batched forward pass over the
 support and query samples of every task in the meta-batch serves all tasks; the per-task inner loop
 and query loss then run under ``torch.func.vmap`` with ``torch.func.grad``, with no copied parameters.
+
+Two choices make one inner step work (measured on FSDD, see docs/few-shot.md):
+
+* With per-task labels the outputs are exchangeable, so a meta-learned readout init can only hold a
+  row common to all outputs, which the softmax ignores; the readout starts every task from zero
+  (``readout_init="zero"``; the chip clears it). The one step then makes each output's row the
+  support set's class mean minus the mean of all classes (times the rate): a prototype classifier
+  by dot product, which the outer loop shapes the hidden layer for.
+* The inner rate is meta-learned (a scalar on a log scale, as in Meta-SGD/MAML++ but one value for
+  the whole readout, the form of the on-chip rule): with saturating 8-bit readout weights the rate
+  is not a mere scale, and a fixed rate leaves the outer loop to trade the hidden activity against it.
+
+A firing-rate term per sample (seed 000 has one on the mean rate) keeps every sample's hidden
+activity near ``target_rate``, so no class wins the dot product by being louder.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.func import grad, vmap
 
+from .config import ConfigError
 from .data.episodes import Episode
 from .snn import FloatSRNN
 
@@ -28,9 +44,21 @@ class MAMLConfig:
     # logits by O(1), the "large" inner step of seed 000, needs a rate of this order.
     inner_lr: float = 30000.0
     inner_steps: int = 1
+    learn_inner_lr: bool = True     # inner_lr is then the initial value
+    inner_lr_lr: float = 0.05       # Adam rate of log(inner_lr)
+    readout_init: str = "zero"      # "zero": every task starts from a zero readout; "learned": MAML's init
+    rate_lambda: float = 0.1        # weight of the per-sample firing-rate term
+    target_rate: float = 0.05       # spikes per neuron and step (also the calibration target)
     first_order: bool = False
     outer_lr: float = 1.0           # Adam, weight units
     weight_decay: float = 1e-5      # seed 000's 0.01 * mean(w**2), scaled to integer weight units
+
+    def __post_init__(self):
+        if self.readout_init not in ("zero", "learned"):
+            raise ConfigError(f"readout_init={self.readout_init!r} is unknown; allowed: zero, learned.")
+        if not self.inner_lr > 0 or self.inner_steps < 1:
+            raise ConfigError(f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}: allowed are "
+                              f"inner_lr > 0 and inner_steps >= 1.")
 
 
 @dataclass
@@ -38,9 +66,22 @@ class Params:
     w_in: torch.Tensor
     w_rec: torch.Tensor
     w_out: torch.Tensor
+    log_inner_lr: torch.Tensor | None = None    # meta-learned inner rate (None: MAMLConfig.inner_lr)
 
     def tensors(self):
+        """The weights (the inner rate is not one)."""
         return [self.w_in, self.w_rec, self.w_out]
+
+    def trained(self, cfg: MAMLConfig) -> list[torch.Tensor]:
+        """What the outer loop optimises under ``cfg``."""
+        t = [self.w_in, self.w_rec] + ([self.w_out] if cfg.readout_init == "learned" else [])
+        return t + ([self.log_inner_lr] if cfg.learn_inner_lr and self.log_inner_lr is not None else [])
+
+    def inner_lr(self, cfg: MAMLConfig):
+        return cfg.inner_lr if self.log_inner_lr is None else self.log_inner_lr.exp()
+
+    def inner_lr_value(self, cfg: MAMLConfig) -> float:
+        return float(cfg.inner_lr if self.log_inner_lr is None else self.log_inner_lr.detach().exp())
 
     @torch.no_grad()
     def project(self, net: FloatSRNN) -> None:
@@ -53,8 +94,10 @@ class Params:
         self.w_out.clamp_(*c.readout_weight_range)
 
 
-def init_params(net: FloatSRNN, seed: int = 0, dtype=torch.float32) -> Params:
-    """Weights in integer units, scaled so the hidden layer fires sparsely on typical input."""
+def init_params(net: FloatSRNN, seed: int = 0, dtype=torch.float32, cfg: MAMLConfig | None = None) -> Params:
+    """Weights in integer units, scaled so the hidden layer fires sparsely on typical input; the
+    readout zero under ``readout_init="zero"``, the inner rate learnable under ``learn_inner_lr``."""
+    cfg = cfg or MAMLConfig()
     c = net.config
     g = torch.Generator().manual_seed(seed)
     lo, hi = c.core.weight_range
@@ -63,7 +106,10 @@ def init_params(net: FloatSRNN, seed: int = 0, dtype=torch.float32) -> Params:
     w_rec.fill_diagonal_(0)
     olo, ohi = c.readout_weight_range
     w_out = (torch.randn(c.outputs, c.neurons, generator=g) * ohi * 0.05).clamp(olo, ohi)
-    return Params(*(w.to(dtype).requires_grad_(True) for w in (w_in, w_rec, w_out)))
+    if cfg.readout_init == "zero":
+        w_out.zero_()
+    log_lr = torch.tensor(math.log(cfg.inner_lr), dtype=dtype, requires_grad=True) if cfg.learn_inner_lr else None
+    return Params(*(w.to(dtype).requires_grad_(True) for w in (w_in, w_rec, w_out)), log_lr)
 
 
 @torch.no_grad()
@@ -86,8 +132,11 @@ def calibrate_input_gain(net: FloatSRNN, p: Params, x: torch.Tensor, target_rate
     return gain
 
 
-def adapt_readout(net: FloatSRNN, w_out, hidden_s, y_s, cfg: MAMLConfig):
-    """The inner loop: ``inner_steps`` gradient steps on the readout from the support set."""
+def adapt_readout(net: FloatSRNN, w_out, hidden_s, y_s, cfg: MAMLConfig, lr=None):
+    """The inner loop: ``inner_steps`` gradient steps of rate ``lr`` (default ``cfg.inner_lr``) on the
+    readout from the support set."""
+    lr = cfg.inner_lr if lr is None else lr
+
     def loss(w):
         return F.cross_entropy(net.readout(hidden_s, w), y_s)
 
@@ -95,7 +144,7 @@ def adapt_readout(net: FloatSRNN, w_out, hidden_s, y_s, cfg: MAMLConfig):
         g = grad(loss)(w_out)
         if cfg.first_order:
             g = g.detach()
-        w_out = w_out - cfg.inner_lr * g
+        w_out = w_out - lr * g
     return w_out
 
 
@@ -108,7 +157,8 @@ def _split(episodes: list[Episode]):
 
 
 def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfig):
-    """Mean query loss after adaptation over the meta-batch, and the query accuracy."""
+    """Mean query loss after adaptation over the meta-batch plus the regularisers (weight decay, the
+    per-sample firing-rate term), and the query accuracy."""
     sup, qry, ys, yq = _split(episodes)
     tasks, ns, T, C = sup.shape
     nq = qry.shape[1]
@@ -117,11 +167,16 @@ def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfi
     hs = h[:, :tasks * ns].reshape(T, tasks, ns, -1).transpose(0, 1)     # [tasks, T, ns, N]
     hq = h[:, tasks * ns:].reshape(T, tasks, nq, -1).transpose(0, 1)
 
+    lr = p.inner_lr(cfg)
+
     def one_task(hs_t, ys_t, hq_t, yq_t):
-        w = adapt_readout(net, p.w_out, hs_t, ys_t, cfg)
+        w = adapt_readout(net, p.w_out, hs_t, ys_t, cfg, lr)
         logits = net.readout(hq_t, w)
         return F.cross_entropy(logits, yq_t), (logits.argmax(-1) == yq_t).float().mean()
 
     losses, accs = vmap(one_task)(hs, ys, hq, yq)
     reg = cfg.weight_decay * sum((w ** 2).mean() for w in p.tensors())
+    if cfg.rate_lambda:
+        rate = h.mean(dim=(0, 2))                                        # per sample
+        reg = reg + cfg.rate_lambda * (((rate - cfg.target_rate) / cfg.target_rate) ** 2).mean()
     return losses.mean() + reg, accs.mean()

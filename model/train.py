@@ -23,7 +23,7 @@ from .rram import PRESETS as DEVICES
 from .rram import noisy_weights, program
 from .snn import FloatSRNN, IntegerSRNN, SRNNConfig
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate"]
+__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "evaluate_steps"]
 
 
 @dataclass(frozen=True)
@@ -35,18 +35,18 @@ class TrainConfig:
     outputs: int = 20               # with global labels; per-task labels use n_way outputs
     labels: str = "task"            # "task": output k = the task's k-th class (classic MAML);
                                     # "global": one output per class of the dataset (seed 000's code)
+    quantised: bool = True          # False: the ideal float network (no integer formats), for comparison
     n_way: int = 5
     k_shot: int = 5
     k_query: int = 5
     meta_batch: int = 8
-    iterations: int = 300
+    iterations: int = 600
     maml: MAMLConfig = field(default_factory=MAMLConfig)
     rram: str = "ideal"
     layout: str | None = None       # "RxC" neuron tiles
     layout_lambda: float = 100.0
     layout_beta: float = 8.0
     prune_threshold: float = 4.0    # integer weight units; applied after the first quarter
-    target_rate: float = 0.05
     seed: int = 0
     eval_every: int = 50
     eval_tasks: int = 20
@@ -85,7 +85,7 @@ def _protocol_for(source: str):
 
 def _network(cfg: TrainConfig) -> FloatSRNN:
     outputs = cfg.n_way if cfg.labels == "task" else cfg.outputs
-    return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=outputs), exact=True)
+    return FloatSRNN(SRNNConfig.make(channels=cfg.channels, neurons=cfg.neurons, outputs=outputs), exact=cfg.quantised)
 
 
 def _distributed() -> tuple[int, int]:
@@ -126,9 +126,9 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     sampler = protocol.meta_train(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=cfg.seed,
                                   relabel=cfg.labels == "task")
     net = _network(cfg)
-    p = init_params(net, seed=cfg.seed)
+    p = init_params(net, seed=cfg.seed, cfg=cfg.maml)
     first = sampler.episode(10**6)
-    gain = calibrate_input_gain(net, p, torch.cat([first.support, first.query]).transpose(0, 1), cfg.target_rate)
+    gain = calibrate_input_gain(net, p, torch.cat([first.support, first.query]).transpose(0, 1), cfg.maml.target_rate)
     mask = None
     if cfg.layout:
         rows, cols = cfg.grid()
@@ -138,7 +138,11 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
             p.w_rec.mul_((mask < 1).float())       # start without the connections the layout forbids
     device = DEVICES[cfg.rram]
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(p.tensors(), lr=cfg.maml.outer_lr)
+    trained = p.trained(cfg.maml)
+    groups = [{"params": [t for t in trained if t is not p.log_inner_lr], "lr": cfg.maml.outer_lr}]
+    if any(t is p.log_inner_lr for t in trained):
+        groups.append({"params": [p.log_inner_lr], "lr": cfg.maml.inner_lr_lr})
+    opt = torch.optim.Adam(groups)
     hi = net.config.core.weight_range[1]
     metrics_path = out / "metrics.jsonl"
     if rank == 0:
@@ -148,8 +152,10 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     bar = tqdm(range(cfg.iterations), desc="meta-training", unit="it", disable=not progress)
     for it in bar:
         episodes = sampler.batch(it * cfg.meta_batch + rank * share, share)
+        # The zero readout init is exact (both devices of a pair equal); learned weights carry noise.
         q = Params(noisy_weights(p.w_in, device, gen), noisy_weights(p.w_rec, device, gen),
-                   noisy_weights(p.w_out, device, gen)) if cfg.rram != "ideal" else p
+                   noisy_weights(p.w_out, device, gen) if cfg.maml.readout_init == "learned" else p.w_out,
+                   p.log_inner_lr) if cfg.rram != "ideal" else p
         loss, acc = meta_loss(net, q, episodes, cfg.maml)
         penalty = layout_penalty(p.w_rec / hi, mask) if mask is not None else torch.zeros(())
         opt.zero_grad()
@@ -157,7 +163,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
         loss, acc = loss.detach(), acc.detach()
         if world > 1:
             import torch.distributed as dist
-            for t in [w.grad for w in p.tensors()] + [loss, acc]:
+            for t in [w.grad for w in trained] + [loss, acc]:
                 dist.all_reduce(t)
                 t /= world
         opt.step()
@@ -165,12 +171,14 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
         if mask is not None and it >= cfg.iterations // 4:
             prune(p.w_rec.data, cfg.prune_threshold)
         row = {"iteration": it, "loss": round(loss.item(), 4), "query_accuracy": round(acc.item(), 4),
+               "inner_lr": round(p.inner_lr_value(cfg.maml), 1),
                "layout_penalty": round(float(penalty.detach()), 6), "elapsed_s": round(time.perf_counter() - start, 2)}
         if rank == 0 and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
             ck = _checkpoint(cfg, net, p, {"iteration": it + 1, "input_gain": gain})
+            # The float ideal network is scored in float; every other, as the deployable integer network.
+            scores = evaluate(ck, ds, cfg, tasks=cfg.eval_tasks, params=None if cfg.quantised else p)
             save_checkpoint(out, ck)
-            row.update({f"eval_{k}": v for k, v in evaluate(ck, ds, cfg, tasks=cfg.eval_tasks)["integer"].items()
-                        if k.endswith("mean")})
+            row.update({f"eval_{k}": v for k, v in scores.items() if k.endswith("mean")})
         history.append(row)
         if rank == 0:
             with open(metrics_path, "a") as f:
@@ -190,60 +198,93 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
 
 def _checkpoint(cfg: TrainConfig, net: FloatSRNN, p: Params, meta: dict) -> Checkpoint:
     w = deployable_weights(net.config, p.w_in, p.w_rec, p.w_out)
-    return Checkpoint(net.config, w["w_in"], w["w_rec"], w["w_out"], {**meta, "train": dataclasses.asdict(cfg)})
+    meta = {**meta, "inner_lr": p.inner_lr_value(cfg.maml), "train": dataclasses.asdict(cfg)}
+    return Checkpoint(net.config, w["w_in"], w["w_rec"], w["w_out"], meta)
 
 
 _EVAL_CHUNK = 10
 
 
 def evaluate(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int = 50, devices: int = 0,
-             inner_steps: int | None = None, seed: int = 1234) -> dict:
-    """Seen / unseen query accuracy of the deployable network on meta-test tasks: hidden activity
-    from the bit-exact integer network, the readout adapted by the inner loop, then rounded to its
-    integers and read out in integer arithmetic. With ``devices``, repeated over sampled RRAM devices."""
+             inner_steps: int | None = None, seed: int = 1234, params: Params | None = None) -> dict:
+    """:func:`evaluate_steps` for one number of inner steps (default: the training's)."""
+    k = inner_steps or cfg.maml.inner_steps
+    return evaluate_steps(ck, ds, cfg, tasks=tasks, devices=devices, steps=(k,), seed=seed, params=params)[k]
+
+
+def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int = 50, devices: int = 0,
+                   steps=(1,), seed: int = 1234, params: Params | None = None) -> dict[int, dict]:
+    """For each number of inner steps in ``steps``: seen / unseen query accuracy on meta-test tasks, mean and spread over tasks (and over device
+    draws). The deployable network: hidden activity from the bit-exact integer network, the readout
+    adapted by the inner loop at the checkpoint's inner rate, rounded to its integers and read out in
+    integer arithmetic; with ``devices``, repeated over that many sampled RRAM devices programmed with
+    the checkpoint's weights. With float ``params`` instead: the ideal float network, all in float."""
     protocol = _protocol_for(cfg.data)
     sampler = protocol.meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=seed,
                                  relabel=cfg.labels == "task")
-    maml = dataclasses.replace(cfg.maml, inner_steps=inner_steps or cfg.maml.inner_steps)
-    net = FloatSRNN(ck.config, exact=True)
+    lr = params.inner_lr_value(cfg.maml) if params is not None else ck.metadata.get("inner_lr", cfg.maml.inner_lr)
     unseen = set(protocol.unseen)
-    device_seeds = list(range(devices)) if devices else [None]
     episodes = [sampler.episode(i) for i in range(tasks)]
-    per_device = []
-    for dseed in device_seeds:
-        w_in, w_rec, w_out = ck.w_in, ck.w_rec, ck.w_out
-        if dseed is not None:
-            dev = DEVICES[cfg.rram if cfg.rram != "ideal" else "mosaic"]
-            lo, hi = ck.config.core.weight_range
-            w_in = torch.round(program(w_in.double(), dev, 2 * dseed)).clamp(lo, hi).long()
-            w_rec = torch.round(program(w_rec.double(), dev, 2 * dseed + 1)).clamp(lo, hi).long()
-        integer = IntegerSRNN(ck.config, w_in, w_rec, w_out)
-        counts = {"seen": [0, 0], "unseen": [0, 0]}
+    if params is not None:
+        net = FloatSRNN(ck.config, exact=False)
+        w = [t.detach().double() for t in params.tensors()]
+        hidden_of = lambda x: net.hidden(x.double(), w[0], w[1])              # noqa: E731
+        readout_of = lambda h, w_out: net.readout(h.double(), w_out)          # noqa: E731
+        draws = [(w[2], hidden_of, readout_of)]
+    else:
+        net = FloatSRNN(ck.config, exact=True)
+        draws = []
+        for dseed in (range(devices) if devices else [None]):
+            w_in, w_rec = ck.w_in, ck.w_rec
+            if dseed is not None:
+                dev = DEVICES[cfg.rram if cfg.rram != "ideal" else "mosaic"]
+                lo, hi = ck.config.core.weight_range
+                w_in = torch.round(program(w_in.double(), dev, 2 * dseed)).clamp(lo, hi).long()
+                w_rec = torch.round(program(w_rec.double(), dev, 2 * dseed + 1)).clamp(lo, hi).long()
+            integer = IntegerSRNN(ck.config, w_in, w_rec, ck.w_out)
+            readout_of = (lambda integer: lambda h, w_out: integer.readout(
+                h, deployable_weights(ck.config, ck.w_in, ck.w_rec, w_out)["w_out"]))(integer)
+            draws.append((ck.w_out.double(), integer.hidden, readout_of))
+    # [steps][draw][task] accuracy (nan: the task has no query of that kind)
+    per_task = {k: {"seen": [], "unseen": []} for k in steps}
+    for w_out, hidden_of, readout_of in draws:
+        acc = {k: {"seen": [], "unseen": []} for k in steps}
         for i, e in enumerate(episodes):
-            # The hidden activity does not depend on the readout: one batched integer run per chunk
-            # of tasks (bounded memory for large networks).
+            # The hidden activity does not depend on the readout: one batched run per chunk of tasks
+            # (bounded memory for large networks).
             if i % _EVAL_CHUNK == 0:
                 chunk = episodes[i:i + _EVAL_CHUNK]
-                hidden = integer.hidden(torch.cat([torch.cat([c.support, c.query]) for c in chunk]).transpose(0, 1))
+                with torch.no_grad():
+                    hidden = hidden_of(torch.cat([torch.cat([c.support, c.query]) for c in chunk]).transpose(0, 1))
                 offset = 0
             ns, nq = e.support.shape[0], e.query.shape[0]
             h = hidden[:, offset:offset + ns + nq]
             offset += ns + nq
-            with torch.enable_grad():
-                adapted = adapt_readout(net, w_out.double(), h[:, :ns].double(), e.support_labels, maml)
-            w_adapted = deployable_weights(ck.config, w_in, w_rec, adapted)["w_out"]
-            ok = integer.readout(h[:, ns:], w_adapted).argmax(-1) == e.query_labels
-            classes = [e.classes[y] if cfg.labels == "task" else y for y in e.query_labels.tolist()]
-            for y, good in zip(classes, ok.tolist()):
-                key = "unseen" if y in unseen else "seen"
-                counts[key][0] += int(good)
-                counts[key][1] += 1
-        per_device.append({k: (c / n if n else math.nan) for k, (c, n) in counts.items()})
-    seen = torch.tensor([d["seen"] for d in per_device])
-    uns = torch.tensor([d["unseen"] for d in per_device])
-    return {"integer": {"seen_mean": round(float(seen.mean()), 4), "seen_std": round(float(seen.std()), 4) if len(seen) > 1 else 0.0,
-                        "unseen_mean": round(float(uns.mean()), 4), "unseen_std": round(float(uns.std()), 4) if len(uns) > 1 else 0.0},
-            "tasks": tasks, "devices": devices, "inner_steps": maml.inner_steps}
+            classes = torch.tensor([e.classes[y] if cfg.labels == "task" else y for y in e.query_labels.tolist()])
+            is_unseen = torch.tensor([int(c) in unseen for c in classes])
+            for k in steps:
+                maml = dataclasses.replace(cfg.maml, inner_steps=k)
+                with torch.enable_grad():
+                    adapted = adapt_readout(net, w_out, h[:, :ns].double(), e.support_labels, maml, lr).detach()
+                ok = (readout_of(h[:, ns:], adapted).argmax(-1) == e.query_labels).double()
+                for key, m in (("seen", ~is_unseen), ("unseen", is_unseen)):
+                    acc[k][key].append(float(ok[m].mean()) if m.any() else math.nan)
+        for k in steps:
+            for key in acc[k]:
+                per_task[k][key].append(acc[k][key])
+    results = {}
+    for k in steps:
+        out = {"network": "float ideal" if params is not None else "integer", "tasks": tasks, "devices": devices,
+               "inner_steps": k, "inner_lr": round(lr, 1)}
+        for key, rows in per_task[k].items():
+            a = torch.tensor(rows)                                   # [draws, tasks]
+            valid = a[~a.isnan()]
+            draw_means = torch.stack([r[~r.isnan()].mean() for r in a])
+            out[f"{key}_mean"] = round(float(valid.mean()), 4)
+            out[f"{key}_std"] = round(float(valid.std()), 4)                   # over tasks and draws
+            out[f"{key}_device_std"] = round(float(draw_means.std()), 4) if len(draws) > 1 else 0.0
+        results[k] = out
+    return results
 
 
 def _plot(history, path: Path) -> None:

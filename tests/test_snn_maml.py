@@ -99,7 +99,7 @@ def test_meta_training_reduces_the_query_loss():
     e = train.episode(0)
     calibrate_input_gain(net, p, torch.cat([e.support, e.query]).transpose(0, 1))
     cfg = MAMLConfig()
-    opt = torch.optim.Adam(p.tensors(), lr=cfg.outer_lr)
+    opt = torch.optim.Adam(p.trained(cfg), lr=cfg.outer_lr)
     fixed = train.batch(1000, 4)
     with torch.no_grad():
         before = meta_loss(net, p, fixed, cfg)[0].item()
@@ -111,3 +111,76 @@ def test_meta_training_reduces_the_query_loss():
     with torch.no_grad():
         after = meta_loss(net, p, fixed, cfg)[0].item()
     assert after < before - 0.1
+
+
+def test_gradient_of_the_learned_inner_rate_matches_finite_differences():
+    net, _ = _tiny()
+    g = torch.Generator().manual_seed(3)
+    hs = (torch.rand(8, 6, 5, generator=g) < 0.4).double()
+    hq = (torch.rand(8, 6, 5, generator=g) < 0.4).double()
+    ys, yq = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([2, 1, 0, 0, 1, 2])
+    cfg = MAMLConfig(inner_steps=2)
+    w0 = torch.zeros(3, 5, dtype=torch.float64)
+
+    def outer(log_lr):
+        w = adapt_readout(net, w0, hs, ys, cfg, log_lr.exp())
+        return torch.nn.functional.cross_entropy(net.readout(hq, w), yq)
+
+    log_lr = torch.tensor(5.0, dtype=torch.float64, requires_grad=True)
+    (analytic,) = torch.autograd.grad(outer(log_lr), log_lr)
+    eps = 1e-5
+    numeric = (outer(log_lr.detach() + eps) - outer(log_lr.detach() - eps)) / (2 * eps)
+    assert abs(float(analytic)) > 1e-4
+    assert abs(float(numeric - analytic)) < 1e-6 + 1e-4 * abs(float(numeric))
+
+
+def test_one_step_from_a_zero_readout_is_a_prototype_classifier():
+    """The design claim of model/maml.py: from zero, one inner step sets output c's row to
+    lr / n * sum_i (y_ic - 1/C) F_i, with F the readout's time-summed filtered spikes; so the adapted
+    readout scores a query by its dot product with the class means minus their average."""
+    net, _ = _tiny()
+    c = net.config
+    g = torch.Generator().manual_seed(4)
+    hs = (torch.rand(8, 6, 5, generator=g) < 0.4).double()
+    ys = torch.tensor([0, 1, 2, 0, 1, 2])
+    lr = 7.0e3
+    w = adapt_readout(net, torch.zeros(3, 5, dtype=torch.float64), hs, ys, MAMLConfig(inner_lr=lr), lr)
+    o, features = torch.zeros(6, 5, dtype=torch.float64), torch.zeros(6, 5, dtype=torch.float64)
+    for t in range(hs.shape[0]):
+        o = o - o / (1 << c.readout_decay_shift) + hs[t]
+        features += o
+    err = torch.nn.functional.one_hot(ys, 3).double() - 1 / 3
+    expected = lr * err.t() @ features / (6 * (1 << c.logit_shift))
+    assert torch.allclose(w, expected)
+    means = torch.stack([features[ys == k].mean(0) for k in range(3)])
+    assert torch.allclose(w, lr * 2 / (6 * (1 << c.logit_shift)) * (means - means.mean(0)))
+
+
+def test_maml_config_errors():
+    with pytest.raises(ConfigError, match="readout_init='random' is unknown; allowed: zero, learned"):
+        MAMLConfig(readout_init="random")
+    with pytest.raises(ConfigError, match="inner_lr=0.0, inner_steps=1: allowed are inner_lr > 0"):
+        MAMLConfig(inner_lr=0.0)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_fused_recurrent_layer_equals_the_step_by_step_graph(exact):
+    """The fused layer (one autograd node, hand-written BPTT) gives the same spikes and the same
+    weight gradients as autograd through the twin's step-by-step operations, with every clamp,
+    the refractory jump and the recurrence active."""
+    c = SRNNConfig.make(channels=12, neurons=10, outputs=4, current_bits=9, membrane_bits=12, refractory_bits=12,
+                        threshold=300, refractory_jump=600)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(40, 6, 12, generator=g) < 0.3).double()
+    w_in = (torch.randn(10, 12, generator=g) * 120).double().requires_grad_(True)
+    w_rec = (torch.randn(10, 10, generator=g) * 60).double().requires_grad_(True)
+    upstream = torch.randn(40, 6, 10, generator=g).double()
+    assert (x[0] @ w_in.detach().t()).abs().max() > c.core.current_range[1]     # the current clamp engages
+    results = []
+    for fused in (True, False):
+        h = FloatSRNN(c, exact=exact, fused=fused).hidden(x, w_in, w_rec)
+        results.append((h, *torch.autograd.grad((h * upstream).sum(), (w_in, w_rec))))
+    (h1, gi1, gr1), (h0, gi0, gr0) = results
+    assert 0.02 < h0.mean() < 0.5 and torch.equal(h1, h0)
+    assert gi0.abs().max() > 0 and gr0.abs().max() > 0
+    assert torch.allclose(gi1, gi0, rtol=1e-9, atol=1e-12) and torch.allclose(gr1, gr0, rtol=1e-9, atol=1e-12)

@@ -47,3 +47,24 @@ def test_bench_train_quick(tmp_path):
     r = bench_train(quick=True, out=tmp_path)
     assert r["ours"]["tasks_per_s"] > 0 and r["reference_loop"]["tasks_per_s"] > 0
     assert json.loads((tmp_path / "train.json").read_text())["speedup"] == r["speedup"]
+
+
+def test_experiment_cli_writes_the_table(tmp_path, capsys):
+    out, doc = tmp_path / "exp", tmp_path / "docs" / "table.md"
+    rc = main(["experiment", "--iterations", "4", "--tasks", "3", "--devices", "2", "--variants", "abd",
+               "--out", str(out), "--docs", str(doc)])
+    result = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in result["variants"]] == ["a", "b", "d"]
+    assert result["acceptance"] is not None
+    a = result["acceptance"]
+    assert rc == (0 if a["at_least_60_percent"] and a["within_5_points"] and a["ten_steps_beat_one"] else 1)
+    d = result["variants"][-1]
+    assert d["devices"] == 2 and d["layout"] == "4x4" and d["connectivity"]["density"] < 1
+    assert result["variants"][1]["devices"] == 0              # (b) has ideal devices: no draws
+    for r in result["variants"]:
+        for k in ("1", "10"):
+            assert 0 <= r["accuracy"][k]["unseen_mean"] <= 1 and r["accuracy"][k]["unseen_std"] >= 0
+    text = doc.read_text()
+    assert "(a) float ideal MAML" in text and "(d) + Mosaic layout" in text
+    assert "neuromosaic experiment --iterations 4" in text          # the command that regenerates it
+    assert (out / "a" / "network.json").exists() and (out / "d" / "curves.png").exists()
