@@ -224,7 +224,8 @@ def cmd_experiment(args) -> int:
         doc = Path(args.docs)
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(f"# Few-shot accuracy as the hardware constraints are added ({base.data})\n\n"
-                       "Written by `neuromosaic experiment`; see `model/experiment.py` for what each variant is.\n\n"
+                       "Written by `neuromosaic experiment`; see `model/experiment.py` for what each variant is and\n"
+                       "`docs/meta-learning.md` for why one inner step works (and a second seed).\n\n"
                        + table)
         print(f"wrote {doc}")
     a = r.get("acceptance")
