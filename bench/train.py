@@ -74,9 +74,9 @@ def _worker(method: str, tasks: int, repeats: int) -> dict:
 
 
 def bench_train(quick: bool = False, out: str | Path = "build/bench") -> dict:
-    # Our default meta-batch (TrainConfig.meta_batch); the fastest of 3 steps, so the first step's
-    # warm-up (tracing, allocation) is not counted for either method.
-    tasks, repeats = (2, 1) if quick else (8, 3)
+    # Our default meta-batch (TrainConfig.meta_batch); the fastest of 5 steps, so the first step's
+    # warm-up (tracing, allocation) and the noise of a shared machine are not counted for either method.
+    tasks, repeats = (2, 1) if quick else (8, 5)
     rows = {}
     for method in ("ours", "reference"):
         r = subprocess.run([sys.executable, "-c", f"import json; from neuromosaic.bench.train import _worker; "
