@@ -24,7 +24,7 @@ from .config import ConfigError
 from .snn import SRNNConfig
 
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint",
-           "deployable_weights"]
+           "deployable_weights", "atomic_write"]
 
 FORMAT = "neuromosaic-srnn"
 VERSION = 1
@@ -53,7 +53,7 @@ def deployable_weights(config: SRNNConfig, w_in, w_rec, w_out) -> dict[str, torc
     return {"w_in": q(w_in, lo, hi), "w_rec": q(w_rec, lo, hi), "w_out": q(w_out, olo, ohi)}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -76,11 +76,11 @@ def save_checkpoint(folder: str | Path, ck: Checkpoint) -> Path:
     sha = hashlib.sha256(data).hexdigest()
     weights = folder / f"weights-{sha[:16]}.npz"
     if not weights.exists():
-        _atomic_write(weights, data)
+        atomic_write(weights, data)
     manifest = {"format": FORMAT, "version": VERSION, "config": ck.config.to_dict(), "metadata": ck.metadata,
                 "weights": {"file": weights.name, "sha256": sha}}
     old = _manifest_weights(folder)
-    _atomic_write(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
     if old and old != weights.name:
         (folder / old).unlink(missing_ok=True)
     return folder

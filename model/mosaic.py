@@ -83,3 +83,25 @@ def connectivity_stats(w_rec: torch.Tensor, rows: int, cols: int) -> dict:
     return {"nonzero": total, "density": total / w_rec.numel(), "share_per_hop": per_hop,
             "mean_hops_per_connection": float(hops.double().mean()) if total else 0.0,
             "fanout_tiles_mean": float(fanout.mean()), "fanout_tiles_max": int(fanout.max())}
+
+
+def export_connectivity(w_rec: torch.Tensor, rows: int, cols: int) -> dict:
+    """The trained recurrent connectivity as the router compiler reads it (JSON-ready): the grid,
+    each neuron's tile (row-major tiles, consecutive neurons), and per source neuron the other tiles
+    its spikes must reach with the hop count to each, plus its targets inside its own tile."""
+    neurons = w_rec.shape[0]
+    tiles = rows * cols
+    t = tile_of(neurons, tiles)
+    h = hop_matrix(rows, cols)
+    nz = w_rec != 0                                  # [post, pre]
+    sources = []
+    for pre in range(neurons):
+        post = torch.nonzero(nz[:, pre]).flatten()
+        dest = sorted(set(t[post].tolist()) - {int(t[pre])})
+        sources.append({"neuron": pre, "tile": int(t[pre]),
+                        "local_targets": [int(q) for q in post if t[q] == t[pre]],
+                        "remote_tiles": [{"tile": d, "hops": int(h[t[pre], d]),
+                                          "targets": [int(q) for q in post if t[q] == d]} for d in dest]})
+    return {"format": "neuromosaic-connectivity", "version": 1, "grid": [rows, cols], "neurons": neurons,
+            "neurons_per_tile": neurons // tiles, "tile_of_neuron": t.tolist(), "sources": sources,
+            "stats": connectivity_stats(w_rec, rows, cols)}

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpoint, deployable_weights, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, atomic_write, deployable_weights, load_checkpoint, save_checkpoint
 from .config import ConfigError
 from .data import PROTOCOLS, load_source
 from .data.base import SpikeDataset
 from .maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss
-from .mosaic import connectivity_stats, layout_mask, layout_penalty, prune
+from .mosaic import connectivity_stats, export_connectivity, layout_mask, layout_penalty, prune
 from .rram import PRESETS as DEVICES
 from .rram import noisy_weights, program
 from .snn import FloatSRNN, IntegerSRNN, SRNNConfig
@@ -190,7 +190,10 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
                "final": history[-1], "config": dataclasses.asdict(cfg), "ranks": world}
     if rank == 0:
         if mask is not None:
-            summary["connectivity"] = connectivity_stats(load_checkpoint(out).w_rec, *cfg.grid())
+            w_rec = load_checkpoint(out).w_rec
+            summary["connectivity"] = connectivity_stats(w_rec, *cfg.grid())
+            # for the router compiler (issue 7): who sends to which tile, at how many hops
+            atomic_write(out / "connectivity.json", json.dumps(export_connectivity(w_rec, *cfg.grid())).encode())
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         _plot(history, out / "curves.png")
     if return_params:

@@ -94,3 +94,25 @@ def test_noise_injection_is_straight_through():
         assert not torch.equal(y.detach(), w.detach())
         (g,) = torch.autograd.grad((y * 3).sum(), w)
         assert torch.equal(g, torch.full_like(w, 3.0))
+
+
+def test_connectivity_export_matches_the_weights():
+    from neuromosaic.model.mosaic import export_connectivity, hop_matrix
+    g = torch.Generator().manual_seed(5)
+    w = torch.randint(-3, 4, (16, 16), generator=g) * (torch.rand(16, 16, generator=g) < 0.3)
+    e = export_connectivity(w, 2, 2)
+    assert e["grid"] == [2, 2] and e["neurons_per_tile"] == 4 and e["tile_of_neuron"][5] == 1
+    h = hop_matrix(2, 2)
+    rebuilt = torch.zeros(16, 16, dtype=torch.bool)
+    for src in e["sources"]:
+        pre, tile = src["neuron"], src["tile"]
+        for q in src["local_targets"]:
+            assert e["tile_of_neuron"][q] == tile
+            rebuilt[q, pre] = True
+        for r in src["remote_tiles"]:
+            assert r["tile"] != tile and r["hops"] == int(h[tile, r["tile"]]) and r["targets"]
+            for q in r["targets"]:
+                assert e["tile_of_neuron"][q] == r["tile"]
+                rebuilt[q, pre] = True
+    assert torch.equal(rebuilt, w != 0)             # every connection, and no other, is in the export
+    assert e["stats"]["nonzero"] == int((w != 0).sum())

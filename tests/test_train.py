@@ -22,6 +22,8 @@ def test_train_and_eval_cli(tmp_path, capsys):
     # the layout keeps connections short: most non-zero recurrent weights within one hop
     share = summary["connectivity"]["share_per_hop"]
     assert share.get("0", 0) + share.get("1", 0) > 0.8
+    exported = json.loads((out / "connectivity.json").read_text())
+    assert exported["grid"] == [4, 4] and exported["stats"]["nonzero"] == summary["connectivity"]["nonzero"]
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(out), "--tasks", "4", "--devices", "2", "--inner-steps", "3"]) == 0
     text = capsys.readouterr().out
