@@ -17,6 +17,7 @@ from .checkpoint import Checkpoint, atomic_write, deployable_weights, load_check
 from .config import ConfigError
 from .data import PROTOCOLS, load_source
 from .data.base import SpikeDataset
+from .learning import LFSR, LearningConfig, adapt_readout_integer
 from .maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss
 from .mosaic import connectivity_stats, export_connectivity, layout_mask, layout_penalty, prune
 from .rram import PRESETS as DEVICES
@@ -211,20 +212,27 @@ _EVAL_CHUNK = 10
 
 
 def evaluate(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int = 50, devices: int = 0,
-             inner_steps: int | None = None, seed: int = 1234, params: Params | None = None) -> dict:
+             inner_steps: int | None = None, seed: int = 1234, params: Params | None = None,
+             rule: str = "float") -> dict:
     """:func:`evaluate_steps` for one number of inner steps (default: the training's)."""
     k = inner_steps or cfg.maml.inner_steps
-    return evaluate_steps(ck, ds, cfg, tasks=tasks, devices=devices, steps=(k,), seed=seed, params=params)[k]
+    return evaluate_steps(ck, ds, cfg, tasks=tasks, devices=devices, steps=(k,), seed=seed, params=params,
+                          rule=rule)[k]
 
 
 def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int = 50, devices: int = 0,
-                   steps=(1,), seed: int = 1234, params: Params | None = None) -> dict[int, dict]:
+                   steps=(1,), seed: int = 1234, params: Params | None = None,
+                   rule: str = "float") -> dict[int, dict]:
     """For each number of inner steps in ``steps``: seen / unseen query accuracy on meta-test tasks,
     mean and spread over tasks (and over device draws). The deployable network: hidden activity
     from the bit-exact integer network, the readout adapted by the inner loop at the checkpoint's
     inner rate, rounded to its integers and read out in integer arithmetic; with ``devices``,
     repeated over that many sampled RRAM devices programmed with the checkpoint's weights. With
-    float ``params`` instead: the ideal float network, all in float."""
+    float ``params`` instead: the ideal float network, all in float. ``rule="integer"``: the readout
+    is adapted by the chip's integer learning rule (``model/learning.py``, one LFSR stream per device
+    draw) instead of the float inner step."""
+    if rule not in ("float", "integer") or (rule == "integer" and params is not None):
+        raise ConfigError(f"rule={rule!r} is not allowed here; allowed: float, or integer for a deployable network.")
     protocol = _protocol_for(cfg.data)
     sampler = protocol.meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=seed,
                                  relabel=cfg.labels == "task")
@@ -255,6 +263,7 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
     per_task = {k: {"seen": [], "unseen": []} for k in steps}
     for w_out, hidden_of, readout_of in draws:
         acc = {k: {"seen": [], "unseen": []} for k in steps}
+        lfsr = LFSR(LearningConfig())
         for i, e in enumerate(episodes):
             # The hidden activity does not depend on the readout: one batched run per chunk of tasks
             # (bounded memory for large networks).
@@ -269,9 +278,13 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
             classes = torch.tensor([e.classes[y] if cfg.labels == "task" else y for y in e.query_labels.tolist()])
             is_unseen = torch.tensor([int(c) in unseen for c in classes])
             for k in steps:
-                maml = dataclasses.replace(cfg.maml, inner_steps=k)
-                with torch.enable_grad():
-                    adapted = adapt_readout(net, w_out, h[:, :ns].double(), e.support_labels, maml, lr).detach()
+                if rule == "integer":
+                    adapted = adapt_readout_integer(ck.config, ck.w_out, h[:, :ns], e.support_labels, lr, steps=k,
+                                                    lfsr=lfsr)
+                else:
+                    maml = dataclasses.replace(cfg.maml, inner_steps=k)
+                    with torch.enable_grad():
+                        adapted = adapt_readout(net, w_out, h[:, :ns].double(), e.support_labels, maml, lr).detach()
                 ok = (readout_of(h[:, ns:], adapted).argmax(-1) == e.query_labels).double()
                 for key, m in (("seen", ~is_unseen), ("unseen", is_unseen)):
                     acc[k][key].append(float(ok[m].mean()) if m.any() else math.nan)
@@ -281,7 +294,7 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
     results = {}
     for k in steps:
         out = {"network": "float ideal" if params is not None else "integer", "tasks": tasks, "devices": devices,
-               "inner_steps": k, "inner_lr": round(lr, 1)}
+               "inner_steps": k, "inner_lr": round(lr, 1), "rule": rule}
         for key, rows in per_task[k].items():
             a = torch.tensor(rows)                                   # [draws, tasks]
             valid = a[~a.isnan()]

@@ -200,8 +200,9 @@ def cmd_eval(args) -> int:
     cfg = dataclasses.replace(base, maml=maml, data=args.data or base.data)
     ds = load_source(cfg.data, split="test", channels=cfg.channels, steps=cfg.steps)
     steps = sorted({args.inner_steps or cfg.maml.inner_steps, 1})
-    rows = list(evaluate_steps(ck, ds, cfg, tasks=args.tasks, devices=args.devices, steps=steps).items())
-    print(f"deployable integer network, {cfg.n_way}-way {cfg.k_shot}-shot, {args.tasks} tasks"
+    rows = list(evaluate_steps(ck, ds, cfg, tasks=args.tasks, devices=args.devices, steps=steps, rule=args.rule).items())
+    print(f"deployable integer network, {cfg.n_way}-way {cfg.k_shot}-shot, {args.tasks} tasks, "
+          f"{'the integer learning rule' if args.rule == 'integer' else 'the float inner step'}"
           + (f", {args.devices} sampled devices" if args.devices else ""))
     print(f"{'inner steps':>12} {'seen':>16} {'unseen':>16}")
     for k, r in rows:
@@ -319,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inner-steps", type=int, default=None)
     e.add_argument("--devices", type=int, default=0, help="sampled RRAM devices (mean and spread)")
     e.add_argument("--tasks", type=int, default=50)
+    e.add_argument("--rule", choices=["float", "integer"], default="float",
+                   help="adapt the readout by the float inner step (default) or the chip's integer rule")
     e.set_defaults(func=cmd_eval)
 
     x = sub.add_parser("experiment", help="seed 000's experiment: seen / unseen accuracy of (a) float ideal "

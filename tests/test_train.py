@@ -28,6 +28,8 @@ def test_train_and_eval_cli(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(out), "--tasks", "4", "--devices", "2", "--inner-steps", "3"]) == 0
     text = capsys.readouterr().out
     assert "2 sampled devices" in text and "unseen" in text
+    assert main(["eval", "--checkpoint", str(out), "--tasks", "3", "--rule", "integer"]) == 0
+    assert "the integer learning rule" in capsys.readouterr().out
 
 
 def test_bad_training_options():

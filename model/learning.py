@@ -1,0 +1,161 @@
+"""The integer learning rule of the readout (seed 001's integer training datapath running seed 000's
+MAML inner step), in the arithmetic the chip's learning engine will use.
+
+For a support set of ``n`` samples, one step:
+
+1. eligibility ``E[i, j] = sum_t tr_j(t)`` with ``tr_j(t) = tr_j(t-1) - (tr_j(t-1) >> s) + (S_j(t) << f)``,
+   the presynaptic trace of hidden neuron j (the readout's own leak ``s``, ``f`` fractional bits so
+   that the floor does not stop the leak of a small trace) summed over the sample;
+2. error ``e[i, k] = (y[i, k] << P) - p[i, k]`` at the end of the sample, with ``p`` an integer
+   softmax of the integer logits in units of ``2**-P`` (:func:`integer_softmax`: base-2 exponent
+   table and one division per output);
+3. accumulation over the support set ``acc[k, j] = sum_i e[i, k] * E[i, j]``;
+4. the update ``w[k, j] <- sat(w[k, j] + floor((acc[k, j] * m + r) / 2**q))``, visiting the weights
+   row by row (``k`` outer, ``j`` inner), with ``r`` the next draw of a Galois LFSR: stochastic
+   rounding whose sequence the RTL reproduces bit for bit. ``m / 2**q`` is the inner rate
+   quantised to a ``rate_bits`` mantissa (:func:`quantise_rate`).
+
+This is the float inner step (``maml.adapt_readout``: ``w -= lr * dCE/dw``; for the summed readout
+``dlogit_k/dw_kj = F_ij / 2**logit_shift`` with ``F`` the float trace sum) with the floor decays in
+the trace, the softmax from a table, and the rate rounded; ``k`` steps repeat it with the updated
+readout on the same support samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .config import ConfigError, _check_int
+from .snn import SRNNConfig
+
+__all__ = ["LearningConfig", "LFSR", "integer_softmax", "eligibility", "quantise_rate", "adapt_readout_integer"]
+
+_LOG2E_FRAC = 16
+_LOG2E_Q = round(math.log2(math.e) * (1 << _LOG2E_FRAC))
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    prob_bits: int = 12             # P: probabilities and errors in units of 2**-P
+    trace_frac_bits: int = 8        # f: fractional bits of the presynaptic trace
+    exp_frac_bits: int = 4          # fractional bits of the base-2 exponent (table of 2**F entries)
+    exp_table_bits: int = 16        # precision of the table entries 2**-(f / 2**F)
+    rate_bits: int = 8              # mantissa of the quantised inner rate
+    lfsr_bits: int = 16
+    lfsr_taps: int = 0xB400         # x^16 + x^14 + x^13 + x^11 + 1, maximal length
+    lfsr_seed: int = 0xACE1
+
+    def __post_init__(self):
+        _check_int("prob_bits", self.prob_bits, 1, 16)
+        _check_int("trace_frac_bits", self.trace_frac_bits, 0, 16)
+        _check_int("exp_frac_bits", self.exp_frac_bits, 0, 8)
+        _check_int("exp_table_bits", self.exp_table_bits, 2, 30)
+        _check_int("rate_bits", self.rate_bits, 1, 16)
+        _check_int("lfsr_bits", self.lfsr_bits, 2, 32)
+        if not 0 < self.lfsr_taps < (1 << self.lfsr_bits) or not self.lfsr_taps >> (self.lfsr_bits - 1):
+            raise ConfigError(f"lfsr_taps=0x{self.lfsr_taps:X} does not fit a {self.lfsr_bits}-bit LFSR; allowed: "
+                              f"a tap mask with bit {self.lfsr_bits - 1} set, below 2**{self.lfsr_bits}.")
+        if not 0 < self.lfsr_seed < (1 << self.lfsr_bits):
+            raise ConfigError(f"lfsr_seed={self.lfsr_seed} is not a non-zero {self.lfsr_bits}-bit state; "
+                              f"allowed: 1..{(1 << self.lfsr_bits) - 1}.")
+
+    def exp_table(self) -> list[int]:
+        """``round(2**B * 2**-(f / 2**F))`` for f in 0..2**F-1: the entries of the exponent ROM."""
+        n = 1 << self.exp_frac_bits
+        return [round((1 << self.exp_table_bits) * 2.0 ** (-f / n)) for f in range(n)]
+
+
+class LFSR:
+    """Galois LFSR (shift right, XOR the taps when the bit shifted out is 1). ``next()`` advances one
+    step and returns the new state; a draw of ``q`` bits is built from it by :meth:`draw`."""
+
+    def __init__(self, cfg: LearningConfig, state: int | None = None):
+        self.cfg = cfg
+        self.state = cfg.lfsr_seed if state is None else state
+
+    def next(self) -> int:
+        s = self.state
+        s = (s >> 1) ^ (self.cfg.lfsr_taps if s & 1 else 0)
+        self.state = s
+        return s
+
+    def draw(self, q: int) -> int:
+        """A uniform-ish integer in [0, 2**q): the state's top ``q`` bits when ``q`` <= the width,
+        else the state shifted up (the low bits then stay zero)."""
+        s, w = self.next(), self.cfg.lfsr_bits
+        return s >> (w - q) if q <= w else s << (q - w)
+
+
+def integer_softmax(logits: torch.Tensor, logit_shift: int, cfg: LearningConfig) -> torch.Tensor:
+    """``softmax(logits / 2**logit_shift)`` in units of ``2**-P``, integers [..., outputs]: the
+    distance to the maximum times log2(e) as a fixed-point base-2 exponent, its fraction looked up
+    in :meth:`LearningConfig.exp_table`, its integer part a right shift, and one (floor) division.
+    The floors make the probabilities sum to up to one unit per output less than ``2**P``, so the
+    errors sum to that remainder instead of zero and every weight drifts up by remainder x
+    eligibility x rate: ``P`` = 12 keeps this drift below a tenth of a weight unit per step."""
+    z = torch.as_tensor(logits).to(torch.int64)
+    d = z.max(dim=-1, keepdim=True).values - z                                   # >= 0
+    v = (d * _LOG2E_Q) >> (logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits)        # units of 2**-F
+    whole, frac = v >> cfg.exp_frac_bits, v & ((1 << cfg.exp_frac_bits) - 1)
+    table = torch.tensor(cfg.exp_table(), dtype=torch.int64)
+    num = torch.where(whole < cfg.exp_table_bits + 1, table[frac] >> whole.clamp(max=62), torch.zeros_like(whole))
+    return (num << cfg.prob_bits) // num.sum(dim=-1, keepdim=True)
+
+
+def eligibility(hidden: torch.Tensor, decay_shift: int, frac_bits: int = 8) -> torch.Tensor:
+    """Per-sample eligibility [B, N] of hidden spikes [T, B, N]: the integer presynaptic trace with
+    the readout's leak and ``frac_bits`` fractional bits, summed over the sample."""
+    h = torch.as_tensor(hidden).to(torch.int64) << frac_bits
+    tr = torch.zeros(h.shape[1:], dtype=torch.int64)
+    total = torch.zeros_like(tr)
+    for t in range(h.shape[0]):
+        tr = tr - (tr >> decay_shift) + h[t]
+        total += tr
+    return total
+
+
+def quantise_rate(rate: float, samples: int, logit_shift: int, cfg: LearningConfig) -> tuple[int, int]:
+    """The float inner rate as ``(m, q)``: the update per unit of ``acc`` is ``m / 2**q``, with ``m``
+    of ``rate_bits`` bits, equal to ``rate / (samples * 2**(logit_shift + P + f))`` rounded."""
+    c = rate / (samples * 2.0 ** (logit_shift + cfg.prob_bits + cfg.trace_frac_bits))
+    if not c > 0:
+        raise ConfigError(f"inner rate {rate} is not positive; allowed: a rate > 0.")
+    q = max(0, math.floor(math.log2(((1 << cfg.rate_bits) - 1) / c)))
+    m = round(c * 2 ** q)
+    return m, q
+
+
+def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: torch.Tensor, labels: torch.Tensor,
+                          rate: float, cfg: LearningConfig = LearningConfig(), steps: int = 1,
+                          lfsr: LFSR | None = None, writes: list | None = None) -> torch.Tensor:
+    """``steps`` integer inner steps on the readout from the support set (hidden spikes [T, n, N],
+    labels [n]); returns the new integer readout. ``writes``, if given, receives every weight write
+    as ``(step, k, j, old, new)`` in the engine's order, for the scoreboard."""
+    from .snn import IntegerSRNN
+    lfsr = lfsr or LFSR(cfg)
+    w = torch.as_tensor(w_out).to(torch.int64).clone()
+    n = hidden_s.shape[1]
+    elig = eligibility(hidden_s, config.readout_decay_shift, cfg.trace_frac_bits)   # [n, N]
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), config.outputs).to(torch.int64)
+    m, q = quantise_rate(rate, n, config.logit_shift, cfg)
+    lo, hi = config.readout_weight_range
+    reader = IntegerSRNN(config, torch.zeros(config.neurons, config.channels, dtype=torch.int64),
+                         torch.zeros(config.neurons, config.neurons, dtype=torch.int64), w)
+    for step in range(steps):
+        logits = reader.readout(hidden_s, w)                                   # [n, outputs]
+        err = (onehot << cfg.prob_bits) - integer_softmax(logits, config.logit_shift, cfg)
+        acc = err.t() @ elig                                                   # [outputs, N]
+        scaled = (acc * m).tolist()
+        new = w.clone()
+        for k in range(config.outputs):
+            for j in range(config.neurons):
+                delta = (scaled[k][j] + lfsr.draw(q)) >> q
+                v = min(max(int(w[k, j]) + delta, lo), hi)
+                if writes is not None:
+                    writes.append((step, k, j, int(w[k, j]), v))
+                new[k, j] = v
+        w = new
+    return w
