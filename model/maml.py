@@ -6,7 +6,7 @@ The recurrent layer's activity does not depend on the readout, so one batched fo
 support and query samples of every task in the meta-batch serves all tasks; the per-task inner loop
 and query loss then run under ``torch.func.vmap`` with ``torch.func.grad``, with no copied parameters.
 
-Two choices make one inner step work (measured on FSDD, see docs/few-shot.md):
+Three choices make one inner step work (measured on FSDD, see docs/meta-learning.md):
 
 * With per-task labels the outputs are exchangeable, so a meta-learned readout init can only hold a
   row common to all outputs, which the softmax ignores; the readout starts every task from zero
@@ -17,8 +17,8 @@ Two choices make one inner step work (measured on FSDD, see docs/few-shot.md):
   the whole readout, the form of the on-chip rule): with saturating 8-bit readout weights the rate
   is not a mere scale, and a fixed rate leaves the outer loop to trade the hidden activity against it.
 
-A firing-rate term per sample (seed 000 has one on the mean rate) keeps every sample's hidden
-activity near ``target_rate``, so no class wins the dot product by being louder.
+* A firing-rate term per sample (seed 000 has one on the mean rate) keeps every sample's hidden
+  activity near ``target_rate``, so no class wins the dot product by being louder.
 """
 
 from __future__ import annotations
