@@ -31,7 +31,8 @@ import torch
 from .config import ConfigError, _check_int
 from .snn import SRNNConfig
 
-__all__ = ["LearningConfig", "LFSR", "integer_softmax", "eligibility", "quantise_rate", "adapt_readout_integer"]
+__all__ = ["LearningConfig", "LFSR", "integer_softmax", "eligibility", "quantise_rate", "update_weight", "apply_update",
+           "adapt_readout_integer"]
 
 _LOG2E_FRAC = 16
 _LOG2E_Q = round(math.log2(math.e) * (1 << _LOG2E_FRAC))
@@ -148,14 +149,25 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
         logits = reader.readout(hidden_s, w)                                   # [n, outputs]
         err = (onehot << cfg.prob_bits) - integer_softmax(logits, config.logit_shift, cfg)
         acc = err.t() @ elig                                                   # [outputs, N]
-        scaled = (acc * m).tolist()
-        new = w.clone()
-        for k in range(config.outputs):
-            for j in range(config.neurons):
-                delta = (scaled[k][j] + lfsr.draw(q)) >> q
-                v = min(max(int(w[k, j]) + delta, lo), hi)
-                if writes is not None:
-                    writes.append((step, k, j, int(w[k, j]), v))
-                new[k, j] = v
-        w = new
+        w = apply_update(w, acc, m, q, lfsr, (lo, hi), writes, step)
     return w
+
+
+def update_weight(old: int, acc: int, m: int, q: int, draw: int, bounds: tuple[int, int]) -> int:
+    """One weight of the update, as the engine's datapath computes it: stochastic rounding of
+    ``acc * m / 2**q`` with the LFSR draw, added to the old weight and saturated."""
+    return min(max(old + ((acc * m + draw) >> q), bounds[0]), bounds[1])
+
+
+def apply_update(w: torch.Tensor, acc: torch.Tensor, m: int, q: int, lfsr: LFSR, bounds: tuple[int, int],
+                 writes: list | None = None, step: int = 0) -> torch.Tensor:
+    """The update of every weight, row by row (one LFSR draw each); returns the new weights."""
+    new = w.clone()
+    acc_l, w_l = acc.tolist(), w.tolist()
+    for k in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            v = update_weight(w_l[k][j], acc_l[k][j], m, q, lfsr.draw(q), bounds)
+            if writes is not None:
+                writes.append((step, k, j, w_l[k][j], v))
+            new[k, j] = v
+    return new
