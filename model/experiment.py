@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import load_checkpoint
+from .config import ConfigError
 from .data import load_source
 from .train import TrainConfig, evaluate_steps, train
 
@@ -42,6 +43,10 @@ def run_experiment(base: TrainConfig, out: str | Path, *, rram: str = "mosaic", 
                    tasks: int = 50, devices: int = 10, steps=(1, 10), variants: str = "abcd",
                    progress: bool = True, command: str = "") -> dict:
     """Trains and scores every variant; writes ``results.json`` and ``table.md`` under ``out``."""
+    if not variants or set(variants) - {k for k, _ in VARIANTS}:
+        raise ConfigError(f"--variants {variants!r} is not allowed; use one or more of a, b, c, d (for example abcd).")
+    if tasks < 1 or devices < 0:
+        raise ConfigError(f"--tasks {tasks}, --devices {devices}: allowed are tasks >= 1 and devices >= 0.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_source(base.data, channels=base.channels, steps=base.steps, progress=progress)

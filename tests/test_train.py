@@ -72,3 +72,8 @@ def test_experiment_cli_writes_the_table(tmp_path, capsys):
     assert "(a) float ideal MAML" in text and "(d) + Mosaic layout" in text
     assert "neuromosaic experiment --iterations 4" in text          # the command that regenerates it
     assert (out / "a" / "network.json").exists() and (out / "d" / "curves.png").exists()
+
+
+def test_experiment_refuses_unknown_variants(tmp_path, capsys):
+    assert main(["experiment", "--variants", "ax", "--out", str(tmp_path)]) == 2
+    assert "--variants 'ax' is not allowed; use one or more of a, b, c, d" in capsys.readouterr().err
