@@ -34,6 +34,8 @@ def _reference_step(net, p, episodes, cfg):
     """The textbook loop: every task on its own, readout copied, inner gradient by autograd.grad."""
     import torch
     import torch.nn.functional as F
+
+    from ..model.maml import regularisers
     total, rate_terms = 0.0, []
     for e in episodes:
         hs = net.hidden(e.support.transpose(0, 1), p.w_in, p.w_rec)
@@ -44,11 +46,7 @@ def _reference_step(net, p, episodes, cfg):
             w = w - p.inner_lr(cfg) * g
         total = total + F.cross_entropy(net.readout(hq, w), e.query_labels)
         rate_terms += [h.mean(dim=(0, 2)) for h in (hs, hq)]
-    # the same regularisers as meta_loss
-    rate = torch.cat(rate_terms)
-    reg = cfg.weight_decay * sum((w ** 2).mean() for w in p.tensors())
-    reg = reg + cfg.rate_lambda * (((rate - cfg.target_rate) / cfg.target_rate) ** 2).mean()
-    return total / len(episodes) + reg
+    return total / len(episodes) + regularisers(p, torch.cat(rate_terms), cfg)
 
 
 def _worker(method: str, tasks: int, repeats: int) -> dict:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ConfigError, _check_int
-from .snn import SRNNConfig
+from .snn import SRNNConfig, integer_readout
 
 __all__ = ["LearningConfig", "LFSR", "integer_softmax", "eligibility", "quantise_rate", "update_weight", "apply_update",
            "adapt_readout_integer"]
@@ -135,7 +135,6 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
     """``steps`` integer inner steps on the readout from the support set (hidden spikes [T, n, N],
     labels [n]); returns the new integer readout. ``writes``, if given, receives every weight write
     as ``(step, k, j, old, new)`` in the engine's order, for the scoreboard."""
-    from .snn import IntegerSRNN
     lfsr = lfsr or LFSR(cfg)
     w = torch.as_tensor(w_out).to(torch.int64).clone()
     n = hidden_s.shape[1]
@@ -143,10 +142,8 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), config.outputs).to(torch.int64)
     m, q = quantise_rate(rate, n, config.logit_shift, cfg)
     lo, hi = config.readout_weight_range
-    reader = IntegerSRNN(config, torch.zeros(config.neurons, config.channels, dtype=torch.int64),
-                         torch.zeros(config.neurons, config.neurons, dtype=torch.int64), w)
     for step in range(steps):
-        logits = reader.readout(hidden_s, w)                                   # [n, outputs]
+        logits = integer_readout(config, hidden_s, w)                          # [n, outputs]
         err = (onehot << cfg.prob_bits) - integer_softmax(logits, config.logit_shift, cfg)
         acc = err.t() @ elig                                                   # [outputs, N]
         w = apply_update(w, acc, m, q, lfsr, (lo, hi), writes, step)

@@ -34,7 +34,8 @@ from .config import ConfigError
 from .data.episodes import Episode
 from .snn import FloatSRNN
 
-__all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_loss", "adapt_readout"]
+__all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_loss", "adapt_readout",
+           "regularisers"]
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,12 @@ def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfi
         return F.cross_entropy(logits, yq_t), (logits.argmax(-1) == yq_t).float().mean()
 
     losses, accs = vmap(one_task)(hs, ys, hq, yq)
+    return losses.mean() + regularisers(p, h.mean(dim=(0, 2)), cfg), accs.mean()
+
+
+def regularisers(p: Params, rates: torch.Tensor, cfg: MAMLConfig) -> torch.Tensor:
+    """Weight decay plus the firing-rate term on the per-sample hidden ``rates``."""
     reg = cfg.weight_decay * sum((w ** 2).mean() for w in p.tensors())
     if cfg.rate_lambda:
-        rate = h.mean(dim=(0, 2))                                        # per sample
-        reg = reg + cfg.rate_lambda * (((rate - cfg.target_rate) / cfg.target_rate) ** 2).mean()
-    return losses.mean() + reg, accs.mean()
+        reg = reg + cfg.rate_lambda * (((rates - cfg.target_rate) / cfg.target_rate) ** 2).mean()
+    return reg

@@ -25,7 +25,7 @@ import torch
 from .config import ConfigError, LIFConfig, _check_int, signed_range
 from .lif import FloatLIF, IntegerLIF, LIFState, decay, saturate
 
-__all__ = ["SRNNConfig", "FloatSRNN", "IntegerSRNN", "round_ste"]
+__all__ = ["SRNNConfig", "FloatSRNN", "IntegerSRNN", "integer_readout", "round_ste"]
 
 
 @dataclass(frozen=True)
@@ -243,12 +243,15 @@ class IntegerSRNN:
 
     def readout(self, hidden: torch.Tensor, w_out: torch.Tensor | None = None) -> torch.Tensor:
         """Integer logits of hidden spikes [T, B, N], with this network's readout or ``w_out``."""
-        c = self.config
-        w_out = self.w_out if w_out is None else torch.as_tensor(w_out).to(torch.int64)
-        drive = hidden.to(torch.int64) @ w_out.t()
-        o = torch.zeros(drive.shape[1:], dtype=torch.int64)
-        best = None
-        for t in range(drive.shape[0]):
-            o = saturate(decay(o, c.readout_decay_shift) + drive[t], c.readout_range)
-            best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
-        return best
+        return integer_readout(self.config, hidden, self.w_out if w_out is None else w_out)
+
+
+def integer_readout(c: SRNNConfig, hidden: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+    """Integer logits [B, outputs] of hidden spikes [T, B, N] through the integer readout ``w_out``."""
+    drive = hidden.to(torch.int64) @ torch.as_tensor(w_out).to(torch.int64).t()
+    o = torch.zeros(drive.shape[1:], dtype=torch.int64)
+    best = None
+    for t in range(drive.shape[0]):
+        o = saturate(decay(o, c.readout_decay_shift) + drive[t], c.readout_range)
+        best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
+    return best
