@@ -66,3 +66,50 @@ def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0
     else:
         sim.run()
     return result
+
+
+def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0.3, fault=None, vcd=None) -> dict:
+    """Runs few-shot ``episodes`` on one ``LearningEngine``, with a reset between them (the first
+    starts from the reset at time 0), checked by :class:`~.learning_bench.LearningTestbench`."""
+    from ..rtl.learning import LearningEngine
+    from .learning_bench import LearningTestbench
+
+    dut = LearningEngine(config, cfg)
+    m = Module()
+    m.domains.sync = cd = ClockDomain()
+    m.submodules.dut = dut
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    result = {}
+
+    async def testbench(ctx):
+        def port(name):
+            sig = _resolve(dut, name)
+            return Port(name, lambda: ctx.get(sig), lambda v: ctx.set(sig, v))
+
+        tb = LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault)
+        cycle = 0
+        for index, episode in enumerate(episodes):
+            if index:
+                for name in ("spikes", "command", "weights"):
+                    ctx.set(getattr(dut, name).valid, 0)
+                ctx.set(cd.rst, 1)
+                await ctx.tick()
+                await ctx.tick()
+                ctx.set(cd.rst, 0)
+                cycle += 2
+            tb.start(episode, cycle)
+            while not tb.done:
+                tb.drive()
+                tb.sample(cycle)
+                await ctx.tick()
+                cycle += 1
+        result.update(tb.finish(), cycles=cycle, episodes=len(episodes))
+
+    sim.add_testbench(testbench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return result

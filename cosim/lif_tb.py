@@ -14,29 +14,10 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from neuromosaic.cosim.harness import Port
+from neuromosaic.cosim.cocotb_ports import cocotb_port
 from neuromosaic.cosim.lif_bench import LIFTestbench
 from neuromosaic.cosim.stimulus import saturated_scenario, scenarios
 from neuromosaic.model.config import LIFConfig
-
-
-def _port(dut, name):
-    handle = getattr(dut, name)
-    if len(handle) == 1:
-        def get():
-            v = handle.value
-            try:
-                return int(v)          # a scalar reads as Logic
-            except ValueError:
-                raise AssertionError(f"{name} is {v!r} at {cocotb.sim_time() if hasattr(cocotb,'sim_time') else '?'}") from None
-    else:
-        def get():
-            return handle.value.to_unsigned()
-
-    def set(v):
-        handle.value = v
-
-    return Port(name, get, set)
 
 
 async def _run(dut, scoreboard: bool):
@@ -50,7 +31,7 @@ async def _run(dut, scoreboard: bool):
             scns = [saturated_scenario(config, job["steps"], job["saturated"])]
         else:
             scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
-        tb = LIFTestbench(config, lambda n: _port(dut, n), seed=job.get("rng_seed", 0),
+        tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
                           idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
                           fault=job.get("fault"), scoreboard=scoreboard)
         dut.rst.value = 1           # before the first edge: Icarus starts undriven inputs at X

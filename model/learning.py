@@ -5,11 +5,13 @@ For a support set of ``n`` samples, one step:
 
 1. eligibility ``E[i, j] = sum_t tr_j(t)`` with ``tr_j(t) = tr_j(t-1) - (tr_j(t-1) >> s) + (S_j(t) << f)``,
    the presynaptic trace of hidden neuron j (the readout's own leak ``s``, ``f`` fractional bits so
-   that the floor does not stop the leak of a small trace) summed over the sample;
+   that the floor does not stop the leak of a small trace) summed over the sample, saturating at
+   ``elig_bits`` (unsigned; 20 bits hold 500 steps of a neuron that fires at every step);
 2. error ``e[i, k] = (y[i, k] << P) - p[i, k]`` at the end of the sample, with ``p`` an integer
    softmax of the integer logits in units of ``2**-P`` (:func:`integer_softmax`: base-2 exponent
    table and one division per output);
-3. accumulation over the support set ``acc[k, j] = sum_i e[i, k] * E[i, j]``;
+3. accumulation over the support set ``acc[k, j] = sum_i e[i, k] * E[i, j]``, sample by sample,
+   saturating at ``acc_bits`` (signed; 40 bits hold 128 samples of the largest products);
 4. the update ``w[k, j] <- sat(w[k, j] + floor((acc[k, j] * m + r) / 2**q))``, visiting the weights
    row by row (``k`` outer, ``j`` inner), with ``r`` the next draw of a Galois LFSR: stochastic
    rounding whose sequence the RTL reproduces bit for bit. ``m / 2**q`` is the inner rate
@@ -28,14 +30,24 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ConfigError, _check_int
+from .config import ConfigError, Field, _check_int, bits_for, signed_range
 from .snn import SRNNConfig, integer_readout
 
-__all__ = ["LearningConfig", "LFSR", "integer_softmax", "eligibility", "quantise_rate", "update_weight", "apply_update",
-           "adapt_readout_integer"]
+__all__ = ["LearningConfig", "LFSR", "integer_softmax", "softmax_distance_bits", "eligibility", "quantise_rate",
+           "update_weight", "apply_update", "accumulate", "adapt_readout_integer", "OP_END", "OP_UPDATE",
+           "UPDATE_LATENCY", "rate_fields", "command_fields", "readout_load_fields", "weight_write_fields", "logit_fields",
+           "trace_bits", "error_bits"]
 
 _LOG2E_FRAC = 16
 _LOG2E_Q = round(math.log2(math.e) * (1 << _LOG2E_FRAC))
+RATE_SHIFT_BITS = 6                 # the rate's shift q is a 6-bit field of the engine
+RATE_SHIFT_MAX = (1 << RATE_SHIFT_BITS) - 1
+
+# The learning engine's interface (rtl.learning.LearningEngine), defined once for the RTL, the
+# testbench and the host driver.
+OP_END = 0          # end of a sample: report the logits; with ``learn``, accumulate its update
+OP_UPDATE = 1       # apply the accumulated update to every readout weight (one inner step)
+UPDATE_LATENCY = 3  # UPDATE taken in cycle c -> the n-th weight write (row by row) in cycle c + 3 + n
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,8 @@ class LearningConfig:
     lfsr_bits: int = 16
     lfsr_taps: int = 0xB400         # x^16 + x^14 + x^13 + x^11 + 1, maximal length
     lfsr_seed: int = 0xACE1
+    elig_bits: int = 20             # eligibility per hidden neuron and sample (unsigned, saturating)
+    acc_bits: int = 40              # accumulated update per weight over the support set (signed, saturating)
 
     def __post_init__(self):
         _check_int("prob_bits", self.prob_bits, 1, 16)
@@ -59,6 +73,8 @@ class LearningConfig:
         if not 0 < self.lfsr_taps < (1 << self.lfsr_bits) or not self.lfsr_taps >> (self.lfsr_bits - 1):
             raise ConfigError(f"lfsr_taps=0x{self.lfsr_taps:X} does not fit a {self.lfsr_bits}-bit LFSR; allowed: "
                               f"a tap mask with bit {self.lfsr_bits - 1} set, below 2**{self.lfsr_bits}.")
+        _check_int("elig_bits", self.elig_bits, 2, 32)
+        _check_int("acc_bits", self.acc_bits, 2, 64)
         if not 0 < self.lfsr_seed < (1 << self.lfsr_bits):
             raise ConfigError(f"lfsr_seed={self.lfsr_seed} is not a non-zero {self.lfsr_bits}-bit state; "
                               f"allowed: 1..{(1 << self.lfsr_bits) - 1}.")
@@ -99,6 +115,7 @@ def integer_softmax(logits: torch.Tensor, logit_shift: int, cfg: LearningConfig)
     eligibility x rate: ``P`` = 12 keeps this drift below a tenth of a weight unit per step."""
     z = torch.as_tensor(logits).to(torch.int64)
     d = z.max(dim=-1, keepdim=True).values - z                                   # >= 0
+    d = d.clamp(max=1 << softmax_distance_bits(logit_shift, cfg))                # its exponent is 0 from there
     v = (d * _LOG2E_Q) >> (logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits)        # units of 2**-F
     whole, frac = v >> cfg.exp_frac_bits, v & ((1 << cfg.exp_frac_bits) - 1)
     table = torch.tensor(cfg.exp_table(), dtype=torch.int64)
@@ -106,16 +123,50 @@ def integer_softmax(logits: torch.Tensor, logit_shift: int, cfg: LearningConfig)
     return (num << cfg.prob_bits) // num.sum(dim=-1, keepdim=True)
 
 
-def eligibility(hidden: torch.Tensor, decay_shift: int, frac_bits: int = 8) -> torch.Tensor:
+def softmax_distance_bits(logit_shift: int, cfg: LearningConfig) -> int:
+    """The smallest ``D`` such that a distance to the largest logit of ``2**D`` or more has a
+    base-2 exponent whose integer part shifts every table entry to zero: the softmax clamps the
+    distance there, so that the hardware's multiplier by log2(e) is ``D + 1`` bits wide."""
+    shift = logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits
+    d = 0
+    while ((1 << d) * _LOG2E_Q >> shift) >> cfg.exp_frac_bits < cfg.exp_table_bits + 1:
+        d += 1
+    return d
+
+
+def trace_bits(decay_shift: int, cfg: LearningConfig) -> int:
+    """Width of the presynaptic trace (unsigned): it never exceeds ``2**(f + s) + 2**s``, about
+    its fixed point when the neuron fires at every step."""
+    return cfg.trace_frac_bits + decay_shift + 2
+
+
+def error_bits(cfg: LearningConfig) -> int:
+    """Width of an error ``(y << P) - p`` in ``-2**P .. 2**P`` (signed)."""
+    return cfg.prob_bits + 2
+
+
+def eligibility(hidden: torch.Tensor, decay_shift: int, frac_bits: int = 8, bits: int | None = None) -> torch.Tensor:
     """Per-sample eligibility [B, N] of hidden spikes [T, B, N]: the integer presynaptic trace with
-    the readout's leak and ``frac_bits`` fractional bits, summed over the sample."""
+    the readout's leak and ``frac_bits`` fractional bits, summed over the sample (saturating at
+    ``2**bits - 1`` when ``bits`` is given)."""
     h = torch.as_tensor(hidden).to(torch.int64) << frac_bits
     tr = torch.zeros(h.shape[1:], dtype=torch.int64)
     total = torch.zeros_like(tr)
+    top = None if bits is None else (1 << bits) - 1
     for t in range(h.shape[0]):
         tr = tr - (tr >> decay_shift) + h[t]
-        total += tr
+        total = total + tr if top is None else (total + tr).clamp(max=top)
     return total
+
+
+def accumulate(err: torch.Tensor, elig: torch.Tensor, cfg: LearningConfig) -> torch.Tensor:
+    """``acc[k, j] = sum_i err[i, k] * elig[i, j]`` over the samples in order, saturating at
+    ``acc_bits`` after each sample as the engine's accumulator memory does."""
+    lo, hi = signed_range(cfg.acc_bits)
+    acc = torch.zeros(err.shape[1], elig.shape[1], dtype=torch.int64)
+    for e, el in zip(err.unbind(0), elig.unbind(0)):
+        acc = (acc + torch.outer(e, el)).clamp(lo, hi)
+    return acc
 
 
 def quantise_rate(rate: float, samples: int, logit_shift: int, cfg: LearningConfig) -> tuple[int, int]:
@@ -125,6 +176,9 @@ def quantise_rate(rate: float, samples: int, logit_shift: int, cfg: LearningConf
     if not c > 0:
         raise ConfigError(f"inner rate {rate} is not positive; allowed: a rate > 0.")
     q = max(0, math.floor(math.log2(((1 << cfg.rate_bits) - 1) / c)))
+    if q > RATE_SHIFT_MAX:
+        raise ConfigError(f"inner rate {rate} is too small for the engine (it needs a shift of {q}); "
+                          f"allowed: a rate of at least {samples * 2.0 ** (logit_shift + cfg.prob_bits + cfg.trace_frac_bits - RATE_SHIFT_MAX)}.")
     m = round(c * 2 ** q)
     return m, q
 
@@ -138,14 +192,14 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
     lfsr = lfsr or LFSR(cfg)
     w = torch.as_tensor(w_out).to(torch.int64).clone()
     n = hidden_s.shape[1]
-    elig = eligibility(hidden_s, config.readout_decay_shift, cfg.trace_frac_bits)   # [n, N]
+    elig = eligibility(hidden_s, config.readout_decay_shift, cfg.trace_frac_bits, cfg.elig_bits)   # [n, N]
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), config.outputs).to(torch.int64)
     m, q = quantise_rate(rate, n, config.logit_shift, cfg)
     lo, hi = config.readout_weight_range
     for step in range(steps):
         logits = integer_readout(config, hidden_s, w)                          # [n, outputs]
         err = (onehot << cfg.prob_bits) - integer_softmax(logits, config.logit_shift, cfg)
-        acc = err.t() @ elig                                                   # [outputs, N]
+        acc = accumulate(err, elig, cfg)                                       # [outputs, N]
         w = apply_update(w, acc, m, q, lfsr, (lo, hi), writes, step)
     return w
 
@@ -168,3 +222,31 @@ def apply_update(w: torch.Tensor, acc: torch.Tensor, m: int, q: int, lfsr: LFSR,
                 writes.append((step, k, j, w_l[k][j], v))
             new[k, j] = v
     return new
+
+
+def rate_fields(cfg: LearningConfig) -> tuple[Field, ...]:
+    """The quantised inner rate as the engine takes it: ``m / 2**q`` per unit of accumulator."""
+    return (Field("m", cfg.rate_bits), Field("q", RATE_SHIFT_BITS))
+
+
+def command_fields(config: SRNNConfig) -> tuple[Field, ...]:
+    """A command to the engine: ``op`` (OP_END or OP_UPDATE), the sample's label, learning on/off."""
+    return (Field("op", 1), Field("label", bits_for(config.outputs)), Field("learn", 1))
+
+
+def readout_load_fields(config: SRNNConfig) -> tuple[Field, ...]:
+    """Loads one readout weight ``W_out[output, neuron]``."""
+    return (Field("output", bits_for(config.outputs)), Field("neuron", bits_for(config.neurons)),
+            Field("value", config.readout_weight_bits, signed=True))
+
+
+def weight_write_fields(config: SRNNConfig) -> tuple[Field, ...]:
+    """The engine's verification port: one readout weight written by an update."""
+    return (Field("output", bits_for(config.outputs)), Field("neuron", bits_for(config.neurons)),
+            Field("old", config.readout_weight_bits, signed=True),
+            Field("new", config.readout_weight_bits, signed=True))
+
+
+def logit_fields(config: SRNNConfig) -> tuple[Field, ...]:
+    """One logit reported at the end of a sample."""
+    return (Field("output", bits_for(config.outputs)), Field("value", config.logit_bits, signed=True))

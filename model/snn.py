@@ -38,6 +38,7 @@ class SRNNConfig:
     readout_weight_bits: int = 8
     logit_shift: int = 12
     readout_reduce: str = "sum"     # "sum" or "max" over time
+    logit_bits: int = 32            # the logit accumulator (the sum over time saturates at this width)
 
     def __post_init__(self):
         _check_int("channels", self.channels, 1, 1 << 16)
@@ -49,6 +50,7 @@ class SRNNConfig:
         _check_int("readout_weight_bits", self.readout_weight_bits, 2, self.readout_bits)
         _check_int("readout_decay_shift", self.readout_decay_shift, 0, self.readout_bits - 1)
         _check_int("logit_shift", self.logit_shift, 0, 40)
+        _check_int("logit_bits", self.logit_bits, self.readout_bits, 48, " (at least readout_bits)")
         if self.readout_reduce not in ("sum", "max"):
             raise ConfigError(f"readout_reduce={self.readout_reduce!r} is unknown; allowed: sum, max.")
 
@@ -70,6 +72,10 @@ class SRNNConfig:
     @property
     def readout_weight_range(self) -> tuple[int, int]:
         return signed_range(self.readout_weight_bits)
+
+    @property
+    def logit_range(self) -> tuple[int, int]:
+        return signed_range(self.logit_bits)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -203,7 +209,8 @@ class FloatSRNN(torch.nn.Module):
         best = None
         for d in drive.unbind(0):
             o = self.lif.saturate(self.lif.decay(o, c.readout_decay_shift) + d, c.readout_range)
-            best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
+            best = o if best is None else (self.lif.saturate(best + o, c.logit_range) if c.readout_reduce == "sum"
+                                           else torch.maximum(best, o))
         return best / (1 << c.logit_shift)
 
     def forward(self, x, w_in, w_rec, w_out):
@@ -253,5 +260,6 @@ def integer_readout(c: SRNNConfig, hidden: torch.Tensor, w_out: torch.Tensor) ->
     best = None
     for t in range(drive.shape[0]):
         o = saturate(decay(o, c.readout_decay_shift) + drive[t], c.readout_range)
-        best = o if best is None else (best + o if c.readout_reduce == "sum" else torch.maximum(best, o))
+        best = o if best is None else (saturate(best + o, c.logit_range) if c.readout_reduce == "sum"
+                                       else torch.maximum(best, o))
     return best

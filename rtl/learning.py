@@ -1,23 +1,27 @@
-"""First pieces of the learning engine (issue 5): the LFSR and the weight-update datapath.
+"""The learning engine (issue 5): the readout and its on-chip learning rule beside the LIF core.
 
-Both are ``model.learning`` bit for bit: :class:`GaloisLFSR` steps through the same states as
-``model.learning.LFSR``, and :class:`UpdateUnit` computes ``model.learning.update_weight`` (stochastic
-rounding of ``acc * m / 2**q`` with the LFSR draw, added to the old weight, saturated) for a stream
-of ``(acc, old)`` pairs, one per cycle, drawing once per accepted pair, in order.
-Still to come: the eligibility accumulators, the integer softmax and the memory sequencing.
+Everything here is ``model.learning`` bit for bit. :class:`GaloisLFSR` steps through the states of
+``model.learning.LFSR``; :class:`UpdateUnit` computes ``model.learning.update_weight`` for a stream of
+``(acc, old)`` pairs, one per cycle, drawing once per pair; :class:`LearningEngine` is the readout
+(``model.snn.integer_readout``) with the eligibility traces, the integer softmax and the update of
+``model.learning.adapt_readout_integer``, sequenced over its memories.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..model.config import ConfigError
-from ..model.learning import LearningConfig
+from ..model.config import ConfigError, bits_for, signed_range
+from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_BITS, LearningConfig, command_fields,
+                              error_bits, logit_fields, rate_fields, readout_load_fields, softmax_distance_bits, trace_bits,
+                              weight_write_fields)
 from ..model.snn import SRNNConfig
+from . import layouts
 
-__all__ = ["GaloisLFSR", "UpdateUnit"]
+__all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "WeightWriteSignature"]
 
-_SHIFT_BITS = 6
+_SHIFT_BITS = RATE_SHIFT_BITS
 
 
 class GaloisLFSR(wiring.Component):
@@ -48,14 +52,15 @@ class UpdateUnit(wiring.Component):
     out : Out(stream of signed(weight_bits))  -- the new weight, one cycle after its pair is taken
     """
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), acc_bits: int = 40):
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), acc_bits: int | None = None):
+        acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
         if not 2 <= acc_bits <= 64:
             raise ConfigError(f"acc_bits={acc_bits} is out of range; allowed: 2..64.")
         self.config, self.cfg, self.acc_bits = config, cfg, acc_bits
         wbits = config.readout_weight_bits
         pair = data.StructLayout({"acc": signed(acc_bits), "old": signed(wbits)})
         super().__init__({
-            "rate": In(data.StructLayout({"m": unsigned(cfg.rate_bits), "q": unsigned(_SHIFT_BITS)})),
+            "rate": In(layouts.struct(rate_fields(cfg))),
             "inp": In(stream.Signature(pair)),
             "out": Out(stream.Signature(signed(wbits))),
         })
@@ -86,4 +91,328 @@ class UpdateUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [self.out.valid.eq(1),
                          self.out.payload.eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))]
+        return m
+
+
+class WeightWriteSignature(wiring.Signature):
+    """Verification port: one readout weight written by an update in this cycle (output, neuron,
+    old value, new value)."""
+
+    def __init__(self, config: SRNNConfig):
+        super().__init__({"valid": Out(1), "payload": Out(layouts.struct(weight_write_fields(config)))})
+
+
+def _sat(value, lo: int, hi: int):
+    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+class LearningEngine(wiring.Component):
+    """The readout of the SRNN and its integer learning rule, generated from an :class:`SRNNConfig`
+    and a :class:`LearningConfig`.
+
+    It takes the hidden layer's spike stream (the LIF core's output events: spiking neurons, then a
+    TICK per timestep) and commands from the host. Per sample it keeps, for every output ``k``, the
+    readout drive, state and logit (registers), and for every hidden neuron ``j`` the presynaptic
+    trace and the eligibility (one memory word). At the end of a sample (``OP_END``) it reports the
+    logits; with ``learn`` it computes the errors (integer softmax: a distance to the largest logit
+    times log2(e), a table of ``2**exp_frac_bits`` entries, a shift, and one ``prob_bits + 1``-cycle
+    division per output) and adds ``err[k] * E[j]`` to the accumulator of every weight. ``OP_UPDATE``
+    applies the accumulated update to every readout weight, row by row, one weight per cycle, with
+    the LFSR's stochastic rounding (:class:`UpdateUnit`), and clears the accumulators.
+
+    Memories: the readout weights (one word of ``outputs`` weights per hidden neuron, written one
+    lane at a time), traces and eligibilities (one word per hidden neuron), the spikes of the current
+    step (one bit per hidden neuron), the accumulators (one per weight).
+
+    Cycles: a spike event takes one cycle; a TICK ``neurons + 1``; an ``OP_END`` ``outputs`` (the
+    logits, without backpressure) + ``neurons`` (clearing the sample), and with learning
+    ``outputs * (prob_bits + 3)`` (the softmax) + ``outputs * neurons + 1`` (the accumulation) more;
+    an ``OP_UPDATE`` ``outputs * neurons + UPDATE_LATENCY``. After a reset the engine clears its
+    memories (``outputs * neurons`` cycles) before it takes anything.
+
+    Members
+    -------
+    spikes : In(stream of output_event(config.core))   -- hidden spikes and TICKs
+    command : In(stream of command_fields)              -- OP_END (label, learn) or OP_UPDATE
+    weights : In(stream of readout_load_fields)         -- loads one readout weight (when idle)
+    rate : In(m, q)                                     -- the quantised inner rate, held steady
+    logits : Out(stream of logit_fields)                -- the ``outputs`` logits of each sample
+    weight_write : Out(WeightWriteSignature)            -- every weight written by an update
+    """
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None):
+        if not isinstance(config, SRNNConfig):
+            raise TypeError(f"config must be an SRNNConfig, not {config!r}")
+        self.config, self.cfg = config, cfg
+        K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
+        self._init = []
+        if w_out is not None:
+            rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
+            lo, hi = config.readout_weight_range
+            if len(rows) != K or any(len(r) != N or min(r) < lo or max(r) > hi for r in rows):
+                raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
+            mask = (1 << wb) - 1
+            self._init = [sum((rows[k][j] & mask) << (k * wb) for k in range(K)) for j in range(N)]
+        super().__init__({
+            "spikes": In(stream.Signature(layouts.output_event(config.core))),
+            "command": In(stream.Signature(layouts.struct(command_fields(config)))),
+            "weights": In(stream.Signature(layouts.struct(readout_load_fields(config)))),
+            "rate": In(layouts.struct(rate_fields(cfg))),
+            "logits": Out(stream.Signature(layouts.struct(logit_fields(config)))),
+            "weight_write": Out(WeightWriteSignature(config)),
+        })
+
+    def elaborate(self, platform):
+        c, cfg = self.config, self.cfg
+        K, N, wb, s = c.outputs, c.neurons, c.readout_weight_bits, c.readout_decay_shift
+        f, P, EB, AB = cfg.trace_frac_bits, cfg.prob_bits, cfg.elig_bits, cfg.acc_bits
+        TB = trace_bits(s, cfg)
+        table = cfg.exp_table()
+        NUMB = cfg.exp_table_bits + 1                   # table[0] == 2**exp_table_bits
+        SUMB = NUMB + bits_for(K) + 1
+        m = Module()
+
+        # -- memories -------------------------------------------------------------------------------
+        m.submodules.weight_memory = wmem = Memory(shape=unsigned(K * wb), depth=N, init=self._init)
+        m.submodules.trace_memory = tmem = Memory(shape=unsigned(TB + EB), depth=N, init=[])
+        m.submodules.spike_memory = smem = Memory(shape=unsigned(1), depth=N, init=[])
+        m.submodules.acc_memory = amem = Memory(shape=signed(AB), depth=K * N, init=[])
+        w_rd, w_wr = wmem.read_port(), wmem.write_port(granularity=wb)
+        t_rd, t_wr = tmem.read_port(), tmem.write_port()
+        s_rd, s_wr = smem.read_port(), smem.write_port()
+        a_rd, a_wr = amem.read_port(), amem.write_port()
+        m.submodules.update = upd = UpdateUnit(c, cfg)
+        m.d.comb += [upd.rate.eq(self.rate), upd.out.ready.eq(1)]
+
+        # -- per-output registers -------------------------------------------------------------------
+        drive_bits = wb + bits_for(N) + 1
+        drive = [Signal(signed(drive_bits), name=f"drive_{k}") for k in range(K)]
+        state = [Signal(signed(c.readout_bits), name=f"readout_{k}") for k in range(K)]
+        logit = [Signal(signed(c.logit_bits), name=f"logit_{k}") for k in range(K)]
+        err = [Signal(signed(error_bits(cfg)), name=f"error_{k}") for k in range(K)]
+        num = [Signal(unsigned(NUMB), name=f"exp_{k}") for k in range(K)]
+        logit_a, err_a, num_a = Array(logit), Array(err), Array(num)
+        first = Signal(init=1)                          # no timestep of this sample yet
+        label = Signal(range(K))
+        learn = Signal()
+
+        k = Signal(range(K))
+        j = Signal(range(N))
+        n = Signal(range(K * N))                        # k * N + j
+        last_j, last_k = j == N - 1, k == K - 1
+
+        def advance_kj():
+            """Next (k, j), j inner; returns the condition 'this was the last'."""
+            m.d.sync += [j.eq(Mux(last_j, 0, j + 1)), n.eq(n + 1)]
+            with m.If(last_j):
+                m.d.sync += k.eq(k + 1)
+            return last_j & last_k
+
+        # -- spike events: one readout weight word a cycle, added to every output's drive -----------
+        take_spike = Signal()
+        spike_valid = Signal()
+        m.d.sync += spike_valid.eq(take_spike)
+        with m.If(spike_valid):
+            for kk in range(K):
+                m.d.sync += drive[kk].eq(drive[kk] + w_rd.data.word_select(kk, wb).as_signed())
+
+        # -- the trace sweep of a TICK (issue j, then update j one cycle later) ----------------------
+        sweep_valid = Signal()
+        sweep_j = Signal(range(N))
+        tr = t_rd.data[:TB]
+        elig = t_rd.data[TB:]
+        tr_new = Signal(TB)
+        elig_sum = Signal(EB + 1)
+        m.d.comb += [tr_new.eq(tr - (tr >> s) + (s_rd.data << f)), elig_sum.eq(elig + tr_new)]
+        sweep_done = Signal()
+        with m.If(sweep_valid):
+            m.d.comb += [t_wr.en.eq(1), t_wr.addr.eq(sweep_j),
+                         t_wr.data.eq(Cat(tr_new, _sat(elig_sum, 0, (1 << EB) - 1))),
+                         s_wr.en.eq(1), s_wr.addr.eq(sweep_j), s_wr.data.eq(0)]
+            with m.If(sweep_j == N - 1):
+                m.d.comb += sweep_done.eq(1)
+        with m.If(sweep_done):                          # the readout's timestep, every output at once
+            for kk in range(K):
+                o_new = _sat(state[kk] - (state[kk] >> s) + drive[kk], *c.readout_range)
+                o_sig = Signal(signed(c.readout_bits), name=f"readout_next_{kk}")
+                m.d.comb += o_sig.eq(o_new)
+                if c.readout_reduce == "sum":
+                    reduced = _sat(logit[kk] + o_sig, *c.logit_range)
+                else:
+                    reduced = Mux(o_sig > logit[kk], o_sig, logit[kk])
+                m.d.sync += [state[kk].eq(o_sig), drive[kk].eq(0), logit[kk].eq(Mux(first, o_sig, reduced))]
+            m.d.sync += first.eq(0)
+
+        # -- the accumulation of a learning sample: acc[k, j] += err[k] * E[j] ----------------------
+        mac_valid = Signal()
+        mac_k = Signal(range(K))
+        mac_n = Signal(range(K * N))
+        acc_lo, acc_hi = signed_range(AB)
+        mac_sum = Signal(signed(AB + EB + error_bits(cfg) + 1))
+        m.d.comb += mac_sum.eq(a_rd.data + err_a[mac_k] * elig)
+        mac_done = Signal()
+        with m.If(mac_valid):
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(mac_n), a_wr.data.eq(_sat(mac_sum, acc_lo, acc_hi))]
+            with m.If(mac_n == K * N - 1):
+                m.d.comb += mac_done.eq(1)
+
+        # -- the update: acc and old weight -> UpdateUnit -> the new weight written in one lane -------
+        upd_k = Signal(range(K))
+        upd_j = Signal(range(N))
+        upd_n = Signal(range(K * N))
+        upd_valid = Signal()
+        out_k = Signal(range(K))
+        out_j = Signal(range(N))
+        out_old = Signal(signed(wb))
+        old = w_rd.data.word_select(upd_k, wb).as_signed()
+        m.d.comb += [upd.inp.valid.eq(upd_valid), upd.inp.payload.acc.eq(a_rd.data), upd.inp.payload.old.eq(old)]
+        with m.If(upd_valid):
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(upd_n), a_wr.data.eq(0)]      # consumed: cleared
+            m.d.sync += [out_k.eq(upd_k), out_j.eq(upd_j), out_old.eq(old)]
+        write_lane = Signal(range(K))
+        write_word = Signal(range(N))
+        write_value = Signal(signed(wb))
+        write_en = Signal()
+        m.d.comb += [w_wr.addr.eq(write_word), w_wr.data.eq(Cat(*[write_value] * K))]
+        for kk in range(K):
+            m.d.comb += w_wr.en[kk].eq(write_en & (write_lane == kk))
+        with m.If(upd.out.valid):
+            m.d.comb += [write_en.eq(1), write_lane.eq(out_k), write_word.eq(out_j), write_value.eq(upd.out.payload),
+                         self.weight_write.valid.eq(1),
+                         self.weight_write.payload.output.eq(out_k), self.weight_write.payload.neuron.eq(out_j),
+                         self.weight_write.payload.old.eq(out_old), self.weight_write.payload.new.eq(upd.out.payload)]
+
+        # -- softmax registers -------------------------------------------------------------------------
+        top = Signal(signed(c.logit_bits))              # the largest logit
+        total = Signal(unsigned(SUMB))                  # sum of the exponents
+        rem = Signal(unsigned(SUMB + 1))
+        quo = Signal(unsigned(P + 1))
+        bit = Signal(range(P + 1))
+        dist_bits = softmax_distance_bits(c.logit_shift, cfg)
+        dist = Signal(unsigned(c.logit_bits + 1))
+        m.d.comb += dist.eq(top - logit_a[k])
+        dist_c = Signal(unsigned(dist_bits + 1))
+        m.d.comb += dist_c.eq(Mux(dist >= (1 << dist_bits), 1 << dist_bits, dist))
+        v = Signal(unsigned(dist_bits + 1 + _LOG2E_Q.bit_length()))
+        m.d.comb += v.eq((dist_c * _LOG2E_Q) >> (c.logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits))
+        whole = v >> cfg.exp_frac_bits
+        frac = v[:cfg.exp_frac_bits] if cfg.exp_frac_bits else Const(0, 1)
+        entry = Array(Const(t, NUMB) for t in table)[frac]
+        exp_k = Signal(unsigned(NUMB))
+        m.d.comb += exp_k.eq(Mux(whole < cfg.exp_table_bits + 1, entry >> whole[:bits_for(NUMB + 1)], 0))
+        ge = Signal()
+        m.d.comb += ge.eq(rem >= total)
+        quotient = Cat(ge, quo)[:P + 1]
+
+        # -- control ------------------------------------------------------------------------------------
+        with m.FSM(init="CLEAR"):
+            with m.State("CLEAR"):                       # after reset: every memory to zero
+                m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(n), a_wr.data.eq(0),
+                             t_wr.en.eq(k == 0), t_wr.addr.eq(j), t_wr.data.eq(0),
+                             s_wr.en.eq(k == 0), s_wr.addr.eq(j), s_wr.data.eq(0)]
+                with m.If(advance_kj()):
+                    m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
+                    m.next = "IDLE"
+
+            with m.State("IDLE"):
+                m.d.comb += [self.spikes.ready.eq(1),
+                             self.command.ready.eq(~self.spikes.valid),
+                             self.weights.ready.eq(~self.spikes.valid & ~self.command.valid)]
+                with m.If(self.spikes.valid):
+                    with m.If(self.spikes.payload.kind == layouts.EventKind.SPIKE):
+                        m.d.comb += [take_spike.eq(1), w_rd.addr.eq(self.spikes.payload.address),
+                                     s_wr.en.eq(1), s_wr.addr.eq(self.spikes.payload.address), s_wr.data.eq(1)]
+                    with m.Else():
+                        m.d.sync += j.eq(0)
+                        m.next = "SWEEP"
+                with m.Elif(self.command.valid):
+                    m.d.sync += [label.eq(self.command.payload.label), learn.eq(self.command.payload.learn),
+                                 k.eq(0), j.eq(0), n.eq(0)]
+                    with m.If(self.command.payload.op == OP_END):
+                        m.next = "LOGITS"
+                    with m.Else():
+                        m.next = "UPDATE"
+                with m.Elif(self.weights.valid):
+                    m.d.comb += [write_en.eq(1), write_lane.eq(self.weights.payload.output),
+                                 write_word.eq(self.weights.payload.neuron),
+                                 write_value.eq(self.weights.payload.value)]
+
+            with m.State("SWEEP"):                       # issue trace j; its update follows a cycle later
+                m.d.comb += [t_rd.addr.eq(j), s_rd.addr.eq(j)]
+                m.d.sync += [sweep_valid.eq(1), sweep_j.eq(j), j.eq(j + 1)]
+                with m.If(last_j):
+                    m.d.sync += j.eq(0)
+                    m.next = "SWEEP_LAST"
+
+            with m.State("SWEEP_LAST"):
+                m.d.sync += sweep_valid.eq(0)
+                m.next = "IDLE"
+
+            with m.State("LOGITS"):
+                m.d.comb += [self.logits.valid.eq(1), self.logits.payload.output.eq(k),
+                             self.logits.payload.value.eq(logit_a[k])]
+                with m.If(self.logits.ready):
+                    m.d.sync += [k.eq(k + 1), top.eq(Mux((k == 0) | (logit_a[k] > top), logit_a[k], top))]
+                    with m.If(last_k):
+                        m.d.sync += [k.eq(0), total.eq(0)]
+                        m.next = "LOGITS_DONE"
+
+            with m.State("LOGITS_DONE"):
+                with m.If(learn):
+                    m.next = "EXP"
+                with m.Else():
+                    m.next = "CLEAR_SAMPLE"
+
+            with m.State("EXP"):                         # the exponent of every output, and their sum
+                m.d.sync += [num_a[k].eq(exp_k), total.eq(total + exp_k), k.eq(k + 1)]
+                with m.If(last_k):
+                    m.d.sync += k.eq(0)
+                    m.next = "DIV_LOAD"
+
+            with m.State("DIV_LOAD"):
+                m.d.sync += [rem.eq(num_a[k]), quo.eq(0), bit.eq(0)]
+                m.next = "DIV"
+
+            with m.State("DIV"):                         # p_k = (exp_k << P) // total, one bit a cycle
+                m.d.sync += [quo.eq(quotient), rem.eq(Mux(ge, rem - total, rem) << 1), bit.eq(bit + 1)]
+                with m.If(bit == P):
+                    m.d.sync += [err_a[k].eq(Mux(label == k, 1 << P, 0) - quotient), k.eq(k + 1)]
+                    with m.If(last_k):
+                        m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
+                        m.next = "MAC"
+                    with m.Else():
+                        m.next = "DIV_LOAD"
+
+            with m.State("MAC"):                         # issue (k, j); the add follows a cycle later
+                m.d.comb += [t_rd.addr.eq(j), a_rd.addr.eq(n)]
+                m.d.sync += [mac_valid.eq(1), mac_k.eq(k), mac_n.eq(n)]
+                with m.If(advance_kj()):
+                    m.next = "MAC_LAST"
+
+            with m.State("MAC_LAST"):
+                m.d.sync += [mac_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
+                m.next = "CLEAR_SAMPLE"
+
+            with m.State("CLEAR_SAMPLE"):                # traces, eligibilities and spikes of the sample
+                m.d.comb += [t_wr.en.eq(1), t_wr.addr.eq(j), t_wr.data.eq(0),
+                             s_wr.en.eq(1), s_wr.addr.eq(j), s_wr.data.eq(0)]
+                m.d.sync += j.eq(j + 1)
+                with m.If(last_j):
+                    m.d.sync += j.eq(0)
+                    for kk in range(K):
+                        m.d.sync += [drive[kk].eq(0), state[kk].eq(0), logit[kk].eq(0)]
+                    m.d.sync += first.eq(1)
+                    m.next = "IDLE"
+
+            with m.State("UPDATE"):                      # issue (k, j): its accumulator and weight word
+                m.d.comb += [a_rd.addr.eq(n), w_rd.addr.eq(j)]
+                m.d.sync += [upd_valid.eq(1), upd_k.eq(k), upd_j.eq(j), upd_n.eq(n)]
+                with m.If(advance_kj()):
+                    m.next = "UPDATE_DRAIN"
+
+            with m.State("UPDATE_DRAIN"):                # the last weight leaves the pipeline
+                m.d.sync += [upd_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
+                with m.If(~upd_valid & ~upd.out.valid):
+                    m.next = "IDLE"
+
         return m

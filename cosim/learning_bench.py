@@ -1,0 +1,305 @@
+"""The learning engine's testbench, independent of the simulator: random few-shot episodes, the
+scoreboard, and the sequencing of an episode's transactions.
+
+An episode is what the chip does for one few-shot task: the readout weights are loaded; for each
+inner step, every support sample's hidden spikes go through the engine with learning on (its logits
+are reported at its end) and an update is applied; then the query samples go through with learning
+off. The scoreboard predicts, with ``model.learning``, every logit (output, value) and every weight
+write (output, neuron, old value, new value, and the cycle: an update taken in cycle ``c`` writes its
+n-th weight in cycle ``c + UPDATE_LATENCY + n``), and fails on the first difference.
+
+``port(name)`` returns a :class:`~.harness.Port` for a flattened DUT port name (``spikes__valid``);
+``cosim/learning_tb.py`` (cocotb) and ``simulate_learning`` (Amaranth) call :meth:`drive` and
+:meth:`sample` once a cycle.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..model.config import EVENT_SPIKE, EVENT_TICK, pack_fields, signed_range, unpack_fields
+from ..model.learning import (LFSR, OP_END, OP_UPDATE, UPDATE_LATENCY, LearningConfig, adapt_readout_integer,
+                              command_fields, eligibility, integer_softmax, logit_fields, quantise_rate,
+                              rate_fields, readout_load_fields, weight_write_fields)
+from ..model.snn import SRNNConfig, integer_readout
+from .harness import Port, StreamSink, StreamSource, ValidMonitor
+from .scoreboard import Mismatch
+
+__all__ = ["Episode", "random_episode", "episode_from_network", "LearningScoreboard", "LearningTestbench", "FAULTS"]
+
+
+@dataclass
+class Episode:
+    name: str
+    w_out: torch.Tensor          # [outputs, neurons] initial readout
+    support: torch.Tensor        # [T, n, neurons] hidden spikes (0/1)
+    labels: list[int]            # [n]
+    query: torch.Tensor          # [Tq, nq, neurons]
+    rate: float                  # the float inner rate (quantised for the engine)
+    steps: int = 1
+    query_labels: list[int] = field(default_factory=list)
+
+    def quantised_rate(self, config: SRNNConfig, cfg: LearningConfig) -> tuple[int, int]:
+        return quantise_rate(self.rate, self.support.shape[1], config.logit_shift, cfg)
+
+
+def random_episode(config: SRNNConfig, cfg: LearningConfig, seed: int) -> Episode:
+    """A random task: 2..outputs classes, 1..3 shots, 4..24 steps, 1..3 inner steps, spike rates
+    that depend on the class and the neuron, a zero or random initial readout, and an inner rate
+    from 2**10 to 2**24 (from tiny updates to saturating ones)."""
+    g = torch.Generator().manual_seed(seed)
+    K, N = config.outputs, config.neurons
+
+    def ri(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+    ways, shots, T = ri(2, K), ri(1, 3), ri(4, 24)
+    classes = torch.randperm(K, generator=g)[:ways]
+    profile = torch.rand(K, N, generator=g) * float(torch.empty(1).uniform_(0.05, 0.6, generator=g))
+
+    def samples(labels):
+        p = profile[torch.as_tensor(labels)]                                   # [n, N]
+        return (torch.rand(T, len(labels), N, generator=g) < p).to(torch.int64)
+
+    labels = classes.repeat_interleave(shots)[torch.randperm(ways * shots, generator=g)].tolist()
+    query_labels = classes[torch.randint(0, ways, (ri(1, 4),), generator=g)].tolist()
+    lo, hi = config.readout_weight_range
+    w = torch.zeros(K, N, dtype=torch.int64) if ri(0, 3) == 0 else torch.randint(lo, hi + 1, (K, N), generator=g)
+    rate = 2.0 ** float(torch.empty(1).uniform_(10, 24, generator=g))
+    return Episode(f"random-{seed}", w, samples(labels), labels, samples(query_labels), rate, ri(1, 3), query_labels)
+
+
+def episode_from_network(name, w_out, support, labels, query, query_labels, rate, steps=1) -> Episode:
+    """An episode of a trained network: its integer readout and hidden spikes of real samples."""
+    return Episode(name, torch.as_tensor(w_out).to(torch.int64), torch.as_tensor(support).to(torch.int64),
+                   list(labels), torch.as_tensor(query).to(torch.int64), float(rate), steps, list(query_labels))
+
+
+class _RoundingBitFault(LFSR):
+    """The most significant bit of every rounding draw inverted: the rounding offset off by half."""
+
+    def draw(self, q):
+        d = super().draw(q)
+        return d ^ (1 << (q - 1)) if q else d
+
+
+class _FloorFault(LFSR):
+    """No stochastic rounding at all (the draw is always 0), though the LFSR still steps."""
+
+    def draw(self, q):
+        super().draw(q)
+        return 0
+
+
+FAULTS = {"rounding-bit": _RoundingBitFault, "floor": _FloorFault}
+
+
+def _model_lfsr(cfg: LearningConfig, fault: str | None) -> LFSR:
+    if fault is None:
+        return LFSR(cfg)
+    if fault not in FAULTS:
+        raise ValueError(f"fault {fault!r} is unknown; allowed: {', '.join(FAULTS)}.")
+    return FAULTS[fault](cfg)
+
+
+class LearningScoreboard:
+    """The predicted logits and weight writes of one episode, checked as the DUT produces them."""
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig, name: str = "learning"):
+        self.config, self.cfg, self.name = config, cfg, name
+        self.checked = Counter()
+        self.coverage = Counter()
+        self._logits: deque = deque()       # (output, value, sample description)
+        self._writes: deque = deque()       # (cycle or None, output, neuron, old, new)
+        self._update_writes: list = []      # writes of the updates not yet taken, in order
+        self.final_w: torch.Tensor | None = None
+
+    def predict(self, episode: Episode, fault: str | None = None) -> list[tuple]:
+        """Runs the model over ``episode``; returns its transactions in order:
+        ``("sample", i, label, learn)`` and ``("update", step)``."""
+        c, cfg = self.config, self.cfg
+        lfsr = _model_lfsr(cfg, fault)
+        w = episode.w_out.clone()
+        plan = []
+        n = episode.support.shape[1]
+        for step in range(episode.steps):
+            logits = integer_readout(c, episode.support, w)
+            for i in range(n):
+                self._expect_logits(logits[i], f"step {step} support sample {i}")
+                plan.append(("sample", episode.support[:, i], episode.labels[i], 1))
+            self._cover_accumulation(episode, logits)
+            writes = []
+            w_new = adapt_readout_integer(c, w, episode.support, torch.tensor(episode.labels), episode.rate, cfg,
+                                          steps=1, lfsr=lfsr, writes=writes)
+            lo, hi = c.readout_weight_range
+            self.coverage["weights_saturated"] += int(((w_new == lo) | (w_new == hi)).sum())
+            self.coverage["weights_changed"] += int((w_new != w).sum())
+            self._update_writes.append([(k, j, old, new) for _, k, j, old, new in writes])
+            plan.append(("update", step))
+            w = w_new
+        logits = integer_readout(c, episode.query, w)
+        for i in range(episode.query.shape[1]):
+            self._expect_logits(logits[i], f"query sample {i}")
+            plan.append(("sample", episode.query[:, i], episode.query_labels[i] if episode.query_labels else 0, 0))
+        self.final_w = w
+        return plan
+
+    def _cover_accumulation(self, episode: Episode, logits: torch.Tensor) -> None:
+        """Counts eligibilities and accumulators at their saturation bounds (without saturation
+        they would have gone past)."""
+        c, cfg = self.config, self.cfg
+        raw = eligibility(episode.support, c.readout_decay_shift, cfg.trace_frac_bits)
+        self.coverage["eligibility_saturated"] += int((raw > (1 << cfg.elig_bits) - 1).sum())
+        elig = raw.clamp(max=(1 << cfg.elig_bits) - 1)
+        onehot = torch.nn.functional.one_hot(torch.tensor(episode.labels), c.outputs).to(torch.int64)
+        err = (onehot << cfg.prob_bits) - integer_softmax(logits, c.logit_shift, cfg)
+        lo, hi = signed_range(cfg.acc_bits)
+        partial = torch.cumsum(err.unsqueeze(2) * elig.unsqueeze(1), 0)          # running sums, unsaturated
+        self.coverage["accumulator_saturated"] += int(((partial < lo) | (partial > hi)).any(0).sum())
+
+    def _expect_logits(self, values: torch.Tensor, what: str) -> None:
+        lo, hi = self.config.logit_range
+        self.coverage["logits_saturated"] += int(((values == lo) | (values == hi)).sum())
+        for k, v in enumerate(values.tolist()):
+            self._logits.append((k, v, what))
+
+    def on_update(self, cycle: int) -> None:
+        """An OP_UPDATE was taken in ``cycle``: its writes are due from ``cycle + UPDATE_LATENCY``."""
+        writes = self._update_writes.pop(0)
+        for i, (k, j, old, new) in enumerate(writes):
+            self._writes.append((cycle + UPDATE_LATENCY + i, k, j, old, new))
+
+    def on_logit(self, cycle: int, word: int) -> None:
+        f = unpack_fields(logit_fields(self.config), word)
+        got = (f["output"], f["value"])
+        if not self._logits:
+            raise Mismatch(f"{self.name}: unexpected logit (output, value)={got} in cycle {cycle}.")
+        k, v, what = self._logits.popleft()
+        if got != (k, v):
+            raise Mismatch(f"{self.name}: logit mismatch in cycle {cycle} ({what}): DUT reported (output, value)="
+                           f"{got}, model predicts {(k, v)}.")
+        self.checked["logits"] += 1
+
+    def on_weight_write(self, cycle: int, word: int) -> None:
+        f = unpack_fields(weight_write_fields(self.config), word)
+        got = (cycle, f["output"], f["neuron"], f["old"], f["new"])
+        if not self._writes:
+            raise Mismatch(f"{self.name}: unexpected weight write (cycle, output, neuron, old, new)={got}.")
+        want = self._writes.popleft()
+        if got != want:
+            raise Mismatch(f"{self.name}: weight write mismatch: DUT wrote (cycle, output, neuron, old, new)={got}, "
+                           f"model predicts {want}.")
+        self.checked["weight_writes"] += 1
+
+    @property
+    def idle(self) -> bool:
+        return not self._logits and not self._writes
+
+    def finish(self) -> None:
+        if self._logits or self._writes or self._update_writes:
+            nxt = self._logits[0] if self._logits else (self._writes[0] if self._writes else "an update")
+            raise Mismatch(f"{self.name}: {len(self._logits)} logits and {len(self._writes)} weight writes "
+                           f"predicted by the model never happened (next: {nxt}).")
+
+
+def spike_tokens(config: SRNNConfig, raster: torch.Tensor) -> list[int]:
+    """The hidden spike stream of one sample (raster [T, N]): each step's spiking neurons in
+    ascending order, then a TICK, packed as the LIF core's output events."""
+    fields = config.core.output_event_fields
+    out = []
+    for row in raster.tolist():
+        out += [pack_fields(fields, {"kind": EVENT_SPIKE, "address": j}) for j, s in enumerate(row) if s]
+        out.append(pack_fields(fields, {"kind": EVENT_TICK, "address": 0}))
+    return out
+
+
+class LearningTestbench:
+    """Drives episodes into a ``LearningEngine`` and checks everything it does."""
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
+                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None):
+        self.config, self.cfg, self.fault = config, cfg, fault
+        rng = random.Random(seed)
+        self.sb = LearningScoreboard(config, cfg)
+        self.rate = port("rate")
+        self.weights = StreamSource(port("weights__valid"), port("weights__ready"), port("weights__payload"),
+                                    rng=rng, idle=idle)
+        self.spikes = StreamSource(port("spikes__valid"), port("spikes__ready"), port("spikes__payload"),
+                                   rng=rng, idle=idle)
+        self.command = StreamSource(port("command__valid"), port("command__ready"), port("command__payload"),
+                                    rng=rng, idle=idle, on_transfer=self._on_command)
+        self.logits = StreamSink(port("logits__valid"), port("logits__ready"), port("logits__payload"),
+                                 rng=rng, backpressure=backpressure, on_transfer=self.sb.on_logit)
+        self.agents = [self.weights, self.spikes, self.command, self.logits,
+                       ValidMonitor(port("weight_write__valid"), port("weight_write__payload"), self.sb.on_weight_write)]
+        self._plan: deque = deque()
+        self._last_progress = 0
+        self.stall_limit = 4 * config.outputs * config.neurons + 20_000
+        self.update_cycles: list[int] = []
+        self.end_cycles: list[int] = []
+
+    def _on_command(self, cycle: int, word: int) -> None:
+        if unpack_fields(command_fields(self.config), word)["op"] == OP_UPDATE:
+            self.update_cycles.append(cycle)
+            self.sb.on_update(cycle)
+        else:
+            self.end_cycles.append(cycle)
+
+    def start(self, episode: Episode, first_cycle: int) -> None:
+        """Begins ``episode`` right after a reset whose first free cycle is ``first_cycle``."""
+        self.sb.finish()                # nothing of the previous episode may be left
+        c = self.config
+        m, q = episode.quantised_rate(c, self.cfg)
+        self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
+        self.sb.final_w = None
+        plan = self.sb.predict(episode, self.fault)
+        lf = readout_load_fields(c)
+        w = episode.w_out.tolist()
+        self._plan = deque([("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
+                                      for k in range(c.outputs) for j in range(c.neurons)])])
+        cf = command_fields(c)
+        for item in plan:
+            if item[0] == "sample":
+                _, raster, label, learn = item
+                self._plan.append(("spikes", spike_tokens(c, raster)))
+                self._plan.append(("command", [pack_fields(cf, {"op": OP_END, "label": label, "learn": learn})]))
+            else:
+                self._plan.append(("command", [pack_fields(cf, {"op": OP_UPDATE, "label": 0, "learn": 0})]))
+        self._last_progress = first_cycle
+
+    @property
+    def _sources_done(self) -> bool:
+        return self.weights.done and self.spikes.done and self.command.done
+
+    @property
+    def done(self) -> bool:
+        return not self._plan and self._sources_done and self.sb.idle
+
+    def drive(self) -> None:
+        # One segment at a time: the next sample's spikes must not overtake this sample's END.
+        if self._plan and self._sources_done:
+            kind, words = self._plan.popleft()
+            {"load": self.weights, "spikes": self.spikes, "command": self.command}[kind].send(words)
+        for a in self.agents:
+            a.drive()
+
+    def sample(self, cycle: int) -> None:
+        before = (self.weights.transfers, self.spikes.transfers, self.command.transfers, self.logits.transfers,
+                  self.sb.checked["weight_writes"])
+        for a in self.agents:
+            a.sample(cycle)
+        if (self.weights.transfers, self.spikes.transfers, self.command.transfers, self.logits.transfers,
+                self.sb.checked["weight_writes"]) != before:
+            self._last_progress = cycle
+        if cycle - self._last_progress > self.stall_limit:
+            raise Mismatch(f"the learning engine made no progress for {self.stall_limit} cycles (cycle {cycle}).")
+
+    def finish(self) -> dict:
+        self.sb.finish()
+        return {"checked": dict(self.sb.checked), "coverage": dict(self.sb.coverage),
+                "logit_stall_cycles": self.logits.stall_cycles}
