@@ -69,12 +69,15 @@ def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0
 
 
 def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0.3, fault=None, vcd=None) -> dict:
-    """Runs few-shot ``episodes`` on one ``LearningEngine``, with a reset between them (the first
+    """Runs few-shot ``episodes`` on one ``LearningCore`` (episodes through the core: with
+    ``w_core``) or ``LearningEngine`` (hidden rasters only), with a reset between them (the first
     starts from the reset at time 0), checked by :class:`~.learning_bench.LearningTestbench`."""
-    from ..rtl.learning import LearningEngine
+    from ..rtl.learning import LearningCore, LearningEngine
     from .learning_bench import LearningTestbench
 
-    dut = LearningEngine(config, cfg)
+    core = episodes[0].through_core
+    dut = LearningCore(config, cfg) if core else LearningEngine(config, cfg)
+    inputs = ("events", "command", "weights", "core_weights") if core else ("spikes", "command", "weights")
     m = Module()
     m.domains.sync = cd = ClockDomain()
     m.submodules.dut = dut
@@ -87,11 +90,12 @@ def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0
             sig = _resolve(dut, name)
             return Port(name, lambda: ctx.get(sig), lambda v: ctx.set(sig, v))
 
-        tb = LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault)
+        tb = LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault,
+                               core=core)
         cycle = 0
         for index, episode in enumerate(episodes):
             if index:
-                for name in ("spikes", "command", "weights"):
+                for name in inputs:
                     ctx.set(getattr(dut, name).valid, 0)
                 ctx.set(cd.rst, 1)
                 await ctx.tick()

@@ -1,5 +1,6 @@
-"""Cosimulation of the learning engine: generated Verilog under Verilator or Icarus through cocotb,
-whole few-shot episodes checked against the golden model (``cosim/learning_bench.py``)."""
+"""Cosimulation of on-chip learning: the generated Verilog of a ``LearningCore`` (the LIF core, its
+recurrence and the learning engine; or the ``LearningEngine`` alone) under Verilator or Icarus through
+cocotb, whole few-shot episodes checked against the golden model (``cosim/learning_bench.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from ..model.learning import LearningConfig
 from ..model.snn import SRNNConfig
-from ..rtl.learning import LearningEngine
+from ..rtl.learning import LearningCore, LearningEngine
 from .runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["learning_run", "run_learning_cosim"]
@@ -17,23 +18,31 @@ __all__ = ["learning_run", "run_learning_cosim"]
 TEST_MODULE = "neuromosaic.cosim.learning_tb"
 
 
-def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, waves: bool = False) -> CocotbRun:
-    """Builds (or reuses) the simulator model of a learning engine for these configs."""
-    return CocotbRun(sim, generate_verilog(LearningEngine(config, cfg), "learning_engine"), "learning_engine",
-                     waves=waves)
+def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
+                 waves: bool = False) -> CocotbRun:
+    """Builds (or reuses) the simulator model of a learning core (or engine) for these configs."""
+    top = "learning_core" if core else "learning_engine"
+    dut = LearningCore(config, cfg) if core else LearningEngine(config, cfg)
+    return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves)
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
-                       rng_seed: int = 0, waves: bool = False, episode_list=None, name: str = "run") -> dict:
+                       rng_seed: int = 0, waves: bool = False, episode_list=None, name: str = "run",
+                       core: bool = True) -> dict:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
-    returns the summary. Raises :class:`CosimError` on any mismatch or hang."""
+    returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
+    default), else into the ``LearningEngine`` alone (hidden spikes). Raises :class:`CosimError` on
+    any mismatch or hang."""
     if episode_list is None and episodes < 1:
         raise CosimError(f"episodes={episodes}: at least 1 is needed.")
-    run = learning_run(sim, config, cfg, waves=waves)
+    if episode_list is not None and any(e.through_core != core for e in episode_list):
+        raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
+                         "rasters; through the core every episode needs them, into the engine none may have them.")
+    run = learning_run(sim, config, cfg, core=core, waves=waves)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
            "first_seed": first_seed, "fault": fault, "idle": idle, "backpressure": backpressure,
-           "rng_seed": rng_seed}
+           "rng_seed": rng_seed, "core": core}
     if episode_list is not None:
         path = run.build_dir / name / "episodes.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

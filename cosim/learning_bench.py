@@ -1,12 +1,15 @@
 """The learning engine's testbench, independent of the simulator: random few-shot episodes, the
 scoreboard, and the sequencing of an episode's transactions.
 
-An episode is what the chip does for one few-shot task: the readout weights are loaded; for each
-inner step, every support sample's hidden spikes go through the engine with learning on (its logits
-are reported at its end) and an update is applied; then the query samples go through with learning
-off. The scoreboard predicts, with ``model.learning``, every logit (output, value) and every weight
-write (output, neuron, old value, new value, and the cycle: an update taken in cycle ``c`` writes its
-n-th weight in cycle ``c + UPDATE_LATENCY + n``), and fails on the first difference.
+An episode is what the chip does for one few-shot task: the weights are loaded; for each inner
+step, every support sample goes through with learning on (its logits are reported at its end) and an
+update is applied; then the query samples go through with learning off. Through the whole network
+(``LearningCore``: an episode with ``w_core`` and input rasters) a sample is its input events, and the
+scoreboard also checks every hidden spike of the LIF core against ``model.snn.IntegerSRNN``; into the
+engine alone (``LearningEngine``) a sample is the hidden spike raster itself. The scoreboard predicts,
+with ``model.learning``, every logit (output, value) and every weight write (output, neuron, old
+value, new value, and the cycle: an update taken in cycle ``c`` writes its n-th weight in cycle
+``c + UPDATE_LATENCY + n``), and fails on the first difference.
 
 ``port(name)`` returns a :class:`~.harness.Port` for a flattened DUT port name (``spikes__valid``);
 ``cosim/learning_tb.py`` (cocotb) and ``simulate_learning`` (Amaranth) call :meth:`drive` and
@@ -15,6 +18,7 @@ n-th weight in cycle ``c + UPDATE_LATENCY + n``), and fails on the first differe
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -26,11 +30,12 @@ from ..model.config import EVENT_SPIKE, EVENT_TICK, pack_fields, signed_range, u
 from ..model.learning import (LFSR, OP_END, OP_UPDATE, UPDATE_LATENCY, LearningConfig, adapt_readout_integer,
                               command_fields, eligibility, integer_softmax, logit_fields, quantise_rate,
                               rate_fields, readout_load_fields, weight_write_fields)
-from ..model.snn import SRNNConfig, integer_readout
+from ..model.snn import IntegerSRNN, SRNNConfig, integer_readout
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import Mismatch
 
-__all__ = ["Episode", "random_episode", "episode_from_network", "LearningScoreboard", "LearningTestbench", "FAULTS"]
+__all__ = ["Episode", "random_episode", "random_network_episode", "LearningScoreboard", "LearningTestbench",
+           "FAULTS"]
 
 
 @dataclass
@@ -43,6 +48,15 @@ class Episode:
     rate: float                  # the float inner rate (quantised for the engine)
     steps: int = 1
     query_labels: list[int] = field(default_factory=list)
+    # Through the whole network: the core's weights [neurons, channels + neurons] and the input event
+    # counts [T, n, channels] whose hidden spikes (the model's) are ``support`` and ``query``.
+    w_core: torch.Tensor | None = None
+    support_x: torch.Tensor | None = None
+    query_x: torch.Tensor | None = None
+
+    @property
+    def through_core(self) -> bool:
+        return self.w_core is not None
 
     def quantised_rate(self, config: SRNNConfig, cfg: LearningConfig) -> tuple[int, int]:
         return quantise_rate(self.rate, self.support.shape[1], config.logit_shift, cfg)
@@ -74,10 +88,31 @@ def random_episode(config: SRNNConfig, cfg: LearningConfig, seed: int) -> Episod
     return Episode(f"random-{seed}", w, samples(labels), labels, samples(query_labels), rate, ri(1, 3), query_labels)
 
 
-def episode_from_network(name, w_out, support, labels, query, query_labels, rate, steps=1) -> Episode:
-    """An episode of a trained network: its integer readout and hidden spikes of real samples."""
-    return Episode(name, torch.as_tensor(w_out).to(torch.int64), torch.as_tensor(support).to(torch.int64),
-                   list(labels), torch.as_tensor(query).to(torch.int64), float(rate), steps, list(query_labels))
+MAX_EVENTS = 4      # events per channel and step of a random network episode
+
+
+def random_network_episode(config: SRNNConfig, cfg: LearningConfig, seed: int) -> Episode:
+    """A random task through the whole network: random core weights with a random excitatory bias,
+    input rates that depend on the class and the channel, 0..MAX_EVENTS events per channel and step; the
+    hidden spikes are the integer model's (as :func:`random_episode` for the rest)."""
+    g = torch.Generator().manual_seed(seed ^ 0x5EED)
+    c = config
+    lo, hi = c.core.weight_range
+    bias = int(torch.randint(hi // 4, hi + 1, (1,), generator=g))
+    w_core = (torch.randint(lo, hi + 1, (c.neurons, c.core.inputs), generator=g) + bias).clamp(lo, hi)
+    profile = torch.rand(c.outputs, c.channels, generator=g) * float(torch.empty(1).uniform_(0.2, 1.0, generator=g))
+    base = random_episode(config, cfg, seed)
+
+    def inputs(labels, steps):
+        p = profile[torch.as_tensor(labels)]
+        return (torch.rand((MAX_EVENTS,) + (steps, len(labels), c.channels), generator=g) < p).sum(0)
+
+    support_x = inputs(base.labels, base.support.shape[0])
+    query_x = inputs(base.query_labels, base.query.shape[0])
+    net = IntegerSRNN(c, w_core[:, :c.channels], w_core[:, c.channels:], base.w_out)
+    return Episode(f"network-{seed}", base.w_out, net.hidden(support_x).to(torch.int64), base.labels,
+                   net.hidden(query_x).to(torch.int64), base.rate, base.steps, base.query_labels,
+                   w_core, support_x, query_x)
 
 
 class _RoundingBitFault(LFSR):
@@ -117,11 +152,13 @@ class LearningScoreboard:
         self._logits: deque = deque()       # (output, value, sample description)
         self._writes: deque = deque()       # (cycle or None, output, neuron, old, new)
         self._update_writes: list = []      # writes of the updates not yet taken, in order
+        self._hidden: deque = deque()       # (packed output event, sample description), through the core
         self.final_w: torch.Tensor | None = None
 
     def predict(self, episode: Episode, fault: str | None = None) -> list[tuple]:
         """Runs the model over ``episode``; returns its transactions in order:
-        ``("sample", i, label, learn)`` and ``("update", step)``."""
+        ``("sample", hidden raster, input raster or None, label, learn)`` and ``("update", step)``.
+        Through the core, every sample's hidden spike stream is expected too."""
         c, cfg = self.config, self.cfg
         lfsr = _model_lfsr(cfg, fault)
         w = episode.w_out.clone()
@@ -130,8 +167,9 @@ class LearningScoreboard:
         for step in range(episode.steps):
             logits = integer_readout(c, episode.support, w)
             for i in range(n):
-                self._expect_logits(logits[i], f"step {step} support sample {i}")
-                plan.append(("sample", episode.support[:, i], episode.labels[i], 1))
+                what = f"step {step} support sample {i}"
+                self._expect_logits(logits[i], what)
+                plan.append(self._sample(episode.support[:, i], episode.support_x, i, episode.labels[i], 1, what))
             self._cover_accumulation(episode, logits)
             writes = []
             w_new = adapt_readout_integer(c, w, episode.support, torch.tensor(episode.labels), episode.rate, cfg,
@@ -144,10 +182,18 @@ class LearningScoreboard:
             w = w_new
         logits = integer_readout(c, episode.query, w)
         for i in range(episode.query.shape[1]):
-            self._expect_logits(logits[i], f"query sample {i}")
-            plan.append(("sample", episode.query[:, i], episode.query_labels[i] if episode.query_labels else 0, 0))
+            what = f"query sample {i}"
+            self._expect_logits(logits[i], what)
+            label = episode.query_labels[i] if episode.query_labels else 0
+            plan.append(self._sample(episode.query[:, i], episode.query_x, i, label, 0, what))
         self.final_w = w
         return plan
+
+    def _sample(self, hidden, x, i, label, learn, what) -> tuple:
+        if x is not None:
+            self.coverage["hidden_spikes"] += int(hidden.sum())
+            self._hidden.extend((word, what) for word in spike_tokens(self.config, hidden))
+        return ("sample", hidden, None if x is None else x[:, i], label, learn)
 
     def _cover_accumulation(self, episode: Episode, logits: torch.Tensor) -> None:
         """Counts eligibilities and accumulators at their saturation bounds (without saturation
@@ -196,11 +242,25 @@ class LearningScoreboard:
                            f"model predicts {want}.")
         self.checked["weight_writes"] += 1
 
+    def on_hidden(self, cycle: int, word: int) -> None:
+        fields = self.config.core.output_event_fields
+        got = unpack_fields(fields, word)
+        if not self._hidden:
+            raise Mismatch(f"{self.name}: unexpected hidden spike event {got} in cycle {cycle}.")
+        want, what = self._hidden.popleft()
+        if word != want:
+            raise Mismatch(f"{self.name}: hidden spike mismatch in cycle {cycle} ({what}): the LIF core sent {got}, "
+                           f"the model predicts {unpack_fields(fields, want)}.")
+        self.checked["hidden_events"] += 1
+
     @property
     def idle(self) -> bool:
-        return not self._logits and not self._writes
+        return not self._logits and not self._writes and not self._hidden
 
     def finish(self) -> None:
+        if self._hidden:
+            raise Mismatch(f"{self.name}: {len(self._hidden)} hidden spike events predicted by the model never "
+                           f"happened (next: {self._hidden[0][1]}).")
         if self._logits or self._writes or self._update_writes:
             nxt = self._logits[0] if self._logits else (self._writes[0] if self._writes else "an update")
             raise Mismatch(f"{self.name}: {len(self._logits)} logits and {len(self._writes)} weight writes "
@@ -218,25 +278,45 @@ def spike_tokens(config: SRNNConfig, raster: torch.Tensor) -> list[int]:
     return out
 
 
+def input_tokens(config: SRNNConfig, raster: torch.Tensor) -> list[int]:
+    """The external input stream of one sample (event counts [T, channels]): each step's events in
+    ascending channel order, repeats adjacent, then a TICK, packed as the LIF core's input events."""
+    fields = config.core.input_event_fields
+    out = []
+    for row in raster.tolist():
+        for ch, count in enumerate(row):
+            out += [pack_fields(fields, {"kind": EVENT_SPIKE, "address": ch})] * int(count)
+        out.append(pack_fields(fields, {"kind": EVENT_TICK, "address": 0}))
+    return out
+
+
 class LearningTestbench:
-    """Drives episodes into a ``LearningEngine`` and checks everything it does."""
+    """Drives episodes into a ``LearningCore`` (``core=True``: input events, the core's weights,
+    hidden spikes checked) or a ``LearningEngine`` (hidden spikes driven) and checks everything."""
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
-                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None):
-        self.config, self.cfg, self.fault = config, cfg, fault
+                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None, core: bool = False):
+        self.config, self.cfg, self.fault, self.core = config, cfg, fault, core
         rng = random.Random(seed)
         self.sb = LearningScoreboard(config, cfg)
+
+        def source(name, on_transfer=None):
+            return StreamSource(port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload"),
+                                rng=rng, idle=idle, on_transfer=on_transfer)
+
         self.rate = port("rate")
-        self.weights = StreamSource(port("weights__valid"), port("weights__ready"), port("weights__payload"),
-                                    rng=rng, idle=idle)
-        self.spikes = StreamSource(port("spikes__valid"), port("spikes__ready"), port("spikes__payload"),
-                                   rng=rng, idle=idle)
-        self.command = StreamSource(port("command__valid"), port("command__ready"), port("command__payload"),
-                                    rng=rng, idle=idle, on_transfer=self._on_command)
+        self.weights = source("weights")
+        self.spikes = source("events" if core else "spikes")
+        self.command = source("command", self._on_command)
         self.logits = StreamSink(port("logits__valid"), port("logits__ready"), port("logits__payload"),
                                  rng=rng, backpressure=backpressure, on_transfer=self.sb.on_logit)
+        self.sources = {"load": self.weights, "spikes": self.spikes, "command": self.command}
         self.agents = [self.weights, self.spikes, self.command, self.logits,
                        ValidMonitor(port("weight_write__valid"), port("weight_write__payload"), self.sb.on_weight_write)]
+        if core:
+            self.sources["core_load"] = source("core_weights")
+            self.agents += [self.sources["core_load"],
+                            ValidMonitor(port("hidden__valid"), port("hidden__payload"), self.sb.on_hidden)]
         self._plan: deque = deque()
         self._last_progress = 0
         self.stall_limit = 4 * config.outputs * config.neurons + 20_000
@@ -254,19 +334,28 @@ class LearningTestbench:
         """Begins ``episode`` right after a reset whose first free cycle is ``first_cycle``."""
         self.sb.finish()                # nothing of the previous episode may be left
         c = self.config
+        if self.core and not episode.through_core:
+            raise ValueError(f"episode {episode.name} has no core weights and input rasters; the LearningCore "
+                             "needs them (random_network_episode).")
         m, q = episode.quantised_rate(c, self.cfg)
         self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
         self.sb.final_w = None
-        plan = self.sb.predict(episode, self.fault)
+        plan = self.sb.predict(episode, self.fault) if self.core else \
+            self.sb.predict(dataclasses.replace(episode, support_x=None, query_x=None), self.fault)
+        self._plan = deque()
+        if self.core:
+            fields = c.core.weight_load_fields
+            self._plan.append(("core_load", [pack_fields(fields, {"address": a, "data": d})
+                                             for a, d in enumerate(c.core.weight_words(episode.w_core))]))
         lf = readout_load_fields(c)
         w = episode.w_out.tolist()
-        self._plan = deque([("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
-                                      for k in range(c.outputs) for j in range(c.neurons)])])
+        self._plan.append(("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
+                                    for k in range(c.outputs) for j in range(c.neurons)]))
         cf = command_fields(c)
         for item in plan:
             if item[0] == "sample":
-                _, raster, label, learn = item
-                self._plan.append(("spikes", spike_tokens(c, raster)))
+                _, raster, x, label, learn = item
+                self._plan.append(("spikes", input_tokens(c, x) if self.core else spike_tokens(c, raster)))
                 self._plan.append(("command", [pack_fields(cf, {"op": OP_END, "label": label, "learn": learn})]))
             else:
                 self._plan.append(("command", [pack_fields(cf, {"op": OP_UPDATE, "label": 0, "learn": 0})]))
@@ -274,30 +363,33 @@ class LearningTestbench:
 
     @property
     def _sources_done(self) -> bool:
-        return self.weights.done and self.spikes.done and self.command.done
+        return all(src.done for src in self.sources.values())
 
     @property
     def done(self) -> bool:
         return not self._plan and self._sources_done and self.sb.idle
 
     def drive(self) -> None:
-        # One segment at a time: the next sample's spikes must not overtake this sample's END.
+        # One segment at a time: the next sample's events must not overtake this sample's END.
         if self._plan and self._sources_done:
             kind, words = self._plan.popleft()
-            {"load": self.weights, "spikes": self.spikes, "command": self.command}[kind].send(words)
+            self.sources[kind].send(words)
         for a in self.agents:
             a.drive()
 
     def sample(self, cycle: int) -> None:
-        before = (self.weights.transfers, self.spikes.transfers, self.command.transfers, self.logits.transfers,
-                  self.sb.checked["weight_writes"])
+        before = self._progress()
         for a in self.agents:
             a.sample(cycle)
-        if (self.weights.transfers, self.spikes.transfers, self.command.transfers, self.logits.transfers,
-                self.sb.checked["weight_writes"]) != before:
+        if self._progress() != before:
             self._last_progress = cycle
         if cycle - self._last_progress > self.stall_limit:
-            raise Mismatch(f"the learning engine made no progress for {self.stall_limit} cycles (cycle {cycle}).")
+            raise Mismatch(f"the learning {'core' if self.core else 'engine'} made no progress for "
+                           f"{self.stall_limit} cycles (cycle {cycle}).")
+
+    def _progress(self) -> tuple:
+        return (tuple(src.transfers for src in self.sources.values()), self.logits.transfers,
+                self.sb.checked["weight_writes"], self.sb.checked["hidden_events"])
 
     def finish(self) -> dict:
         self.sb.finish()

@@ -1,6 +1,6 @@
-"""cocotb test module of the learning engine (runs inside Verilator or Icarus; see ``cosim/learning.py``).
+"""cocotb test module of the learning core or engine (runs inside Verilator or Icarus; see ``cosim/learning.py``).
 
-The job (configs, episodes, fault, idle and backpressure rates) comes as JSON from the file named by
+The job (configs, DUT, episodes, fault, idle and backpressure rates) comes as JSON from the file named by
 ``NEUROMOSAIC_JOB``; the result (pass/fail, the mismatch, counts, coverage, cycles) goes back as JSON
 to the path the job names.
 """
@@ -16,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from neuromosaic.cosim.cocotb_ports import cocotb_port
-from neuromosaic.cosim.learning_bench import Episode, LearningTestbench, random_episode
+from neuromosaic.cosim.learning_bench import Episode, LearningTestbench, random_episode, random_network_episode
 from neuromosaic.model.learning import LearningConfig
 from neuromosaic.model.snn import SRNNConfig
 
@@ -31,16 +31,19 @@ async def learning_episodes(dut):
     start = time.perf_counter()
     cycle = 0
     try:
+        core = job.get("core", True)
+        inputs = ("events", "command", "weights", "core_weights") if core else ("spikes", "command", "weights")
         if job.get("episodes_file"):
             episodes = [Episode(**e) for e in torch.load(job["episodes_file"])]
         else:
-            episodes = [random_episode(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]
+            make = random_network_episode if core else random_episode
+            episodes = [make(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]
         tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
                                idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
-                               fault=job.get("fault"))
+                               fault=job.get("fault"), core=core)
         dut.rst.value = 1           # before the first edge: Icarus starts undriven inputs at X
         Clock(dut.clk, 10, unit="ns").start()
-        for name in ("spikes", "command", "weights"):
+        for name in inputs:
             getattr(dut, f"{name}__valid").value = 0
         dut.logits__ready.value = 0
         edge, settle = RisingEdge(dut.clk), ReadOnly()
@@ -49,7 +52,7 @@ async def learning_episodes(dut):
             # Two cycles of synchronous reset; ``cycle`` is then the first cycle after it.
             await edge
             dut.rst.value = 1
-            for name in ("spikes", "command", "weights"):
+            for name in inputs:
                 getattr(dut, f"{name}__valid").value = 0
             await edge
             cycle += 2

@@ -25,7 +25,7 @@ import torch
 from .config import ConfigError, LIFConfig, _check_int, signed_range
 from .lif import FloatLIF, IntegerLIF, LIFState, decay, saturate
 
-__all__ = ["SRNNConfig", "FloatSRNN", "IntegerSRNN", "integer_readout", "round_ste"]
+__all__ = ["SRNNConfig", "FloatSRNN", "IntegerSRNN", "integer_readout", "round_ste", "NETWORKS"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,14 @@ class SRNNConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SRNNConfig":
         return cls(**{**d, "core": LIFConfig.from_dict(d["core"])})
+
+
+# Named networks for the command line and the benchmarks (the LIF core's lanes are the hardware's choice).
+NETWORKS = {
+    "small": SRNNConfig.make(channels=4, neurons=16, outputs=5, lanes=4),       # the cosim's default
+    "fsdd": SRNNConfig.make(channels=64, neurons=64, outputs=5, lanes=4),      # `neuromosaic train --data fsdd:`
+    "seed": SRNNConfig.make(channels=256, neurons=256, outputs=20, lanes=2),   # seed 000: 256 hidden, 20 readout
+}
 
 
 def round_ste(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:

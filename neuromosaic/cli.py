@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
 from .cosim.scoreboard import FAULTS
 from .fpga.board import BOARDS
 from .model.config import SEED_LIF, ConfigError, LIFConfig
 from .model.data.base import DataError
+from .model.snn import NETWORKS, SRNNConfig
 
 __all__ = ["main"]
 
@@ -56,6 +58,65 @@ def _load_weights(path: str | None, config: LIFConfig):
     return w
 
 
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("learning designs: network and learning rule (the core flags above change its LIF core)")
+    g.add_argument("--network", choices=sorted(NETWORKS), default="small",
+                   help="starting network (default small: 4 channels, 16 neurons, 5 outputs; seed: 256 channels, "
+                        "256 neurons, 20 outputs)")
+    g.add_argument("--checkpoint", help="a trained network's checkpoint folder: its config instead of --network")
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=V",
+                   help="change a field of the network (channels, outputs, readout_bits, logit_shift, ...)")
+    g.add_argument("--learning-set", action="append", default=[], metavar="FIELD=V",
+                   help="change a field of the learning rule (prob_bits, acc_bits, lfsr_seed, ...)")
+
+
+def _parse_sets(items: list[str], allowed: list[str], flag: str) -> dict:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in allowed:
+            raise UsageError(f"{flag} {item!r} is not FIELD=VALUE with a known field; allowed fields: "
+                             f"{', '.join(allowed)}.")
+        try:
+            out[key] = int(value, 0)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _network(args):
+    """The SRNNConfig, LearningConfig and checkpoint (or None) of a learning design's flags."""
+    from .model.learning import LearningConfig
+    ck = None
+    if args.checkpoint:
+        from .model.checkpoint import load_checkpoint
+        ck = load_checkpoint(args.checkpoint)
+        base = ck.config
+    else:
+        base = NETWORKS[args.network]
+    if args.cfg_inputs is not None:
+        raise UsageError(f"--inputs {args.cfg_inputs} does not apply to a learning design: the core's inputs are "
+                         "channels + neurons; use --set channels=N.")
+    core = {**base.core.to_dict(), **{f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(LIFConfig)
+                                     if getattr(args, f"cfg_{f.name}") is not None}}
+    core.pop("inputs")
+    net = {f.name: getattr(base, f.name) for f in dataclasses.fields(SRNNConfig) if f.name != "core"}
+    net.update(_parse_sets(args.set, sorted(net), "--set"))
+    neurons = core.pop("neurons")
+    config = SRNNConfig.make(neurons=neurons, **net, **core)
+    fields = [f.name for f in dataclasses.fields(LearningConfig)]
+    cfg = LearningConfig(**_parse_sets(args.learning_set, fields, "--learning-set"))
+    if ck is not None and config != ck.config:
+        raise UsageError("the flags change the checkpoint's network config; its weights would not fit. Drop them "
+                         "or leave out --checkpoint.")
+    return config, cfg, ck
+
+
+def _describe(config) -> str:
+    return (f"{config.channels} channels, {config.neurons} neurons ({config.core.lanes} lanes), "
+            f"{config.outputs} outputs")
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
 
@@ -63,19 +124,89 @@ def _print_json(obj) -> None:
 # -- commands -------------------------------------------------------------------------------------
 def cmd_verilog(args) -> int:
     from .cosim.runner import generate_verilog
+    if args.design == "learning":
+        return _verilog_learning(args)
     from .rtl.lif import LIFCore
     config = _config(args)
     core = LIFCore(config, _load_weights(args.weights, config))
-    text = generate_verilog(core, args.name)
+    name = args.name or "lif_core"
+    text = generate_verilog(core, name)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
-    print(f"wrote {args.output}: module {args.name}, {config.neurons} neurons x {config.inputs} inputs, "
+    print(f"wrote {args.output}: module {name}, {config.neurons} neurons x {config.inputs} inputs, "
           f"{config.lanes} lanes")
     return 0
 
 
+def _verilog_learning(args) -> int:
+    from .cosim.runner import generate_verilog
+    from .rtl.learning import LearningCore, LearningEngine
+    if args.weights:
+        raise UsageError("--weights is for the lif design; a learning design takes its weights from --checkpoint.")
+    config, cfg, ck = _network(args)
+    name = args.name or ("learning_engine" if args.engine else "learning_core")
+    if args.engine:
+        dut = LearningEngine(config, cfg, None if ck is None else ck.w_out)
+    else:
+        dut = LearningCore(config, cfg, None if ck is None else _core_weights(ck), None if ck is None else ck.w_out)
+    text = generate_verilog(dut, name)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text)
+    print(f"wrote {args.output}: module {name}, the {'learning engine' if args.engine else 'LIF core + learning engine'}"
+          f" of {_describe(config)}" + (f", weights of {args.checkpoint}" if ck else ""))
+    return 0
+
+
+def _core_weights(ck):
+    import torch
+    return torch.cat([ck.w_in, ck.w_rec], dim=1)
+
+
+def _cosim_failed(e: Exception) -> None:
+    from .cosim.runner import CosimError
+    if not isinstance(e, CosimError):
+        raise e
+    print(f"FAIL {e}")
+
+
+def _cosim_learning(args) -> int:
+    from .cosim.learning import run_learning_cosim
+    from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
+    if args.fault and args.fault not in LEARNING_FAULTS:
+        raise UsageError(f"--fault {args.fault} is not a learning fault; allowed: {', '.join(sorted(LEARNING_FAULTS))}.")
+    if args.episodes < 1:
+        raise UsageError(f"--episodes {args.episodes} is not allowed; use 1 or more.")
+    config, cfg, _ = _network(args)
+    failed = False
+    for sim in ["verilator", "icarus"] if args.sim == "both" else [args.sim]:
+        what = "the learning engine" if args.engine else "LIF core + learning engine"
+        print(f"cosim learning on {sim}: {args.episodes} random few-shot episodes through {what}, {_describe(config)}"
+              + (f", fault injected: {args.fault}" if args.fault else ""), flush=True)
+        start = time.perf_counter()
+        try:
+            r = run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
+                                   fault=args.fault, idle=args.idle, backpressure=args.backpressure,
+                                   rng_seed=args.rng_seed, waves=args.waves, core=not args.engine, name="cli")
+        except Exception as e:          # CosimError carries the mismatch; print it, no traceback
+            _cosim_failed(e)
+            failed = True
+            continue
+        ck = r["checked"]
+        print(f"PASS {sim}: {r['episodes']} episodes, {r['cycles']} cycles, {ck.get('weight_writes', 0)} weight writes, "
+              f"{ck.get('logits', 0)} logits and {ck.get('hidden_events', 0)} hidden spike events matched the golden "
+              f"model ({r['cycles_per_s']:.0f} cycles/s, {time.perf_counter() - start:.1f} s)")
+        if args.waves:
+            print(f"  waves in {r['build_dir']}")
+        print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items())))
+    return 1 if failed else 0
+
+
 def cmd_cosim(args) -> int:
+    if args.design == "learning":
+        return _cosim_learning(args)
     from .cosim.lif import run_lif_cosim
+    if args.fault and args.fault not in FAULTS:
+        raise UsageError(f"--fault {args.fault} is not a lif fault; allowed: {', '.join(sorted(FAULTS))}.")
     config = _config(args)
     sims = ["verilator", "icarus"] if args.sim == "both" else [args.sim]
     failed = False
@@ -89,10 +220,7 @@ def cmd_cosim(args) -> int:
                               idle=args.idle, backpressure=args.backpressure, rng_seed=args.rng_seed,
                               waves=args.waves, name="cli")
         except Exception as e:          # CosimError carries the mismatch; print it, no traceback
-            from .cosim.runner import CosimError
-            if not isinstance(e, CosimError):
-                raise
-            print(f"FAIL {e}")
+            _cosim_failed(e)
             failed = True
             continue
         wall = time.perf_counter() - start
@@ -243,26 +371,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("verilog", help="write the Verilog of a core")
-    v.add_argument("design", choices=["lif"])
+    v.add_argument("design", choices=["lif", "learning"],
+                   help="lif: the LIF core; learning: LIF core + recurrence + learning engine (LearningCore)")
     v.add_argument("-o", "--output", required=True, help="Verilog file to write")
-    v.add_argument("--name", default="lif_core", help="top module name")
-    v.add_argument("--weights", help="initial weights, [neurons, inputs] integers (.npy or JSON); "
+    v.add_argument("--name", default=None, help="top module name (default lif_core, learning_core or learning_engine)")
+    v.add_argument("--weights", help="lif: initial weights, [neurons, inputs] integers (.npy or JSON); "
                                      "default: empty, loaded through the weight port")
+    v.add_argument("--engine", action="store_true", help="learning: the learning engine alone (hidden spikes in)")
     _add_config_options(v)
+    _add_network_options(v)
     v.set_defaults(func=cmd_verilog)
 
     c = sub.add_parser("cosim", help="cosimulate a core against the golden model (cocotb)")
-    c.add_argument("design", choices=["lif"])
+    c.add_argument("design", choices=["lif", "learning"],
+                   help="lif: random and corner scenarios; learning: random few-shot episodes")
     c.add_argument("--sim", choices=["verilator", "icarus", "both"], default="verilator")
     c.add_argument("--seeds", type=int, default=4, help="random scenarios (default 4)")
     c.add_argument("--steps", type=int, default=50, help="timesteps per random scenario (default 50)")
     c.add_argument("--waves", action="store_true", help="dump waveforms (FST) into the build folder")
-    c.add_argument("--fault", choices=sorted(FAULTS),
-                   help="check against a deliberately wrong model: the run must fail")
+    c.add_argument("--episodes", type=int, default=20, help="learning: random episodes (default 20)")
+    c.add_argument("--first-seed", type=int, default=0, help="learning: seed of the first episode")
+    c.add_argument("--engine", action="store_true", help="learning: the engine alone, driven with hidden spikes")
+    c.add_argument("--fault", choices=sorted(set(FAULTS) | set(LEARNING_FAULTS)),
+                   help="check against a deliberately wrong model: the run must fail (lif: "
+                        f"{', '.join(sorted(FAULTS))}; learning: {', '.join(sorted(LEARNING_FAULTS))})")
     c.add_argument("--idle", type=float, default=0.2, help="probability of an idle input cycle")
     c.add_argument("--backpressure", type=float, default=0.3, help="probability of a not-ready output cycle")
     c.add_argument("--rng-seed", type=int, default=0, help="seed of the idle/backpressure pattern")
     _add_config_options(c)
+    _add_network_options(c)
     c.set_defaults(func=cmd_cosim)
 
     f = sub.add_parser("fpga", help="FPGA flow")

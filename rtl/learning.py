@@ -7,8 +7,9 @@ Everything here is ``model.learning`` bit for bit. :class:`GaloisLFSR` steps thr
 ``model.learning.adapt_readout_integer``, sequenced over its memories.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -18,8 +19,11 @@ from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_BITS, Le
                               weight_write_fields)
 from ..model.snn import SRNNConfig
 from . import layouts
+from .layouts import EventKind
+from .lif import LIFCore
 
-__all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "WeightWriteSignature"]
+__all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "WeightWriteSignature",
+           "SpikeMonitorSignature"]
 
 _SHIFT_BITS = RATE_SHIFT_BITS
 
@@ -415,4 +419,110 @@ class LearningEngine(wiring.Component):
                 with m.If(~upd_valid & ~upd.out.valid):
                     m.next = "IDLE"
 
+        return m
+
+
+class SpikeMonitorSignature(wiring.Signature):
+    """Verification port: a hidden spike event (an output event of the LIF core) passed on in this cycle."""
+
+    def __init__(self, config: SRNNConfig):
+        super().__init__({"valid": Out(1), "payload": Out(layouts.output_event(config.core))})
+
+
+class LearningCore(wiring.Component):
+    """The network on chip: the recurrent LIF core (``config.core``), its recurrence, and the
+    :class:`LearningEngine` on its output, all from one :class:`SRNNConfig`.
+
+    The host sends each timestep's external events (addresses below ``channels``, ascending, repeats
+    adjacent) and a TICK. The core's spikes of step t go to the engine and into a FIFO; when the
+    host's TICK of step t+1 arrives (and the core has finished step t), the FIFO is replayed into
+    the core as the events ``channels + j``, ascending, before the TICK: the order of
+    ``model.snn.IntegerSRNN``. An ``OP_END`` is passed to the engine once the core's last TICK has
+    reached it; in the cycle it is taken, the core (its neuron state and spike mask; not its
+    weights) and the FIFO are reset, so the next sample starts from rest, after the core's
+    ``blocks``-cycle clear. The host sends a sample's ``OP_END`` after its last TICK and before the
+    next sample's first event. ``OP_UPDATE`` and the rate are the engine's.
+
+    Members
+    -------
+    events : In(stream of input_event(config.core))    -- external input spikes and TICKs
+    command : In(stream of command_fields)             -- OP_END (label, learn) or OP_UPDATE
+    core_weights : In(stream of weight_load(config.core)) -- loads a word of [W_in | W_rec] (when idle)
+    weights : In(stream of readout_load_fields)        -- loads a readout weight (when idle)
+    rate : In(m, q)
+    logits : Out(stream of logit_fields)
+    weight_write : Out(WeightWriteSignature)           -- every readout weight written by an update
+    hidden : Out(SpikeMonitorSignature)                -- every hidden spike and TICK, for verification
+    """
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None):
+        if not isinstance(config, SRNNConfig):
+            raise TypeError(f"config must be an SRNNConfig, not {config!r}")
+        self.config, self.cfg = config, cfg
+        self.core = LIFCore(config.core, core_weights)
+        self.engine = LearningEngine(config, cfg, w_out)
+        super().__init__({
+            "events": In(stream.Signature(layouts.input_event(config.core))),
+            "command": In(stream.Signature(layouts.struct(command_fields(config)))),
+            "core_weights": In(stream.Signature(layouts.weight_load(config.core))),
+            "weights": In(stream.Signature(layouts.struct(readout_load_fields(config)))),
+            "rate": In(layouts.struct(rate_fields(cfg))),
+            "logits": Out(stream.Signature(layouts.struct(logit_fields(config)))),
+            "weight_write": Out(WeightWriteSignature(config)),
+            "hidden": Out(SpikeMonitorSignature(config)),
+        })
+
+    def elaborate(self, platform):
+        c = self.config
+        m = Module()
+        clear = Signal()                                  # end of a sample: the core and FIFO to rest
+        m.submodules.core = ResetInserter(clear)(self.core)
+        m.submodules.engine = engine = self.engine
+        fifo = SyncFIFOBuffered(width=c.core.neuron_address_bits, depth=max(c.neurons, 2))
+        m.submodules.recurrence = ResetInserter(clear)(fifo)
+        core = self.core
+        wiring.connect(m, wiring.flipped(self.core_weights), core.weights)
+        wiring.connect(m, wiring.flipped(self.weights), engine.weights)
+        wiring.connect(m, wiring.flipped(self.logits), engine.logits)
+        wiring.connect(m, wiring.flipped(self.weight_write), engine.weight_write)
+        m.d.comb += engine.rate.eq(self.rate)
+
+        # -- the core's spikes: to the engine, and (spikes only) into the FIFO -------------------------
+        out = core.spikes
+        out_tick = out.payload.kind == EventKind.TICK
+        m.d.comb += [
+            engine.spikes.payload.eq(out.payload),
+            fifo.w_data.eq(out.payload.address),
+            engine.spikes.valid.eq(out.valid & (out_tick | fifo.w_rdy)),
+            fifo.w_en.eq(out.valid & ~out_tick & engine.spikes.ready),
+            out.ready.eq(engine.spikes.ready & (out_tick | fifo.w_rdy)),
+            self.hidden.valid.eq(out.valid & out.ready),
+            self.hidden.payload.eq(out.payload),
+        ]
+
+        # -- the core's inputs: external spikes; at a TICK, first the recurrent spikes ----------------
+        busy = Signal()                   # a TICK is in the core and its output TICK has not left yet
+        ev = self.events
+        host_tick = ev.payload.kind == EventKind.TICK
+        with m.If(ev.valid & ~host_tick):
+            m.d.comb += [core.events.valid.eq(1), core.events.payload.eq(ev.payload), ev.ready.eq(core.events.ready)]
+        with m.Elif(ev.valid & ~busy):
+            with m.If(fifo.r_rdy):
+                m.d.comb += [core.events.valid.eq(1), core.events.payload.kind.eq(EventKind.SPIKE),
+                             core.events.payload.address.eq(c.channels + fifo.r_data),
+                             fifo.r_en.eq(core.events.ready)]
+            with m.Elif(fifo.level == 0):
+                m.d.comb += [core.events.valid.eq(1), core.events.payload.eq(ev.payload),
+                             ev.ready.eq(core.events.ready)]
+        with m.If(out.valid & out.ready & out_tick):
+            m.d.sync += busy.eq(0)
+        with m.If(core.events.valid & core.events.ready & (core.events.payload.kind == EventKind.TICK)):
+            m.d.sync += busy.eq(1)
+
+        # -- commands: once the engine has the sample's last TICK ------------------------------------
+        m.d.comb += [engine.command.payload.eq(self.command.payload),
+                     engine.command.valid.eq(self.command.valid & ~busy),
+                     self.command.ready.eq(engine.command.ready & ~busy)]
+        with m.If(engine.command.valid & engine.command.ready & (self.command.payload.op == OP_END)):
+            m.d.comb += clear.eq(1)
         return m

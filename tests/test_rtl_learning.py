@@ -106,3 +106,48 @@ def test_update_scoreboard_catches_wrong_rounding():
     wrong = _model_update(pairs, 200, 13, rounding="floor")
     assert got != wrong
     assert sum(a != b for a, b in zip(got, wrong)) > 20
+
+
+# -- whole episodes in Amaranth's simulator -----------------------------------------------------------
+
+from neuromosaic.cosim.amaranth_sim import simulate_learning                       # noqa: E402
+from neuromosaic.cosim.learning_bench import FAULTS, random_episode, random_network_episode  # noqa: E402
+from neuromosaic.cosim.scoreboard import Mismatch                                  # noqa: E402
+
+# Narrow widths everywhere, one output lane, odd sizes: logits, eligibilities, accumulators and
+# weights all reach their rails within a few episodes.
+ODD = SRNNConfig.make(channels=3, neurons=7, outputs=4, lanes=1, readout_bits=12, logit_bits=13,
+                      readout_weight_bits=6, readout_decay_shift=4, logit_shift=8)
+ODD_CFG = LearningConfig(elig_bits=10, acc_bits=18, prob_bits=9, exp_frac_bits=3, exp_table_bits=11, rate_bits=5,
+                         trace_frac_bits=5)
+
+
+def test_engine_episodes_match_the_model():
+    cfg = LearningConfig()
+    r = simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(4)], seed=1)
+    assert r["episodes"] == 4 and r["checked"]["weight_writes"] > 0 and r["checked"]["logits"] > 0
+    assert r["coverage"]["weights_changed"] > 0
+
+
+def test_engine_odd_widths_saturate_everything():
+    r = simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(6)], seed=2,
+                          idle=0.4, backpressure=0.5)
+    cov = r["coverage"]
+    for what in ("logits_saturated", "eligibility_saturated", "accumulator_saturated", "weights_saturated"):
+        assert cov[what] > 0, (what, cov)
+
+
+def test_core_episodes_match_the_model():
+    """Through the whole network: input events, the recurrent LIF core, its hidden spikes, the engine."""
+    config = SRNNConfig.make(channels=3, neurons=6, outputs=3, lanes=2)
+    cfg = LearningConfig()
+    r = simulate_learning(config, cfg, [random_network_episode(config, cfg, s) for s in range(3)], seed=3)
+    assert r["checked"]["hidden_events"] > 100 and r["coverage"]["hidden_spikes"] > 0
+    assert r["checked"]["weight_writes"] > 0
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_episode_scoreboard_catches_wrong_rounding(fault):
+    cfg = LearningConfig()
+    with pytest.raises(Mismatch, match="weight write mismatch"):
+        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault=fault)
