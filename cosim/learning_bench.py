@@ -309,10 +309,10 @@ class LearningTestbench:
         self.spikes = source("events" if core else "spikes")
         self.command = source("command", self._on_command)
         self.logits = StreamSink(port("logits__valid"), port("logits__ready"), port("logits__payload"),
-                                 rng=rng, backpressure=backpressure, on_transfer=self.sb.on_logit)
+                                 rng=rng, backpressure=backpressure, on_transfer=self._on_logit)
         self.sources = {"load": self.weights, "spikes": self.spikes, "command": self.command}
         self.agents = [self.weights, self.spikes, self.command, self.logits,
-                       ValidMonitor(port("weight_write__valid"), port("weight_write__payload"), self.sb.on_weight_write)]
+                       ValidMonitor(port("weight_write__valid"), port("weight_write__payload"), self._on_write)]
         if core:
             self.sources["core_load"] = source("core_weights")
             self.agents += [self.sources["core_load"],
@@ -320,8 +320,22 @@ class LearningTestbench:
         self._plan: deque = deque()
         self._last_progress = 0
         self.stall_limit = 4 * config.outputs * config.neurons + 20_000
+        # Timing, for the benchmark: the cycle of each segment's first transfer, of every OP_UPDATE,
+        # OP_END, logit and weight write.
+        self.segments: list[tuple[str, int]] = []
+        self._segment = None
         self.update_cycles: list[int] = []
         self.end_cycles: list[int] = []
+        self.logit_cycles: list[int] = []
+        self.write_cycles: list[int] = []
+
+    def _on_logit(self, cycle: int, word: int) -> None:
+        self.sb.on_logit(cycle, word)
+        self.logit_cycles.append(cycle)
+
+    def _on_write(self, cycle: int, word: int) -> None:
+        self.sb.on_weight_write(cycle, word)
+        self.write_cycles.append(cycle)
 
     def _on_command(self, cycle: int, word: int) -> None:
         if unpack_fields(command_fields(self.config), word)["op"] == OP_UPDATE:
@@ -374,6 +388,7 @@ class LearningTestbench:
         if self._plan and self._sources_done:
             kind, words = self._plan.popleft()
             self.sources[kind].send(words)
+            self._segment = (kind, self.sources[kind], self.sources[kind].transfers)
         for a in self.agents:
             a.drive()
 
@@ -381,6 +396,9 @@ class LearningTestbench:
         before = self._progress()
         for a in self.agents:
             a.sample(cycle)
+        if self._segment and self._segment[1].transfers > self._segment[2]:
+            self.segments.append((self._segment[0], cycle))
+            self._segment = None
         if self._progress() != before:
             self._last_progress = cycle
         if cycle - self._last_progress > self.stall_limit:
@@ -394,4 +412,8 @@ class LearningTestbench:
     def finish(self) -> dict:
         self.sb.finish()
         return {"checked": dict(self.sb.checked), "coverage": dict(self.sb.coverage),
-                "logit_stall_cycles": self.logits.stall_cycles}
+                "logit_stall_cycles": self.logits.stall_cycles, "timing": self.timing()}
+
+    def timing(self) -> dict:
+        return {"segments": self.segments, "update_cycles": self.update_cycles, "end_cycles": self.end_cycles,
+                "logit_cycles": self.logit_cycles, "write_cycles": self.write_cycles}

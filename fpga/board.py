@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..model.config import LIFConfig
 from ..rtl.layouts import EventKind
 from ..rtl.lif import LIFCore
 
-__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "build", "toolchain_env"]
+__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "build", "build_top", "synthesis_estimate", "toolchain_env"]
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,21 @@ def _parse_report(board: str, report: dict) -> dict:
                               for p in path if p.get("type") == "routing"][-3:]}
 
 
+def _synth_opts(board: str) -> dict:
+    """Multipliers into the iCE40 UltraPlus's DSP blocks (SB_MAC16) rather than logic cells."""
+    return {"synth_opts": "-dsp"} if board == "icebreaker" else {}
+
+
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
           name: str = "lif_top") -> BoardBuild:
-    """Synthesises, places and routes the self-test top; writes the bitstream and report.json."""
+    """Synthesises, places and routes the LIF self-test top; writes the bitstream and report.json."""
+    return build_top(LIFSelfTest(config), config.to_dict(), board, out_dir, name)
+
+
+def build_top(top, config: dict, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
+              name: str = "top") -> BoardBuild:
+    """Synthesises, places and routes ``top``; writes the bitstream and ``{name}.report.json``
+    (``config`` is recorded in it)."""
     if board not in BOARDS:
         raise ValueError(f"board {board!r} is unknown; allowed: {', '.join(BOARDS)}.")
     spec = BOARDS[board]
@@ -170,11 +183,37 @@ def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "b
     platform = spec.make()
     out_dir = Path(out_dir) / board
     out_dir.mkdir(parents=True, exist_ok=True)
-    platform.build(LIFSelfTest(config), name=name, build_dir=str(out_dir), do_program=False,
-                   nextpnr_opts="--report report.json")
+    platform.build(top, name=name, build_dir=str(out_dir), do_program=False,
+                   nextpnr_opts="--report report.json", **_synth_opts(board))
     raw = json.loads((out_dir / "report.json").read_text())
-    report = {"board": board, "device": platform.device, "config": config.to_dict(),
-              **_parse_report(board, raw)}
+    report = {"board": board, "device": platform.device, "config": config, **_parse_report(board, raw)}
     (out_dir / f"{name}.report.json").write_text(json.dumps(report, indent=2))
     bit = out_dir / (f"{name}.bin" if board == "icebreaker" else f"{name}.bit")
     return BoardBuild(board, bit, report)
+
+
+def synthesis_estimate(top, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
+                       name: str = "top") -> dict:
+    """Yosys synthesis only (no placement): the cells ``top`` needs on the board's FPGA family, and
+    whether they fit the device. For designs too large to place: it tells how far off they are."""
+    spec = BOARDS[board]
+    toolchain_env(spec)
+    platform = spec.make()
+    out_dir = Path(out_dir) / board / f"{name}-synth"
+    plan = platform.prepare(top, name=name, script_after_synth=f"tee -q -o {name}.stat.json stat -json",
+                            **_synth_opts(board))
+    plan.extract(str(out_dir))
+    subprocess.run([os.environ["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"], cwd=out_dir, check=True)
+    stat = json.loads((out_dir / f"{name}.stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    count = lambda *names: sum(int(cells.get(n, 0)) for n in names)   # noqa: E731
+    luts = count("SB_LUT4")
+    ffs = sum(int(v) for k, v in cells.items() if k.startswith("SB_DFF"))
+    out = {"device": platform.device, "luts": luts, "flip_flops": ffs, "carries": count("SB_CARRY"),
+           "logic_cells_at_least": max(luts, ffs), "ram_blocks": count("SB_RAM40_4K"),
+           "spram_blocks": count("SB_SPRAM256KA"), "dsps": count("SB_MAC16")}
+    if platform.device == "iCE40UP5K":
+        out["fits"] = out["logic_cells_at_least"] <= 5280 and out["ram_blocks"] <= 30 and \
+            out["spram_blocks"] <= 4 and out["dsps"] <= 8
+        out["available"] = {"logic_cells": 5280, "ram_blocks": 30, "spram_blocks": 4, "dsps": 8}
+    return out

@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.config import ConfigError, bits_for, signed_range
-from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_BITS, LearningConfig, command_fields,
+from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, LearningConfig, command_fields,
                               error_bits, logit_fields, rate_fields, readout_load_fields, softmax_distance_bits, trace_bits,
                               weight_write_fields)
 from ..model.snn import SRNNConfig
@@ -24,9 +24,6 @@ from .lif import LIFCore
 
 __all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "WeightWriteSignature",
            "SpikeMonitorSignature"]
-
-_SHIFT_BITS = RATE_SHIFT_BITS
-
 
 class GaloisLFSR(wiring.Component):
     """``state`` is the current state (the seed after reset); with ``advance`` high it moves to
@@ -72,21 +69,26 @@ class UpdateUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.lfsr = lfsr = GaloisLFSR(self.cfg)
-        width = self.cfg.lfsr_bits
+        W = self.cfg.lfsr_bits
         q = self.rate.q
-        # the draw of model.learning.LFSR.draw(q), from the state the LFSR steps to
-        draw = Signal(unsigned(width + (1 << _SHIFT_BITS)))
-        with m.If(q <= width):
-            m.d.comb += draw.eq(lfsr.next >> (Const(width, _SHIFT_BITS + 1) - q)[:_SHIFT_BITS])
-        with m.Else():
-            m.d.comb += draw.eq(lfsr.next << (q - width)[:_SHIFT_BITS])
         acc, old = self.inp.payload.acc, self.inp.payload.old
-        scaled = Signal(signed(self.acc_bits + self.cfg.rate_bits + 2 + (1 << _SHIFT_BITS)))
-        m.d.comb += scaled.eq(acc * self.rate.m + draw)
-        delta = Signal.like(scaled)
-        m.d.comb += delta.eq(scaled >> q)                          # arithmetic: floor
+        # floor((P + draw) / 2**q) with P = acc * m and draw = model.learning.LFSR.draw(q), without
+        # shifting the draw: it is floor(P / 2**q) plus a carry, and the carry is
+        # [(P mod 2**q) + draw >= 2**q] = [F + s' >= 2**W], where F is the W bits of P just below bit q
+        # and s' the LFSR state with its low W - q bits cleared (all of it when q >= W). One
+        # arithmetic shift of P * 2**W by q gives both floor(P / 2**q) and F.
+        product = Signal(signed(self.acc_bits + self.cfg.rate_bits + 1))
+        m.d.comb += product.eq(acc * self.rate.m)
+        shifted = Signal(signed(len(product) + W))
+        m.d.comb += shifted.eq(Cat(Const(0, W), product).as_signed() >> q)
+        keep = Signal(W)                                       # the draw's bits: the top min(q, W)
+        m.d.comb += keep.eq(Mux(q >= W, (1 << W) - 1, ~(Const((1 << W) - 1, W) >> q)))
+        carry = Signal()
+        m.d.comb += carry.eq((shifted[:W] + (lfsr.next & keep)) >> W)
+        delta = Signal(signed(len(product) + 1))
+        m.d.comb += delta.eq(shifted[W:].as_signed() + carry)
         lo, hi = self.config.readout_weight_range
-        total = Signal.like(scaled)
+        total = Signal.like(delta)
         m.d.comb += total.eq(old + delta)
         take = self.inp.valid & self.inp.ready
         m.d.comb += [self.inp.ready.eq(~self.out.valid | self.out.ready), lfsr.advance.eq(take)]

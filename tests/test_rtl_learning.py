@@ -92,7 +92,8 @@ def _model_update(pairs, m_rate, q, rounding="stochastic"):
     return out
 
 
-@pytest.mark.parametrize("m_rate,q", [(200, 13), (255, 16), (131, 27), (1, 0), (97, 40)])
+@pytest.mark.parametrize("m_rate,q", [(200, 13), (255, 16), (131, 27), (1, 0), (97, 40), (255, 63), (3, 1), (170, 15),
+                                      (129, 17)])
 def test_update_unit_matches_the_model(m_rate, q):
     pairs = _update_pairs(q, 300)
     got = _simulate_update(pairs, m_rate, q, seed=q)
