@@ -83,10 +83,10 @@ def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor,
 def bench_learning(quick: bool = False, out: str | Path = "build/bench", fsdd: str | Path | None = None) -> dict:
     cfg = LearningConfig()
     seed_net = NETWORKS["small" if quick else "seed"]
-    fit_net = NETWORKS["small"]
+    fit_net = dataclasses.replace(NETWORKS["small"], core=NETWORKS["small"].core.replace(lanes=1))
     fsdd = Path(fsdd) if fsdd else DEFAULT_FSDD
     stages = ["encode one FSDD recording", "inner step on Verilator", "iCE40UP5K synthesis (seed network)",
-              "iCE40UP5K place and route (small network)"]
+              "iCE40UP5K place and route (small network, one lane)"]
     result: dict = {"network": seed_net.to_dict(), "learning": dataclasses.asdict(cfg), "ways": WAYS, "shots": SHOTS}
     with tqdm(total=len(stages), desc="bench learning", unit="stage") as bar:
         bar.set_postfix_str(stages[0])

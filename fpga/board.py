@@ -142,7 +142,9 @@ def _parse_report(board: str, report: dict) -> dict:
     def avail(*names):
         return sum(util.get(n, {}).get("available", 0) for n in names)
 
-    fmax = next(iter(report.get("fmax", {}).values()), {})
+    # The design's clocks (nextpnr also lists internal nets such as "$PACKER_GND_NET_$glb_clk"): the slowest.
+    clocks = [v for k, v in report.get("fmax", {}).items() if not k.startswith("$")]
+    fmax = min(clocks, key=lambda v: v.get("achieved", 0.0), default={})
     if board == "icebreaker":
         cells = {"logic_cells": used("ICESTORM_LC"), "logic_cells_available": avail("ICESTORM_LC"),
                  "ram_blocks": used("ICESTORM_RAM"), "ram_blocks_available": avail("ICESTORM_RAM"),

@@ -34,7 +34,7 @@ from .config import ConfigError, Field, _check_int, bits_for, signed_range
 from .snn import SRNNConfig, integer_readout
 
 __all__ = ["LearningConfig", "LFSR", "integer_softmax", "softmax_distance_bits", "eligibility", "quantise_rate",
-           "update_weight", "apply_update", "accumulate", "adapt_readout_integer", "OP_END", "OP_UPDATE",
+           "update_weight", "apply_update", "level_bounds", "accumulate", "adapt_readout_integer", "OP_END", "OP_UPDATE",
            "UPDATE_LATENCY", "rate_fields", "command_fields", "readout_load_fields", "weight_write_fields", "logit_fields",
            "trace_bits", "error_bits"]
 
@@ -62,6 +62,11 @@ class LearningConfig:
     lfsr_seed: int = 0xACE1
     elig_bits: int = 20             # eligibility per hidden neuron and sample (unsigned, saturating)
     acc_bits: int = 40              # accumulated update per weight over the support set (signed, saturating)
+    # RRAM emulation (0 = off): the readout weights on conductance levels 2**level_shift apart, and a
+    # programmed weight (one the update changes) off by a uniform write noise of write_noise_bits bits
+    # of levels, drawn from the same LFSR right after the rounding draw.
+    level_shift: int = 0
+    write_noise_bits: int = 0
 
     def __post_init__(self):
         _check_int("prob_bits", self.prob_bits, 1, 16)
@@ -75,6 +80,8 @@ class LearningConfig:
                               f"a tap mask with bit {self.lfsr_bits - 1} set, below 2**{self.lfsr_bits}.")
         _check_int("elig_bits", self.elig_bits, 2, 32)
         _check_int("acc_bits", self.acc_bits, 2, 64)
+        _check_int("level_shift", self.level_shift, 0, 15)
+        _check_int("write_noise_bits", self.write_noise_bits, 0, self.lfsr_bits, " (at most lfsr_bits)")
         if not 0 < self.lfsr_seed < (1 << self.lfsr_bits):
             raise ConfigError(f"lfsr_seed={self.lfsr_seed} is not a non-zero {self.lfsr_bits}-bit state; "
                               f"allowed: 1..{(1 << self.lfsr_bits) - 1}.")
@@ -204,20 +211,43 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
     return w
 
 
-def update_weight(old: int, acc: int, m: int, q: int, draw: int, bounds: tuple[int, int]) -> int:
+def update_weight(old: int, acc: int, m: int, q: int, draw: int, bounds: tuple[int, int], level_shift: int = 0,
+                  noise: int = 0) -> int:
     """One weight of the update, as the engine's datapath computes it: stochastic rounding of
-    ``acc * m / 2**q`` with the LFSR draw, added to the old weight and saturated."""
-    return min(max(old + ((acc * m + draw) >> q), bounds[0]), bounds[1])
+    ``acc * m / 2**q`` with the LFSR draw (in levels of ``2**level_shift``: ``q`` includes the
+    level shift), plus ``noise`` levels if that changes the weight, added to the old weight and
+    saturated."""
+    delta = (acc * m + draw) >> q
+    if delta:
+        delta += noise
+    return min(max(old + (delta << level_shift), bounds[0]), bounds[1])
+
+
+def level_bounds(bounds: tuple[int, int], level_shift: int) -> tuple[int, int]:
+    """The range of a weight on levels ``2**level_shift`` apart: the top level is the largest
+    multiple of ``2**level_shift`` in range (the bottom one, ``-2**(bits-1)``, is one already)."""
+    lo, hi = bounds
+    bits = (hi - lo).bit_length()
+    if level_shift >= bits:
+        raise ConfigError(f"level_shift={level_shift} leaves fewer than 2 levels for {bits}-bit weights; allowed: "
+                          f"0..{bits - 1}.")
+    return lo, hi - ((hi - lo) % (1 << level_shift))
 
 
 def apply_update(w: torch.Tensor, acc: torch.Tensor, m: int, q: int, lfsr: LFSR, bounds: tuple[int, int],
                  writes: list | None = None, step: int = 0) -> torch.Tensor:
-    """The update of every weight, row by row (one LFSR draw each); returns the new weights."""
+    """The update of every weight, row by row (one LFSR draw each, two with write noise); returns the
+    new weights."""
+    cfg = lfsr.cfg
+    ls, nb = cfg.level_shift, cfg.write_noise_bits
+    qe, bounds = q + ls, level_bounds(bounds, ls)
     new = w.clone()
     acc_l, w_l = acc.tolist(), w.tolist()
     for k in range(w.shape[0]):
         for j in range(w.shape[1]):
-            v = update_weight(w_l[k][j], acc_l[k][j], m, q, lfsr.draw(q), bounds)
+            draw = lfsr.draw(qe)
+            noise = lfsr.draw(nb) - (1 << (nb - 1)) if nb else 0
+            v = update_weight(w_l[k][j], acc_l[k][j], m, qe, draw, bounds, ls, noise)
             if writes is not None:
                 writes.append((step, k, j, w_l[k][j], v))
             new[k, j] = v

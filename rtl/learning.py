@@ -14,9 +14,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.config import ConfigError, bits_for, signed_range
-from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, LearningConfig, command_fields,
-                              error_bits, logit_fields, rate_fields, readout_load_fields, softmax_distance_bits, trace_bits,
-                              weight_write_fields)
+from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_MAX, LearningConfig, command_fields,
+                              error_bits, level_bounds, logit_fields, rate_fields, readout_load_fields,
+                              softmax_distance_bits, trace_bits, weight_write_fields)
 from ..model.snn import SRNNConfig
 from . import layouts
 from .layouts import EventKind
@@ -26,20 +26,26 @@ __all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "Weight
            "SpikeMonitorSignature"]
 
 class GaloisLFSR(wiring.Component):
-    """``state`` is the current state (the seed after reset); with ``advance`` high it moves to
-    ``next`` (shift right, XOR the taps when the bit shifted out is 1) at the clock edge."""
+    """``state`` is the current state (the seed after reset); with ``advance`` high it moves
+    ``steps`` states on (each: shift right, XOR the taps when the bit shifted out is 1) at the clock
+    edge. ``next`` is the state one step on, ``after`` the state ``steps`` steps on."""
 
-    def __init__(self, cfg: LearningConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: LearningConfig, steps: int = 1):
+        self.cfg, self.steps = cfg, steps
         super().__init__({"advance": In(1), "state": Out(cfg.lfsr_bits, init=cfg.lfsr_seed),
-                          "next": Out(cfg.lfsr_bits)})
+                          "next": Out(cfg.lfsr_bits), "after": Out(cfg.lfsr_bits)})
 
     def elaborate(self, platform):
         m = Module()
         taps = Const(self.cfg.lfsr_taps, self.cfg.lfsr_bits)
-        m.d.comb += self.next.eq((self.state >> 1) ^ Mux(self.state[0], taps, 0))
+        s = self.state
+        for i in range(self.steps):
+            s = (s >> 1) ^ Mux(s[0], taps, 0)
+            if i == 0:
+                m.d.comb += self.next.eq(s)
+        m.d.comb += self.after.eq(s)
         with m.If(self.advance):
-            m.d.sync += self.state.eq(self.next)
+            m.d.sync += self.state.eq(self.after)
         return m
 
 
@@ -58,6 +64,7 @@ class UpdateUnit(wiring.Component):
         if not 2 <= acc_bits <= 64:
             raise ConfigError(f"acc_bits={acc_bits} is out of range; allowed: 2..64.")
         self.config, self.cfg, self.acc_bits = config, cfg, acc_bits
+        level_bounds(config.readout_weight_range, cfg.level_shift)      # refuses fewer than 2 levels
         wbits = config.readout_weight_bits
         pair = data.StructLayout({"acc": signed(acc_bits), "old": signed(wbits)})
         super().__init__({
@@ -68,9 +75,13 @@ class UpdateUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.lfsr = lfsr = GaloisLFSR(self.cfg)
-        W = self.cfg.lfsr_bits
-        q = self.rate.q
+        cfg = self.cfg
+        noise_bits, ls = cfg.write_noise_bits, cfg.level_shift
+        # With write noise the LFSR makes two draws per weight: the rounding, then the noise.
+        m.submodules.lfsr = lfsr = GaloisLFSR(cfg, 2 if noise_bits else 1)
+        W = cfg.lfsr_bits
+        q = Signal(range(RATE_SHIFT_MAX + ls + 1))       # the shift in levels of 2**level_shift
+        m.d.comb += q.eq(self.rate.q + ls)
         acc, old = self.inp.payload.acc, self.inp.payload.old
         # floor((P + draw) / 2**q) with P = acc * m and draw = model.learning.LFSR.draw(q), without
         # shifting the draw: it is floor(P / 2**q) plus a carry, and the carry is
@@ -87,9 +98,15 @@ class UpdateUnit(wiring.Component):
         m.d.comb += carry.eq((shifted[:W] + (lfsr.next & keep)) >> W)
         delta = Signal(signed(len(product) + 1))
         m.d.comb += delta.eq(shifted[W:].as_signed() + carry)
-        lo, hi = self.config.readout_weight_range
-        total = Signal.like(delta)
-        m.d.comb += total.eq(old + delta)
+        if noise_bits:                                  # a programmed weight: plus the write noise
+            noise = Signal(signed(noise_bits + 1))
+            m.d.comb += noise.eq(lfsr.after[W - noise_bits:] - (1 << (noise_bits - 1)))
+            noisy = Signal(signed(len(delta) + 1))
+            m.d.comb += noisy.eq(Mux(delta != 0, delta + noise, 0))
+            delta = noisy
+        lo, hi = level_bounds(self.config.readout_weight_range, ls)
+        total = Signal(signed(len(delta) + ls + 1))
+        m.d.comb += total.eq(old + (delta << ls))
         take = self.inp.valid & self.inp.ready
         m.d.comb += [self.inp.ready.eq(~self.out.valid | self.out.ready), lfsr.advance.eq(take)]
         with m.If(self.out.valid & self.out.ready):

@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
@@ -54,8 +55,8 @@ def _update_pairs(seed, count):
     return pairs
 
 
-def _simulate_update(pairs, m_rate, q, *, idle=0.3, backpressure=0.3, seed=0):
-    dut = UpdateUnit(CONFIG)
+def _simulate_update(pairs, m_rate, q, *, idle=0.3, backpressure=0.3, seed=0, cfg=LearningConfig()):
+    dut = UpdateUnit(CONFIG, cfg)
     got = []
     g = random.Random(seed)
 
@@ -152,3 +153,56 @@ def test_episode_scoreboard_catches_wrong_rounding(fault):
     cfg = LearningConfig()
     with pytest.raises(Mismatch, match="weight write mismatch"):
         simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault=fault)
+
+
+RRAM = LearningConfig(level_shift=2, write_noise_bits=3)
+
+
+@pytest.mark.parametrize("m_rate,q", [(200, 13), (255, 16), (131, 27), (1, 0), (97, 40), (255, 61)])
+def test_update_unit_with_rram_emulation_matches_the_model(m_rate, q):
+    """Levels 4 apart and write noise: the RTL's two draws per weight are the model's, bit for bit."""
+    from neuromosaic.model.learning import apply_update
+    pairs = _update_pairs(q + 100, 300)
+    got = _simulate_update(pairs, m_rate, q, seed=q, cfg=RRAM)
+    acc = torch.tensor([[a for a, _ in pairs]])
+    w = torch.tensor([[o for _, o in pairs]])
+    want = apply_update(w, acc, m_rate, q, LFSR(RRAM), CONFIG.readout_weight_range)
+    assert got == want[0].tolist()
+
+
+def test_rram_emulation_keeps_weights_on_levels_and_adds_noise():
+    from neuromosaic.model.learning import apply_update, level_bounds
+
+    class Silent(LFSR):
+        """The same draws, but every noise draw (each second one) at the centre: no noise."""
+        calls = 0
+
+        def draw(self, q):
+            d = super().draw(q)
+            self.calls += 1
+            return 1 << (q - 1) if self.calls % 2 == 0 else d
+
+    g = torch.Generator().manual_seed(0)
+    lo, hi = level_bounds(CONFIG.readout_weight_range, RRAM.level_shift)
+    w = torch.randint(lo // 4, hi // 4 + 1, (5, 64), generator=g) * 4
+    acc = torch.randint(-(1 << 24), 1 << 24, (5, 64), generator=g)
+    acc[:, :8] = 0                                              # not programmed: untouched
+    noisy = apply_update(w, acc, 200, 28, LFSR(RRAM), CONFIG.readout_weight_range)
+    clean = apply_update(w, acc, 200, 28, Silent(RRAM), CONFIG.readout_weight_range)
+    assert bool((noisy % 4 == 0).all()) and bool((clean % 4 == 0).all())
+    assert int(noisy.max()) <= hi == 124
+    assert torch.equal(noisy[:, :8], w[:, :8])
+    diff = (noisy - clean)[:, 8:] // 4                          # in levels
+    assert int((diff != 0).sum()) > 100 and int(diff.min()) >= -4 and int(diff.max()) <= 3
+    assert abs(float(diff.float().mean())) < 0.6                 # uniform in -4..3: mean -0.5 before rails
+
+
+def test_engine_episodes_with_rram_emulation():
+    r = simulate_learning(CONFIG, RRAM, [random_episode(CONFIG, RRAM, s) for s in range(3)], seed=4)
+    assert r["checked"]["weight_writes"] > 0 and r["coverage"]["weights_changed"] > 0
+
+
+def test_level_shift_leaving_one_level_is_refused():
+    from neuromosaic.model.config import ConfigError
+    with pytest.raises(ConfigError, match="level_shift=8 leaves fewer than 2 levels for 8-bit weights"):
+        UpdateUnit(CONFIG, LearningConfig(level_shift=8))
