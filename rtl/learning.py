@@ -25,6 +25,16 @@ from .lif import LIFCore
 __all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "WeightWriteSignature",
            "SpikeMonitorSignature"]
 
+def _check_levels(component, config: SRNNConfig, cfg: LearningConfig) -> None:
+    """Refuses an RRAM emulation with fewer than 2 levels when the component is built (a refused
+    component is never elaborated, so Amaranth is told not to warn about it)."""
+    try:
+        level_bounds(config.readout_weight_range, cfg.level_shift)
+    except ConfigError:
+        component._MustUse__silence = True
+        raise
+
+
 class GaloisLFSR(wiring.Component):
     """``state`` is the current state (the seed after reset); with ``advance`` high it moves
     ``steps`` states on (each: shift right, XOR the taps when the bit shifted out is 1) at the clock
@@ -64,7 +74,7 @@ class UpdateUnit(wiring.Component):
         if not 2 <= acc_bits <= 64:
             raise ConfigError(f"acc_bits={acc_bits} is out of range; allowed: 2..64.")
         self.config, self.cfg, self.acc_bits = config, cfg, acc_bits
-        level_bounds(config.readout_weight_range, cfg.level_shift)      # refuses fewer than 2 levels
+        _check_levels(self, config, cfg)
         wbits = config.readout_weight_bits
         pair = data.StructLayout({"acc": signed(acc_bits), "old": signed(wbits)})
         super().__init__({
@@ -147,10 +157,11 @@ class LearningEngine(wiring.Component):
     lane at a time), traces and eligibilities (one word per hidden neuron), the spikes of the current
     step (one bit per hidden neuron), the accumulators (one per weight).
 
-    Cycles: a spike event takes one cycle; a TICK ``neurons + 1``; an ``OP_END`` ``outputs`` (the
-    logits, without backpressure) + ``neurons`` (clearing the sample), and with learning
-    ``outputs * (prob_bits + 3)`` (the softmax) + ``outputs * neurons + 1`` (the accumulation) more;
-    an ``OP_UPDATE`` ``outputs * neurons + UPDATE_LATENCY``. After a reset the engine clears its
+    Cycles from taking a token to taking the next one (no backpressure): a spike 1; a TICK
+    ``neurons + 2``; an ``OP_END`` ``outputs + neurons + 2`` (the logits, the clearing of the sample),
+    with learning ``outputs * (prob_bits + 3) + outputs * neurons + 2`` more (the softmax, the
+    accumulation); an ``OP_UPDATE`` taken in cycle ``c`` ``outputs * neurons + UPDATE_LATENCY + 1``,
+    its n-th weight written in cycle ``c + UPDATE_LATENCY + n``. After a reset the engine clears its
     memories (``outputs * neurons`` cycles) before it takes anything.
 
     Members
@@ -168,6 +179,7 @@ class LearningEngine(wiring.Component):
             raise TypeError(f"config must be an SRNNConfig, not {config!r}")
         self.config, self.cfg = config, cfg
         K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
+        _check_levels(self, config, cfg)
         self._init = []
         if w_out is not None:
             rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
@@ -318,11 +330,17 @@ class LearningEngine(wiring.Component):
         m.d.comb += dist_c.eq(Mux(dist >= (1 << dist_bits), 1 << dist_bits, dist))
         v = Signal(unsigned(dist_bits + 1 + _LOG2E_Q.bit_length()))
         m.d.comb += v.eq((dist_c * _LOG2E_Q) >> (c.logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits))
-        whole = v >> cfg.exp_frac_bits
-        frac = v[:cfg.exp_frac_bits] if cfg.exp_frac_bits else Const(0, 1)
+        # Pipelined (the critical path otherwise): the exponent of output v_k from the registered v.
+        v_r = Signal.like(v)
+        v_k = Signal(range(K))
+        v_valid = Signal()
+        whole = v_r >> cfg.exp_frac_bits
+        frac = v_r[:cfg.exp_frac_bits] if cfg.exp_frac_bits else Const(0, 1)
         entry = Array(Const(t, NUMB) for t in table)[frac]
         exp_k = Signal(unsigned(NUMB))
         m.d.comb += exp_k.eq(Mux(whole < cfg.exp_table_bits + 1, entry >> whole[:bits_for(NUMB + 1)], 0))
+        with m.If(v_valid):
+            m.d.sync += [num_a[v_k].eq(exp_k), total.eq(total + exp_k)]
         ge = Signal()
         m.d.comb += ge.eq(rem >= total)
         quotient = Cat(ge, quo)[:P + 1]
@@ -387,10 +405,14 @@ class LearningEngine(wiring.Component):
                     m.next = "CLEAR_SAMPLE"
 
             with m.State("EXP"):                         # the exponent of every output, and their sum
-                m.d.sync += [num_a[k].eq(exp_k), total.eq(total + exp_k), k.eq(k + 1)]
+                m.d.sync += [v_r.eq(v), v_k.eq(k), v_valid.eq(1), k.eq(k + 1)]
                 with m.If(last_k):
                     m.d.sync += k.eq(0)
-                    m.next = "DIV_LOAD"
+                    m.next = "EXP_LAST"
+
+            with m.State("EXP_LAST"):                    # the last exponent leaves the pipeline
+                m.d.sync += v_valid.eq(0)
+                m.next = "DIV_LOAD"
 
             with m.State("DIV_LOAD"):
                 m.d.sync += [rem.eq(num_a[k]), quo.eq(0), bit.eq(0)]

@@ -39,11 +39,30 @@ def test_verilog_with_weights_file(tmp_path):
     (["verilog", "lif", "--weights", "missing.npy", "-o", "x.v"], "weights file missing.npy does not exist"),
     (["cosim", "lif", "--seeds", "0"], "--seeds=0 is not allowed"),
     (["cosim", "lif", "--idle", "1.5"], "--idle=1.5 is not allowed"),
+    (["verilog", "learning", "--set", "outputz=3", "-o", "x.v"], "--set 'outputz=3' is not FIELD=VALUE"),
+    (["verilog", "learning", "--inputs", "9", "-o", "x.v"], "--inputs 9 does not apply to a learning design"),
+    (["verilog", "learning", "--learning-set", "level_shift=8", "-o", "x.v"],
+     "level_shift=8 leaves fewer than 2 levels for 8-bit weights"),
+    (["verilog", "learning", "--checkpoint", "no/such/folder", "-o", "x.v"], "no/such/folder"),
+    (["cosim", "learning", "--episodes", "0"], "--episodes 0 is not allowed"),
+    (["cosim", "learning", "--fault", "threshold"], "--fault threshold is not a learning fault"),
+    (["cosim", "lif", "--fault", "floor"], "--fault floor is not a lif fault"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_verilog_learning_lints_clean_of_errors(tmp_path):
+    out = tmp_path / "learning.v"
+    assert main(["verilog", "learning", "--set", "outputs=3", "--neurons", "8", "--lanes", "2", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "module learning_core" in text and "weight_write__payload" in text and "hidden__valid" in text
+    toolchain_env()
+    r = subprocess.run([shutil.which("verilator"), "--lint-only", "-Wno-fatal", "--top-module", "learning_core",
+                        str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "%Error" not in r.stderr, r.stderr
 
 
 def test_weights_of_wrong_shape(tmp_path, capsys):
@@ -65,3 +84,15 @@ def test_cosim_command_exit_codes():
                                 "--fault", "saturation"] + small, capture_output=True, text=True)
     assert bad.returncode == 1
     assert "FAIL verilator: " in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+
+
+
+@pytest.mark.cosim
+def test_cosim_learning_command_exit_codes():
+    exe = [sys.executable, "-m", "neuromosaic.cli", "cosim", "learning", "--sim", "verilator", "--episodes", "2",
+           "--set", "outputs=3", "--neurons", "8", "--lanes", "2"]
+    ok = subprocess.run(exe, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASS verilator: 2 episodes" in ok.stdout
+    bad = subprocess.run(exe + ["--fault", "rounding-bit"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "FAIL verilator: learning: weight write mismatch" in bad.stdout

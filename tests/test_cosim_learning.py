@@ -41,3 +41,10 @@ def test_learning_cosim_engine_odd_widths():
                            rng_seed=5, name="pytest-odd")
     for what in ("logits_saturated", "eligibility_saturated", "accumulator_saturated", "weights_saturated"):
         assert r["coverage"][what] > 0, what
+
+
+def test_learning_cosim_rram_emulation():
+    """Conductance levels 4 apart and write noise drawn from the same LFSR, through the whole network."""
+    cfg = LearningConfig(level_shift=2, write_noise_bits=3)
+    r = run_learning_cosim("verilator", CONFIG, cfg, episodes=4, first_seed=100, name="pytest-rram")
+    assert r["checked"]["weight_writes"] > 100 and r["coverage"]["weights_changed"] > 0

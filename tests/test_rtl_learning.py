@@ -139,6 +139,28 @@ def test_engine_odd_widths_saturate_everything():
         assert cov[what] > 0, (what, cov)
 
 
+def test_engine_cycle_contract():
+    """The LearningEngine docstring's cycles, with no idle input and no backpressure: from taking an
+    END with learning to taking the next command, outputs + neurons + 2 + outputs * (prob_bits + 3) +
+    outputs * neurons + 2; an UPDATE writes one weight a cycle from UPDATE_LATENCY on and takes
+    outputs * neurons + UPDATE_LATENCY + 1; the logits follow an END at once."""
+    from neuromosaic.cosim.learning_bench import Episode
+    from neuromosaic.model.learning import UPDATE_LATENCY
+    cfg = LearningConfig()
+    K, N, P = CONFIG.outputs, CONFIG.neurons, cfg.prob_bits
+    g = torch.Generator().manual_seed(0)
+    raster = (torch.rand(6, 1, N, generator=g) < 0.3).to(torch.int64)
+    ep = Episode("contract", torch.zeros(K, N, dtype=torch.int64), raster, [1], raster, 2.0 ** 16, 1, [1])
+    r = simulate_learning(CONFIG, cfg, [ep], idle=0.0, backpressure=0.0)
+    t = r["timing"]
+    (end_learn, end_query), (update,) = t["end_cycles"], t["update_cycles"]
+    assert update - end_learn == (K + N + 2) + K * (P + 3) + K * N + 2
+    assert t["write_cycles"] == list(range(update + UPDATE_LATENCY, update + UPDATE_LATENCY + K * N))
+    spikes_of_query = [c for kind, c in t["segments"] if kind == "spikes"][1]
+    assert spikes_of_query - update == K * N + UPDATE_LATENCY + 1     # the pass, its drain, then IDLE
+    assert t["logit_cycles"][-K:] == list(range(end_query + 1, end_query + 1 + K))
+
+
 def test_core_episodes_match_the_model():
     """Through the whole network: input events, the recurrent LIF core, its hidden spikes, the engine."""
     config = SRNNConfig.make(channels=3, neurons=6, outputs=3, lanes=2)
