@@ -22,11 +22,11 @@ def _resolve(dut, name):
     return obj.as_value() if hasattr(obj, "as_value") else obj
 
 
-def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0.2, backpressure=0.3,
-                 fault=None, vcd=None) -> dict:
-    """Runs ``scenarios`` back to back on one core, with a reset between them. The first uses the
-    weights the core was elaborated with; the others load theirs through the weight port."""
-    dut = LIFCore(config, scenarios[0].weights)
+def _back_to_back(dut, make_tb, items, start, inputs, vcd=None) -> dict:
+    """Runs ``items`` on ``dut`` one after the other with a two-cycle synchronous reset between
+    them (the first starts from the reset at time 0): ``make_tb(port)`` builds the testbench,
+    ``start(tb, index, item, cycle)`` begins an item, then ``drive`` and ``sample`` once a cycle
+    until ``tb.done``. ``inputs``: the stream ports whose ``valid`` drops during a reset."""
     m = Module()
     m.domains.sync = cd = ClockDomain()
     m.submodules.dut = dut
@@ -39,19 +39,18 @@ def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0
             sig = _resolve(dut, name)
             return Port(name, lambda: ctx.get(sig), lambda v: ctx.set(sig, v))
 
-        tb = LIFTestbench(config, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault)
+        tb = make_tb(port)
         cycle = 0
-        for index, scenario in enumerate(scenarios):
+        for index, item in enumerate(items):
             if index:
-                # Synchronous reset for two cycles; ``cycle`` is then the first cycle after it.
-                ctx.set(dut.events.valid, 0)
-                ctx.set(dut.weights.valid, 0)
+                for name in inputs:
+                    ctx.set(getattr(dut, name).valid, 0)
                 ctx.set(cd.rst, 1)
                 await ctx.tick()
                 await ctx.tick()
                 ctx.set(cd.rst, 0)
                 cycle += 2
-            tb.start(scenario, cycle, load_weights=index > 0)
+            start(tb, index, item, cycle)
             while not tb.done:
                 tb.drive()
                 tb.sample(cycle)
@@ -68,52 +67,28 @@ def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0
     return result
 
 
+def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0.2, backpressure=0.3,
+                 fault=None, vcd=None) -> dict:
+    """Runs ``scenarios`` back to back on one core, with a reset between them. The first uses the
+    weights the core was elaborated with; the others load theirs through the weight port."""
+    return _back_to_back(
+        LIFCore(config, scenarios[0].weights),
+        lambda port: LIFTestbench(config, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault),
+        scenarios, lambda tb, index, scenario, cycle: tb.start(scenario, cycle, load_weights=index > 0),
+        ("events", "weights"), vcd)
+
+
 def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0.3, fault=None, vcd=None) -> dict:
     """Runs few-shot ``episodes`` on one ``LearningCore`` (episodes through the core: with
     ``w_core``) or ``LearningEngine`` (hidden rasters only), with a reset between them (the first
     starts from the reset at time 0), checked by :class:`~.learning_bench.LearningTestbench`."""
     from ..rtl.learning import LearningCore, LearningEngine
-    from .learning_bench import LearningTestbench
+    from .learning_bench import LearningTestbench, stream_inputs
 
     core = episodes[0].through_core
-    dut = LearningCore(config, cfg) if core else LearningEngine(config, cfg)
-    inputs = ("events", "command", "weights", "core_weights") if core else ("spikes", "command", "weights")
-    m = Module()
-    m.domains.sync = cd = ClockDomain()
-    m.submodules.dut = dut
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    result = {}
-
-    async def testbench(ctx):
-        def port(name):
-            sig = _resolve(dut, name)
-            return Port(name, lambda: ctx.get(sig), lambda v: ctx.set(sig, v))
-
-        tb = LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault,
-                               core=core)
-        cycle = 0
-        for index, episode in enumerate(episodes):
-            if index:
-                for name in inputs:
-                    ctx.set(getattr(dut, name).valid, 0)
-                ctx.set(cd.rst, 1)
-                await ctx.tick()
-                await ctx.tick()
-                ctx.set(cd.rst, 0)
-                cycle += 2
-            tb.start(episode, cycle)
-            while not tb.done:
-                tb.drive()
-                tb.sample(cycle)
-                await ctx.tick()
-                cycle += 1
-        result.update(tb.finish(), cycles=cycle, episodes=len(episodes))
-
-    sim.add_testbench(testbench)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    return result
+    result = _back_to_back(
+        LearningCore(config, cfg) if core else LearningEngine(config, cfg),
+        lambda port: LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure,
+                                       fault=fault, core=core),
+        episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)
+    return {**result, "episodes": len(episodes)}

@@ -1,10 +1,17 @@
-"""Accessors for DUT signals under cocotb (imported only inside a simulator)."""
+"""Accessors for DUT signals and the clocked run loop under cocotb (imported only inside a simulator)."""
+
+import json
+import os
+import time
+import traceback
 
 import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from .harness import Port
 
-__all__ = ["cocotb_port"]
+__all__ = ["cocotb_port", "run_back_to_back", "run_job"]
 
 
 def cocotb_port(dut, name: str) -> Port:
@@ -26,3 +33,59 @@ def cocotb_port(dut, name: str) -> Port:
         handle.value = v
 
     return Port(name, get, set)
+
+
+async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) -> None:
+    """Starts the clock and runs ``items`` one after the other, each after two cycles of synchronous
+    reset: ``start(tb, index, item, cycle)`` begins one, then ``tb.drive()`` after each rising edge
+    and ``tb.sample(cycle)`` once the signals settle, until ``tb.done``. ``inputs``/``outputs``: the
+    stream ports whose ``valid``/``ready`` start at 0 (``valid`` also during every reset).
+    ``clock["cycle"]`` counts the cycles as they pass (it is there when a mismatch raises)."""
+    dut.rst.value = 1           # before the first edge: Icarus starts undriven inputs at X
+    Clock(dut.clk, 10, unit="ns").start()
+    for name in inputs:
+        getattr(dut, f"{name}__valid").value = 0
+    for name in outputs:
+        getattr(dut, f"{name}__ready").value = 0
+    edge, settle = RisingEdge(dut.clk), ReadOnly()
+    clock.setdefault("cycle", 0)
+    for index, item in enumerate(items):
+        # Two cycles of synchronous reset; the cycle count is then the first cycle after it.
+        await edge
+        dut.rst.value = 1
+        for name in inputs:
+            getattr(dut, f"{name}__valid").value = 0
+        await edge
+        clock["cycle"] += 2
+        start(tb, index, item, clock["cycle"])
+        first = True
+        while not tb.done:
+            await edge
+            if first:
+                dut.rst.value = 0
+                first = False
+            tb.drive()
+            await settle
+            tb.sample(clock["cycle"])
+            clock["cycle"] += 1
+
+
+async def run_job(body) -> None:
+    """One cocotb test of a job: reads the job (JSON, from the file named by ``NEUROMOSAIC_JOB``),
+    runs ``await body(job, clock)`` (a dict of results; ``clock`` as in :func:`run_back_to_back`),
+    writes the result (passed, or the mismatch as ``error``; cycles and speed) as JSON to the path the
+    job names, and fails the test on a mismatch."""
+    job = json.loads(open(os.environ["NEUROMOSAIC_JOB"]).read())
+    result = {"passed": False}
+    clock = {"cycle": 0}
+    start = time.perf_counter()
+    try:
+        result.update(await body(job, clock), passed=True)
+    except Exception as e:  # the mismatch is the result; the test still fails below
+        result["error"] = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
+    wall = time.perf_counter() - start
+    cycle = clock["cycle"]
+    result.update(cycles=cycle, wall_s=wall, cycles_per_s=cycle / wall if wall else 0.0)
+    with open(job["result"], "w") as f:
+        json.dump(result, f)
+    assert result["passed"], result.get("error")

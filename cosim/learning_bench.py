@@ -35,7 +35,7 @@ from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import Mismatch
 
 __all__ = ["Episode", "random_episode", "random_network_episode", "LearningScoreboard", "LearningTestbench",
-           "FAULTS"]
+           "FAULTS", "stream_inputs"]
 
 
 @dataclass
@@ -149,8 +149,8 @@ class LearningScoreboard:
         self.config, self.cfg, self.name = config, cfg, name
         self.checked = Counter()
         self.coverage = Counter()
-        self._logits: deque = deque()       # (output, value, sample description)
-        self._writes: deque = deque()       # (cycle or None, output, neuron, old, new)
+        self._logits: deque = deque()       # ((output, value), sample description)
+        self._writes: deque = deque()       # ((cycle, output, neuron, old, new), inner step)
         self._update_writes: list = []      # writes of the updates not yet taken, in order
         self._hidden: deque = deque()       # (packed output event, sample description), through the core
         self.final_w: torch.Tensor | None = None
@@ -177,7 +177,7 @@ class LearningScoreboard:
             lo, hi = c.readout_weight_range
             self.coverage["weights_saturated"] += int(((w_new == lo) | (w_new == hi)).sum())
             self.coverage["weights_changed"] += int((w_new != w).sum())
-            self._update_writes.append([(k, j, old, new) for _, k, j, old, new in writes])
+            self._update_writes.append(([(k, j, old, new) for _, k, j, old, new in writes], f"inner step {step}"))
             plan.append(("update", step))
             w = w_new
         logits = integer_readout(c, episode.query, w)
@@ -212,45 +212,39 @@ class LearningScoreboard:
         lo, hi = self.config.logit_range
         self.coverage["logits_saturated"] += int(((values == lo) | (values == hi)).sum())
         for k, v in enumerate(values.tolist()):
-            self._logits.append((k, v, what))
+            self._logits.append(((k, v), what))
 
     def on_update(self, cycle: int) -> None:
         """An OP_UPDATE was taken in ``cycle``: its writes are due from ``cycle + UPDATE_LATENCY``."""
-        writes = self._update_writes.pop(0)
+        writes, what = self._update_writes.pop(0)
         for i, (k, j, old, new) in enumerate(writes):
-            self._writes.append((cycle + UPDATE_LATENCY + i, k, j, old, new))
+            self._writes.append(((cycle + UPDATE_LATENCY + i, k, j, old, new), what))
+
+    def _check(self, expected: deque, got, thing: str, fields: str, cycle: int, show=lambda v: v) -> None:
+        """Compares what the DUT did with the model's next prediction of that kind."""
+        if not expected:
+            raise Mismatch(f"{self.name}: unexpected {thing} {fields}={show(got)} in cycle {cycle}: the model "
+                           "predicted none.")
+        want, what = expected.popleft()
+        if got != want:
+            raise Mismatch(f"{self.name}: {thing} mismatch in cycle {cycle} ({what}): DUT sent {fields}={show(got)}, "
+                           f"model predicts {show(want)}.")
 
     def on_logit(self, cycle: int, word: int) -> None:
         f = unpack_fields(logit_fields(self.config), word)
-        got = (f["output"], f["value"])
-        if not self._logits:
-            raise Mismatch(f"{self.name}: unexpected logit (output, value)={got} in cycle {cycle}.")
-        k, v, what = self._logits.popleft()
-        if got != (k, v):
-            raise Mismatch(f"{self.name}: logit mismatch in cycle {cycle} ({what}): DUT reported (output, value)="
-                           f"{got}, model predicts {(k, v)}.")
+        self._check(self._logits, (f["output"], f["value"]), "logit", "(output, value)", cycle)
         self.checked["logits"] += 1
 
     def on_weight_write(self, cycle: int, word: int) -> None:
         f = unpack_fields(weight_write_fields(self.config), word)
-        got = (cycle, f["output"], f["neuron"], f["old"], f["new"])
-        if not self._writes:
-            raise Mismatch(f"{self.name}: unexpected weight write (cycle, output, neuron, old, new)={got}.")
-        want = self._writes.popleft()
-        if got != want:
-            raise Mismatch(f"{self.name}: weight write mismatch: DUT wrote (cycle, output, neuron, old, new)={got}, "
-                           f"model predicts {want}.")
+        self._check(self._writes, (cycle, f["output"], f["neuron"], f["old"], f["new"]), "weight write",
+                    "(cycle, output, neuron, old, new)", cycle)
         self.checked["weight_writes"] += 1
 
     def on_hidden(self, cycle: int, word: int) -> None:
         fields = self.config.core.output_event_fields
-        got = unpack_fields(fields, word)
-        if not self._hidden:
-            raise Mismatch(f"{self.name}: unexpected hidden spike event {got} in cycle {cycle}.")
-        want, what = self._hidden.popleft()
-        if word != want:
-            raise Mismatch(f"{self.name}: hidden spike mismatch in cycle {cycle} ({what}): the LIF core sent {got}, "
-                           f"the model predicts {unpack_fields(fields, want)}.")
+        self._check(self._hidden, word, "hidden spike event", "(address, kind)", cycle,
+                    lambda w: tuple(unpack_fields(fields, w).values()))
         self.checked["hidden_events"] += 1
 
     @property
@@ -288,6 +282,11 @@ def input_tokens(config: SRNNConfig, raster: torch.Tensor) -> list[int]:
             out += [pack_fields(fields, {"kind": EVENT_SPIKE, "address": ch})] * int(count)
         out.append(pack_fields(fields, {"kind": EVENT_TICK, "address": 0}))
     return out
+
+
+def stream_inputs(core: bool) -> tuple[str, ...]:
+    """The DUT's input streams: of a ``LearningCore`` (``core``) or of a ``LearningEngine``."""
+    return ("events", "command", "weights", "core_weights") if core else ("spikes", "command", "weights")
 
 
 class LearningTestbench:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
@@ -162,11 +163,27 @@ def _core_weights(ck):
     return torch.cat([ck.w_in, ck.w_rec], dim=1)
 
 
-def _cosim_failed(e: Exception) -> None:
+def _cosim_each(args, header: str, run, summary: str) -> int:
+    """Runs ``run(sim)`` on each simulator of ``--sim``: prints the header, then PASS with ``summary``
+    (formatted with the result) and the coverage, or FAIL with the mismatch. Exit status 1 on a FAIL."""
     from .cosim.runner import CosimError
-    if not isinstance(e, CosimError):
-        raise e
-    print(f"FAIL {e}")
+    failed = False
+    for sim in ["verilator", "icarus"] if args.sim == "both" else [args.sim]:
+        print(header.format(sim=sim) + (f", fault injected: {args.fault}" if args.fault else ""), flush=True)
+        start = time.perf_counter()
+        try:
+            r = run(sim)
+        except CosimError as e:          # the mismatch; printed without a traceback
+            print(f"FAIL {e}")
+            failed = True
+            continue
+        ck = defaultdict(int, r["checked"])
+        print(f"PASS {sim}: " + summary.format(r=r, ck=ck) + f" matched the golden model ({r['cycles_per_s']:.0f} "
+              f"cycles/s, {time.perf_counter() - start:.1f} s)")
+        if args.waves:
+            print(f"  waves in {r['build_dir']}")
+        print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items())))
+    return 1 if failed else 0
 
 
 def _cosim_learning(args) -> int:
@@ -177,28 +194,15 @@ def _cosim_learning(args) -> int:
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes} is not allowed; use 1 or more.")
     config, cfg, _ = _network(args)
-    failed = False
-    for sim in ["verilator", "icarus"] if args.sim == "both" else [args.sim]:
-        what = "the learning engine" if args.engine else "LIF core + learning engine"
-        print(f"cosim learning on {sim}: {args.episodes} random few-shot episodes through {what}, {_describe(config)}"
-              + (f", fault injected: {args.fault}" if args.fault else ""), flush=True)
-        start = time.perf_counter()
-        try:
-            r = run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
-                                   fault=args.fault, idle=args.idle, backpressure=args.backpressure,
-                                   rng_seed=args.rng_seed, waves=args.waves, core=not args.engine, name="cli")
-        except Exception as e:          # CosimError carries the mismatch; print it, no traceback
-            _cosim_failed(e)
-            failed = True
-            continue
-        ck = r["checked"]
-        print(f"PASS {sim}: {r['episodes']} episodes, {r['cycles']} cycles, {ck.get('weight_writes', 0)} weight writes, "
-              f"{ck.get('logits', 0)} logits and {ck.get('hidden_events', 0)} hidden spike events matched the golden "
-              f"model ({r['cycles_per_s']:.0f} cycles/s, {time.perf_counter() - start:.1f} s)")
-        if args.waves:
-            print(f"  waves in {r['build_dir']}")
-        print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items())))
-    return 1 if failed else 0
+    what = "the learning engine" if args.engine else "LIF core + learning engine"
+    return _cosim_each(
+        args, f"cosim learning on {{sim}}: {args.episodes} random few-shot episodes through {what}, "
+              f"{_describe(config)}",
+        lambda sim: run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
+                                       fault=args.fault, idle=args.idle, backpressure=args.backpressure,
+                                       rng_seed=args.rng_seed, waves=args.waves, core=not args.engine, name="cli"),
+        "{r[episodes]} episodes, {r[cycles]} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
+        + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
 
 
 def cmd_cosim(args) -> int:
@@ -208,31 +212,14 @@ def cmd_cosim(args) -> int:
     if args.fault and args.fault not in FAULTS:
         raise UsageError(f"--fault {args.fault} is not a lif fault; allowed: {', '.join(sorted(FAULTS))}.")
     config = _config(args)
-    sims = ["verilator", "icarus"] if args.sim == "both" else [args.sim]
-    failed = False
-    for sim in sims:
-        print(f"cosim lif on {sim}: {args.seeds} seeds x {args.steps} steps + corner cases, "
-              f"{config.neurons} neurons x {config.inputs} inputs, {config.lanes} lanes"
-              + (f", fault injected: {args.fault}" if args.fault else ""), flush=True)
-        start = time.perf_counter()
-        try:
-            r = run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, fault=args.fault,
-                              idle=args.idle, backpressure=args.backpressure, rng_seed=args.rng_seed,
-                              waves=args.waves, name="cli")
-        except Exception as e:          # CosimError carries the mismatch; print it, no traceback
-            _cosim_failed(e)
-            failed = True
-            continue
-        wall = time.perf_counter() - start
-        ck = r["checked"]
-        print(f"PASS {sim}: {r['scenarios']} scenarios, {r['cycles']} cycles, {ck.get('state_writes', 0)} state "
-              f"writes and {ck.get('output_events', 0)} output events matched the golden model "
-              f"({r['cycles_per_s']:.0f} cycles/s, {wall:.1f} s)")
-        if args.waves:
-            print(f"  waves in {r['build_dir']}")
-        cov = ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items()))
-        print(f"  coverage: {cov}")
-    return 1 if failed else 0
+    return _cosim_each(
+        args, f"cosim lif on {{sim}}: {args.seeds} seeds x {args.steps} steps + corner cases, "
+              f"{config.neurons} neurons x {config.inputs} inputs, {config.lanes} lanes",
+        lambda sim: run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, fault=args.fault,
+                                  idle=args.idle, backpressure=args.backpressure, rng_seed=args.rng_seed,
+                                  waves=args.waves, name="cli"),
+        "{r[scenarios]} scenarios, {r[cycles]} cycles, {ck[state_writes]} state writes and {ck[output_events]} "
+        "output events")
 
 
 def cmd_fpga_build(args) -> int:
