@@ -22,7 +22,8 @@ from ..model.config import LIFConfig
 from ..rtl.layouts import EventKind
 from ..rtl.lif import LIFCore
 
-__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "build", "build_top", "synthesis_estimate", "toolchain_env"]
+__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "board_spec", "build", "build_top",
+           "synthesis_estimate", "toolchain_env"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ def _parse_report(board: str, report: dict) -> dict:
                               for p in path if p.get("type") == "routing"][-3:]}
 
 
+def board_spec(board: str) -> Board:
+    if board not in BOARDS:
+        raise ValueError(f"board {board!r} is unknown; allowed: {', '.join(BOARDS)}.")
+    return BOARDS[board]
+
+
 def _synth_opts(board: str) -> dict:
     """Multipliers into the iCE40 UltraPlus's DSP blocks (SB_MAC16) rather than logic cells."""
     return {"synth_opts": "-dsp"} if board == "icebreaker" else {}
@@ -171,6 +178,7 @@ def _synth_opts(board: str) -> dict:
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
           name: str = "lif_top") -> BoardBuild:
     """Synthesises, places and routes the LIF self-test top; writes the bitstream and report.json."""
+    board_spec(board)                   # an unknown board is refused before anything is built
     return build_top(LIFSelfTest(config), config.to_dict(), board, out_dir, name)
 
 
@@ -178,9 +186,7 @@ def build_top(top, config: dict, board: str = "icebreaker", out_dir: str | Path 
               name: str = "top") -> BoardBuild:
     """Synthesises, places and routes ``top``; writes the bitstream and ``{name}.report.json``
     (``config`` is recorded in it)."""
-    if board not in BOARDS:
-        raise ValueError(f"board {board!r} is unknown; allowed: {', '.join(BOARDS)}.")
-    spec = BOARDS[board]
+    spec = board_spec(board)
     toolchain_env(spec)
     platform = spec.make()
     out_dir = Path(out_dir) / board
@@ -198,7 +204,7 @@ def synthesis_estimate(top, board: str = "icebreaker", out_dir: str | Path = "bu
                        name: str = "top") -> dict:
     """Yosys synthesis only (no placement): the cells ``top`` needs on the board's FPGA family, and
     whether they fit the device. For designs too large to place: it tells how far off they are."""
-    spec = BOARDS[board]
+    spec = board_spec(board)
     toolchain_env(spec)
     platform = spec.make()
     out_dir = Path(out_dir) / board / f"{name}-synth"

@@ -17,7 +17,7 @@ from ..model.learning import OP_END, OP_UPDATE, LearningConfig
 from ..model.snn import SRNNConfig
 from ..rtl.layouts import EventKind
 from ..rtl.learning import LearningCore
-from .board import BoardBuild, Lfsr, build_top, synthesis_estimate
+from .board import BoardBuild, Lfsr, board_spec, build_top, synthesis_estimate
 
 __all__ = ["LearningSelfTest", "build_learning", "estimate_learning"]
 
@@ -118,10 +118,12 @@ def _config_dict(config: SRNNConfig, cfg: LearningConfig) -> dict:
 def build_learning(config: SRNNConfig, cfg: LearningConfig = LearningConfig(), board: str = "icebreaker",
                    out_dir: str | Path = "build/fpga", name: str = "learning_top") -> BoardBuild:
     """Synthesis, placement and routing of the learning self-test top; bitstream and report."""
+    board_spec(board)
     return build_top(LearningSelfTest(config, cfg), _config_dict(config, cfg), board, out_dir, name)
 
 
 def estimate_learning(config: SRNNConfig, cfg: LearningConfig = LearningConfig(), board: str = "icebreaker",
                       out_dir: str | Path = "build/fpga", name: str = "learning_top") -> dict:
     """Yosys synthesis only: the cells of the learning self-test top and whether they fit."""
+    board_spec(board)
     return synthesis_estimate(LearningSelfTest(config, cfg), board, out_dir, name)

@@ -500,6 +500,7 @@ class LearningCore(wiring.Component):
         if not isinstance(config, SRNNConfig):
             raise TypeError(f"config must be an SRNNConfig, not {config!r}")
         self.config, self.cfg = config, cfg
+        _check_levels(self, config, cfg)            # before the parts exist: nothing left unused
         self.core = LIFCore(config.core, core_weights)
         self.engine = LearningEngine(config, cfg, w_out)
         super().__init__({
