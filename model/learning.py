@@ -15,7 +15,9 @@ For a support set of ``n`` samples, one step:
 4. the update ``w[k, j] <- sat(w[k, j] + floor((acc[k, j] * m + r) / 2**q))``, visiting the weights
    row by row (``k`` outer, ``j`` inner), with ``r`` the next draw of a Galois LFSR: stochastic
    rounding whose sequence the RTL reproduces bit for bit. ``m / 2**q`` is the inner rate
-   quantised to a ``rate_bits`` mantissa (:func:`quantise_rate`).
+   quantised to a ``rate_bits`` mantissa (:func:`quantise_rate`). With RRAM emulation
+   (``level_shift``, ``write_noise_bits``) the rounding is to conductance levels and a changed weight
+   gets a write noise drawn from the same LFSR (:func:`apply_update`).
 
 This is the float inner step (``maml.adapt_readout``: ``w -= lr * dCE/dw``; for the summed readout
 ``dlogit_k/dw_kj = F_ij / 2**logit_shift`` with ``F`` the float trace sum) with the floor decays in
@@ -34,9 +36,9 @@ from .config import ConfigError, Field, _check_int, bits_for, signed_range
 from .snn import SRNNConfig, integer_readout
 
 __all__ = ["LearningConfig", "LFSR", "integer_softmax", "softmax_distance_bits", "eligibility", "quantise_rate",
-           "update_weight", "apply_update", "level_bounds", "accumulate", "adapt_readout_integer", "OP_END", "OP_UPDATE",
-           "UPDATE_LATENCY", "rate_fields", "command_fields", "readout_load_fields", "weight_write_fields", "logit_fields",
-           "trace_bits", "error_bits"]
+           "update_weight", "apply_update", "level_bounds", "accumulate", "adapt_readout_integer", "OP_END",
+           "OP_UPDATE", "UPDATE_LATENCY", "rate_fields", "command_fields", "readout_load_fields",
+           "weight_write_fields", "logit_fields", "trace_bits", "error_bits"]
 
 _LOG2E_FRAC = 16
 _LOG2E_Q = round(math.log2(math.e) * (1 << _LOG2E_FRAC))
@@ -184,8 +186,9 @@ def quantise_rate(rate: float, samples: int, logit_shift: int, cfg: LearningConf
         raise ConfigError(f"inner rate {rate} is not positive; allowed: a rate > 0.")
     q = max(0, math.floor(math.log2(((1 << cfg.rate_bits) - 1) / c)))
     if q > RATE_SHIFT_MAX:
+        smallest = samples * 2.0 ** (logit_shift + cfg.prob_bits + cfg.trace_frac_bits - RATE_SHIFT_MAX)
         raise ConfigError(f"inner rate {rate} is too small for the engine (it needs a shift of {q}); "
-                          f"allowed: a rate of at least {samples * 2.0 ** (logit_shift + cfg.prob_bits + cfg.trace_frac_bits - RATE_SHIFT_MAX)}.")
+                          f"allowed: a rate of at least {smallest}.")
     m = round(c * 2 ** q)
     return m, q
 

@@ -153,7 +153,8 @@ def _verilog_learning(args) -> int:
     text = generate_verilog(dut, name)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
-    print(f"wrote {args.output}: module {name}, the {'learning engine' if args.engine else 'LIF core + learning engine'}"
+    what = "learning engine" if args.engine else "LIF core + learning engine"
+    print(f"wrote {args.output}: module {name}, the {what}"
           f" of {_describe(config)}" + (f", weights of {args.checkpoint}" if ck else ""))
     return 0
 
@@ -190,7 +191,8 @@ def _cosim_learning(args) -> int:
     from .cosim.learning import run_learning_cosim
     from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
     if args.fault and args.fault not in LEARNING_FAULTS:
-        raise UsageError(f"--fault {args.fault} is not a learning fault; allowed: {', '.join(sorted(LEARNING_FAULTS))}.")
+        raise UsageError(f"--fault {args.fault} is not a learning fault; allowed: "
+                         f"{', '.join(sorted(LEARNING_FAULTS))}.")
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes} is not allowed; use 1 or more.")
     config, cfg, _ = _network(args)
