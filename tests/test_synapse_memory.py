@@ -1,0 +1,155 @@
+"""Synapse memory organisations (model): what the accesses return and what they count."""
+
+import pytest
+import torch
+
+from neuromosaic.model.config import ConfigError
+from neuromosaic.model.synapse import conv_matrix, make_memory
+
+MATRIX = ["bitmap", "csr", "dense"]          # organisations of an arbitrary matrix
+
+
+def _sparse(post, pre, density, bits=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    w = torch.randint(lo, hi + 1, (post, pre), generator=g)
+    w[w == 0] = 1
+    return w * (torch.rand(post, pre, generator=g) < density)
+
+
+@pytest.mark.parametrize("organisation", MATRIX)
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 1.0])
+def test_accesses_return_the_matrix(organisation, density):
+    w = _sparse(37, 23, density, seed=int(density * 10))
+    mem = make_memory(organisation, w, 8)
+    for pre in range(23):
+        got = mem.forward(pre)
+        want = [(p, int(w[p, pre])) for p in range(37) if organisation == "dense" or w[p, pre] != 0]
+        assert got == want
+    for post in range(37):
+        got = mem.transposed(post)
+        want = [(q, int(w[post, q])) for q in range(23) if organisation == "dense" or w[post, q] != 0]
+        assert got == want
+
+
+def test_forward_counts():
+    w = _sparse(40, 30, 0.3)
+    nnz = int((w != 0).sum())
+    counts = {}
+    for name in MATRIX:
+        mem = make_memory(name, w, 8)
+        for pre in range(30):
+            mem.forward(pre)
+        counts[name] = mem.counts()
+    assert counts["dense"] == {"weights": {"reads": 30 * 40, "writes": 0}}
+    assert counts["bitmap"] == {"pointer": {"reads": 30, "writes": 0}, "bitmap": {"reads": 30 * 3, "writes": 0},
+                                "weights": {"reads": nnz, "writes": 0}}
+    assert counts["csr"] == {"pointer": {"reads": 60, "writes": 0}, "index": {"reads": nnz, "writes": 0},
+                             "weights": {"reads": nnz, "writes": 0}}
+
+
+def test_transposed_counts():
+    """Counted independently of the implementation: from the matrix, with cumulative sums."""
+    w = _sparse(40, 30, 0.3, seed=3)
+    nz = (w != 0).to(torch.int64)                       # [post, pre]
+    nnz = int(nz.sum())
+    below = torch.cumsum(nz, 0) - nz                    # synapses of the row below each post
+    row = nz.sum(0)                                     # per pre
+    mem = make_memory("csr", w, 8)
+    for post in range(40):
+        mem.transposed(post)
+    scans = torch.minimum(below + 1, row.unsqueeze(0)).sum()
+    assert mem.counts() == {"pointer": {"reads": 2 * 30 * 40, "writes": 0},
+                            "index": {"reads": int(scans), "writes": 0}, "weights": {"reads": nnz, "writes": 0}}
+    mem = make_memory("bitmap", w, 8, bitmap_word=16)
+    for post in range(40):
+        mem.transposed(post)
+    words_before = (torch.arange(40) // 16).unsqueeze(1) * nz
+    assert mem.counts() == {"pointer": {"reads": nnz, "writes": 0},
+                            "bitmap": {"reads": 30 * 40 + int(words_before.sum()), "writes": 0},
+                            "weights": {"reads": nnz, "writes": 0}}
+
+
+@pytest.mark.parametrize("organisation", MATRIX)
+def test_update_writes_one_weight(organisation):
+    w = _sparse(12, 9, 0.5, seed=5)
+    mem = make_memory(organisation, w, 8)
+    post, pre = [(p, q) for p in range(12) for q in range(9) if w[p, q] != 0][7]
+    mem.update(post, pre, -77)
+    assert mem.counts()["weights"]["writes"] == 1
+    assert (pre, -77) in mem.transposed(post) and (post, -77) in mem.forward(pre)
+    expected = w.clone()
+    expected[post, pre] = -77
+    assert torch.equal(mem.matrix(), expected)
+
+
+def test_memory_sizes():
+    w = _sparse(40, 30, 0.25, bits=6, seed=1)
+    nnz = int((w != 0).sum())
+    sizes = {name: {m.name: (m.depth, m.width) for m in make_memory(name, w, 6).memories()} for name in MATRIX}
+    assert sizes["dense"] == {"weights": (1200, 6)}
+    assert sizes["bitmap"]["bitmap"] == (30 * 3, 16) and sizes["bitmap"]["weights"] == (nnz, 6)
+    assert sizes["csr"]["index"] == (nnz, 6) and sizes["csr"]["pointer"][0] == 31     # index: 6 bits for 40 posts
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: make_memory("rle", torch.zeros(2, 2), 8), "organisation 'rle' is unknown; allowed: dense, bitmap, csr, functional"),
+    (lambda: make_memory("dense", torch.full((2, 2), 200), 8), "do not fit 8 bits; allowed: -128..127"),
+    (lambda: make_memory("csr", torch.eye(3), 8).update(0, 1, 5), "there is no synapse from 1 to 0"),
+    (lambda: make_memory("bitmap", torch.eye(3), 8).update(1, 1, 0), "would remove it"),
+    (lambda: make_memory("dense", torch.eye(3), 8).forward(3), "presynaptic index 3 is out of range; allowed: 0..2"),
+    (lambda: make_memory("csr", torch.eye(3), 8).transposed(-1), "postsynaptic index -1 is out of range"),
+    (lambda: make_memory("dense", torch.eye(3), 4).update(0, 0, 9), "weight 9 does not fit 4 bits"),
+    (lambda: make_memory("functional", torch.ones(2, 2, 2, 2), 8, image=(4, 4)), "with odd kh and kw"),
+    (lambda: make_memory("functional", torch.ones(2, 2, 3, 3), 8, image=(0, 4)), "image (0, 4) is not (height, width)"),
+])
+def test_bad_input_is_refused(call, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
+
+
+def _kernel(cout=3, cin=2, k=3, bits=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return torch.randint(lo, hi + 1, (cout, cin, k, k), generator=g)
+
+
+def test_functional_encoding_serves_forward_and_backward_from_one_kernel():
+    """Against the matrix of torch's conv2d: every structural synapse in both directions; the
+    kernel memory read once per in-range position."""
+    kernel, image = _kernel(), (5, 6)
+    reference = conv_matrix(kernel, image)                       # [3*30, 2*30]
+    structure = conv_matrix(torch.ones_like(kernel), image) != 0
+    mem = make_memory("functional", kernel, 8, image=image)
+    assert mem.memories()[0].depth == kernel.numel()
+    for pre in range(reference.shape[1]):
+        got = mem.forward(pre)
+        assert got == [(p, int(reference[p, pre])) for p in range(reference.shape[0]) if structure[p, pre]]
+    assert mem.counts() == {"kernel": {"reads": int(structure.sum()), "writes": 0}}
+    mem.reset_counts()
+    for post in range(reference.shape[0]):
+        got = mem.transposed(post)
+        assert got == [(q, int(reference[post, q])) for q in range(reference.shape[1]) if structure[post, q]]
+    assert mem.counts() == {"kernel": {"reads": int(structure.sum()), "writes": 0}}
+
+
+def test_functional_update_changes_every_synapse_sharing_the_weight():
+    kernel, image = _kernel(cout=2, cin=1, k=3, seed=2), (4, 4)
+    mem = make_memory("functional", kernel, 8, image=image)
+    # pre (0, 1, 1) -> post (1, 1, 2): ky = 1 - 1 + 1 = 1, kx = 1 - 2 + 1 = 0
+    mem.update(1 * 16 + 1 * 4 + 2, 0 * 16 + 1 * 4 + 1, 99)
+    assert int(mem.matrix()[1 * 16 + 2 * 4 + 3, 2 * 4 + 2]) == 99          # the same offset elsewhere
+    assert mem.counts()["kernel"]["writes"] == 1
+    with pytest.raises(ConfigError, match="are not connected by the 3x3 kernel"):
+        mem.update(0, 3 * 4 + 3, 5)
+
+
+def test_functional_conv_matrix_agrees_with_the_sparse_organisations():
+    kernel, image = _kernel(seed=4), (4, 5)
+    w = conv_matrix(kernel, image)
+    fn = make_memory("functional", kernel, 8, image=image)
+    csr = make_memory("csr", w, 8)
+    for pre in range(w.shape[1]):
+        assert [pw for pw in fn.forward(pre) if pw[1]] == csr.forward(pre)
+    assert fn.counts()["kernel"]["reads"] >= csr.counts()["weights"]["reads"]
+    assert sum(m.bits for m in fn.memories()) < sum(m.bits for m in csr.memories())
