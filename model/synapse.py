@@ -48,7 +48,7 @@ import torch
 from .config import ConfigError, bits_for
 
 __all__ = ["PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMemory", "CSRMemory", "FunctionalConvMemory",
-           "ORGANISATIONS", "make_memory", "conv_matrix"]
+           "ORGANISATIONS", "make_memory", "conv_matrix", "pass_counts"]
 
 
 @dataclass(frozen=True)
@@ -346,3 +346,43 @@ def make_memory(organisation: str, weights, weight_bits: int, **options) -> Syna
         raise ConfigError(f"synapse memory organisation {organisation!r} is unknown; allowed: "
                           f"{', '.join(ORGANISATIONS)}.")
     return ORGANISATIONS[organisation](weights, weight_bits, **options)
+
+
+def pass_counts(memory: SynapseMemory) -> dict:
+    """Reads and writes per physical memory of whole-layer passes, computed from the structure
+    (not by running the accesses; for layers too large to step through):
+
+    * ``forward``: every presynaptic neuron sends one event;
+    * ``backward``: every postsynaptic neuron sends one error (the transposed access);
+    * ``update``: every stored synapse (every kernel word for ``functional``) is written once, each
+      located as an update locates it.
+
+    ``tests/test_synapse_memory.py`` checks these against the accesses themselves."""
+    name = memory.name
+    if name == "functional":
+        structural = memory.synapses
+        return {"forward": {"kernel": {"reads": structural, "writes": 0}},
+                "backward": {"kernel": {"reads": structural, "writes": 0}},
+                "update": {"kernel": {"reads": 0, "writes": memory.memories()[0].depth}}}
+    nz = (memory.matrix() != 0).to(torch.int64)              # [post, pre]
+    nnz, npre, npost = int(nz.sum()), memory.pre, memory.post
+
+    def rw(reads=0, writes=0):
+        return {"reads": int(reads), "writes": int(writes)}
+
+    if name == "dense":
+        return {"forward": {"weights": rw(npre * npost)}, "backward": {"weights": rw(npre * npost)},
+                "update": {"weights": rw(0, npre * npost)}}
+    if name == "bitmap":
+        word = memory.bitmap_word
+        before = int(((torch.arange(npost) // word).unsqueeze(1) * nz).sum())    # words before each synapse
+        return {"forward": {"pointer": rw(npre), "bitmap": rw(npre * memory.row_words), "weights": rw(nnz)},
+                "backward": {"pointer": rw(nnz), "bitmap": rw(npre * npost + before), "weights": rw(nnz)},
+                "update": {"pointer": rw(nnz), "bitmap": rw(nnz + before), "weights": rw(0, nnz)}}
+    # csr: a transposed access scans a row up to the first index >= post
+    below = torch.cumsum(nz, 0) - nz                          # synapses of the row below each post
+    row = nz.sum(0)
+    scans = int(torch.minimum(below + 1, row.unsqueeze(0)).sum())
+    return {"forward": {"pointer": rw(2 * npre), "index": rw(nnz), "weights": rw(nnz)},
+            "backward": {"pointer": rw(2 * npre * npost), "index": rw(scans), "weights": rw(nnz)},
+            "update": {"pointer": rw(2 * nnz), "index": rw(int(((below + 1) * nz).sum())), "weights": rw(0, nnz)}}

@@ -153,3 +153,36 @@ def test_functional_conv_matrix_agrees_with_the_sparse_organisations():
         assert [pw for pw in fn.forward(pre) if pw[1]] == csr.forward(pre)
     assert fn.counts()["kernel"]["reads"] >= csr.counts()["weights"]["reads"]
     assert sum(m.bits for m in fn.memories()) < sum(m.bits for m in csr.memories())
+
+
+@pytest.mark.parametrize("organisation", MATRIX + ["functional"])
+def test_pass_counts_equal_the_accesses(organisation):
+    """The closed forms of whole-layer passes against stepping through every access."""
+    from neuromosaic.model.synapse import pass_counts
+    if organisation == "functional":
+        kernel = _kernel(seed=6)
+        kernel[0, 1] = 0                                      # zero weights are still read
+        mem = make_memory("functional", kernel, 8, image=(4, 5))
+        # around the image's centre (2, 2): one synapse per kernel word
+        pairs = [(co * 20 + 12, ci * 20 + (2 + dy) * 5 + (2 + dx))
+                 for co in range(3) for ci in range(2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    else:
+        mem = make_memory(organisation, _sparse(30, 20, 0.3, seed=7), 8)
+    want = pass_counts(mem)
+    for pre in range(mem.pre):
+        mem.forward(pre)
+    assert mem.counts() == want["forward"]
+    mem.reset_counts()
+    for post in range(mem.post):
+        mem.transposed(post)
+    assert mem.counts() == want["backward"]
+    mem.reset_counts()
+    if organisation == "functional":
+        for post, pre in pairs:
+            mem.update(post, pre, 1)
+    else:                                                     # every stored word: all of dense, the synapses of the rest
+        w = mem.matrix()
+        stored = torch.ones_like(w) if organisation == "dense" else w != 0
+        for post, pre in torch.nonzero(stored).tolist():
+            mem.update(post, pre, int(w[post, pre]))
+    assert mem.counts() == want["update"]
