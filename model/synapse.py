@@ -26,12 +26,12 @@ their conventions (``W`` the weight bits, ``Npre``/``Npost`` the sizes, ``nnz`` 
   reads, one index and one weight read per synapse. Transposed: per ``pre`` the two pointers and
   the indices of the row up to the first ``>= post`` (ascending: the scan stops there), the weight
   where it is ``post``.
-
 * ``functional`` (Func-Pure, for a convolution with stride 1 and "same" zero padding): only the
   kernel ``[Cout, Cin, kh, kw]`` is stored, one weight a word; addresses are computed. A presynaptic
   event at ``(ci, y, x)`` reaches ``(co, y - ky + ph, x - kx + pw)`` with weight ``K[co, ci, ky, kx]``
-  (post = pre + kernel offset), an error at ``(co, oy, ox)`` comes from ``(ci, oy + ky - ph, ox + kx -
-  pw)`` (pre = post - kernel offset); the one stored kernel serves both. Every in-range position reads
+  and ``(ph, pw) = (kh // 2, kw // 2)`` (post = pre + kernel offset), an error at ``(co, oy, ox)``
+  comes from ``(ci, oy + ky - ph, ox + kx - pw)`` (pre = post - kernel offset); the one stored kernel
+  serves both. Every in-range position reads
   its kernel word, zero or not. An update writes the kernel word, which every synapse sharing it sees.
 
 Updates of the other organisations find their synapse as the transposed access does, then write the
@@ -197,7 +197,7 @@ class BitmapMemory(_Sparse):
         self.row_words = -(-self.post // bitmap_word)
 
     def memories(self):
-        return [PhysicalMemory("pointer", self.pre, bits_for(max(self.synapses, 1))),
+        return [PhysicalMemory("pointer", self.pre, bits_for(self.synapses + 1)),     # a row start: 0..nnz
                 PhysicalMemory("bitmap", self.pre * self.row_words, self.bitmap_word),
                 PhysicalMemory("weights", max(self.synapses, 1), self.weight_bits)]
 
