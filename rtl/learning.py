@@ -19,6 +19,7 @@ from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_MAX, Lea
                               softmax_distance_bits, trace_bits, weight_write_fields)
 from ..model.snn import SRNNConfig
 from . import layouts
+from .arith import decay, saturate
 from .layouts import EventKind
 from .lif import LIFCore
 
@@ -123,7 +124,7 @@ class UpdateUnit(wiring.Component):
             m.d.sync += self.out.valid.eq(0)
         with m.If(take):
             m.d.sync += [self.out.valid.eq(1),
-                         self.out.payload.eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))]
+                         self.out.payload.eq(saturate(total, lo, hi))]
         return m
 
 
@@ -133,10 +134,6 @@ class WeightWriteSignature(wiring.Signature):
 
     def __init__(self, config: SRNNConfig):
         super().__init__({"valid": Out(1), "payload": Out(layouts.struct(weight_write_fields(config)))})
-
-
-def _sat(value, lo: int, hi: int):
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
 
 class LearningEngine(wiring.Component):
@@ -258,21 +255,21 @@ class LearningEngine(wiring.Component):
         elig = t_rd.data[TB:]
         tr_new = Signal(TB)
         elig_sum = Signal(EB + 1)
-        m.d.comb += [tr_new.eq(tr - (tr >> s) + (s_rd.data << f)), elig_sum.eq(elig + tr_new)]
+        m.d.comb += [tr_new.eq(decay(tr, s) + (s_rd.data << f)), elig_sum.eq(elig + tr_new)]
         sweep_done = Signal()
         with m.If(sweep_valid):
             m.d.comb += [t_wr.en.eq(1), t_wr.addr.eq(sweep_j),
-                         t_wr.data.eq(Cat(tr_new, _sat(elig_sum, 0, (1 << EB) - 1))),
+                         t_wr.data.eq(Cat(tr_new, saturate(elig_sum, 0, (1 << EB) - 1))),
                          s_wr.en.eq(1), s_wr.addr.eq(sweep_j), s_wr.data.eq(0)]
             with m.If(sweep_j == N - 1):
                 m.d.comb += sweep_done.eq(1)
         with m.If(sweep_done):                          # the readout's timestep, every output at once
             for kk in range(K):
-                o_new = _sat(state[kk] - (state[kk] >> s) + drive[kk], *c.readout_range)
+                o_new = saturate(decay(state[kk], s) + drive[kk], *c.readout_range)
                 o_sig = Signal(signed(c.readout_bits), name=f"readout_next_{kk}")
                 m.d.comb += o_sig.eq(o_new)
                 if c.readout_reduce == "sum":
-                    reduced = _sat(logit[kk] + o_sig, *c.logit_range)
+                    reduced = saturate(logit[kk] + o_sig, *c.logit_range)
                 else:
                     reduced = Mux(o_sig > logit[kk], o_sig, logit[kk])
                 m.d.sync += [state[kk].eq(o_sig), drive[kk].eq(0), logit[kk].eq(Mux(first, o_sig, reduced))]
@@ -287,7 +284,7 @@ class LearningEngine(wiring.Component):
         m.d.comb += mac_sum.eq(a_rd.data + err_a[mac_k] * elig)
         mac_done = Signal()
         with m.If(mac_valid):
-            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(mac_n), a_wr.data.eq(_sat(mac_sum, acc_lo, acc_hi))]
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(mac_n), a_wr.data.eq(saturate(mac_sum, acc_lo, acc_hi))]
             with m.If(mac_n == K * N - 1):
                 m.d.comb += mac_done.eq(1)
 

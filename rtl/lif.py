@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.config import LIFConfig
 from . import layouts
+from .arith import decay, saturate
 from .layouts import EventKind, Phase
 from .memory import SinglePortRAM
 
@@ -40,14 +41,6 @@ class StateWriteSignature(wiring.Signature):
 
     def __init__(self, config: LIFConfig):
         super().__init__({"valid": Out(1), "payload": Out(layouts.state_write(config))})
-
-
-def _saturate(value, lo: int, hi: int):
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
-
-
-def _decay(value, shift: int):
-    return value - (value >> shift)
 
 
 class LIFCore(wiring.Component):
@@ -141,7 +134,7 @@ class LIFCore(wiring.Component):
             # V + I before saturation, and the spike test on it computed in parallel:
             # sat(v_sum) - R >= theta  <=>  v_sum > v_hi ? R <= v_hi - theta : v_sum - (R + theta) >= 0
             # (below v_lo it cannot fire: v_lo < 0 < theta and R >= 0).
-            decayed = _decay(old.membrane, c.membrane_decay_shift)
+            decayed = decay(old.membrane, c.membrane_decay_shift)
             v_decayed = Signal(decayed.shape(), name=f"v_decayed_{lane}")
             # Amaranth widens every operation, so these exact widths can never overflow.
             v_sum = Signal((v_decayed + old.current).shape(), name=f"v_sum_{lane}")
@@ -154,19 +147,19 @@ class LIFCore(wiring.Component):
                 v_sum.eq(v_decayed + old.current),
                 margin.eq(margin_expr),
                 fire.eq(Mux(v_sum > v_hi, old.refractory <= v_hi - c.threshold, ~margin[-1])),
-                r_decayed.eq(_decay(old.refractory, c.refractory_decay_shift)),
+                r_decayed.eq(decay(old.refractory, c.refractory_decay_shift)),
             ]
             with m.If(q_phase == Phase.STEP):
                 m.d.comb += [
-                    new.current.eq(_decay(old.current, c.current_decay_shift)),
-                    new.membrane.eq(_saturate(v_sum, v_lo, v_hi)),
-                    new.refractory.eq(Mux(fire, _saturate(r_decayed + c.refractory_jump, *c.refractory_range),
+                    new.current.eq(decay(old.current, c.current_decay_shift)),
+                    new.membrane.eq(saturate(v_sum, v_lo, v_hi)),
+                    new.refractory.eq(Mux(fire, saturate(r_decayed + c.refractory_jump, *c.refractory_range),
                                           r_decayed)),
                     spike_bits[lane].eq(fire),
                 ]
             with m.Else():
                 m.d.comb += [
-                    new.current.eq(_saturate(old.current + weight, *c.current_range)),
+                    new.current.eq(saturate(old.current + weight, *c.current_range)),
                     new.membrane.eq(old.membrane),
                     new.refractory.eq(old.refractory),
                 ]
