@@ -64,9 +64,7 @@ def test_transposed_counts():
     mem = make_memory("bitmap", w, 8, bitmap_word=16)
     for post in range(40):
         mem.transposed(post)
-    words_before = (torch.arange(40) // 16).unsqueeze(1) * nz
-    assert mem.counts() == {"pointer": {"reads": nnz, "writes": 0},
-                            "bitmap": {"reads": 30 * 40 + int(words_before.sum()), "writes": 0},
+    assert mem.counts() == {"pointer": {"reads": nnz, "writes": 0}, "bitmap": {"reads": 30 * 40, "writes": 0},
                             "weights": {"reads": nnz, "writes": 0}}
 
 
@@ -89,19 +87,20 @@ def test_memory_sizes():
     sizes = {name: {m.name: (m.depth, m.width) for m in make_memory(name, w, 6).memories()} for name in MATRIX}
     assert sizes["dense"] == {"weights": (1200, 6)}
     assert sizes["bitmap"]["bitmap"] == (30 * 3, 16) and sizes["bitmap"]["weights"] == (nnz, 6)
+    assert sizes["bitmap"]["pointer"][0] == 30 * 3                                      # one a bitmap word
     assert sizes["csr"]["index"] == (nnz, 6) and sizes["csr"]["pointer"][0] == 31     # index: 6 bits for 40 posts
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: make_memory("rle", torch.zeros(2, 2), 8), "organisation 'rle' is unknown; allowed: dense, bitmap, csr, functional"),
+    (lambda: make_memory("rle", torch.zeros(2, 2), 8), "organisation 'rle' is unknown; allowed: dense, bitmap, csr, func-rowcol, func-bmp, func-pure"),
     (lambda: make_memory("dense", torch.full((2, 2), 200), 8), "do not fit 8 bits; allowed: -128..127"),
     (lambda: make_memory("csr", torch.eye(3), 8).update(0, 1, 5), "there is no synapse from 1 to 0"),
     (lambda: make_memory("bitmap", torch.eye(3), 8).update(1, 1, 0), "would remove it"),
     (lambda: make_memory("dense", torch.eye(3), 8).forward(3), "presynaptic index 3 is out of range; allowed: 0..2"),
     (lambda: make_memory("csr", torch.eye(3), 8).transposed(-1), "postsynaptic index -1 is out of range"),
     (lambda: make_memory("dense", torch.eye(3), 4).update(0, 0, 9), "weight 9 does not fit 4 bits"),
-    (lambda: make_memory("functional", torch.ones(2, 2, 2, 2), 8, image=(4, 4)), "with odd kh and kw"),
-    (lambda: make_memory("functional", torch.ones(2, 2, 3, 3), 8, image=(0, 4)), "image (0, 4) is not (height, width)"),
+    (lambda: make_memory("func-pure", torch.ones(2, 2, 2, 2), 8, image=(4, 4)), "with odd kh and kw"),
+    (lambda: make_memory("Func-BMP", torch.ones(2, 2, 3, 3), 8, image=(0, 4)), "image (0, 4) is not (height, width)"),
 ])
 def test_bad_input_is_refused(call, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -114,40 +113,79 @@ def _kernel(cout=3, cin=2, k=3, bits=8, seed=0):
     return torch.randint(lo, hi + 1, (cout, cin, k, k), generator=g)
 
 
-def test_functional_encoding_serves_forward_and_backward_from_one_kernel():
-    """Against the matrix of torch's conv2d: every structural synapse in both directions; the
-    kernel memory read once per in-range position."""
-    kernel, image = _kernel(), (5, 6)
+FUNCTIONAL = ["func-pure", "func-bmp", "func-rowcol"]
+
+
+def _sparse_kernel(seed=0, cout=3, cin=2, k=3):
+    kernel = _kernel(cout=cout, cin=cin, k=k, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    kernel[torch.rand(kernel.shape, generator=g) < 0.4] = 0
+    kernel[0, 1] = 0                                          # a whole slice without weights
+    kernel[1, 0] = 7                                          # and a full one
+    return kernel
+
+
+@pytest.mark.parametrize("organisation", FUNCTIONAL)
+def test_functional_encodings_serve_forward_and_backward_from_one_kernel(organisation):
+    """Against the matrix of torch's conv2d: every synapse the organisation serves, in both
+    directions (Func-Pure: every in-range kernel position, zeros included; the others: the non-zero
+    ones)."""
+    kernel, image = _sparse_kernel(), (5, 6)
     reference = conv_matrix(kernel, image)                       # [3*30, 2*30]
-    structure = conv_matrix(torch.ones_like(kernel), image) != 0
-    mem = make_memory("functional", kernel, 8, image=image)
-    assert mem.memories()[0].depth == kernel.numel()
+    served = kernel if organisation != "func-pure" else torch.ones_like(kernel)
+    structure = conv_matrix(served, image) != 0
+    mem = make_memory(organisation, kernel, 8, image=image)
+    assert mem.synapses == int(structure.sum())
     for pre in range(reference.shape[1]):
         got = mem.forward(pre)
         assert got == [(p, int(reference[p, pre])) for p in range(reference.shape[0]) if structure[p, pre]]
-    assert mem.counts() == {"kernel": {"reads": int(structure.sum()), "writes": 0}}
-    mem.reset_counts()
     for post in range(reference.shape[0]):
         got = mem.transposed(post)
         assert got == [(q, int(reference[post, q])) for q in range(reference.shape[1]) if structure[post, q]]
-    assert mem.counts() == {"kernel": {"reads": int(structure.sum()), "writes": 0}}
+    assert torch.equal(mem.matrix(), reference)
 
 
-def test_functional_update_changes_every_synapse_sharing_the_weight():
+def test_functional_memory_sizes():
+    kernel = _sparse_kernel()
+    nnz = int((kernel != 0).sum())
+    sizes = {name: {m.name: (m.depth, m.width) for m in make_memory(name, kernel.clamp(-32, 31), 6, image=(4, 4)).memories()}
+             for name in FUNCTIONAL}
+    assert sizes["func-pure"] == {"kernel": (3 * 2 * 9, 6)}
+    assert sizes["func-bmp"]["bitmap"] == (6, 9) and sizes["func-bmp"]["pointer"][0] == 6
+    assert sizes["func-bmp"]["weights"] == (nnz, 6) == sizes["func-rowcol"]["weights"]
+    assert sizes["func-rowcol"]["index"] == (nnz, 4) and sizes["func-rowcol"]["pointer"][0] == 7
+
+
+@pytest.mark.parametrize("organisation", FUNCTIONAL)
+def test_functional_update_changes_every_synapse_sharing_the_weight(organisation):
     kernel, image = _kernel(cout=2, cin=1, k=3, seed=2), (4, 4)
-    mem = make_memory("functional", kernel, 8, image=image)
+    kernel[kernel == 0] = 1
+    mem = make_memory(organisation, kernel, 8, image=image)
     # pre (0, 1, 1) -> post (1, 1, 2): ky = 1 - 1 + 1 = 1, kx = 1 - 2 + 1 = 0
     mem.update(1 * 16 + 1 * 4 + 2, 0 * 16 + 1 * 4 + 1, 99)
     assert int(mem.matrix()[1 * 16 + 2 * 4 + 3, 2 * 4 + 2]) == 99          # the same offset elsewhere
-    assert mem.counts()["kernel"]["writes"] == 1
+    assert mem.kernel()[1, 0, 1, 0] == 99
+    assert sum(c["writes"] for c in mem.counts().values()) == 1
     with pytest.raises(ConfigError, match="are not connected by the 3x3 kernel"):
         mem.update(0, 3 * 4 + 3, 5)
+
+
+def test_functional_sparse_kernels_keep_their_structure():
+    kernel = _sparse_kernel()
+    for name in ("func-bmp", "func-rowcol"):
+        mem = make_memory(name, kernel, 8, image=(4, 4))
+        # post (0, 1, 1) <- pre (1, 1, 1) is kernel entry (0, 1, 1, 1): zero (the empty slice)
+        with pytest.raises(ConfigError, match=r"kernel entry \(0, 1, 1, 1\) is zero and has no storage"):
+            mem.update(5, 16 + 5, 3)
+        with pytest.raises(ConfigError, match="would remove it"):
+            mem.update(16 + 5, 5, 0)                        # entry (1, 0, 1, 1): 7
+    make_memory("func-pure", kernel, 8, image=(4, 4)).update(5, 16 + 5, 3)     # a dense kernel: any word
 
 
 def test_functional_conv_matrix_agrees_with_the_sparse_organisations():
     kernel, image = _kernel(seed=4), (4, 5)
     w = conv_matrix(kernel, image)
-    fn = make_memory("functional", kernel, 8, image=image)
+    fn = make_memory("func-pure", kernel, 8, image=image)
     csr = make_memory("csr", w, 8)
     for pre in range(w.shape[1]):
         assert [pw for pw in fn.forward(pre) if pw[1]] == csr.forward(pre)
@@ -155,17 +193,27 @@ def test_functional_conv_matrix_agrees_with_the_sparse_organisations():
     assert sum(m.bits for m in fn.memories()) < sum(m.bits for m in csr.memories())
 
 
-@pytest.mark.parametrize("organisation", MATRIX + ["functional"])
+def test_conv_structure_is_the_matrix_structure():
+    from neuromosaic.model.synapse import conv_structure
+    kernel, image = _sparse_kernel(seed=8), (4, 7)
+    posts, pres = conv_structure(kernel != 0, image)
+    want = torch.nonzero(conv_matrix(kernel, image))
+    got = torch.stack([posts, pres], 1)
+    assert len(got) == len(want)
+    assert torch.equal(got[torch.argsort(got[:, 0] * 10_000 + got[:, 1])], want)
+
+
+@pytest.mark.parametrize("organisation", MATRIX + FUNCTIONAL)
 def test_pass_counts_equal_the_accesses(organisation):
     """The closed forms of whole-layer passes against stepping through every access."""
     from neuromosaic.model.synapse import pass_counts
-    if organisation == "functional":
-        kernel = _kernel(seed=6)
-        kernel[0, 1] = 0                                      # zero weights are still read
-        mem = make_memory("functional", kernel, 8, image=(4, 5))
+    if organisation in FUNCTIONAL:
+        kernel = _sparse_kernel(seed=6)
+        mem = make_memory(organisation, kernel, 8, image=(4, 5))
         # around the image's centre (2, 2): one synapse per kernel word
         pairs = [(co * 20 + 12, ci * 20 + (2 + dy) * 5 + (2 + dx))
-                 for co in range(3) for ci in range(2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+                 for co in range(3) for ci in range(2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                 if organisation == "func-pure" or kernel[co, ci, 1 + dy, 1 + dx] != 0]
     else:
         mem = make_memory(organisation, _sparse(30, 20, 0.3, seed=7), 8)
     want = pass_counts(mem)
@@ -177,12 +225,23 @@ def test_pass_counts_equal_the_accesses(organisation):
         mem.transposed(post)
     assert mem.counts() == want["backward"]
     mem.reset_counts()
-    if organisation == "functional":
+    if organisation in FUNCTIONAL:
+        w = mem.matrix()
         for post, pre in pairs:
-            mem.update(post, pre, 1)
+            mem.update(post, pre, int(w[post, pre]) or 1)
     else:                                                     # every stored word: all of dense, the synapses of the rest
         w = mem.matrix()
         stored = torch.ones_like(w) if organisation == "dense" else w != 0
         for post, pre in torch.nonzero(stored).tolist():
             mem.update(post, pre, int(w[post, pre]))
     assert mem.counts() == want["update"]
+
+
+@pytest.mark.parametrize("organisation", ["bitmap", "csr"])
+def test_matrix_counts_of_a_convolution_from_its_structure(organisation):
+    """The large-layer path (structure from the kernel mask) against the matrix path."""
+    from neuromosaic.model.synapse import conv_structure, matrix_pass_counts, pass_counts
+    kernel, image = _sparse_kernel(seed=9), (5, 4)
+    mem = make_memory(organisation, conv_matrix(kernel, image), 8)
+    posts, pres = conv_structure(kernel, image)
+    assert matrix_pass_counts(organisation, mem.pre, mem.post, posts, pres) == pass_counts(mem)
