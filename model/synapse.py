@@ -51,13 +51,19 @@ slice storage are ours):
   row and column) and ``weights``. A visit reads the two pointers and every index of the slice (to
   test its range), and the weights of the in-range entries.
 
+A matrix organisation holds a convolution (``make_memory(name, kernel, W, image=(H, W))``,
+:class:`ConvMatrixMemory`) as the ``[Cout, Cin*kh*kw]`` matrix between the receptive field and the
+output channels: an event of channel ``ci`` makes a forward access of each in-range row ``(ci, ky,
+kx)``, an error of channel ``co`` locates ``(co, row)`` in each in-range row as the transposed access
+does; the neurons' addresses are computed as above.
+
 Updates of the functional organisations write the kernel word, which every synapse sharing it sees;
 those of the other organisations find their synapse as the transposed access does, then write the
 weight word. Neuron indices of a convolution are flattened channel-major: ``(c * H + y) * W + x``.
 
 :func:`pass_counts` gives the counts of whole-layer passes in closed form (from the structure, not
-by stepping); :func:`matrix_pass_counts` and :func:`functional_pass_counts` do it for layers too
-large to build a matrix of (the energy model's 28x28x32 convolution has 25,088 x 25,088 synapses).
+by stepping); :func:`matrix_pass_counts`, :func:`conv_matrix_pass_counts` and
+:func:`functional_pass_counts` do it without building a memory, for the energy model's layers.
 """
 
 from __future__ import annotations
@@ -71,8 +77,9 @@ from .config import ConfigError, bits_for
 
 __all__ = ["PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMemory", "CSRMemory", "FuncPureMemory",
            "FuncBitmapMemory", "FuncRowColMemory", "ORGANISATIONS", "LABELS", "MATRIX_ORGANISATIONS",
-           "FUNCTIONAL_ORGANISATIONS", "organisation_name", "make_memory", "conv_matrix", "conv_structure",
-           "matrix_memories", "functional_memories", "pass_counts", "matrix_pass_counts", "functional_pass_counts"]
+           "FUNCTIONAL_ORGANISATIONS", "organisation_name", "make_memory", "conv_matrix", "ConvMatrixMemory",
+           "matrix_memories", "functional_memories", "conv_extent", "pass_counts", "matrix_pass_counts", "conv_matrix_pass_counts",
+           "functional_pass_counts"]
 
 LABELS = {"dense": "Crossbar", "bitmap": "PB-BMP", "csr": "PB-CSR", "func-rowcol": "Func-RowCol",
           "func-bmp": "Func-BMP", "func-pure": "Func-Pure"}
@@ -333,7 +340,7 @@ class CSRMemory(_Sparse):
         return post in row
 
 
-def _conv_extent(kernel_shape, image) -> torch.Tensor:
+def conv_extent(kernel_shape, image) -> torch.Tensor:
     """``[kh, kw]``: for each kernel position, how many pixels it connects in range (either direction)."""
     _, _, kh, kw = kernel_shape
     h, w = image
@@ -376,7 +383,7 @@ class _FunctionalConv(SynapseMemory):
         """The synapses the organisation serves: every in-range kernel position for ``func-pure``
         (zero weights included), the non-zero ones for the others."""
         served = torch.ones_like(self._k) if self.name == "func-pure" else (self._k != 0).to(torch.int64)
-        return int((served * _conv_extent(self.kernel_shape, self.image)).sum())
+        return int((served * conv_extent(self.kernel_shape, self.image)).sum())
 
     def kernel(self) -> torch.Tensor:
         return self._k.clone()
@@ -393,33 +400,35 @@ class _FunctionalConv(SynapseMemory):
         returns the positions whose weights it delivers."""
         raise NotImplementedError
 
+    def _event(self, ci: int, positions) -> list[tuple[int, int, int]]:
+        """The ``(co, ky, kx)`` an event of channel ``ci`` reaches through the in-range ``positions``."""
+        return [(co, ky, kx) for co in range(self.kernel_shape[0]) for ky, kx in self._visit(co, ci, positions)]
+
+    def _error(self, co: int, positions) -> list[tuple[int, int, int]]:
+        """The ``(ci, ky, kx)`` an error of channel ``co`` comes from through the in-range ``positions``."""
+        return [(ci, ky, kx) for ci in range(self.kernel_shape[1]) for ky, kx in self._visit(co, ci, positions)]
+
     def forward(self, pre):
         self._check_pre(pre)
-        cout, _, kh, kw = self.kernel_shape
+        _, _, kh, kw = self.kernel_shape
         h, w = self.image
         ci, y, x = self._split(pre)
         ph, pw = kh // 2, kw // 2
         positions = [(ky, kx) for ky in range(kh) for kx in range(kw)
                      if 0 <= y - ky + ph < h and 0 <= x - kx + pw < w]
-        out = []
-        for co in range(cout):
-            for ky, kx in self._visit(co, ci, positions):
-                out.append(((co * h + y - ky + ph) * w + x - kx + pw, int(self._k[co, ci, ky, kx])))
-        return sorted(out)
+        return sorted(((co * h + y - ky + ph) * w + x - kx + pw, int(self._k[co, ci, ky, kx]))
+                      for co, ky, kx in self._event(ci, positions))
 
     def transposed(self, post):
         self._check_post(post)
-        _, cin, kh, kw = self.kernel_shape
+        _, _, kh, kw = self.kernel_shape
         h, w = self.image
         co, oy, ox = self._split(post)
         ph, pw = kh // 2, kw // 2
         positions = [(ky, kx) for ky in range(kh) for kx in range(kw)
                      if 0 <= oy + ky - ph < h and 0 <= ox + kx - pw < w]
-        out = []
-        for ci in range(cin):
-            for ky, kx in self._visit(co, ci, positions):
-                out.append(((ci * h + oy + ky - ph) * w + ox + kx - pw, int(self._k[co, ci, ky, kx])))
-        return sorted(out)
+        return sorted(((ci * h + oy + ky - ph) * w + ox + kx - pw, int(self._k[co, ci, ky, kx]))
+                      for ci, ky, kx in self._error(co, positions))
 
     def update(self, post, pre, value):
         """Writes the kernel word that connects ``pre`` to ``post`` (shared by all its synapses)."""
@@ -498,6 +507,51 @@ class FuncRowColMemory(_FunctionalConv):
         self.writes["weights"] += 1
 
 
+class ConvMatrixMemory(_FunctionalConv):
+    """A convolution held by a matrix organisation: the kernel as the ``[Cout, Cin*kh*kw]`` matrix
+    between the receptive field and the output channels (row ``(ci * kh + ky) * kw + kx``). An event
+    of channel ``ci`` makes a forward access of each in-range row; an error of channel ``co`` locates
+    ``(co, row)`` in each in-range row as a transposed access does. The neuron addresses are computed
+    as in the functional organisations; the matrix organisation decides how the weights are found."""
+
+    def __init__(self, organisation: str, kernel, weight_bits: int, image: tuple[int, int], **options):
+        super().__init__(kernel, weight_bits, image)
+        cout, cin, kh, kw = self.kernel_shape
+        self.name = organisation
+        self.inner = ORGANISATIONS[organisation](self._k.reshape(cout, cin * kh * kw), weight_bits, **options)
+        self.inner.reads, self.inner.writes = self.reads, self.writes      # one set of counters
+
+    @property
+    def synapses(self) -> int:
+        served = torch.ones_like(self._k) if self.name == "dense" else (self._k != 0).to(torch.int64)
+        return int((served * conv_extent(self.kernel_shape, self.image)).sum())
+
+    def memories(self):
+        return self.inner.memories()
+
+    def _row(self, ci: int, ky: int, kx: int) -> int:
+        _, _, kh, kw = self.kernel_shape
+        return (ci * kh + ky) * kw + kx
+
+    def _event(self, ci, positions):
+        return [(co, ky, kx) for ky, kx in positions for co, _ in self.inner.forward(self._row(ci, ky, kx))]
+
+    def _error(self, co, positions):
+        out = []
+        for ci in range(self.kernel_shape[1]):
+            for ky, kx in positions:
+                if self.name != "dense" and not self.inner._find(co, self._row(ci, ky, kx)):
+                    continue
+                self.reads["weights"] += 1
+                out.append((ci, ky, kx))
+        return out
+
+    def _locate(self, co, ci, ky, kx, value):
+        if self.name != "dense":
+            self._check_kernel_entry(co, ci, ky, kx, value)
+        self.inner.update(co, self._row(ci, ky, kx), value)
+
+
 def conv_matrix(kernel: torch.Tensor, image: tuple[int, int]) -> torch.Tensor:
     """The ``[Cout*H*W, Cin*H*W]`` matrix of a stride-1 "same" convolution (flattened channel-major),
     from ``torch.nn.functional.conv2d`` of one-hot images: the reference the organisations must match.
@@ -510,47 +564,41 @@ def conv_matrix(kernel: torch.Tensor, image: tuple[int, int]) -> torch.Tensor:
     return out.reshape(cin * h * w, cout * h * w).t().round().to(torch.int64)
 
 
-def conv_structure(mask, image) -> tuple[torch.Tensor, torch.Tensor]:
-    """The synapses ``(posts, pres)`` of a stride-1 "same" convolution whose kernel is non-zero where
-    ``mask`` ``[Cout, Cin, kh, kw]`` is, without building the matrix (one entry per synapse)."""
-    m, image = _check_conv(torch.as_tensor(mask) != 0, image)
-    _, _, kh, kw = m.shape
-    h, w = image
-    co, ci, ky, kx = (v.view(-1, 1, 1) for v in torch.nonzero(m).unbind(1))
-    y = torch.arange(h).view(1, -1, 1)
-    x = torch.arange(w).view(1, 1, -1)
-    oy, ox = y - ky + kh // 2, x - kx + kw // 2                   # pre (ci, y, x) -> post (co, oy, ox)
-    valid = (oy >= 0) & (oy < h) & (ox >= 0) & (ox < w)
-    shape = valid.shape
-    pres = ((ci * h + y) * w + x).expand(shape)[valid]
-    posts = ((co * h + oy) * w + ox).expand(shape)[valid]
-    return posts, pres
-
-
 ORGANISATIONS = {"dense": DenseMemory, "bitmap": BitmapMemory, "csr": CSRMemory, "func-pure": FuncPureMemory,
                  "func-bmp": FuncBitmapMemory, "func-rowcol": FuncRowColMemory}
 
 
-def make_memory(organisation: str, weights, weight_bits: int, **options) -> SynapseMemory:
-    """An organisation holding ``weights``: a ``[post, pre]`` matrix, or for the functional ones a
-    ``[Cout, Cin, kh, kw]`` kernel with ``image=(H, W)``."""
-    return ORGANISATIONS[organisation_name(organisation)](weights, weight_bits, **options)
+def make_memory(organisation: str, weights, weight_bits: int, image=None, **options) -> SynapseMemory:
+    """An organisation holding ``weights``: a ``[post, pre]`` matrix, or with ``image=(H, W)`` a
+    convolution's ``[Cout, Cin, kh, kw]`` kernel (the functional organisations take only that)."""
+    org = organisation_name(organisation)
+    if org in FUNCTIONAL_ORGANISATIONS:
+        if image is None:
+            raise ConfigError(f"the {LABELS[org]} organisation holds a convolution kernel and needs its image=(H, W).")
+        return ORGANISATIONS[org](weights, weight_bits, image=image, **options)
+    if image is not None:
+        return ConvMatrixMemory(org, weights, weight_bits, image, **options)
+    return ORGANISATIONS[org](weights, weight_bits, **options)
 
 
 def matrix_pass_counts(organisation: str, npre: int, npost: int, posts: torch.Tensor, pres: torch.Tensor,
-                       bitmap_word: int = 16) -> dict:
+                       bitmap_word: int = 16, visits: torch.Tensor | None = None) -> dict:
     """Whole-layer pass counts of a matrix organisation whose synapses are ``(posts, pres)`` (one
-    entry each, any order); see :func:`pass_counts`."""
+    entry each, any order); see :func:`pass_counts`. ``visits[pre]``: how many times a pass visits
+    row ``pre`` (forward) and each of its ``(post, pre)`` (backward); 1 for a plain matrix, the
+    kernel position's extent for a convolution (:class:`ConvMatrixMemory`)."""
     posts, pres = torch.as_tensor(posts).to(torch.int64), torch.as_tensor(pres).to(torch.int64)
-    nnz = posts.numel()
+    v = torch.ones(npre, dtype=torch.int64) if visits is None else torch.as_tensor(visits).to(torch.int64)
+    nnz, rows = posts.numel(), int(v.sum())
+    per_synapse = int(v[pres].sum())                 # visits of the synapses
     if organisation == "dense":
-        return {"forward": {"weights": _rw(npre * npost)}, "backward": {"weights": _rw(npre * npost)},
+        return {"forward": {"weights": _rw(rows * npost)}, "backward": {"weights": _rw(rows * npost)},
                 "update": {"weights": _rw(0, npre * npost)}}
     if organisation == "bitmap":
         _check_bitmap_word(bitmap_word)
         row_words = -(-npost // bitmap_word)
-        return {"forward": {"pointer": _rw(npre), "bitmap": _rw(npre * row_words), "weights": _rw(nnz)},
-                "backward": {"pointer": _rw(nnz), "bitmap": _rw(npre * npost), "weights": _rw(nnz)},
+        return {"forward": {"pointer": _rw(rows), "bitmap": _rw(rows * row_words), "weights": _rw(per_synapse)},
+                "backward": {"pointer": _rw(per_synapse), "bitmap": _rw(rows * npost), "weights": _rw(per_synapse)},
                 "update": {"pointer": _rw(nnz), "bitmap": _rw(nnz), "weights": _rw(0, nnz)}}
     if organisation != "csr":
         raise ConfigError(f"{organisation!r} is not a matrix organisation; allowed: "
@@ -565,10 +613,21 @@ def matrix_pass_counts(organisation: str, npre: int, npost: int, posts: torch.Te
     previous = torch.cat([torch.tensor([-1]), p[:-1]]) if nnz else p
     previous = torch.where(rank == 0, torch.full_like(p, -1), previous)
     last = rank == length[q] - 1
-    scans = int(((rank + 1) * (p - previous)).sum()) + int((length[q[last]] * (npost - 1 - p[last])).sum())
-    return {"forward": {"pointer": _rw(2 * npre), "index": _rw(nnz), "weights": _rw(nnz)},
-            "backward": {"pointer": _rw(2 * npre * npost), "index": _rw(scans), "weights": _rw(nnz)},
+    scans = int((v[q] * (rank + 1) * (p - previous)).sum()) + \
+        int((v[q[last]] * length[q[last]] * (npost - 1 - p[last])).sum())
+    return {"forward": {"pointer": _rw(2 * rows), "index": _rw(per_synapse), "weights": _rw(per_synapse)},
+            "backward": {"pointer": _rw(2 * rows * npost), "index": _rw(scans), "weights": _rw(per_synapse)},
             "update": {"pointer": _rw(2 * nnz), "index": _rw(int((rank + 1).sum())), "weights": _rw(0, nnz)}}
+
+
+def conv_matrix_pass_counts(organisation: str, kernel, image, bitmap_word: int = 16) -> dict:
+    """Whole-layer pass counts of a convolution held by a matrix organisation
+    (:class:`ConvMatrixMemory`; only the kernel's zeros matter)."""
+    k, image = _check_conv(kernel, image)
+    cout, cin, kh, kw = k.shape
+    posts, pres = torch.nonzero(k.reshape(cout, cin * kh * kw), as_tuple=True)
+    visits = conv_extent(k.shape, image).reshape(1, -1).expand(cin, -1).reshape(-1)
+    return matrix_pass_counts(organisation, cin * kh * kw, cout, posts, pres, bitmap_word=bitmap_word, visits=visits)
 
 
 def functional_pass_counts(organisation: str, kernel, image) -> dict:
@@ -578,7 +637,7 @@ def functional_pass_counts(organisation: str, kernel, image) -> dict:
     cout, cin, kh, kw = k.shape
     h, w = image
     nz = (k != 0).to(torch.int64)
-    extent = _conv_extent(k.shape, image)
+    extent = conv_extent(k.shape, image)
     if organisation == "func-pure":
         structural = cout * cin * int(extent.sum())
         return {"forward": {"kernel": _rw(structural)}, "backward": {"kernel": _rw(structural)},
@@ -617,8 +676,11 @@ def pass_counts(memory: SynapseMemory) -> dict:
       every word of ``dense``) is written once, each located as an update locates it.
 
     ``tests/test_synapse_memory.py`` checks these against the accesses themselves."""
+    options = {"bitmap_word": memory.bitmap_word} if isinstance(memory, BitmapMemory) else {}
+    if isinstance(memory, ConvMatrixMemory):
+        options = {"bitmap_word": memory.inner.bitmap_word} if isinstance(memory.inner, BitmapMemory) else {}
+        return conv_matrix_pass_counts(memory.name, memory.kernel(), memory.image, **options)
     if isinstance(memory, _FunctionalConv):
         return functional_pass_counts(memory.name, memory.kernel(), memory.image)
     posts, pres = torch.nonzero(memory.matrix(), as_tuple=True)
-    options = {"bitmap_word": memory.bitmap_word} if isinstance(memory, BitmapMemory) else {}
     return matrix_pass_counts(memory.name, memory.pre, memory.post, posts, pres, **options)

@@ -251,6 +251,73 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _energy_table(r: dict) -> str:
+    mems = ", ".join(f"{m['name']} {m['depth']:,} x {m['width']} bit ({m['read_pj']:.2f} pJ a read)" for m in r["memories"])
+    lines = [f"layer {r['layer']}, {r['label']} ({r['organisation']}), density {r['density']}, {r['bits']}-bit weights, "
+             f"{r['schedule']} schedule: {r['synapses']:,} synapses",
+             f"memories: {mems}",
+             f"{'pass':<9} {'energy uJ':>10} {'memory uJ':>10} {'datapath uJ':>12}  reads / writes per memory"]
+    for name, p in r["passes"].items():
+        rw = ", ".join(f"{m} {c['reads']:,}/{c['writes']:,}" for m, c in p["counts"].items())
+        lines.append(f"{name:<9} {p['energy_pj'] * 1e-6:>10.4f} {sum(p['memory_pj'].values()) * 1e-6:>10.4f} "
+                     f"{sum(p['datapath_pj'].values()) * 1e-6:>12.4f}  {rw}")
+    return "\n".join(lines)
+
+
+def _paper_table(rows: list[dict]) -> str:
+    lines = ["| layer | density | organisation | paper fwd | ours fwd | paper bwd | ours bwd (event) | "
+             "ours bwd (sweep) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['layer']} | {r['density']} | {r['label']} (/ {r['base']}) | "
+                     f"{r['paper_forward_ratio']:.2f} | {r['event_forward_ratio']:.2f} | "
+                     f"{r['paper_backward_ratio']:.2f} | {r['event_backward_ratio']:.2f} | "
+                     f"{r['sweep_backward_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+DENSITIES = tuple(round(0.05 * i, 2) for i in range(1, 21))
+WEIGHT_BITS = tuple(range(2, 13))
+
+
+def cmd_energy(args) -> int:
+    from .model.energy import SCHEDULES, energy_sweep, layer_energy, paper_comparison, parse_layer
+    from .plots import energy_png
+    if args.paper:
+        rows = paper_comparison()
+        if args.json:
+            _print_json(rows)
+        else:
+            print("energy relative to the base organisation (Crossbar for fc, PB-CSR for conv); bwd: backward "
+                  "plus update")
+            print(_paper_table(rows))
+        if args.plot_dir:
+            out = Path(args.plot_dir)
+            for layer in ("fc:784x128", "conv:28x28x32x32k3"):
+                print(f"sweeping {layer} over {len(DENSITIES)} densities...", file=sys.stderr, flush=True)
+                series = {s: energy_sweep(layer, DENSITIES, (8,), schedule=s) for s in SCHEDULES}
+                name = layer.split(":")[0]
+                print(energy_png(series, out / f"energy-{name}-density.png", title=f"{layer}, 8-bit weights"),
+                      file=sys.stderr)
+            series = {layer: energy_sweep(layer, (1.0,), WEIGHT_BITS) for layer in ("fc:784x128", "conv:28x28x32x32k3")}
+            print(energy_png(series, out / "energy-bits.png", x="bits", title="density 1, event schedule"),
+                  file=sys.stderr)
+        return 0
+    if args.layer is None or args.encoding is None:
+        raise UsageError("energy needs --layer and --encoding (or --paper for the comparison with seed 001).")
+    layer = parse_layer(args.layer)
+    r = layer_energy(layer, args.encoding, args.density, args.bits, schedule=args.schedule, seed=args.seed)
+    if args.json:
+        _print_json(r)
+    else:
+        print(_energy_table(r))
+    if args.plot:
+        rows = energy_sweep(layer, DENSITIES, (args.bits,), schedule=args.schedule, seed=args.seed)
+        path = energy_png({args.schedule: rows}, args.plot, highlight=r["label"],
+                          title=f"{layer}, {args.bits}-bit weights")
+        print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def _dataset(args):
     from .model.data import load_source
     return load_source(args.source, split=args.split, channels=args.channels, steps=args.steps)
@@ -467,6 +534,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--docs", default=None, help="also write the table to this markdown file")
     x.add_argument("--out", required=True, help="folder for the four checkpoints, results.json and table.md")
     x.set_defaults(func=cmd_experiment, inner_steps=None)
+
+    en = sub.add_parser("energy", help="forward / backward / update energy of a layer per synapse memory "
+                                       "organisation (seed 001's model)")
+    en.add_argument("--layer", help="fc:INxOUT (e.g. fc:784x128) or conv:HxWxCINxCOUTkK (e.g. conv:28x28x32x32k3)")
+    en.add_argument("--encoding", help="dense (Crossbar), bitmap (PB-BMP), csr (PB-CSR), func-pure, func-bmp, "
+                                       "func-rowcol (conv layers only)")
+    en.add_argument("--density", type=float, default=1.0, help="fraction of synapses present (default 1)")
+    en.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
+    en.add_argument("--schedule", choices=["event", "sweep"], default="event",
+                    help="backward/update: a transposed access per error (event, default) or one pass over "
+                         "the stored synapses (sweep)")
+    en.add_argument("--seed", type=int, default=0, help="seed of the random sparsity pattern")
+    en.add_argument("--plot", help="PNG: energy vs density of every organisation of this layer")
+    en.add_argument("--json", action="store_true", help="print one JSON object")
+    en.add_argument("--paper", action="store_true", help="our ratios beside seed 001's (the docs table)")
+    en.add_argument("--plot-dir", help="with --paper: write the density and bit sweeps' plots here")
+    en.set_defaults(func=cmd_energy)
 
     d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
                                     "simulators, iCE40 bitstream")

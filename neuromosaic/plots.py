@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["raster_png"]
+__all__ = ["raster_png", "energy_png"]
 
 
 def raster_png(panels, path: str | Path, *, title: str | None = None) -> Path:
@@ -25,11 +25,43 @@ def raster_png(panels, path: str | Path, *, title: str | None = None) -> Path:
         ax.set_title(panel_title, fontsize=10)
         ax.set_ylim(-0.5, r.shape[1] - 0.5)
     axes[-1, 0].set_xlabel("timestep")
+    return _save(fig, path, title, dpi=120)
+
+
+def _save(fig, path, title: str | None, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def energy_png(series: dict, path: str | Path, *, x: str = "density", title: str | None = None,
+               highlight: str | None = None) -> Path:
+    """Energy per pass against ``x`` (``density`` or ``bits``), a line per organisation: ``series``
+    maps a row title (e.g. the schedule) to :func:`neuromosaic.model.energy.energy_sweep` rows, drawn
+    as one row of forward / backward / update panels each (log scale, uJ)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    passes = ("forward", "backward", "update")
+    fig, axes = plt.subplots(len(series), 3, figsize=(13, 3.4 * len(series) + 0.5), squeeze=False)
+    for axrow, (name, rows) in zip(axes, series.items()):
+        labels = list(dict.fromkeys(r["label"] for r in rows))
+        for ax, p in zip(axrow, passes):
+            for label in labels:
+                pts = sorted((r[x], r["energy_pj"][p] * 1e-6) for r in rows if r["label"] == label)
+                bold = highlight is not None and label.lower() == highlight.lower()
+                ax.plot(*zip(*pts), marker="o", ms=3, lw=2.6 if bold else 1.3, label=label)
+            ax.set_yscale("log")
+            ax.set_xlabel("weight density" if x == "density" else "weight bits")
+            ax.set_ylabel("energy (uJ)")
+            ax.set_title(f"{p} ({name})", fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+        axrow[0].legend(fontsize=8)
+    return _save(fig, path, title, dpi=110)

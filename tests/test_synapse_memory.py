@@ -193,27 +193,35 @@ def test_functional_conv_matrix_agrees_with_the_sparse_organisations():
     assert sum(m.bits for m in fn.memories()) < sum(m.bits for m in csr.memories())
 
 
-def test_conv_structure_is_the_matrix_structure():
-    from neuromosaic.model.synapse import conv_structure
-    kernel, image = _sparse_kernel(seed=8), (4, 7)
-    posts, pres = conv_structure(kernel != 0, image)
-    want = torch.nonzero(conv_matrix(kernel, image))
-    got = torch.stack([posts, pres], 1)
-    assert len(got) == len(want)
-    assert torch.equal(got[torch.argsort(got[:, 0] * 10_000 + got[:, 1])], want)
+@pytest.mark.parametrize("organisation", MATRIX)
+def test_matrix_organisations_hold_a_convolution(organisation):
+    """A kernel in a matrix organisation: the same synapses as the functional one, addressed
+    through the receptive-field matrix."""
+    kernel, image = _sparse_kernel(seed=8), (4, 5)
+    reference = conv_matrix(kernel, image)
+    structure = conv_matrix(kernel if organisation != "dense" else torch.ones_like(kernel), image) != 0
+    mem = make_memory(organisation, kernel, 8, image=image)
+    assert mem.synapses == int(structure.sum())
+    for pre in range(reference.shape[1]):
+        assert mem.forward(pre) == [(p, int(reference[p, pre])) for p in range(reference.shape[0]) if structure[p, pre]]
+    for post in range(reference.shape[0]):
+        assert mem.transposed(post) == [(q, int(reference[post, q])) for q in range(reference.shape[1])
+                                        if structure[post, q]]
+    assert mem.memories() == make_memory(organisation, kernel.reshape(3, 18), 8).memories()
 
 
-@pytest.mark.parametrize("organisation", MATRIX + FUNCTIONAL)
+@pytest.mark.parametrize("organisation", MATRIX + FUNCTIONAL + ["conv-" + m for m in MATRIX])
 def test_pass_counts_equal_the_accesses(organisation):
     """The closed forms of whole-layer passes against stepping through every access."""
     from neuromosaic.model.synapse import pass_counts
-    if organisation in FUNCTIONAL:
+    if organisation in FUNCTIONAL or organisation.startswith("conv-"):
+        organisation = organisation.removeprefix("conv-")
         kernel = _sparse_kernel(seed=6)
         mem = make_memory(organisation, kernel, 8, image=(4, 5))
         # around the image's centre (2, 2): one synapse per kernel word
         pairs = [(co * 20 + 12, ci * 20 + (2 + dy) * 5 + (2 + dx))
                  for co in range(3) for ci in range(2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                 if organisation == "func-pure" or kernel[co, ci, 1 + dy, 1 + dx] != 0]
+                 if organisation in ("func-pure", "dense") or kernel[co, ci, 1 + dy, 1 + dx] != 0]
     else:
         mem = make_memory(organisation, _sparse(30, 20, 0.3, seed=7), 8)
     want = pass_counts(mem)
@@ -225,7 +233,7 @@ def test_pass_counts_equal_the_accesses(organisation):
         mem.transposed(post)
     assert mem.counts() == want["backward"]
     mem.reset_counts()
-    if organisation in FUNCTIONAL:
+    if hasattr(mem, "kernel"):
         w = mem.matrix()
         for post, pre in pairs:
             mem.update(post, pre, int(w[post, pre]) or 1)
@@ -235,13 +243,3 @@ def test_pass_counts_equal_the_accesses(organisation):
         for post, pre in torch.nonzero(stored).tolist():
             mem.update(post, pre, int(w[post, pre]))
     assert mem.counts() == want["update"]
-
-
-@pytest.mark.parametrize("organisation", ["bitmap", "csr"])
-def test_matrix_counts_of_a_convolution_from_its_structure(organisation):
-    """The large-layer path (structure from the kernel mask) against the matrix path."""
-    from neuromosaic.model.synapse import conv_structure, matrix_pass_counts, pass_counts
-    kernel, image = _sparse_kernel(seed=9), (5, 4)
-    mem = make_memory(organisation, conv_matrix(kernel, image), 8)
-    posts, pres = conv_structure(kernel, image)
-    assert matrix_pass_counts(organisation, mem.pre, mem.post, posts, pres) == pass_counts(mem)
