@@ -318,6 +318,28 @@ def cmd_energy(args) -> int:
     return 0
 
 
+def cmd_retention(args) -> int:
+    from .model.retention import RetentionConfig, retention_experiment
+    from .plots import retention_png
+    try:
+        densities = tuple(float(d) for d in args.densities.split(","))
+    except ValueError:
+        raise UsageError(f"--densities {args.densities!r} is not a comma-separated list of numbers.") from None
+    cfg = RetentionConfig(iterations=args.iterations, weight_bits=args.bits, seed=args.seed)
+    result = retention_experiment(cfg, densities, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{'density':>7} {'organisation':<12} {'retention error':>15} {'energy uJ':>10} {'efficiency':>10} "
+              f"{'retention loss':>14}")
+        for r in result["rows"]:
+            print(f"{r['density']:>7g} {r['label']:<12} {r['retention_error']:>15.3f} {r['energy_uj']:>10.3f} "
+                  f"{r['efficiency']:>10.2f} {r['retention_loss']:>+14.3f}")
+    if args.plot:
+        print(f"plot: {retention_png(result, args.plot)}", file=sys.stderr)
+    return 0
+
+
 def _dataset(args):
     from .model.data import load_source
     return load_source(args.source, split=args.split, channels=args.channels, steps=args.steps)
@@ -551,6 +573,16 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--paper", action="store_true", help="our ratios beside seed 001's (the docs table)")
     en.add_argument("--plot-dir", help="with --paper: write the density and bit sweeps' plots here")
     en.set_defaults(func=cmd_energy)
+
+    rt = sub.add_parser("retention", help="seed 001's experiment: a 2-layer SNN retains a spike pattern "
+                                          "(van Rossum) against its training energy per organisation")
+    rt.add_argument("--densities", default="0.1,0.25,0.5,1.0", help="weight densities (default 0.1,0.25,0.5,1.0)")
+    rt.add_argument("--iterations", type=int, default=200, help="training iterations (default 200)")
+    rt.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--plot", help="PNG: retention error vs energy, and the learning curves")
+    rt.add_argument("--json", action="store_true", help="print one JSON object")
+    rt.set_defaults(func=cmd_retention)
 
     d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
                                     "simulators, iCE40 bitstream")

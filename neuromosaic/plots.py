@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["raster_png", "energy_png"]
+__all__ = ["raster_png", "energy_png", "retention_png"]
 
 
 def raster_png(panels, path: str | Path, *, title: str | None = None) -> Path:
@@ -64,4 +64,35 @@ def energy_png(series: dict, path: str | Path, *, x: str = "density", title: str
             ax.set_title(f"{p} ({name})", fontsize=10)
             ax.grid(alpha=0.3, which="both")
         axrow[0].legend(fontsize=8)
+    return _save(fig, path, title, dpi=110)
+
+
+def retention_png(result: dict, path: str | Path, *, title: str | None = None) -> Path:
+    """Seed 001's trade-off: retention error against training energy per organisation (a point per
+    density), and the learning curves per density."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, curves) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label in dict.fromkeys(r["label"] for r in result["rows"]):
+        rows = sorted((r for r in result["rows"] if r["label"] == label), key=lambda r: r["density"])
+        ax.plot([r["energy_uj"] for r in rows], [r["retention_error"] for r in rows], marker="o", label=label)
+        for r in rows:
+            ax.annotate(f"{r['density']:g}", (r["energy_uj"], r["retention_error"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    ax.set_xscale("log")
+    ax.set_xlabel("training energy per iteration (uJ)")
+    ax.set_ylabel("retention error (van Rossum, relative)")
+    ax.set_title("retention vs energy (labels: density)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    for density, history in result["histories"].items():
+        curves.plot(history, label=f"density {density}")
+    curves.set_yscale("log")
+    curves.set_xlabel("iteration")
+    curves.set_ylabel("retention error")
+    curves.set_title("training", fontsize=10)
+    curves.grid(alpha=0.3, which="both")
+    curves.legend(fontsize=8)
     return _save(fig, path, title, dpi=110)
