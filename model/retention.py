@@ -169,8 +169,9 @@ def training_energy(cfg: RetentionConfig, density: float, organisation: str, spi
 
 def retention_experiment(cfg: RetentionConfig = RetentionConfig(), densities=(0.1, 0.25, 0.5, 1.0),
                          organisations=MATRIX_ORGANISATIONS, progress=None) -> dict:
-    """Retention error and training energy per density and organisation; efficiency is relative
-    to the crossbar at full density (its energy over the row's)."""
+    """Retention error and training energy per density and organisation; efficiency and retention
+    loss are relative to the crossbar at full density (its energy over the row's), which is always run."""
+    densities = sorted(set(float(d) for d in densities) | {1.0})
     runs = [train_retention(cfg, d, progress) for d in densities]
     rows = []
     for run in runs:
@@ -178,10 +179,11 @@ def retention_experiment(cfg: RetentionConfig = RetentionConfig(), densities=(0.
             rows.append({"density": run["density"], "organisation": org, "label": LABELS[org],
                          "retention_error": run["retention_error"],
                          "energy_uj": training_energy(cfg, run["density"], org, run["spikes"]) * 1e-6})
-    base = next((r for r in rows if r["organisation"] == "dense" and r["density"] == 1.0), None)
+    base = next(r for r in rows if r["density"] == 1.0)
+    base_energy = training_energy(cfg, 1.0, "dense", runs[-1]["spikes"]) * 1e-6
     for r in rows:
-        r["efficiency"] = base["energy_uj"] / r["energy_uj"] if base else None
-        r["retention_loss"] = r["retention_error"] - base["retention_error"] if base else None
+        r["efficiency"] = base_energy / r["energy_uj"]
+        r["retention_loss"] = r["retention_error"] - base["retention_error"]
     return {"config": asdict(cfg), "rows": rows,
             "histories": {str(run["density"]): run["history"] for run in runs},
             "spikes": {str(run["density"]): run["spikes"] for run in runs}}

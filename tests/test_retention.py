@@ -64,7 +64,7 @@ def test_training_energy_is_composed_of_the_passes():
 
 
 def test_experiment_rows_and_sparse_efficiency():
-    result = retention_experiment(SMALL, (0.2, 1.0))
+    result = retention_experiment(SMALL, (0.2,))                        # the full-density crossbar is added
     rows = {(r["density"], r["organisation"]): r for r in result["rows"]}
     assert len(rows) == 6
     assert rows[(1.0, "dense")]["efficiency"] == 1.0 and rows[(1.0, "dense")]["retention_loss"] == 0.0
