@@ -47,7 +47,7 @@ from .synapse import (FUNCTIONAL_ORGANISATIONS, LABELS, MATRIX_ORGANISATIONS, co
                       functional_memories,
                       functional_pass_counts, matrix_memories, matrix_pass_counts, organisation_name)
 
-__all__ = ["EnergyModel", "Layer", "parse_layer", "layer_structure", "layer_energy", "energy_sweep",
+__all__ = ["EnergyModel", "Layer", "parse_layer", "layer_structure", "random_mask", "layer_energy", "energy_sweep",
            "PAPER", "paper_comparison", "SCHEDULES", "PASSES"]
 
 SCHEDULES = ("event", "sweep")
@@ -142,13 +142,17 @@ def layer_structure(layer: Layer, density: float, seed: int = 0) -> torch.Tensor
     """The non-zero pattern: a ``[outputs, inputs]`` mask (fc) or a ``[cout, cin, k, k]`` kernel mask
     (conv) with exactly ``round(density * possible)`` (at least one) set entries."""
     g = torch.Generator().manual_seed(seed)
-    n = layer.possible
-    chosen = torch.randperm(n, generator=g)[:max(1, round(density * n))]
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[chosen] = True
     if layer.kind == "fc":
-        return mask.reshape(layer.outputs, layer.inputs)
-    return mask.reshape(layer.cout, layer.cin, layer.k, layer.k)
+        return random_mask((layer.outputs, layer.inputs), density, g)
+    return random_mask((layer.cout, layer.cin, layer.k, layer.k), density, g)
+
+
+def random_mask(shape, density: float, generator: torch.Generator) -> torch.Tensor:
+    """A boolean mask of ``shape`` with exactly ``round(density * n)`` (at least one) set entries."""
+    n = math.prod(shape)
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.randperm(n, generator=generator)[:max(1, round(density * n))]] = True
+    return mask.reshape(shape)
 
 
 def _counts_and_memories(org: str, layer: Layer, mask: torch.Tensor, bits: int, bitmap_word: int):

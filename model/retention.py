@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .config import ConfigError
-from .energy import Layer, layer_energy
+from .energy import Layer, layer_energy, random_mask
 from .synapse import LABELS, MATRIX_ORGANISATIONS
 
 __all__ = ["RetentionConfig", "van_rossum", "train_retention", "retention_experiment"]
@@ -103,13 +103,7 @@ def _run(x: torch.Tensor, weights, scale: float, alpha: float):
 
 
 def _masks(cfg: RetentionConfig, density: float, g: torch.Generator):
-    masks = []
-    for post, pre in ((cfg.hidden, cfg.inputs), (cfg.outputs, cfg.hidden)):
-        n = post * pre
-        m = torch.zeros(n, dtype=torch.bool)
-        m[torch.randperm(n, generator=g)[:max(1, round(density * n))]] = True
-        masks.append(m.reshape(post, pre))
-    return masks
+    return [random_mask(shape, density, g) for shape in ((cfg.hidden, cfg.inputs), (cfg.outputs, cfg.hidden))]
 
 
 def train_retention(cfg: RetentionConfig, density: float, progress=None) -> dict:
