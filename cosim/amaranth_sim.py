@@ -92,3 +92,15 @@ def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0
                                        fault=fault, core=core),
         episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)
     return {**result, "episodes": len(episodes)}
+
+
+def simulate_synapse(scenario, *, seed=0, idle=0.2, fault=None, vcd=None) -> dict:
+    """Runs a synapse memory scenario on the RTL of its organisation, checked by
+    :class:`~.synapse_bench.SynapseTestbench`."""
+    from ..rtl.synapse import SynapseMemory
+    from .synapse_bench import SynapseTestbench
+
+    return _back_to_back(
+        SynapseMemory(scenario.memory),
+        lambda port: SynapseTestbench(scenario.memory, port, seed=seed, idle=idle, fault=fault),
+        [scenario], lambda tb, index, item, cycle: tb.start(item, cycle), ("commands",), vcd)

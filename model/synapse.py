@@ -70,16 +70,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from .config import ConfigError, bits_for
+from .config import ConfigError, Field, bits_for
 
-__all__ = ["PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMemory", "CSRMemory", "FuncPureMemory",
+__all__ = ["Access", "PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMemory", "CSRMemory", "FuncPureMemory",
            "FuncBitmapMemory", "FuncRowColMemory", "ORGANISATIONS", "LABELS", "MATRIX_ORGANISATIONS",
            "FUNCTIONAL_ORGANISATIONS", "organisation_name", "make_memory", "conv_matrix", "ConvMatrixMemory",
            "matrix_memories", "functional_memories", "conv_extent", "pass_counts", "matrix_pass_counts", "conv_matrix_pass_counts",
-           "functional_pass_counts"]
+           "functional_pass_counts", "CMD_FORWARD", "CMD_TRANSPOSED", "CMD_UPDATE", "command_fields",
+           "result_fields", "neuron_values", "neuron_index"]
 
 LABELS = {"dense": "Crossbar", "bitmap": "PB-BMP", "csr": "PB-CSR", "func-rowcol": "Func-RowCol",
           "func-bmp": "Func-BMP", "func-pure": "Func-Pure"}
@@ -95,6 +97,14 @@ def organisation_name(name: str) -> str:
             return canonical
     raise ConfigError(f"synapse memory organisation {name!r} is unknown; allowed: {', '.join(LABELS)} (or "
                       f"{', '.join(LABELS.values())}).")
+
+
+class Access(NamedTuple):
+    """One access of a physical memory: a read returns ``data``, a write stores it."""
+    memory: str
+    write: bool
+    address: int
+    data: int
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,9 @@ class SynapseMemory:
         self.weight_bits = weight_bits
         self.reads: Counter = Counter()
         self.writes: Counter = Counter()
-        self._w = w.clone()                      # the reference contents, for what the accesses return
+        self._w = w.clone()                      # the matrix the memory holds (a reference for tests)
+        self._mem: dict[str, list[int]] = {}     # the physical memories' words (set by the organisation)
+        self.trace: list[Access] | None = None   # every access in order while tracing (start_trace)
 
     # -- what every organisation provides ---------------------------------------------------------
     def memories(self) -> list[PhysicalMemory]:
@@ -205,6 +217,39 @@ class SynapseMemory:
         self.reads.clear()
         self.writes.clear()
 
+    def contents(self) -> dict[str, list[int]]:
+        """The words of each physical memory, as unsigned integers of its width (weights in two's
+        complement): what the RTL's memories are initialised with."""
+        return {name: list(words) for name, words in self._mem.items()}
+
+    def start_trace(self) -> list[Access]:
+        """Records every access from now on, in the order the organisation makes them; returns the
+        list it appends to."""
+        self.trace = []
+        return self.trace
+
+    def _read(self, name: str, address: int) -> int:
+        word = self._mem[name][address]
+        self.reads[name] += 1
+        if self.trace is not None:
+            self.trace.append(Access(name, False, address, word))
+        return word
+
+    def _write(self, name: str, address: int, word: int) -> None:
+        self._mem[name][address] = word
+        self.writes[name] += 1
+        if self.trace is not None:
+            self.trace.append(Access(name, True, address, word))
+
+    def _word(self, value: int) -> int:
+        """A weight as its stored word (two's complement)."""
+        return int(value) & ((1 << self.weight_bits) - 1)
+
+    def _weight(self, address: int, memory: str = "weights") -> int:
+        """Reads the weight word at ``address`` and returns its signed value."""
+        word = self._read(memory, address)
+        return word - (1 << self.weight_bits) if word >> (self.weight_bits - 1) else word
+
     def _check_pre(self, pre: int) -> None:
         if not 0 <= pre < self.pre:
             raise ConfigError(f"presynaptic index {pre} is out of range; allowed: 0..{self.pre - 1}.")
@@ -227,24 +272,29 @@ class SynapseMemory:
 class DenseMemory(SynapseMemory):
     name = "dense"
 
+    def __init__(self, weights, weight_bits: int):
+        super().__init__(weights, weight_bits)
+        self._mem = {"weights": [self._word(v) for v in self._w.t().reshape(-1).tolist()]}
+
     def memories(self):
         return matrix_memories("dense", self.pre, self.post, self.synapses, self.weight_bits)
 
     def forward(self, pre):
         self._check_pre(pre)
-        self.reads["weights"] += self.post
-        return [(post, int(self._w[post, pre])) for post in range(self.post)]
+        return [(post, self._weight(pre * self.post + post)) for post in range(self.post)]
 
     def transposed(self, post):
         self._check_post(post)
-        self.reads["weights"] += self.pre
-        return [(pre, int(self._w[post, pre])) for pre in range(self.pre)]
+        return [(pre, self._weight(pre * self.post + post)) for pre in range(self.pre)]
+
+    def _find(self, post: int, pre: int) -> int:
+        return pre * self.post + post
 
     def update(self, post, pre, value):
         self._check_pre(pre)
         self._check_post(post)
         self._check_value(value)
-        self.writes["weights"] += 1
+        self._write("weights", self._find(post, pre), self._word(value))
         self._w[post, pre] = value
 
 
@@ -270,26 +320,26 @@ class _Sparse(SynapseMemory):
                               "existing synapses can be updated.")
         self._refuse_removal(f"the synapse from {pre} to {post}", value)
 
-    def _row(self, pre: int) -> list[int]:
-        return torch.nonzero(self._w[:, pre]).flatten().tolist()
+    def _rows(self) -> list[list[int]]:
+        """Per ``pre``, the posts of its synapses in ascending order."""
+        return [torch.nonzero(self._w[:, pre]).flatten().tolist() for pre in range(self.pre)]
 
-    def _find(self, post: int, pre: int) -> bool:
-        """Counts the reads that locate synapse (post, pre); returns whether it exists."""
+    def _find(self, post: int, pre: int) -> int | None:
+        """Locates synapse (post, pre) with the reads it costs; its weight address, or None."""
         raise NotImplementedError
 
     def transposed(self, post):
         self._check_post(post)
         out = []
         for pre in range(self.pre):
-            if self._find(post, pre):
-                self.reads["weights"] += 1
-                out.append((pre, int(self._w[post, pre])))
+            address = self._find(post, pre)
+            if address is not None:
+                out.append((pre, self._weight(address)))
         return out
 
     def update(self, post, pre, value):
         self._check_synapse(post, pre, value)
-        self._find(post, pre)
-        self.writes["weights"] += 1
+        self._write("weights", self._find(post, pre), self._word(value))
         self._w[post, pre] = value
 
 
@@ -301,43 +351,68 @@ class BitmapMemory(_Sparse):
         super().__init__(weights, weight_bits)
         self.bitmap_word = bitmap_word
         self.row_words = -(-self.post // bitmap_word)
+        pointer, bitmap, stored = [], [], []
+        for pre, row in enumerate(self._rows()):
+            words = [0] * self.row_words
+            for post in row:
+                words[post // bitmap_word] |= 1 << (post % bitmap_word)
+            for k, word in enumerate(words):
+                pointer.append(len(stored))
+                bitmap.append(word)
+                stored.extend(self._word(int(self._w[post, pre])) for post in row
+                              if post // bitmap_word == k)
+        self._mem = {"pointer": pointer, "bitmap": bitmap, "weights": stored or [0]}
 
     def _options(self):
         return {"bitmap_word": self.bitmap_word}
 
     def forward(self, pre):
         self._check_pre(pre)
-        row = self._row(pre)
-        self.reads["pointer"] += 1
-        self.reads["bitmap"] += self.row_words
-        self.reads["weights"] += len(row)
-        return [(post, int(self._w[post, pre])) for post in row]
+        base = pre * self.row_words
+        position = self._read("pointer", base)
+        out = []
+        for k in range(self.row_words):
+            word = self._read("bitmap", base + k)
+            for bit in range(self.bitmap_word):
+                if word >> bit & 1:
+                    out.append((k * self.bitmap_word + bit, self._weight(position)))
+                    position += 1
+        return out
 
-    def _find(self, post: int, pre: int) -> bool:
-        self.reads["bitmap"] += 1
-        if self._w[post, pre] == 0:
-            return False
-        self.reads["pointer"] += 1               # the word's pointer; the ones below post: a popcount
-        return True
+    def _find(self, post, pre):
+        k, bit = divmod(post, self.bitmap_word)
+        address = pre * self.row_words + k
+        word = self._read("bitmap", address)
+        if not word >> bit & 1:
+            return None
+        # the word's pointer plus the ones below the bit (a popcount in the datapath)
+        return self._read("pointer", address) + bin(word & ((1 << bit) - 1)).count("1")
 
 
 class CSRMemory(_Sparse):
     name = "csr"
 
+    def __init__(self, weights, weight_bits: int):
+        super().__init__(weights, weight_bits)
+        pointer, index, stored = [0], [], []
+        for pre, row in enumerate(self._rows()):
+            index.extend(row)
+            stored.extend(self._word(int(self._w[post, pre])) for post in row)
+            pointer.append(len(index))
+        self._mem = {"pointer": pointer, "index": index or [0], "weights": stored or [0]}
+
     def forward(self, pre):
         self._check_pre(pre)
-        row = self._row(pre)
-        self.reads["pointer"] += 2
-        self.reads["index"] += len(row)
-        self.reads["weights"] += len(row)
-        return [(post, int(self._w[post, pre])) for post in row]
+        start, end = self._read("pointer", pre), self._read("pointer", pre + 1)
+        return [(self._read("index", k), self._weight(k)) for k in range(start, end)]
 
-    def _find(self, post: int, pre: int) -> bool:
-        row = self._row(pre)
-        self.reads["pointer"] += 2
-        scanned = next((i + 1 for i, p in enumerate(row) if p >= post), len(row))
-        self.reads["index"] += scanned
-        return post in row
+    def _find(self, post, pre):
+        start, end = self._read("pointer", pre), self._read("pointer", pre + 1)
+        for k in range(start, end):          # ascending indices: the scan stops at the first >= post
+            found = self._read("index", k)
+            if found >= post:
+                return k if found == post else None
+        return None
 
 
 def conv_extent(kernel_shape, image) -> torch.Tensor:
@@ -362,7 +437,12 @@ def _check_conv(kernel, image) -> tuple[torch.Tensor, tuple[int, int]]:
 
 class _FunctionalConv(SynapseMemory):
     """A convolution's kernel and its address arithmetic (stride 1, "same" zero padding); the
-    variants say how a kernel slice ``K[co, ci]`` is stored and read (:meth:`_visit`)."""
+    variants say how a kernel slice ``K[co, ci]`` is stored and read (:meth:`_visit`).
+
+    Visit order (the RTL's): a forward access takes the output channels ``co`` in ascending order
+    and, in each slice, the in-range kernel positions in descending raster order (so the targets
+    come out in ascending order); a transposed access takes ``ci`` ascending and the positions in
+    ascending raster order."""
 
     def __init__(self, kernel, weight_bits: int, image: tuple[int, int]):
         k, self.image = _check_conv(kernel, image)
@@ -391,62 +471,73 @@ class _FunctionalConv(SynapseMemory):
     def matrix(self) -> torch.Tensor:
         return conv_matrix(self._k, self.image)
 
-    def _split(self, index: int) -> tuple[int, int, int]:
+    def split(self, index: int) -> tuple[int, int, int]:
+        """``(channel, y, x)`` of a flattened neuron index."""
         h, w = self.image
         return index // (h * w), index // w % h, index % w
 
-    def _visit(self, co: int, ci: int, positions: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Counts the reads of slice ``K[co, ci]`` at the in-range ``positions`` (raster order);
-        returns the positions whose weights it delivers."""
+    def _slices(self) -> list[list[int]]:
+        """Per slice ``co * Cin + ci``, the raster positions ``ky * kw + kx`` of its non-zero weights."""
+        cout, cin, kh, kw = self.kernel_shape
+        flat = self._k.reshape(cout * cin, kh * kw)
+        return [torch.nonzero(flat[s]).flatten().tolist() for s in range(cout * cin)]
+
+    def _visit(self, co: int, ci: int, positions: list[tuple[int, int]],
+               descending: bool) -> list[tuple[int, int, int]]:
+        """Reads slice ``K[co, ci]`` at the in-range ``positions`` (in visit order: descending for a
+        forward access); returns the ``(ky, kx, weight)`` it delivers, in that order."""
         raise NotImplementedError
 
-    def _event(self, ci: int, positions) -> list[tuple[int, int, int]]:
-        """The ``(co, ky, kx)`` an event of channel ``ci`` reaches through the in-range ``positions``."""
-        return [(co, ky, kx) for co in range(self.kernel_shape[0]) for ky, kx in self._visit(co, ci, positions)]
+    def _event(self, ci: int, positions) -> list[tuple[int, int, int, int]]:
+        """The ``(co, ky, kx, weight)`` an event of channel ``ci`` reaches through ``positions``."""
+        return [(co, ky, kx, wt) for co in range(self.kernel_shape[0]) for ky, kx, wt in self._visit(co, ci, positions, True)]
 
-    def _error(self, co: int, positions) -> list[tuple[int, int, int]]:
-        """The ``(ci, ky, kx)`` an error of channel ``co`` comes from through the in-range ``positions``."""
-        return [(ci, ky, kx) for ci in range(self.kernel_shape[1]) for ky, kx in self._visit(co, ci, positions)]
+    def _error(self, co: int, positions) -> list[tuple[int, int, int, int]]:
+        """The ``(ci, ky, kx, weight)`` an error of channel ``co`` comes from through ``positions``."""
+        return [(ci, ky, kx, wt) for ci in range(self.kernel_shape[1]) for ky, kx, wt in self._visit(co, ci, positions, False)]
 
     def forward(self, pre):
         self._check_pre(pre)
         _, _, kh, kw = self.kernel_shape
         h, w = self.image
-        ci, y, x = self._split(pre)
+        ci, y, x = self.split(pre)
         ph, pw = kh // 2, kw // 2
-        positions = [(ky, kx) for ky in range(kh) for kx in range(kw)
+        positions = [(ky, kx) for ky in reversed(range(kh)) for kx in reversed(range(kw))
                      if 0 <= y - ky + ph < h and 0 <= x - kx + pw < w]
-        return sorted(((co * h + y - ky + ph) * w + x - kx + pw, int(self._k[co, ci, ky, kx]))
-                      for co, ky, kx in self._event(ci, positions))
+        return sorted(((co * h + y - ky + ph) * w + x - kx + pw, wt) for co, ky, kx, wt in self._event(ci, positions))
 
     def transposed(self, post):
         self._check_post(post)
         _, _, kh, kw = self.kernel_shape
         h, w = self.image
-        co, oy, ox = self._split(post)
+        co, oy, ox = self.split(post)
         ph, pw = kh // 2, kw // 2
         positions = [(ky, kx) for ky in range(kh) for kx in range(kw)
                      if 0 <= oy + ky - ph < h and 0 <= ox + kx - pw < w]
-        return sorted(((ci * h + oy + ky - ph) * w + ox + kx - pw, int(self._k[co, ci, ky, kx]))
-                      for ci, ky, kx in self._error(co, positions))
+        return sorted(((ci * h + oy + ky - ph) * w + ox + kx - pw, wt) for ci, ky, kx, wt in self._error(co, positions))
 
-    def update(self, post, pre, value):
-        """Writes the kernel word that connects ``pre`` to ``post`` (shared by all its synapses)."""
+    def kernel_position(self, post: int, pre: int) -> tuple[int, int, int, int]:
+        """``(co, ci, ky, kx)``: the kernel word connecting ``pre`` to ``post``."""
         self._check_pre(pre)
         self._check_post(post)
-        self._check_value(value)
         _, _, kh, kw = self.kernel_shape
-        co, oy, ox = self._split(post)
-        ci, y, x = self._split(pre)
+        co, oy, ox = self.split(post)
+        ci, y, x = self.split(pre)
         ky, kx = y - oy + kh // 2, x - ox + kw // 2
         if not (0 <= ky < kh and 0 <= kx < kw):
             raise ConfigError(f"neurons {pre} and {post} are not connected by the {kh}x{kw} kernel; only connected "
                               "pairs can be updated.")
+        return co, ci, ky, kx
+
+    def update(self, post, pre, value):
+        """Writes the kernel word that connects ``pre`` to ``post`` (shared by all its synapses)."""
+        co, ci, ky, kx = self.kernel_position(post, pre)
+        self._check_value(value)
         self._locate(co, ci, ky, kx, value)
         self._k[co, ci, ky, kx] = value
 
     def _locate(self, co: int, ci: int, ky: int, kx: int, value: int) -> None:
-        """Counts what finding and writing kernel word ``K[co, ci, ky, kx]`` costs."""
+        """Finds kernel word ``K[co, ci, ky, kx]`` and writes ``value`` to it."""
         raise NotImplementedError
 
     def _check_kernel_entry(self, co, ci, ky, kx, value) -> None:
@@ -459,52 +550,90 @@ class _FunctionalConv(SynapseMemory):
 class FuncPureMemory(_FunctionalConv):
     name = "func-pure"
 
-    def _visit(self, co, ci, positions):
-        self.reads["kernel"] += len(positions)
-        return positions
+    def __init__(self, kernel, weight_bits: int, image: tuple[int, int]):
+        super().__init__(kernel, weight_bits, image)
+        self._mem = {"kernel": [self._word(v) for v in self._k.reshape(-1).tolist()]}
+
+    def _address(self, co, ci, ky, kx) -> int:
+        _, cin, kh, kw = self.kernel_shape
+        return ((co * cin + ci) * kh + ky) * kw + kx
+
+    def _visit(self, co, ci, positions, descending):
+        return [(ky, kx, self._weight(self._address(co, ci, ky, kx), "kernel")) for ky, kx in positions]
 
     def _locate(self, co, ci, ky, kx, value):
-        self.writes["kernel"] += 1
+        self._write("kernel", self._address(co, ci, ky, kx), self._word(value))
 
 
 class FuncBitmapMemory(_FunctionalConv):
     name = "func-bmp"
 
-    def _visit(self, co, ci, positions):
-        self.reads["bitmap"] += 1
-        hits = [(ky, kx) for ky, kx in positions if self._k[co, ci, ky, kx] != 0]
-        if hits:
-            self.reads["pointer"] += 1
-            self.reads["weights"] += len(hits)
-        return hits
+    def __init__(self, kernel, weight_bits: int, image: tuple[int, int]):
+        super().__init__(kernel, weight_bits, image)
+        flat = self._k.reshape(len(self._slices()), -1)
+        pointer, bitmap, stored = [], [], []
+        for s, positions in enumerate(self._slices()):
+            pointer.append(len(stored))
+            bitmap.append(sum(1 << p for p in positions))
+            stored.extend(self._word(int(flat[s, p])) for p in positions)
+        self._mem = {"pointer": pointer, "bitmap": bitmap, "weights": stored or [0]}
+
+    def _visit(self, co, ci, positions, descending):
+        kw = self.kernel_shape[3]
+        s = co * self.kernel_shape[1] + ci
+        word = self._read("bitmap", s)
+        hits = [(ky, kx) for ky, kx in positions if word >> (ky * kw + kx) & 1]
+        if not hits:
+            return []
+        first = self._read("pointer", s)
+        return [(ky, kx, self._weight(first + bin(word & ((1 << (ky * kw + kx)) - 1)).count("1")))
+                for ky, kx in hits]
 
     def _locate(self, co, ci, ky, kx, value):
         self._check_kernel_entry(co, ci, ky, kx, value)
-        self.reads["bitmap"] += 1
-        self.reads["pointer"] += 1
-        self.writes["weights"] += 1
+        kw = self.kernel_shape[3]
+        s = co * self.kernel_shape[1] + ci
+        word = self._read("bitmap", s)
+        first = self._read("pointer", s)
+        self._write("weights", first + bin(word & ((1 << (ky * kw + kx)) - 1)).count("1"), self._word(value))
 
 
 class FuncRowColMemory(_FunctionalConv):
     name = "func-rowcol"
 
-    def _entries(self, co, ci) -> list[tuple[int, int]]:
-        return [tuple(e) for e in torch.nonzero(self._k[co, ci]).tolist()]      # raster order
+    def __init__(self, kernel, weight_bits: int, image: tuple[int, int]):
+        super().__init__(kernel, weight_bits, image)
+        flat = self._k.reshape(len(self._slices()), -1)
+        pointer, index, stored = [0], [], []
+        for s, positions in enumerate(self._slices()):
+            index.extend(positions)
+            stored.extend(self._word(int(flat[s, p])) for p in positions)
+            pointer.append(len(index))
+        self._mem = {"pointer": pointer, "index": index or [0], "weights": stored or [0]}
 
-    def _visit(self, co, ci, positions):
-        entries = self._entries(co, ci)
-        self.reads["pointer"] += 2
-        self.reads["index"] += len(entries)
-        wanted = set(positions)
-        hits = [e for e in entries if e in wanted]
-        self.reads["weights"] += len(hits)
-        return hits
+    def _visit(self, co, ci, positions, descending):
+        """Reads the slice's two pointers and every index of it, backwards when ``positions`` run
+        backwards (a forward access), and the weights of the entries in range."""
+        kw = self.kernel_shape[3]
+        s = co * self.kernel_shape[1] + ci
+        start, end = self._read("pointer", s), self._read("pointer", s + 1)
+        wanted = {ky * kw + kx for ky, kx in positions}
+        out = []
+        for k in (range(end - 1, start - 1, -1) if descending else range(start, end)):
+            p = self._read("index", k)
+            if p in wanted:
+                out.append((p // kw, p % kw, self._weight(k)))
+        return out
 
     def _locate(self, co, ci, ky, kx, value):
         self._check_kernel_entry(co, ci, ky, kx, value)
-        self.reads["pointer"] += 2
-        self.reads["index"] += self._entries(co, ci).index((ky, kx)) + 1
-        self.writes["weights"] += 1
+        kw = self.kernel_shape[3]
+        s = co * self.kernel_shape[1] + ci
+        start, end = self._read("pointer", s), self._read("pointer", s + 1)
+        for k in range(start, end):
+            if self._read("index", k) == ky * kw + kx:
+                self._write("weights", k, self._word(value))
+                return
 
 
 class ConvMatrixMemory(_FunctionalConv):
@@ -520,6 +649,7 @@ class ConvMatrixMemory(_FunctionalConv):
         self.name = organisation
         self.inner = ORGANISATIONS[organisation](self._k.reshape(cout, cin * kh * kw), weight_bits, **options)
         self.inner.reads, self.inner.writes = self.reads, self.writes      # one set of counters
+        self._mem = self.inner._mem
 
     @property
     def synapses(self) -> int:
@@ -534,16 +664,15 @@ class ConvMatrixMemory(_FunctionalConv):
         return (ci * kh + ky) * kw + kx
 
     def _event(self, ci, positions):
-        return [(co, ky, kx) for ky, kx in positions for co, _ in self.inner.forward(self._row(ci, ky, kx))]
+        return [(co, ky, kx, wt) for ky, kx in positions for co, wt in self.inner.forward(self._row(ci, ky, kx))]
 
     def _error(self, co, positions):
         out = []
         for ci in range(self.kernel_shape[1]):
             for ky, kx in positions:
-                if self.name != "dense" and not self.inner._find(co, self._row(ci, ky, kx)):
-                    continue
-                self.reads["weights"] += 1
-                out.append((ci, ky, kx))
+                address = self.inner._find(co, self._row(ci, ky, kx))
+                if address is not None:
+                    out.append((ci, ky, kx, self.inner._weight(address)))
         return out
 
     def _locate(self, co, ci, ky, kx, value):
@@ -684,3 +813,50 @@ def pass_counts(memory: SynapseMemory) -> dict:
         return functional_pass_counts(memory.name, memory.kernel(), memory.image)
     posts, pres = torch.nonzero(memory.matrix(), as_tuple=True)
     return matrix_pass_counts(memory.name, memory.pre, memory.post, posts, pres, **options)
+
+
+# -- the RTL's command and result words (rtl/synapse.py, cosim/synapse_bench.py) -----------------------
+CMD_FORWARD, CMD_TRANSPOSED, CMD_UPDATE = 0, 1, 2
+
+
+def _conv(memory: SynapseMemory) -> bool:
+    return isinstance(memory, _FunctionalConv)
+
+
+def _neuron_fields(memory: SynapseMemory, prefix: str, count: int, channels: int) -> tuple[Field, ...]:
+    """A neuron as one index (matrix) or as channel, row, column (convolution)."""
+    if not _conv(memory):
+        return (Field(prefix, bits_for(count)),)
+    h, w = memory.image
+    return (Field(f"{prefix}_c", bits_for(channels)), Field(f"{prefix}_y", bits_for(h)), Field(f"{prefix}_x", bits_for(w)))
+
+
+def command_fields(memory: SynapseMemory) -> tuple[Field, ...]:
+    """A command of the RTL's synapse memory: ``kind`` (CMD_*), the postsynaptic neuron (transposed
+    access, update), the presynaptic one (forward access, update) and the update's value."""
+    cout, cin = memory.kernel_shape[:2] if _conv(memory) else (0, 0)
+    return ((Field("kind", 2),) + _neuron_fields(memory, "post", memory.post, cout)
+            + _neuron_fields(memory, "pre", memory.pre, cin) + (Field("value", memory.weight_bits, True),))
+
+
+def result_fields(memory: SynapseMemory) -> tuple[Field, ...]:
+    """A result: the neuron (the target of a forward access, the source of a transposed one) and the
+    weight."""
+    channels = max(memory.kernel_shape[:2]) if _conv(memory) else 0
+    return _neuron_fields(memory, "neuron", max(memory.pre, memory.post), channels) + \
+        (Field("weight", memory.weight_bits, True),)
+
+
+def neuron_values(memory: SynapseMemory, prefix: str, index: int) -> dict:
+    """The fields of neuron ``index`` (flattened channel-major for a convolution)."""
+    if not _conv(memory):
+        return {prefix: index}
+    c, y, x = memory.split(index)
+    return {f"{prefix}_c": c, f"{prefix}_y": y, f"{prefix}_x": x}
+
+
+def neuron_index(memory: SynapseMemory, prefix: str, values: dict) -> int:
+    if not _conv(memory):
+        return values[prefix]
+    h, w = memory.image
+    return (values[f"{prefix}_c"] * h + values[f"{prefix}_y"]) * w + values[f"{prefix}_x"]

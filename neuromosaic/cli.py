@@ -242,6 +242,9 @@ def cmd_bench(args) -> int:
     elif args.design == "learning":
         from .bench.learning import bench_learning
         _print_json(bench_learning(quick=args.quick, out=args.out, fsdd=args.fsdd))
+    elif args.design == "memory":
+        from .bench.memory import bench_memory
+        _print_json(bench_memory(quick=args.quick, out=args.out))
     elif args.design == "train":
         from .bench.train import bench_train
         _print_json(bench_train(quick=args.quick, out=args.out))
@@ -509,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         dp.set_defaults(func=func)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON figures")
-    b.add_argument("design", choices=["lif", "learning", "data", "train"])
+    b.add_argument("design", choices=["lif", "learning", "memory", "data", "train"])
     b.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     b.add_argument("--out", default="build/bench", help="where the JSON is also written")
     b.add_argument("--fsdd", default=None, help="bench data and learning: the FSDD folder (default ../shared/data/fsdd)")

@@ -1,0 +1,29 @@
+"""Cosimulation of the synapse memory: the Verilog of one organisation under Verilator or Icarus
+through cocotb, every access, result and counter checked against ``model.synapse``."""
+
+from __future__ import annotations
+
+from ..rtl.synapse import SynapseMemory
+from .runner import CocotbRun, generate_verilog
+from .synapse_bench import synapse_scenario
+
+__all__ = ["run_synapse_cosim"]
+
+TEST_MODULE = "neuromosaic.cosim.synapse_tb"
+
+
+def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: float = 0.4, idle: float = 0.2,
+                      fault: str | None = None, rng_seed: int = 0, waves: bool = False, name: str = "run",
+                      **scenario) -> dict:
+    """Builds the RTL of ``organisation`` holding the random scenario ``seed`` (a matrix, or a kernel
+    for the functional organisations; ``scenario``: more arguments of
+    :func:`~.synapse_bench.synapse_scenario`) and runs its commands on ``sim``. Raises
+    :class:`~.runner.CosimError` on any mismatch or hang."""
+    scenario_args = {"organisation": organisation, "seed": seed, "density": density, **scenario}
+    scenario = synapse_scenario(**scenario_args)
+    verilog = generate_verilog(SynapseMemory(scenario.memory), "synapse_memory")
+    run = CocotbRun(sim, verilog, "synapse_memory", waves=waves)
+    job = {"scenario": scenario_args, "idle": idle, "fault": fault, "rng_seed": rng_seed}
+    result = run.test(TEST_MODULE, "synapse_scoreboard", job, name)
+    result.update(sim=sim, organisation=scenario.memory.name, build_dir=str(run.build_dir))
+    return result

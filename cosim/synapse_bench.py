@@ -1,0 +1,237 @@
+"""The synapse memory's testbench, independent of the simulator: stimulus, agents and scoreboard.
+
+Checked, every cycle: each access the trace reports (memory, read or write, address, data) is the next
+access of that memory in the golden model's order (``model.synapse``, traced), each result (neuron,
+weight) is the model's next, and at the end the access counters equal the model's counts and nothing
+the model predicted is missing. Faults (``FAULTS``) make the prediction wrong on purpose, to prove the
+scoreboard catches it.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..model import synapse as model
+from ..model.config import ConfigError, pack_fields, unpack_fields
+from ..rtl.synapse import trace_ports
+from .harness import Port, StreamSource, ValidMonitor
+from .scoreboard import Mismatch
+
+__all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT"]
+
+STALL_LIMIT = 2_000       # cycles without a command, access or result before the test calls it a hang
+FAULTS = ("data", "counter")
+MATRIX_SHAPE = (20, 12)   # [post, pre] of the random matrices
+CONV_KERNEL = (3, 2, 3, 3)
+CONV_IMAGE = (5, 4)
+
+
+@dataclass
+class SynapseScenario:
+    memory: model.SynapseMemory
+    commands: list[tuple[int, int, int, int]] = field(default_factory=list)    # (kind, post, pre, value)
+
+
+def _random_weights(shape, density: float, bits: int, gen: torch.Generator) -> torch.Tensor:
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    w = torch.randint(lo, hi, shape, generator=gen)
+    w[w >= 0] += 1                                           # non-zero, -2^(b-1) .. 2^(b-1) - 1
+    return w * (torch.rand(shape, generator=gen) < density)
+
+
+def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, weight_bits: int = 8,
+                     bitmap_word: int = 8, updates: int = 12, shape=MATRIX_SHAPE, kernel=CONV_KERNEL,
+                     image=CONV_IMAGE, forward_only: bool = False) -> SynapseScenario:
+    """A random memory of ``organisation`` (a ``[post, pre]`` matrix of ``shape``, or for the
+    functional organisations a ``kernel``-shaped kernel on ``image``) and its commands: a forward
+    access of every presynaptic neuron and a transposed access of every postsynaptic one,
+    interleaved with ``updates`` updates of stored synapses (random non-zero values), then every
+    forward access again. A matrix has an empty row, an empty column and a full row; a kernel an
+    empty slice and a full one. ``forward_only``: plain random contents and one forward access of
+    every presynaptic neuron in order (for throughput)."""
+    org = model.organisation_name(organisation)
+    gen = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    if org in model.FUNCTIONAL_ORGANISATIONS:
+        k = _random_weights(tuple(kernel), density, weight_bits, gen)
+        if not forward_only:
+            k[0, 1] = 0
+            k[1, 0] = _random_weights(k.shape[2:], 1.0, weight_bits, gen)
+        mem = model.make_memory(org, k, weight_bits, image=tuple(image))
+    else:
+        w = _random_weights(tuple(shape), density, weight_bits, gen)
+        if not forward_only:
+            w[:, 3] = 0
+            w[5, :] = 0
+            w[:, 7] = _random_weights(tuple(shape)[:1], 1.0, weight_bits, gen)
+        mem = model.make_memory(org, w, weight_bits, **({"bitmap_word": bitmap_word} if org == "bitmap" else {}))
+    if forward_only:
+        return SynapseScenario(mem, [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)])
+    reads = [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)] + \
+        [(model.CMD_TRANSPOSED, post, 0, 0) for post in range(mem.post)]
+    rng.shuffle(reads)
+    matrix = mem.matrix()
+    pairs = torch.nonzero(matrix).tolist()
+    lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
+    for _ in range(updates if pairs else 0):
+        post, pre = rng.choice(pairs)
+        value = rng.choice([v for v in (lo, hi, rng.randint(lo, hi)) if v != 0])
+        reads.insert(rng.randrange(len(reads) + 1), (model.CMD_UPDATE, post, pre, value))
+    reads += [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)]
+    return SynapseScenario(mem, reads)
+
+
+class _AccessMonitor:
+    """Reports each access a trace port shows: ``on_access(cycle, port, address, data)``."""
+
+    def __init__(self, port: str, valid: Port, address: Port, data: Port, on_access):
+        self.port, self.valid, self.address, self.data, self.on_access = port, valid, address, data, on_access
+
+    def drive(self) -> None:
+        pass
+
+    def sample(self, cycle: int) -> None:
+        if self.valid.get():
+            self.on_access(cycle, self.port, self.address.get(), self.data.get())
+
+
+class SynapseTestbench:
+    """Drives the commands of a scenario with random idle cycles and checks every access and result."""
+
+    def __init__(self, memory: model.SynapseMemory, port: Callable[[str], Port], *, seed: int = 0,
+                 idle: float = 0.2, fault: str | None = None, scoreboard: bool = True):
+        if fault is not None and fault not in FAULTS:
+            raise ConfigError(f"fault {fault!r} is unknown; allowed: {', '.join(FAULTS)}.")
+        self.fault, self.port = fault, port
+        self.model = copy.deepcopy(memory)          # the prediction; the DUT holds the original's contents
+        self.model.reset_counts()
+        self._trace = self.model.start_trace()
+        if fault == "data":                          # the model believes every stored weight one LSB off
+            name = "kernel" if self.model.name == "func-pure" else "weights"
+            self.model._mem[name] = [word ^ 1 for word in self.model._mem[name]]
+        self._ports = trace_ports(memory)
+        self._result_fields = model.result_fields(memory)
+        self._command_fields = model.command_fields(memory)
+        rng = random.Random(seed)
+        self.commands = StreamSource(port("commands__valid"), port("commands__ready"), port("commands__payload"),
+                                     rng=rng, idle=idle, on_transfer=self._on_command if scoreboard else None)
+        self.agents = [self.commands]
+        self.busy = port("busy")
+        self._expected = {name: deque() for _, name, _ in self._ports}
+        self._results: deque = deque()
+        self.checked = {"accesses": 0, "results": 0, "commands": 0}
+        if scoreboard:
+            for p, _, _ in self._ports:
+                self.agents.append(_AccessMonitor(p, port(f"trace__{p}__valid"), port(f"trace__{p}__address"),
+                                                  port(f"trace__{p}__data"), self._on_access))
+            self.agents.append(ValidMonitor(port("results__valid"), port("results__payload"), self._on_result))
+        self._write_port = {p: w for p, _, w in self._ports}
+        self._memory_of = {p: name for p, name, _ in self._ports}
+        self._progress = 0
+        self._cycle = 0
+        self.first_command = self.last_result = self.last_access = None
+        self.results = 0
+
+    # -- stimulus -----------------------------------------------------------------------------------
+    def start(self, scenario: SynapseScenario, cycle: int) -> None:
+        mem = self.model
+        words = []
+        for kind, post, pre, value in scenario.commands:
+            fields = {"kind": kind, "value": value, **model.neuron_values(mem, "post", post),
+                      **model.neuron_values(mem, "pre", pre)}
+            words.append(pack_fields(self._command_fields, fields))
+        self.commands.send(words)
+        self._progress = cycle
+
+    def _on_command(self, cycle: int, word: int) -> None:
+        f = unpack_fields(self._command_fields, word)
+        post, pre = model.neuron_index(self.model, "post", f), model.neuron_index(self.model, "pre", f)
+        if self.first_command is None:
+            self.first_command = cycle
+        if f["kind"] == model.CMD_FORWARD:
+            self._results.extend(self.model.forward(pre))
+        elif f["kind"] == model.CMD_TRANSPOSED:
+            self._results.extend(self.model.transposed(post))
+        else:
+            self.model.update(post, pre, f["value"])
+        for access in self._trace:
+            self._expected[access.memory].append(access)
+        self._trace.clear()
+        self.checked["commands"] += 1
+        self._progress = cycle
+
+    # -- checking -----------------------------------------------------------------------------------
+    def _on_access(self, cycle: int, port: str, address: int, data: int) -> None:
+        name, write = self._memory_of[port], self._write_port[port]
+        got = (name, "write" if write else "read", address, data)
+        queue = self._expected[name]
+        if not queue:
+            raise Mismatch(f"synapse memory: unexpected {got[1]} of {name}[{address}] = {data} in cycle {cycle}: "
+                           "the model predicted no more accesses of it.")
+        want = queue.popleft()
+        want = (want.memory, "write" if want.write else "read", want.address, want.data)
+        if got != want:
+            raise Mismatch(f"synapse memory: access mismatch in cycle {cycle} on port {port}: DUT (memory, kind, "
+                           f"address, data)={got}, model predicts {want}.")
+        self.checked["accesses"] += 1
+        self.last_access = cycle
+        self._progress = cycle
+
+    def _on_result(self, cycle: int, word: int) -> None:
+        f = unpack_fields(self._result_fields, word)
+        got = (model.neuron_index(self.model, "neuron", f), f["weight"])
+        if not self._results:
+            raise Mismatch(f"synapse memory: unexpected result (neuron, weight)={got} in cycle {cycle}.")
+        want = self._results.popleft()
+        if got != tuple(want):
+            raise Mismatch(f"synapse memory: result mismatch in cycle {cycle}: DUT (neuron, weight)={got}, model "
+                           f"predicts {tuple(want)}.")
+        self.checked["results"] += 1
+        self.results += 1
+        self.last_result = cycle
+        self._progress = cycle
+
+    def drive(self) -> None:
+        for a in self.agents:
+            a.drive()
+
+    def sample(self, cycle: int) -> None:
+        self._cycle = cycle
+        for a in self.agents:
+            a.sample(cycle)
+        if cycle - self._progress > STALL_LIMIT:
+            raise Mismatch(f"synapse memory: nothing happened for {STALL_LIMIT} cycles (cycle {cycle}); "
+                           f"{len(self.commands.queue)} commands not taken, {self._pending()} predicted "
+                           "accesses and results missing.")
+        self._busy = self.busy.get()
+
+    def _pending(self) -> int:
+        return len(self._results) + sum(len(q) for q in self._expected.values())
+
+    @property
+    def done(self) -> bool:
+        return self.commands.done and not self._pending() and not getattr(self, "_busy", 1)
+
+    def finish(self) -> dict:
+        if self._pending():
+            raise Mismatch(f"synapse memory: {self._pending()} predicted accesses and results never happened.")
+        counts = self.model.counts()
+        if self.fault == "counter":
+            first = next(iter(counts))
+            counts[first] = {**counts[first], "reads": counts[first]["reads"] + 1}
+        for name, want in counts.items():
+            for kind in ("reads", "writes"):
+                got = self.port(f"counters__{name}_{kind}").get()
+                if got != want[kind]:
+                    raise Mismatch(f"synapse memory: the {name} memory's {kind} counter reads {got}, the model "
+                                   f"counts {want[kind]}.")
+        return {"checked": dict(self.checked), "counts": counts, "results": self.results,
+                "first_command": self.first_command, "last_result": self.last_result,
+                "last_access": self.last_access}
+

@@ -1,0 +1,25 @@
+"""cocotb test module of the synapse memory (runs inside Verilator or Icarus; see ``cosim/synapse.py``).
+
+The job (the scenario's organisation, seed and density, the idle rate and the fault) comes as JSON from
+the file named by ``NEUROMOSAIC_JOB``; the scenario is rebuilt from it (it is deterministic), so the
+testbench predicts from the same memory the Verilog was generated from.
+"""
+
+import cocotb
+
+from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.synapse_bench import SynapseTestbench, synapse_scenario
+
+
+@cocotb.test()
+async def synapse_scoreboard(dut):
+    """Every access and result against the golden model, then the access counters."""
+    async def body(job, clock):
+        scenario = synapse_scenario(**job["scenario"])
+        tb = SynapseTestbench(scenario.memory, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
+                              idle=job.get("idle", 0.2), fault=job.get("fault"))
+        await run_back_to_back(dut, tb, [scenario], lambda tb, index, item, cycle: tb.start(item, cycle),
+                               ("commands",), (), clock)
+        return tb.finish()
+
+    await run_job(body)
