@@ -134,9 +134,7 @@ class SynapseTestbench:
         self._write_port = {p: w for p, _, w in self._ports}
         self._memory_of = {p: name for p, name, _ in self._ports}
         self._progress = 0
-        self._cycle = 0
         self.first_command = self.last_result = self.last_access = None
-        self.results = 0
 
     # -- stimulus -----------------------------------------------------------------------------------
     def start(self, scenario: SynapseScenario, cycle: int) -> None:
@@ -193,7 +191,6 @@ class SynapseTestbench:
             raise Mismatch(f"synapse memory: result mismatch in cycle {cycle}: DUT (neuron, weight)={got}, model "
                            f"predicts {tuple(want)}.")
         self.checked["results"] += 1
-        self.results += 1
         self.last_result = cycle
         self._progress = cycle
 
@@ -202,7 +199,6 @@ class SynapseTestbench:
             a.drive()
 
     def sample(self, cycle: int) -> None:
-        self._cycle = cycle
         for a in self.agents:
             a.sample(cycle)
         if cycle - self._progress > STALL_LIMIT:
@@ -231,7 +227,7 @@ class SynapseTestbench:
                 if got != want[kind]:
                     raise Mismatch(f"synapse memory: the {name} memory's {kind} counter reads {got}, the model "
                                    f"counts {want[kind]}.")
-        return {"checked": dict(self.checked), "counts": counts, "results": self.results,
+        return {"checked": dict(self.checked), "counts": counts, "results": self.checked["results"],
                 "first_command": self.first_command, "last_result": self.last_result,
                 "last_access": self.last_access}
 

@@ -459,7 +459,6 @@ class SynapseMemory(wiring.Component):
     # -- func-pure (Func-Pure) ------------------------------------------------------------------------
     def _func_pure(self, m):
         cout, cin, kh, kw, h, w = self._conv_geometry()
-        ph, pw = kh // 2, kw // 2
         cmd = self._cmd
         ctx = Signal(self._context_layout())
         run = Signal()
@@ -502,7 +501,6 @@ class SynapseMemory(wiring.Component):
                     self._write(m, "kernel_w", slice_ * (kh * kw) + pos, self._l.value)
                 m.next = "STREAM"
 
-        del ph, pw
         self._modes(m, ~run | last, run, {model.CMD_FORWARD, model.CMD_TRANSPOSED}, start, locate)
 
     # -- func-bmp (Func-BMP) --------------------------------------------------------------------------
