@@ -6,35 +6,43 @@ from __future__ import annotations
 from ..model.config import LIFConfig
 from ..rtl.lif import LIFCore
 from .runner import CocotbRun, CosimError, generate_verilog
-from .stimulus import random_scenario, required_coverage
+from .stimulus import random_scenario, required_coverage, synapse_memory
 
 __all__ = ["lif_run", "run_lif_cosim"]
 
 TEST_MODULE = "neuromosaic.cosim.lif_tb"
 
 
-def lif_run(sim: str, config: LIFConfig, *, waves: bool = False) -> CocotbRun:
+def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict | None = None) -> CocotbRun:
     """Builds (or reuses) the simulator model of a core whose weight memory starts with the weights
-    of the first random scenario; later scenarios load theirs through the weight port."""
-    weights = random_scenario(config, 0, 0).weights
-    verilog = generate_verilog(LIFCore(config, weights), "lif_core")
+    of the first random scenario; later scenarios load theirs through the weight port. ``synapses``:
+    the core keeps its weights in a synapse memory, ``stimulus.synapse_memory(config, **synapses)``."""
+    if synapses is None:
+        core = LIFCore(config, random_scenario(config, 0, 0).weights)
+    else:
+        core = LIFCore(config, synapses=synapse_memory(config, **synapses))
+    verilog = generate_verilog(core, "lif_core")
     return CocotbRun(sim, verilog, "lif_core", waves=waves)
 
 
 def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 50, corners: bool = True,
                   fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
                   rng_seed: int = 0, waves: bool = False, scoreboard: bool = True,
-                  saturated: int = 0, name: str = "run") -> dict:
+                  saturated: int = 0, synapses: dict | None = None, name: str = "run") -> dict:
     """Runs ``seeds`` random scenarios (and the directed corner cases) and returns the summary.
     With ``saturated=E`` it runs instead one stream of ``steps`` timesteps of E back-to-back spike
-    events (for throughput). Raises :class:`CosimError` on any mismatch, hang, or missing coverage."""
+    events (for throughput). With ``synapses`` (``organisation`` and the other arguments of
+    ``stimulus.synapse_memory``) the core keeps its weights in that synapse memory and runs
+    ``stimulus.synapse_scenarios`` (no corner cases: the memory's structure is fixed). Raises
+    :class:`CosimError` on any mismatch, hang, or missing coverage."""
     if seeds < 1 or steps < 1:
         raise CosimError(f"seeds={seeds}, steps={steps}: both must be at least 1.")
-    run = lif_run(sim, config, waves=waves)
+    run = lif_run(sim, config, waves=waves, synapses=synapses)
     job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "fault": fault,
-           "idle": idle, "backpressure": backpressure, "rng_seed": rng_seed, "saturated": saturated}
+           "idle": idle, "backpressure": backpressure, "rng_seed": rng_seed, "saturated": saturated,
+           "synapses": synapses}
     result = run.test(TEST_MODULE, "lif_scoreboard" if scoreboard else "lif_bare_loop", job, name)
-    if scoreboard and corners and not saturated:
+    if scoreboard and corners and not saturated and synapses is None:
         missing = [k for k in required_coverage(config) if not result["coverage"].get(k)]
         if missing:
             raise CosimError(f"{sim}: the corner cases {', '.join(missing)} never happened; the stimulus "

@@ -7,29 +7,37 @@ Amaranth's simulator) call :meth:`LIFTestbench.drive` and :meth:`LIFTestbench.sa
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Callable
 
+from ..model import synapse as synapse_model
 from ..model.config import EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, unpack_fields
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import LIFScoreboard, Mismatch, make_model
 from .stimulus import Scenario
 
-__all__ = ["LIFTestbench", "STALL_LIMIT"]
+__all__ = ["LIFTestbench", "STALL_LIMIT", "SYNAPSE_FAULT"]
 
+SYNAPSE_FAULT = "synapse-weight"   # with a synapse memory: the model memory holds one wrong weight
 STALL_LIMIT = 10_000    # cycles without any transfer or state write before the test calls it a hang
 
 
 class LIFTestbench:
     def __init__(self, config: LIFConfig, port: Callable[[str], Port], *, seed: int = 0,
                  idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None,
-                 scoreboard: bool = True):
+                 scoreboard: bool = True, synapses=None):
+        """``synapses``: the model synapse memory of a core built with one (its organisation and
+        structure; each scenario brings its contents)."""
         self.config, self.fault = config, fault
+        self._synapses = synapses
+        self._port = port
+        self._memory = None                        # the scenario's model synapse memory
         rng = random.Random(seed)
         self.scoreboard = LIFScoreboard(config) if scoreboard else None
         sb = self.scoreboard
         self.weights = StreamSource(port("weights__valid"), port("weights__ready"), port("weights__payload"),
-                                    rng=rng, idle=idle)
+                                    rng=rng, idle=idle, on_transfer=self._on_load if sb and synapses else None)
         self.events = StreamSource(port("events__valid"), port("events__ready"), port("events__payload"),
                                    rng=rng, idle=idle, on_transfer=self._on_input if sb else None)
         self.spikes = StreamSink(port("spikes__valid"), port("spikes__ready"), port("spikes__payload"),
@@ -51,6 +59,12 @@ class LIFTestbench:
         if unpack_fields(self.config.input_event_fields, word)["kind"] == EVENT_TICK:
             self.tick_cycles.append(cycle)
         self.scoreboard.on_input(cycle, word)
+
+    def _on_load(self, cycle: int, word: int) -> None:
+        f = unpack_fields(synapse_model.load_fields(self._synapses), word)
+        post = synapse_model.neuron_index(self._synapses, "post", f)
+        pre = synapse_model.neuron_index(self._synapses, "pre", f)
+        self.scoreboard.on_load(cycle, post, pre, f["value"])
 
     def _on_state_write(self, cycle: int, word: int) -> None:
         if word & self._phase_mask == PHASE_ACCUMULATE:
@@ -74,7 +88,7 @@ class LIFTestbench:
                 spans += prev - start + 1
                 start = cur
         spans += cyc[-1] - start + 1
-        sops = len(cyc) * c.lanes
+        sops = len(cyc) * (1 if self._synapses is not None else c.lanes)   # a write per result, or per block
         run = cyc[-1] - cyc[0] + 1
         return {"synaptic_operations": sops, "event_phase_cycles": spans, "sop_per_cycle": sops / spans,
                 "run_cycles": run, "sop_per_cycle_with_timesteps": sops / run}
@@ -83,9 +97,27 @@ class LIFTestbench:
     def start(self, scenario: Scenario, first_cycle: int, load_weights: bool) -> None:
         """Begins ``scenario`` right after a reset whose first free cycle is ``first_cycle``."""
         c = self.config
+        memory = None
+        if scenario.memory is not None:
+            memory = copy.deepcopy(scenario.memory)
+            memory.reset_counts()
+        self._memory = memory
+        if memory is not None and self.fault == SYNAPSE_FAULT:
+            # A wrong model memory: its first stored synapse holds another value than the DUT's.
+            post, pre = next((post, pre) for post in range(memory.post) for pre, _ in memory.transposed(post))
+            weight = dict(memory.transposed(post))[pre]
+            lo, hi = -(1 << (memory.weight_bits - 1)), (1 << (memory.weight_bits - 1)) - 1
+            memory.update(post, pre, next(v for v in (weight + 1, weight - 1, weight + 2) if v and lo <= v <= hi))
+            memory.reset_counts()
         if self.scoreboard:
-            self.scoreboard.reset(make_model(c, scenario.weights, self.fault), first_cycle)
-        if load_weights:
+            model_fault = None if self.fault == SYNAPSE_FAULT else self.fault
+            self.scoreboard.reset(make_model(c, scenario.weights, model_fault), first_cycle, memory)
+        if memory is not None:
+            fields = synapse_model.load_fields(memory)
+            self.weights.send(pack_fields(fields, {**synapse_model.neuron_values(memory, "post", post),
+                                                   **synapse_model.neuron_values(memory, "pre", pre), "value": v})
+                              for post, pre, v in scenario.loads)
+        elif load_weights:
             words = c.weight_words(scenario.weights)
             self.weights.send(pack_fields(c.weight_load_fields, {"address": a, "data": d})
                               for a, d in enumerate(words))
@@ -99,8 +131,21 @@ class LIFTestbench:
     def done(self) -> bool:
         busy = self._held_tokens or not self.weights.done or not self.events.done
         if self.scoreboard:
-            return not busy and self.scoreboard.idle
+            finished = not busy and self.scoreboard.idle
+            if finished and self._memory is not None:
+                self._check_counters()
+            return finished
         return not busy and self.ticks_out >= self._expected_ticks
+
+    def _check_counters(self) -> None:
+        """At the end of a scenario: the synapse memory's counters against the model memory's."""
+        for name, counts in self._memory.counts().items():
+            for kind in ("reads", "writes"):
+                got = self._port(f"synapse_counters__{name}_{kind}").get()
+                if got != counts[kind]:
+                    raise Mismatch(f"synapse counter mismatch: the DUT counts {got} {kind} of the {name} memory, "
+                                   f"the model {counts[kind]}.")
+                self.scoreboard.checked["synapse_counters"] += 1
 
     # -- the per-cycle hooks ----------------------------------------------------------------------
     def drive(self) -> None:

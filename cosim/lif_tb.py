@@ -9,20 +9,24 @@ import cocotb
 
 from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.lif_bench import LIFTestbench
-from neuromosaic.cosim.stimulus import saturated_scenario, scenarios
+from neuromosaic.cosim.stimulus import saturated_scenario, scenarios, synapse_scenarios
 from neuromosaic.model.config import LIFConfig
 
 
 async def _run(dut, scoreboard: bool):
     async def body(job, clock):
         config = LIFConfig.from_dict(job["config"])
-        if job.get("saturated"):
+        synapses = job.get("synapses")
+        if synapses:
+            scns = synapse_scenarios(config, seeds=job["seeds"], steps=job["steps"], **synapses)
+        elif job.get("saturated"):
             scns = [saturated_scenario(config, job["steps"], job["saturated"])]
         else:
             scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
         tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
                           idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
-                          fault=job.get("fault"), scoreboard=scoreboard)
+                          fault=job.get("fault"), scoreboard=scoreboard,
+                          synapses=scns[0].memory if synapses else None)
         await run_back_to_back(dut, tb, scns,
                                lambda tb, index, scenario, cycle: tb.start(scenario, cycle, load_weights=index > 0),
                                ("events", "weights"), ("spikes",), clock)

@@ -6,13 +6,16 @@ timestep in any order (repeats allowed), each step closed by a TICK.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 
 import torch
 
-from ..model.config import EVENT_SPIKE, EVENT_TICK, LIFConfig
+from ..model import synapse as synapse_model
+from ..model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig
 
-__all__ = ["Scenario", "random_scenario", "corner_scenarios", "scenarios"]
+__all__ = ["Scenario", "random_scenario", "corner_scenarios", "scenarios", "saturated_scenario", "required_coverage",
+           "synapse_memory", "synapse_scenarios"]
 
 
 @dataclass
@@ -20,6 +23,11 @@ class Scenario:
     name: str
     weights: torch.Tensor            # [neurons, inputs] int64
     tokens: list[tuple[int, int]]
+    # A core whose weights live in a synapse memory (issue 6): the memory as the scenario starts
+    # (before ``loads``), and the weight loads it begins with, ``(post, pre, value)``, through which
+    # the memory comes to hold ``weights``.
+    memory: object = None
+    loads: list = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -101,3 +109,73 @@ def required_coverage(config: LIFConfig) -> list[str]:
     if config.inputs >= 2 and config.threshold + 1 <= config.current_range[1]:
         need.append("threshold_exact")
     return need
+
+
+# -- cores whose weights live in a synapse memory (issue 6) ------------------------------------------
+def synapse_memory(config: LIFConfig, organisation: str, *, density: float = 0.5, seed: int = 0,
+                   image=None, kernel: int = 3, bitmap_word: int = 4):
+    """A random memory of ``organisation`` for the core ``config``: a ``[neurons, inputs]`` matrix
+    (the weights of :func:`random_scenario`, biased excitatory so that sparse layers still fire) of
+    which a fraction ``density`` is kept, or for the
+    functional organisations a ``kernel`` x ``kernel`` convolution on ``image=(H, W)`` (the core's
+    inputs and neurons are then ``Cin*H*W`` and ``Cout*H*W``) with a fraction ``density`` of
+    non-zero kernel weights."""
+    org = synapse_model.organisation_name(organisation)
+    g = torch.Generator().manual_seed(1000 + seed)
+    weights = random_scenario(config, seed, 0).weights
+    if org in synapse_model.FUNCTIONAL_ORGANISATIONS:
+        if image is None:
+            raise ConfigError(f"the {org} organisation is a convolution: give its image=(H, W).")
+        h, w = image
+        if config.inputs % (h * w) or config.neurons % (h * w):
+            raise ConfigError(f"image {h}x{w} does not tile the core's {config.inputs} inputs and {config.neurons} "
+                              f"neurons; allowed: an image whose pixel count divides both.")
+        lo, hi = config.weight_range
+        shape = (config.neurons // (h * w), config.inputs // (h * w), kernel, kernel)
+        k = torch.randint(lo, hi + 1, shape, generator=g) + hi // 3
+        k = k.clamp(lo, hi) * (torch.rand(shape, generator=g) < density)
+        return synapse_model.make_memory(org, k, config.weight_bits, image=tuple(image))
+    lo, hi = config.weight_range
+    weights = (weights + hi // 3).clamp(lo, hi) * (torch.rand(weights.shape, generator=g) < density)
+    options = {"bitmap_word": bitmap_word} if org == "bitmap" else {}
+    return synapse_model.make_memory(org, weights, config.weight_bits, **options)
+
+
+def _reload(memory, seed: int) -> list[tuple[int, int, int]]:
+    """New random values (``(post, pre, value)``) for every stored synapse of ``memory``: every
+    kernel word of a convolution (through one pair it connects), every non-zero matrix entry."""
+    g = torch.Generator().manual_seed(2000 + seed)
+    lo, hi = -(1 << (memory.weight_bits - 1)), (1 << (memory.weight_bits - 1)) - 1
+
+    def value():
+        v = int(torch.randint(lo, hi + 1, (1,), generator=g))
+        return v if v != 0 or memory.name == "func-pure" else hi
+
+    if not hasattr(memory, "kernel_shape"):
+        return [(post, pre, value()) for post, pre in torch.nonzero(memory.matrix()).tolist()]
+    k = memory.kernel()
+    h, w = memory.image
+    _, _, kh, kw = memory.kernel_shape
+    entries = torch.nonzero(torch.ones_like(k) if memory.name == "func-pure" else k).tolist()
+    loads = []
+    for co, ci, ky, kx in entries:
+        y, x = max(0, ky - kh // 2), max(0, kx - kw // 2)       # a pixel whose target is in the image
+        loads.append(((co * h + y - ky + kh // 2) * w + x - kx + kw // 2, (ci * h + y) * w + x, value()))
+    return loads
+
+
+def synapse_scenarios(config: LIFConfig, organisation: str, seeds: int, steps: int, **memory_args) -> list[Scenario]:
+    """Random scenarios for a core built with ``synapse_memory(config, organisation, **memory_args)``:
+    the first runs on the memory as built; each later one first loads new values into every stored
+    synapse through the core's weight port (the memory keeps them across the reset)."""
+    memory = synapse_memory(config, organisation, **memory_args)
+    out = []
+    for s in range(seeds):
+        start = copy.deepcopy(memory)
+        loads = _reload(memory, s) if s else []
+        for post, pre, value in loads:
+            memory.update(post, pre, value)
+        memory.reset_counts()
+        out.append(Scenario(f"{memory.name}-seed{s}", memory.matrix(), random_scenario(config, s, steps).tokens,
+                            start, loads))
+    return out

@@ -74,6 +74,16 @@ class IntegerLIF:
         current = saturate(state.current + self.weights[:, pre], self.config.current_range)
         return LIFState(current, state.membrane, state.refractory)
 
+    def accumulate_synapse(self, state: LIFState, post: int, weight: int) -> LIFState:
+        """One synaptic operation of a core whose weights come from a synapse memory
+        (``model.synapse``): ``I_post <- sat_I(I_post + weight)``. The results of a forward access,
+        taken in order, give :meth:`accumulate` of the column (each target appears once)."""
+        if not 0 <= post < self.config.neurons:
+            raise ConfigError(f"neuron {post} is out of range; allowed: 0..{self.config.neurons - 1}.")
+        current = state.current.clone()
+        current[post] = saturate(current[post] + int(weight), self.config.current_range)
+        return LIFState(current, state.membrane, state.refractory)
+
     def step(self, state: LIFState) -> tuple[LIFState, torch.Tensor]:
         c = self.config
         membrane = saturate(decay(state.membrane, c.membrane_decay_shift) + state.current, c.membrane_range)

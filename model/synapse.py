@@ -81,7 +81,7 @@ __all__ = ["Access", "PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMe
            "FUNCTIONAL_ORGANISATIONS", "organisation_name", "make_memory", "conv_matrix", "ConvMatrixMemory",
            "matrix_memories", "functional_memories", "conv_extent", "pass_counts", "matrix_pass_counts", "conv_matrix_pass_counts",
            "functional_pass_counts", "CMD_FORWARD", "CMD_TRANSPOSED", "CMD_UPDATE", "command_fields",
-           "result_fields", "neuron_values", "neuron_index"]
+           "load_fields", "result_fields", "neuron_values", "neuron_index"]
 
 LABELS = {"dense": "Crossbar", "bitmap": "PB-BMP", "csr": "PB-CSR", "func-rowcol": "Func-RowCol",
           "func-bmp": "Func-BMP", "func-pure": "Func-Pure"}
@@ -837,6 +837,12 @@ def command_fields(memory: SynapseMemory) -> tuple[Field, ...]:
     cout, cin = memory.kernel_shape[:2] if _conv(memory) else (0, 0)
     return ((Field("kind", 2),) + _neuron_fields(memory, "post", memory.post, cout)
             + _neuron_fields(memory, "pre", memory.pre, cin) + (Field("value", memory.weight_bits, True),))
+
+
+def load_fields(memory: SynapseMemory) -> tuple[Field, ...]:
+    """A weight load of a core whose weights live in ``memory``: an update command without its
+    kind (the postsynaptic neuron, the presynaptic one, the value)."""
+    return command_fields(memory)[1:]
 
 
 def result_fields(memory: SynapseMemory) -> tuple[Field, ...]:

@@ -10,10 +10,19 @@ input spike event therefore takes ``blocks`` cycles and performs ``lanes`` synap
 same way with the timestep update, storing each neuron's spike bit in a spike-mask memory; once the
 pipeline has drained, a scan emits the spiking neurons in ascending order followed by a TICK on the output stream.
 
+With a synapse memory (``synapses=``, any organisation of ``model.synapse``; issue 6) the weights
+live in a :class:`~.synapse.SynapseMemory` instead: an input spike event becomes a forward access,
+and each of its results (target neuron, weight) is one synaptic operation: the issue stage reads the
+target's block and the weight goes to its lane (zero in the others), one result a cycle, with no
+bubble between events. Sparse organisations deliver only the stored synapses, so zero weights cost
+no cycle. A TICK is taken once the memory has delivered its last result.
+
 Pipeline: issue (memory addresses) -> register stage (memory outputs) -> compute and write.
 Cycle contract (checked by the cosim scoreboard): if an input token is accepted in cycle ``c``,
-the write of block ``b`` for it is reported on ``state_write`` in cycle ``c + WRITE_LATENCY + b``. After a
-reset the core clears the state memory, one block per cycle, before it accepts input.
+the write of block ``b`` for it is reported on ``state_write`` in cycle ``c + WRITE_LATENCY + b``
+(with a synapse memory, a spike event's writes, one per result, follow its results by
+``WRITE_LATENCY`` cycles). After a reset the core clears the state memory, one block per cycle,
+before it accepts input.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -21,13 +30,24 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..model.config import LIFConfig
+from ..model import synapse as synapse_model
+from ..model.config import ConfigError, LIFConfig
 from . import layouts
 from .arith import decay, saturate
 from .layouts import EventKind, Phase
 from .memory import SinglePortRAM
+from .synapse import SynapseMemory
 
 __all__ = ["StateWriteSignature", "LIFCore"]
+
+
+def _check_synapses(config: LIFConfig, memory) -> None:
+    if not isinstance(memory, synapse_model.SynapseMemory):
+        raise TypeError(f"synapses must be a model.synapse memory, not {memory!r}")
+    if (memory.pre, memory.post, memory.weight_bits) != (config.inputs, config.neurons, config.weight_bits):
+        raise ConfigError(f"a {memory.name} synapse memory of {memory.pre} inputs, {memory.post} neurons and "
+                          f"{memory.weight_bits}-bit weights does not fit the core; allowed: {config.inputs} "
+                          f"inputs, {config.neurons} neurons, {config.weight_bits}-bit weights.")
 
 
 class StateWriteSignature(wiring.Signature):
@@ -51,6 +71,9 @@ class LIFCore(wiring.Component):
     config : LIFConfig
     weights : [neurons][inputs] integers or None
         Initial contents of the weight memory (zeros if None; load through ``weights`` then).
+    synapses : model.synapse.SynapseMemory or None
+        Keep the weights in this organisation instead (its ``pre`` are the core's inputs, its
+        ``post`` its neurons, its weight bits the core's); ``weights`` must then be None.
 
     Members
     -------
@@ -59,22 +82,39 @@ class LIFCore(wiring.Component):
     spikes : Out(stream.Signature(output_event))
         Output spike addresses of each timestep in ascending order, then a TICK.
     weights : In(stream.Signature(weight_load))
-        Writes one weight word (``lanes`` weights); taken only while no event is pending.
+        Writes one weight word (``lanes`` weights); taken only while no event is pending. With a
+        synapse memory: a new value for one stored synapse (``model.synapse.load_fields``: post,
+        pre, value), an update command of the memory.
     state_write : Out(StateWriteSignature)
         Every write of the neuron state memory, for verification.
+    synapse_counters : Out(the synapse memory's ``counters``)
+        Only with a synapse memory: its reads and writes per physical memory since the reset.
     """
 
-    def __init__(self, config: LIFConfig, weights=None):
+    def __init__(self, config: LIFConfig, weights=None, synapses: synapse_model.SynapseMemory | None = None):
         if not isinstance(config, LIFConfig):
             raise TypeError(f"config must be a LIFConfig, not {config!r}")
         self._config = config
         self._weight_words = config.weight_words(weights) if weights is not None else []
-        super().__init__({
+        self._synapses = None
+        members = {
             "events": In(stream.Signature(layouts.input_event(config))),
             "spikes": Out(stream.Signature(layouts.output_event(config))),
             "weights": In(stream.Signature(layouts.weight_load(config))),
             "state_write": Out(StateWriteSignature(config)),
-        })
+        }
+        if synapses is not None:
+            try:
+                if weights is not None:
+                    raise ConfigError("give the initial weights either as weights= or in the synapse memory, not both.")
+                _check_synapses(config, synapses)
+            except (ConfigError, TypeError):
+                self._MustUse__silence = True       # a refused component is never elaborated
+                raise
+            self._synapses = SynapseMemory(synapses)
+            members["weights"] = In(stream.Signature(layouts.struct(synapse_model.load_fields(synapses))))
+            members["synapse_counters"] = Out(self._synapses.counters.signature)
+        super().__init__(members)
 
     @property
     def config(self) -> LIFConfig:
@@ -85,8 +125,13 @@ class LIFCore(wiring.Component):
         B, L = c.blocks, c.lanes
         m = Module()
 
-        # Weight reads and loads share one port (a single-port RAM: SPRAM on the iCE40 UltraPlus).
-        m.submodules.weight_memory = wmem = SinglePortRAM(c.weight_word_bits, c.weight_depth, self._weight_words)
+        sm = self._synapses
+        if sm is None:
+            # Weight reads and loads share one port (a single-port RAM: SPRAM on the iCE40 UltraPlus).
+            m.submodules.weight_memory = wmem = SinglePortRAM(c.weight_word_bits, c.weight_depth, self._weight_words)
+        else:
+            m.submodules.synapses = sm
+            wiring.connect(m, sm.counters, wiring.flipped(self.synapse_counters))
         m.submodules.state_memory = smem = Memory(
             shape=data.ArrayLayout(layouts.neuron_state(c), L), depth=B, init=[])
         m.submodules.spike_mask = kmem = Memory(shape=unsigned(L), depth=B, init=[])
@@ -105,11 +150,19 @@ class LIFCore(wiring.Component):
         rd_pre = Signal(range(c.inputs))
         counter = Signal(range(B))      # next block to issue
         pre = Signal(range(c.inputs))   # input address of the event being processed
-        m.d.comb += [
-            wmem.addr.eq(Mux(wmem.write_enable, self.weights.payload.address, rd_pre * B + rd_block)),
-            wmem.write_data.eq(self.weights.payload.data),
-            s_rd.addr.eq(rd_block),
-        ]
+        m.d.comb += s_rd.addr.eq(rd_block)
+        # The weights of the issued block, one lane each: the weight memory's word one cycle after the
+        # read, or the synapse memory's result carried along (``p_weights``) in its lane.
+        if sm is None:
+            m.d.comb += [
+                wmem.addr.eq(Mux(wmem.write_enable, self.weights.payload.address, rd_pre * B + rd_block)),
+                wmem.write_data.eq(self.weights.payload.data),
+            ]
+        else:
+            lane_word = Signal(c.weight_word_bits)
+            p_weights = Signal(c.weight_word_bits)
+            m.d.sync += p_weights.eq(lane_word)
+            self._synapse_results(m, sm, issue, issue_phase, rd_block, lane_word)
 
         # -- register stage: the memory outputs, one cycle after the read --------------------------
         p_valid = Signal()
@@ -120,8 +173,9 @@ class LIFCore(wiring.Component):
         q_phase = Signal(Phase)
         q_block = Signal(range(B))
         q_state = Signal.like(s_rd.data)
-        q_weights = Signal.like(wmem.read_data)
-        m.d.sync += [q_valid.eq(p_valid), q_phase.eq(p_phase), q_block.eq(p_block), q_weights.eq(wmem.read_data)]
+        q_weights = Signal(c.weight_word_bits)
+        m.d.sync += [q_valid.eq(p_valid), q_phase.eq(p_phase), q_block.eq(p_block),
+                     q_weights.eq(wmem.read_data if sm is None else p_weights)]
 
         # -- compute and write stage ---------------------------------------------------------------
         new_state = Signal.like(s_wr.data)
@@ -204,28 +258,31 @@ class LIFCore(wiring.Component):
                     m.d.sync += counter.eq(0)
                     m.next = "IDLE"
 
+            def take_tick():
+                m.d.comb += [issue.eq(1), issue_phase.eq(Phase.STEP), rd_block.eq(0)]
+                if B > 1:
+                    m.d.sync += counter.eq(1)
+                    m.next = "SWEEP"
+                else:
+                    m.next = "DRAIN"
+
             with m.State("IDLE"):
-                m.d.comb += [
-                    self.events.ready.eq(1),
-                    self.weights.ready.eq(~self.events.valid),
-                ]
-                with m.If(self.events.valid):
-                    m.d.comb += [issue.eq(1), rd_block.eq(0)]
-                    with m.If(self.events.payload.kind == EventKind.SPIKE):
-                        m.d.comb += [issue_phase.eq(Phase.ACCUMULATE), rd_pre.eq(self.events.payload.address)]
-                        m.d.sync += pre.eq(self.events.payload.address)
-                        if B > 1:
-                            m.d.sync += counter.eq(1)
-                            m.next = "ACCUMULATE"
-                    with m.Else():
-                        m.d.comb += issue_phase.eq(Phase.STEP)
-                        if B > 1:
-                            m.d.sync += counter.eq(1)
-                            m.next = "SWEEP"
-                        else:
-                            m.next = "DRAIN"
-                with m.Elif(self.weights.valid):
-                    m.d.comb += wmem.write_enable.eq(1)
+                if sm is not None:
+                    self._synapse_idle(m, sm, take_tick)
+                else:
+                    m.d.comb += [self.events.ready.eq(1), self.weights.ready.eq(~self.events.valid)]
+                    with m.If(self.events.valid):
+                        with m.If(self.events.payload.kind == EventKind.SPIKE):
+                            m.d.comb += [issue.eq(1), issue_phase.eq(Phase.ACCUMULATE), rd_block.eq(0),
+                                         rd_pre.eq(self.events.payload.address)]
+                            m.d.sync += pre.eq(self.events.payload.address)
+                            if B > 1:
+                                m.d.sync += counter.eq(1)
+                                m.next = "ACCUMULATE"
+                        with m.Else():
+                            take_tick()
+                    with m.Elif(self.weights.valid):
+                        m.d.comb += wmem.write_enable.eq(1)
 
             with m.State("ACCUMULATE"):
                 m.d.comb += [issue.eq(1), issue_phase.eq(Phase.ACCUMULATE), rd_block.eq(counter),
@@ -282,3 +339,35 @@ class LIFCore(wiring.Component):
                     m.next = "IDLE"
 
         return m
+
+    # -- with a synapse memory ---------------------------------------------------------------------
+    def _synapse_results(self, m, sm, issue, issue_phase, rd_block, lane_word):
+        """Each result of the memory (target neuron, weight) is issued as one synaptic operation: the
+        target's block is read and the weight goes to its lane, zero to the others."""
+        c, res = self._config, sm.results
+        fields = [f.name for f in synapse_model.result_fields(sm.memory)[:-1]]
+        neuron = Signal(range(c.neurons))
+        m.d.comb += neuron.eq(synapse_model.neuron_index(
+            sm.memory, "neuron", {name: getattr(res.payload, name) for name in fields}))
+        lane = neuron % c.lanes
+        with m.If(res.valid):
+            m.d.comb += [issue.eq(1), issue_phase.eq(Phase.ACCUMULATE), rd_block.eq(neuron // c.lanes)]
+            for l in range(c.lanes):
+                m.d.comb += lane_word.word_select(l, c.weight_bits).eq(Mux(lane == l, res.payload.weight, 0))
+
+    def _synapse_idle(self, m, sm, take_tick):
+        """IDLE with a synapse memory: a spike event becomes a forward access, a weight load an update;
+        a TICK waits until the memory has delivered its last result."""
+        ev, load, cmd = self.events, self.weights, sm.commands
+        with m.If(ev.valid & (ev.payload.kind == EventKind.SPIKE)):
+            m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_FORWARD), ev.ready.eq(cmd.ready)]
+            for name, value in synapse_model.neuron_values(sm.memory, "pre", ev.payload.address).items():
+                m.d.comb += getattr(cmd.payload, name).eq(value)
+        with m.Elif(ev.valid):
+            with m.If(~sm.busy):
+                m.d.comb += ev.ready.eq(1)
+                take_tick()
+        with m.Elif(load.valid):
+            m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_UPDATE), load.ready.eq(cmd.ready)]
+            for f in synapse_model.load_fields(sm.memory):
+                m.d.comb += getattr(cmd.payload, f.name).eq(getattr(load.payload, f.name))

@@ -38,3 +38,32 @@ def test_lif_cosim_threshold_fault_caught_by_corner_case():
     small = LIFConfig(neurons=4, inputs=6, lanes=2)
     with pytest.raises(CosimError, match="mismatch"):
         run_lif_cosim("verilator", small, seeds=1, steps=5, fault="threshold", name="pytest-threshold")
+
+
+# A core whose weights live in a synapse memory (issue 6): each organisation on one simulator (the
+# memory alone runs every organisation on both, tests/test_cosim_synapse.py).
+SYNAPSE_RUNS = [("verilator", "csr"), ("verilator", "bitmap"), ("verilator", "func-bmp"),
+                ("icarus", "dense"), ("icarus", "func-pure"), ("icarus", "func-rowcol")]
+MATRIX_CORE = LIFConfig(neurons=8, inputs=10, lanes=2, threshold=300)
+CONV_CORE = LIFConfig(neurons=32, inputs=16, lanes=2, threshold=300)
+
+
+def _synapse_job(org):
+    if org.startswith("func"):
+        return CONV_CORE, {"organisation": org, "density": 0.5, "image": [4, 4]}
+    return MATRIX_CORE, {"organisation": org, "density": 0.4}
+
+
+@pytest.mark.parametrize("sim,org", SYNAPSE_RUNS)
+def test_lif_cosim_with_synapse_memory(sim, org):
+    config, synapses = _synapse_job(org)
+    r = run_lif_cosim(sim, config, seeds=2, steps=20, synapses=synapses, name=f"pytest-{org}")
+    assert r["passed"] and r["scenarios"] == 2 and r["coverage"]["spikes"] > 0
+    assert r["checked"]["synapse_counters"] > 0
+
+
+def test_lif_cosim_with_synapse_memory_catches_a_wrong_weight():
+    config, synapses = _synapse_job("csr")
+    with pytest.raises(CosimError, match="state write mismatch"):
+        run_lif_cosim("verilator", config, seeds=1, steps=30, synapses={**synapses, "density": 0.8},
+                      fault="synapse-weight", name="pytest-synapse-fault")
