@@ -19,30 +19,33 @@ TEST_MODULE = "neuromosaic.cosim.learning_tb"
 
 
 def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
-                 waves: bool = False) -> CocotbRun:
-    """Builds (or reuses) the simulator model of a learning core (or engine) for these configs."""
+                 waves: bool = False, synapses: str | None = None) -> CocotbRun:
+    """Builds (or reuses) the simulator model of a learning core (or engine, with its readout in the
+    ``synapses`` organisation if given) for these configs."""
     top = "learning_core" if core else "learning_engine"
-    dut = LearningCore(config, cfg) if core else LearningEngine(config, cfg)
+    dut = LearningCore(config, cfg) if core else LearningEngine(config, cfg, synapses=synapses)
     return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves)
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
                        rng_seed: int = 0, waves: bool = False, episode_list=None, name: str = "run",
-                       core: bool = True) -> dict:
+                       core: bool = True, synapses: str | None = None) -> dict:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
-    default), else into the ``LearningEngine`` alone (hidden spikes). Raises :class:`CosimError` on
-    any mismatch or hang."""
+    default), else into the ``LearningEngine`` alone (hidden spikes; ``synapses``: its readout in that
+    synapse memory organisation). Raises :class:`CosimError` on any mismatch or hang."""
+    if synapses is not None and core:
+        raise CosimError("synapses= applies to the learning engine alone; run it with core=False.")
     if episode_list is None and episodes < 1:
         raise CosimError(f"episodes={episodes}: at least 1 is needed.")
     if episode_list is not None and any(e.through_core != core for e in episode_list):
         raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
                          "rasters; through the core every episode needs them, into the engine none may have them.")
-    run = learning_run(sim, config, cfg, core=core, waves=waves)
+    run = learning_run(sim, config, cfg, core=core, waves=waves, synapses=synapses)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
            "first_seed": first_seed, "fault": fault, "idle": idle, "backpressure": backpressure,
-           "rng_seed": rng_seed, "core": core}
+           "rng_seed": rng_seed, "core": core, "synapses": synapses}
     if episode_list is not None:
         path = run.build_dir / name / "episodes.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

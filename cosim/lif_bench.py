@@ -48,6 +48,7 @@ class LIFTestbench:
                                             self._on_state_write))
         self.accumulate_cycles: list[int] = []    # cycles with an event-phase write (throughput)
         self.tick_cycles: list[int] = []          # cycles in which a TICK was accepted
+        self.first_event_cycle: int | None = None  # the cycle the first spike event was accepted
         phase = config.state_write_fields[0]      # the first field of the verification port's word
         assert phase.name == "phase"
         self._phase_mask = (1 << phase.bits) - 1
@@ -58,6 +59,8 @@ class LIFTestbench:
     def _on_input(self, cycle: int, word: int) -> None:
         if unpack_fields(self.config.input_event_fields, word)["kind"] == EVENT_TICK:
             self.tick_cycles.append(cycle)
+        elif self.first_event_cycle is None:
+            self.first_event_cycle = cycle
         self.scoreboard.on_input(cycle, word)
 
     def _on_load(self, cycle: int, word: int) -> None:
@@ -91,7 +94,8 @@ class LIFTestbench:
         sops = len(cyc) * (1 if self._synapses is not None else c.lanes)   # a write per result, or per block
         run = cyc[-1] - cyc[0] + 1
         return {"synaptic_operations": sops, "event_phase_cycles": spans, "sop_per_cycle": sops / spans,
-                "run_cycles": run, "sop_per_cycle_with_timesteps": sops / run}
+                "run_cycles": run, "sop_per_cycle_with_timesteps": sops / run,
+                "first_event_cycle": self.first_event_cycle, "last_write_cycle": cyc[-1]}
 
     # -- scenario sequencing ----------------------------------------------------------------------
     def start(self, scenario: Scenario, first_cycle: int, load_weights: bool) -> None:
@@ -171,6 +175,9 @@ class LIFTestbench:
     def finish(self) -> dict:
         if self.scoreboard:
             self.scoreboard.finish()
-            return {"checked": dict(self.scoreboard.checked), "coverage": dict(self.scoreboard.coverage),
-                    "output_stall_cycles": self.spikes.stall_cycles, "throughput": self.throughput()}
+            out = {"checked": dict(self.scoreboard.checked), "coverage": dict(self.scoreboard.coverage),
+                   "output_stall_cycles": self.spikes.stall_cycles, "throughput": self.throughput()}
+            if self._memory is not None:            # the last scenario's accesses per physical memory
+                out["synapse_counts"] = self._memory.counts()
+            return out
         return {}

@@ -9,7 +9,7 @@ import cocotb
 
 from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.lif_bench import LIFTestbench
-from neuromosaic.cosim.stimulus import saturated_scenario, scenarios, synapse_scenarios
+from neuromosaic.cosim.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
 from neuromosaic.model.config import LIFConfig
 
 
@@ -17,7 +17,9 @@ async def _run(dut, scoreboard: bool):
     async def body(job, clock):
         config = LIFConfig.from_dict(job["config"])
         synapses = job.get("synapses")
-        if synapses:
+        if synapses and job.get("forward_pass"):
+            scns = [synapse_pass_scenario(config, **synapses)]
+        elif synapses:
             scns = synapse_scenarios(config, seeds=job["seeds"], steps=job["steps"], **synapses)
         elif job.get("saturated"):
             scns = [saturated_scenario(config, job["steps"], job["saturated"])]

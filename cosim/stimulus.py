@@ -15,7 +15,7 @@ from ..model import synapse as synapse_model
 from ..model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig
 
 __all__ = ["Scenario", "random_scenario", "corner_scenarios", "scenarios", "saturated_scenario", "required_coverage",
-           "synapse_memory", "synapse_scenarios"]
+           "synapse_memory", "synapse_scenarios", "synapse_pass_scenario"]
 
 
 @dataclass
@@ -179,3 +179,10 @@ def synapse_scenarios(config: LIFConfig, organisation: str, seeds: int, steps: i
         out.append(Scenario(f"{memory.name}-seed{s}", memory.matrix(), random_scenario(config, s, steps).tokens,
                             start, loads))
     return out
+
+
+def synapse_pass_scenario(config: LIFConfig, organisation: str, **memory_args) -> Scenario:
+    """One forward pass through a synapse memory: every input sends one event, in order, then a TICK
+    (the load under which ``bench memory`` measures the core)."""
+    memory = synapse_memory(config, organisation, **memory_args)
+    return Scenario(f"{memory.name}-pass", memory.matrix(), _step_tokens(range(config.inputs)), memory)

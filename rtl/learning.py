@@ -12,7 +12,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+import torch
 
+from ..model import synapse as synapse_model
 from ..model.config import ConfigError, bits_for, signed_range
 from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_MAX, LearningConfig, command_fields,
                               error_bits, level_bounds, logit_fields, rate_fields, readout_load_fields,
@@ -22,6 +24,7 @@ from . import layouts
 from .arith import decay, saturate
 from .layouts import EventKind
 from .lif import LIFCore
+from .synapse import SynapseMemory
 
 __all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "WeightWriteSignature",
            "SpikeMonitorSignature"]
@@ -154,6 +157,16 @@ class LearningEngine(wiring.Component):
     lane at a time), traces and eligibilities (one word per hidden neuron), the spikes of the current
     step (one bit per hidden neuron), the accumulators (one per weight).
 
+    With ``synapses="dense"`` (issue 6) the readout weights live in a :class:`~.synapse.SynapseMemory`
+    (``[outputs, neurons]``, one weight a word) instead: a hidden spike is a forward access whose
+    results (output, weight) are added to the drives one a cycle (a TICK, a command or a load waits
+    for the last); a load is an update command; ``OP_UPDATE`` makes, per output ``k``, a transposed
+    access whose ``(j, W[k, j])`` results go through the update unit (accumulator read with the
+    result) into a FIFO of new weights, then one update command per new weight, reported on
+    ``weight_write`` when taken. The order of the updates and LFSR draws is the model's; the cycles
+    below hold only without it. The sparse organisations are refused: the learning rule updates every
+    weight, zeros included.
+
     Cycles from taking a token to taking the next one (no backpressure): a spike 1; a TICK
     ``neurons + 2``; an ``OP_END`` ``outputs + neurons + 2`` (the logits, the clearing of the sample),
     with learning ``outputs * (prob_bits + 3) + outputs * neurons + 2`` more (the softmax, the
@@ -171,12 +184,25 @@ class LearningEngine(wiring.Component):
     weight_write : Out(WeightWriteSignature)            -- every weight written by an update
     """
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None):
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None,
+                 synapses: str | None = None):
         if not isinstance(config, SRNNConfig):
             raise TypeError(f"config must be an SRNNConfig, not {config!r}")
         self.config, self.cfg = config, cfg
         K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
         _check_levels(self, config, cfg)
+        self._synapses = None
+        if synapses is not None:
+            if synapses != "dense":
+                self._MustUse__silence = True
+                raise ConfigError(f"synapses={synapses!r}: the readout's learning rule updates every weight, zeros "
+                                  "included, so its synapse memory must store them all; allowed: 'dense'.")
+            w = torch.zeros(K, N, dtype=torch.int64) if w_out is None else torch.as_tensor(w_out).to(torch.int64)
+            try:
+                self._synapses = SynapseMemory(synapse_model.make_memory("dense", w, wb))
+            except ConfigError:
+                self._MustUse__silence = True
+                raise
         self._init = []
         if w_out is not None:
             rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
@@ -195,6 +221,11 @@ class LearningEngine(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self._synapses is not None:
+            return self._elaborate(platform, self._synapses)
+        return self._elaborate(platform, None)
+
+    def _elaborate(self, platform, sm):
         c, cfg = self.config, self.cfg
         K, N, wb, s = c.outputs, c.neurons, c.readout_weight_bits, c.readout_decay_shift
         f, P, EB, AB = cfg.trace_frac_bits, cfg.prob_bits, cfg.elig_bits, cfg.acc_bits
@@ -205,11 +236,14 @@ class LearningEngine(wiring.Component):
         m = Module()
 
         # -- memories -------------------------------------------------------------------------------
-        m.submodules.weight_memory = wmem = Memory(shape=unsigned(K * wb), depth=N, init=self._init)
+        if sm is None:
+            m.submodules.weight_memory = wmem = Memory(shape=unsigned(K * wb), depth=N, init=self._init)
+            w_rd, w_wr = wmem.read_port(), wmem.write_port(granularity=wb)
+        else:
+            m.submodules.synapses = sm
         m.submodules.trace_memory = tmem = Memory(shape=unsigned(TB + EB), depth=N, init=[])
         m.submodules.spike_memory = smem = Memory(shape=unsigned(1), depth=N, init=[])
         m.submodules.acc_memory = amem = Memory(shape=signed(AB), depth=K * N, init=[])
-        w_rd, w_wr = wmem.read_port(), wmem.write_port(granularity=wb)
         t_rd, t_wr = tmem.read_port(), tmem.write_port()
         s_rd, s_wr = smem.read_port(), smem.write_port()
         a_rd, a_wr = amem.read_port(), amem.write_port()
@@ -242,11 +276,19 @@ class LearningEngine(wiring.Component):
 
         # -- spike events: one readout weight word a cycle, added to every output's drive -----------
         take_spike = Signal()
-        spike_valid = Signal()
-        m.d.sync += spike_valid.eq(take_spike)
-        with m.If(spike_valid):
-            for kk in range(K):
-                m.d.sync += drive[kk].eq(drive[kk] + w_rd.data.word_select(kk, wb).as_signed())
+        updating = Signal()                             # the synapse memory's results are an update's
+        if sm is None:
+            spike_valid = Signal()
+            m.d.sync += spike_valid.eq(take_spike)
+            with m.If(spike_valid):
+                for kk in range(K):
+                    m.d.sync += drive[kk].eq(drive[kk] + w_rd.data.word_select(kk, wb).as_signed())
+        else:                                           # one (output, weight) result a cycle
+            res = sm.results
+            with m.If(res.valid & ~updating):
+                for kk in range(K):
+                    with m.If(res.payload.neuron == kk):
+                        m.d.sync += drive[kk].eq(drive[kk] + res.payload.weight)
 
         # -- the trace sweep of a TICK (issue j, then update j one cycle later) ----------------------
         sweep_valid = Signal()
@@ -296,7 +338,16 @@ class LearningEngine(wiring.Component):
         out_k = Signal(range(K))
         out_j = Signal(range(N))
         out_old = Signal(signed(wb))
-        old = w_rd.data.word_select(upd_k, wb).as_signed()
+        if sm is None:
+            old = w_rd.data.word_select(upd_k, wb).as_signed()
+        else:
+            # The transposed access of output k delivers (j, old weight) a cycle: its accumulator is
+            # read then, the pair goes to the update unit a cycle later.
+            old = Signal(signed(wb))
+            with m.If(res.valid & updating):
+                m.d.comb += a_rd.addr.eq(n + res.payload.neuron)            # n = k * N during the update
+            m.d.sync += [upd_valid.eq(res.valid & updating), upd_j.eq(res.payload.neuron), upd_k.eq(k),
+                         upd_n.eq(n + res.payload.neuron), old.eq(res.payload.weight)]
         m.d.comb += [upd.inp.valid.eq(upd_valid), upd.inp.payload.acc.eq(a_rd.data), upd.inp.payload.old.eq(old)]
         with m.If(upd_valid):
             m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(upd_n), a_wr.data.eq(0)]      # consumed: cleared
@@ -305,14 +356,30 @@ class LearningEngine(wiring.Component):
         write_word = Signal(range(N))
         write_value = Signal(signed(wb))
         write_en = Signal()
-        m.d.comb += [w_wr.addr.eq(write_word), w_wr.data.eq(Cat(*[write_value] * K))]
-        for kk in range(K):
-            m.d.comb += w_wr.en[kk].eq(write_en & (write_lane == kk))
-        with m.If(upd.out.valid):
-            m.d.comb += [write_en.eq(1), write_lane.eq(out_k), write_word.eq(out_j), write_value.eq(upd.out.payload),
-                         self.weight_write.valid.eq(1),
-                         self.weight_write.payload.output.eq(out_k), self.weight_write.payload.neuron.eq(out_j),
-                         self.weight_write.payload.old.eq(out_old), self.weight_write.payload.new.eq(upd.out.payload)]
+        if sm is None:
+            m.d.comb += [w_wr.addr.eq(write_word), w_wr.data.eq(Cat(*[write_value] * K))]
+            for kk in range(K):
+                m.d.comb += w_wr.en[kk].eq(write_en & (write_lane == kk))
+            with m.If(upd.out.valid):
+                m.d.comb += [write_en.eq(1), write_lane.eq(out_k), write_word.eq(out_j),
+                             write_value.eq(upd.out.payload), self.weight_write.valid.eq(1),
+                             self.weight_write.payload.output.eq(out_k), self.weight_write.payload.neuron.eq(out_j),
+                             self.weight_write.payload.old.eq(out_old),
+                             self.weight_write.payload.new.eq(upd.out.payload)]
+        else:
+            # The new weights of output k wait in a FIFO until its transposed access is over, then go
+            # to the synapse memory as update commands (reported when taken); a load is one too.
+            entry = data.StructLayout({"j": unsigned(bits_for(N)), "old": signed(wb), "new": signed(wb)})
+            m.submodules.new_weights = pending = SyncFIFOBuffered(width=entry.size, depth=max(N, 2))
+            head = data.View(entry, pending.r_data)
+            tail = data.View(entry, pending.w_data)
+            m.d.comb += [pending.w_en.eq(upd.out.valid), tail.j.eq(out_j), tail.old.eq(out_old),
+                         tail.new.eq(upd.out.payload)]
+            cmd = sm.commands
+            with m.If(write_en):
+                m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_UPDATE),
+                             cmd.payload.post.eq(write_lane), cmd.payload.pre.eq(write_word),
+                             cmd.payload.value.eq(write_value)]
 
         # -- softmax registers -------------------------------------------------------------------------
         top = Signal(signed(c.logit_bits))              # the largest logit
@@ -353,23 +420,41 @@ class LearningEngine(wiring.Component):
                     m.next = "IDLE"
 
             with m.State("IDLE"):
-                m.d.comb += [self.spikes.ready.eq(1),
-                             self.command.ready.eq(~self.spikes.valid),
-                             self.weights.ready.eq(~self.spikes.valid & ~self.command.valid)]
+                spike = self.spikes.payload.kind == layouts.EventKind.SPIKE
+                if sm is None:
+                    m.d.comb += [self.spikes.ready.eq(1),
+                                 self.command.ready.eq(~self.spikes.valid),
+                                 self.weights.ready.eq(~self.spikes.valid & ~self.command.valid),
+                                 take_spike.eq(self.spikes.valid & spike),
+                                 w_rd.addr.eq(self.spikes.payload.address)]
+                    idle = Const(1)
+                else:
+                    # A spike is a forward access; a TICK, a command or a load waits for its last result.
+                    cmd = sm.commands
+                    idle = ~sm.busy
+                    with m.If(self.spikes.valid & spike):
+                        m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_FORWARD),
+                                     cmd.payload.pre.eq(self.spikes.payload.address),
+                                     self.spikes.ready.eq(cmd.ready), take_spike.eq(cmd.ready)]
+                    with m.Elif(self.spikes.valid):
+                        m.d.comb += self.spikes.ready.eq(idle)
+                    m.d.comb += [self.command.ready.eq(~self.spikes.valid & idle),
+                                 self.weights.ready.eq(~self.spikes.valid & ~self.command.valid & cmd.ready)]
                 with m.If(self.spikes.valid):
-                    with m.If(self.spikes.payload.kind == layouts.EventKind.SPIKE):
-                        m.d.comb += [take_spike.eq(1), w_rd.addr.eq(self.spikes.payload.address),
-                                     s_wr.en.eq(1), s_wr.addr.eq(self.spikes.payload.address), s_wr.data.eq(1)]
-                    with m.Else():
+                    with m.If(spike):
+                        with m.If(take_spike):
+                            m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(self.spikes.payload.address), s_wr.data.eq(1)]
+                    with m.Elif(idle):
                         m.d.sync += j.eq(0)
                         m.next = "SWEEP"
                 with m.Elif(self.command.valid):
-                    m.d.sync += [label.eq(self.command.payload.label), learn.eq(self.command.payload.learn),
-                                 k.eq(0), j.eq(0), n.eq(0)]
-                    with m.If(self.command.payload.op == OP_END):
-                        m.next = "LOGITS"
-                    with m.Else():
-                        m.next = "UPDATE"
+                    with m.If(idle):
+                        m.d.sync += [label.eq(self.command.payload.label), learn.eq(self.command.payload.learn),
+                                     k.eq(0), j.eq(0), n.eq(0)]
+                        with m.If(self.command.payload.op == OP_END):
+                            m.next = "LOGITS"
+                        with m.Else():
+                            m.next = "UPDATE"
                 with m.Elif(self.weights.valid):
                     m.d.comb += [write_en.eq(1), write_lane.eq(self.weights.payload.output),
                                  write_word.eq(self.weights.payload.neuron),
@@ -446,16 +531,49 @@ class LearningEngine(wiring.Component):
                     m.d.sync += first.eq(1)
                     m.next = "IDLE"
 
-            with m.State("UPDATE"):                      # issue (k, j): its accumulator and weight word
-                m.d.comb += [a_rd.addr.eq(n), w_rd.addr.eq(j)]
-                m.d.sync += [upd_valid.eq(1), upd_k.eq(k), upd_j.eq(j), upd_n.eq(n)]
-                with m.If(advance_kj()):
-                    m.next = "UPDATE_DRAIN"
+            if sm is None:
+                with m.State("UPDATE"):                  # issue (k, j): its accumulator and weight word
+                    m.d.comb += [a_rd.addr.eq(n), w_rd.addr.eq(j)]
+                    m.d.sync += [upd_valid.eq(1), upd_k.eq(k), upd_j.eq(j), upd_n.eq(n)]
+                    with m.If(advance_kj()):
+                        m.next = "UPDATE_DRAIN"
 
-            with m.State("UPDATE_DRAIN"):                # the last weight leaves the pipeline
-                m.d.sync += [upd_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
-                with m.If(~upd_valid & ~upd.out.valid):
-                    m.next = "IDLE"
+                with m.State("UPDATE_DRAIN"):            # the last weight leaves the pipeline
+                    m.d.sync += [upd_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
+                    with m.If(~upd_valid & ~upd.out.valid):
+                        m.next = "IDLE"
+            else:
+                with m.State("UPDATE"):                  # output k's transposed access (n = k * N)
+                    m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_TRANSPOSED),
+                                 cmd.payload.post.eq(k)]
+                    with m.If(cmd.ready):
+                        m.d.sync += updating.eq(1)
+                        m.next = "UPDATE_PAIRS"
+
+                with m.State("UPDATE_PAIRS"):            # until its last new weight is in the FIFO
+                    with m.If(~sm.busy & ~upd_valid & ~upd.out.valid):
+                        m.d.sync += updating.eq(0)
+                        m.next = "UPDATE_WRITE"
+
+                with m.State("UPDATE_WRITE"):            # the new weights of output k, one update each
+                    with m.If(pending.r_rdy):
+                        m.d.comb += [write_en.eq(1), write_lane.eq(k), write_word.eq(head.j),
+                                     write_value.eq(head.new), pending.r_en.eq(cmd.ready)]
+                        with m.If(cmd.ready):
+                            m.d.comb += [self.weight_write.valid.eq(1), self.weight_write.payload.output.eq(k),
+                                         self.weight_write.payload.neuron.eq(head.j),
+                                         self.weight_write.payload.old.eq(head.old),
+                                         self.weight_write.payload.new.eq(head.new)]
+                    with m.Elif(pending.level == 0):
+                        m.d.sync += [k.eq(k + 1), n.eq(n + N)]
+                        m.next = "UPDATE"
+                        with m.If(last_k):
+                            m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
+                            m.next = "UPDATE_DRAIN"
+
+                with m.State("UPDATE_DRAIN"):            # the last update command is served
+                    with m.If(~sm.busy):
+                        m.next = "IDLE"
 
         return m
 

@@ -46,7 +46,7 @@ from .layouts import struct
 __all__ = ["COUNTER_BITS", "trace_ports", "SynapseMemory"]
 
 COUNTER_BITS = 32
-FIFO_DEPTH = 4
+FIFO_DEPTH = 8
 
 
 def _written(organisation: str) -> str:

@@ -48,3 +48,11 @@ def test_learning_cosim_rram_emulation():
     cfg = LearningConfig(level_shift=2, write_noise_bits=3)
     r = run_learning_cosim("verilator", CONFIG, cfg, episodes=4, first_seed=100, name="pytest-rram")
     assert r["checked"]["weight_writes"] > 100 and r["coverage"]["weights_changed"] > 0
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_learning_cosim_engine_with_synapse_memory(sim):
+    """The engine with its readout in the dense SynapseMemory (issue 6), whole episodes bit-exact."""
+    config = SRNNConfig.make(channels=4, neurons=8, outputs=5)
+    r = run_learning_cosim(sim, config, episodes=4, core=False, synapses="dense", name="pytest-synapses")
+    assert r["passed"] and r["checked"]["weight_writes"] > 0

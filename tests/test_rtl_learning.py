@@ -228,3 +228,37 @@ def test_level_shift_leaving_one_level_is_refused():
     from neuromosaic.model.config import ConfigError
     with pytest.raises(ConfigError, match="level_shift=8 leaves fewer than 2 levels for 8-bit weights"):
         UpdateUnit(CONFIG, LearningConfig(level_shift=8))
+
+
+# -- the readout in a synapse memory (issue 6) ---------------------------------------------------------
+
+def test_engine_with_synapse_memory_matches_the_model():
+    """Spikes are forward accesses (one output's weight a cycle into its drive); an update is, per
+    output, a transposed access whose (neuron, weight) pairs go through the update unit, then an
+    update command per new weight: the same weights, logits and LFSR draws as the model."""
+    cfg = LearningConfig()
+    eps = [random_episode(CONFIG, cfg, s) for s in range(4)]
+    r = simulate_learning(CONFIG, cfg, eps, seed=1, synapses="dense")
+    plain = simulate_learning(CONFIG, cfg, eps, seed=1)
+    assert r["checked"] == plain["checked"] and r["checked"]["weight_writes"] > 0
+    assert r["coverage"]["weights_changed"] > 0
+
+
+def test_engine_with_synapse_memory_odd_widths():
+    simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(3)], seed=2, idle=0.4,
+                      backpressure=0.5, synapses="dense")
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_engine_with_synapse_memory_catches_wrong_rounding(fault):
+    cfg = LearningConfig()
+    with pytest.raises(Mismatch, match="weight write mismatch"):
+        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault=fault,
+                          synapses="dense")
+
+
+def test_engine_refuses_a_sparse_readout():
+    from neuromosaic.model.config import ConfigError
+    from neuromosaic.rtl.learning import LearningEngine
+    with pytest.raises(ConfigError, match="allowed: 'dense'"):
+        LearningEngine(CONFIG, LearningConfig(), synapses="csr")
