@@ -149,12 +149,14 @@ class LIFScoreboard:
         fields = c.neuron_state_fields
         masks = [(1 << f.bits) - 1 for f in fields]
         offsets = [sum(f.bits for f in fields[:k]) for k in range(len(fields))]
-        columns = [getattr(state, f.name).tolist() for f in fields]
+        first = 0 if only is None else only * c.lanes          # the records of the blocks asked for only
+        last = c.neurons if only is None else first + c.lanes
+        columns = [getattr(state, f.name)[first:last].tolist() for f in fields]
         records = [sum((v & mk) << off for v, mk, off in zip(values, masks, offsets))
                    for values in zip(*columns)]
         rec_bits = c.neuron_state_bits
         words = []
-        for b in range(c.blocks) if only is None else (only,):
+        for b in range((last - first) // c.lanes):
             word = 0
             for lane, rec in enumerate(records[b * c.lanes:(b + 1) * c.lanes]):
                 word |= rec << (lane * rec_bits)

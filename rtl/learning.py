@@ -7,12 +7,12 @@ Everything here is ``model.learning`` bit for bit. :class:`GaloisLFSR` steps thr
 ``model.learning.adapt_readout_integer``, sequenced over its memories.
 """
 
+import torch
 from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-import torch
 
 from ..model import synapse as synapse_model
 from ..model.config import ConfigError, bits_for, signed_range
@@ -191,18 +191,10 @@ class LearningEngine(wiring.Component):
         self.config, self.cfg = config, cfg
         K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
         _check_levels(self, config, cfg)
-        self._synapses = None
-        if synapses is not None:
-            if synapses != "dense":
-                self._MustUse__silence = True
-                raise ConfigError(f"synapses={synapses!r}: the readout's learning rule updates every weight, zeros "
-                                  "included, so its synapse memory must store them all; allowed: 'dense'.")
-            w = torch.zeros(K, N, dtype=torch.int64) if w_out is None else torch.as_tensor(w_out).to(torch.int64)
-            try:
-                self._synapses = SynapseMemory(synapse_model.make_memory("dense", w, wb))
-            except ConfigError:
-                self._MustUse__silence = True
-                raise
+        if synapses not in (None, "dense"):
+            self._MustUse__silence = True
+            raise ConfigError(f"synapses={synapses!r}: the readout's learning rule updates every weight, zeros "
+                              "included, so its synapse memory must store them all; allowed: 'dense'.")
         self._init = []
         if w_out is not None:
             rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
@@ -211,6 +203,10 @@ class LearningEngine(wiring.Component):
                 raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
             mask = (1 << wb) - 1
             self._init = [sum((rows[k][j] & mask) << (k * wb) for k in range(K)) for j in range(N)]
+        self._synapses = None
+        if synapses is not None:
+            w = torch.zeros(K, N, dtype=torch.int64) if w_out is None else torch.tensor(rows, dtype=torch.int64)
+            self._synapses = SynapseMemory(synapse_model.make_memory("dense", w, wb))
         super().__init__({
             "spikes": In(stream.Signature(layouts.output_event(config.core))),
             "command": In(stream.Signature(layouts.struct(command_fields(config)))),
@@ -221,11 +217,7 @@ class LearningEngine(wiring.Component):
         })
 
     def elaborate(self, platform):
-        if self._synapses is not None:
-            return self._elaborate(platform, self._synapses)
-        return self._elaborate(platform, None)
-
-    def _elaborate(self, platform, sm):
+        sm = self._synapses
         c, cfg = self.config, self.cfg
         K, N, wb, s = c.outputs, c.neurons, c.readout_weight_bits, c.readout_decay_shift
         f, P, EB, AB = cfg.trace_frac_bits, cfg.prob_bits, cfg.elig_bits, cfg.acc_bits
