@@ -11,6 +11,8 @@ import copy
 import random
 from typing import Callable
 
+import torch
+
 from ..model import synapse as synapse_model
 from ..model.config import EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, unpack_fields
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
@@ -107,9 +109,9 @@ class LIFTestbench:
             memory.reset_counts()
         self._memory = memory
         if memory is not None and self.fault == SYNAPSE_FAULT:
-            # A wrong model memory: its first stored synapse holds another value than the DUT's.
-            post, pre = next((post, pre) for post in range(memory.post) for pre, _ in memory.transposed(post))
-            weight = dict(memory.transposed(post))[pre]
+            # A wrong model memory: its first non-zero synapse holds another value than the DUT's.
+            post, pre = torch.nonzero(memory.matrix())[0].tolist()
+            weight = int(memory.matrix()[post, pre])
             lo, hi = -(1 << (memory.weight_bits - 1)), (1 << (memory.weight_bits - 1)) - 1
             memory.update(post, pre, next(v for v in (weight + 1, weight - 1, weight + 2) if v and lo <= v <= hi))
             memory.reset_counts()

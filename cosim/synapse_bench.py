@@ -47,32 +47,27 @@ def _random_weights(shape, density: float, bits: int, gen: torch.Generator) -> t
 
 def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, weight_bits: int = 8,
                      bitmap_word: int = 8, updates: int = 12, shape=MATRIX_SHAPE, kernel=CONV_KERNEL,
-                     image=CONV_IMAGE, forward_only: bool = False) -> SynapseScenario:
+                     image=CONV_IMAGE) -> SynapseScenario:
     """A random memory of ``organisation`` (a ``[post, pre]`` matrix of ``shape``, or for the
     functional organisations a ``kernel``-shaped kernel on ``image``) and its commands: a forward
     access of every presynaptic neuron and a transposed access of every postsynaptic one,
     interleaved with ``updates`` updates of stored synapses (random non-zero values), then every
     forward access again. A matrix has an empty row, an empty column and a full row; a kernel an
-    empty slice and a full one. ``forward_only``: plain random contents and one forward access of
-    every presynaptic neuron in order (for throughput)."""
+    empty slice and a full one."""
     org = model.organisation_name(organisation)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     if org in model.FUNCTIONAL_ORGANISATIONS:
         k = _random_weights(tuple(kernel), density, weight_bits, gen)
-        if not forward_only:
-            k[0, 1] = 0
-            k[1, 0] = _random_weights(k.shape[2:], 1.0, weight_bits, gen)
+        k[0, 1] = 0
+        k[1, 0] = _random_weights(k.shape[2:], 1.0, weight_bits, gen)
         mem = model.make_memory(org, k, weight_bits, image=tuple(image))
     else:
         w = _random_weights(tuple(shape), density, weight_bits, gen)
-        if not forward_only:
-            w[:, 3] = 0
-            w[5, :] = 0
-            w[:, 7] = _random_weights(tuple(shape)[:1], 1.0, weight_bits, gen)
+        w[:, 3] = 0
+        w[5, :] = 0
+        w[:, 7] = _random_weights(tuple(shape)[:1], 1.0, weight_bits, gen)
         mem = model.make_memory(org, w, weight_bits, **({"bitmap_word": bitmap_word} if org == "bitmap" else {}))
-    if forward_only:
-        return SynapseScenario(mem, [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)])
     reads = [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)] + \
         [(model.CMD_TRANSPOSED, post, 0, 0) for post in range(mem.post)]
     rng.shuffle(reads)
@@ -134,7 +129,7 @@ class SynapseTestbench:
         self._write_port = {p: w for p, _, w in self._ports}
         self._memory_of = {p: name for p, name, _ in self._ports}
         self._progress = 0
-        self.first_command = self.last_result = self.last_access = None
+        self.first_command = self.last_result = None
 
     # -- stimulus -----------------------------------------------------------------------------------
     def start(self, scenario: SynapseScenario, cycle: int) -> None:
@@ -178,7 +173,6 @@ class SynapseTestbench:
             raise Mismatch(f"synapse memory: access mismatch in cycle {cycle} on port {port}: DUT (memory, kind, "
                            f"address, data)={got}, model predicts {want}.")
         self.checked["accesses"] += 1
-        self.last_access = cycle
         self._progress = cycle
 
     def _on_result(self, cycle: int, word: int) -> None:
@@ -228,6 +222,5 @@ class SynapseTestbench:
                     raise Mismatch(f"synapse memory: the {name} memory's {kind} counter reads {got}, the model "
                                    f"counts {want[kind]}.")
         return {"checked": dict(self.checked), "counts": counts, "results": self.checked["results"],
-                "first_command": self.first_command, "last_result": self.last_result,
-                "last_access": self.last_access}
+                "first_command": self.first_command, "last_result": self.last_result}
 
