@@ -85,14 +85,14 @@ def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0
                       synapses=None) -> dict:
     """Runs few-shot ``episodes`` on one ``LearningCore`` (episodes through the core: with
     ``w_core``) or ``LearningEngine`` (hidden rasters only; ``synapses``: its readout in that synapse
-    memory organisation), with a reset between them (the first starts from the reset at time 0),
+    memory, see ``learning_bench.readout_memory``), with a reset between them (the first starts from the reset at time 0),
     checked by :class:`~.learning_bench.LearningTestbench`."""
     from ..rtl.learning import LearningCore, LearningEngine
-    from .learning_bench import LearningTestbench, stream_inputs
+    from .learning_bench import LearningTestbench, readout_memory, stream_inputs
 
     core = episodes[0].through_core
     result = _back_to_back(
-        LearningCore(config, cfg) if core else LearningEngine(config, cfg, synapses=synapses),
+        LearningCore(config, cfg) if core else LearningEngine(config, cfg, synapses=readout_memory(config, synapses)),
         lambda port: LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure,
                                        fault=fault, core=core, synapses=synapses),
         episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)

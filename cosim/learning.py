@@ -11,6 +11,7 @@ import torch
 from ..model.learning import LearningConfig
 from ..model.snn import SRNNConfig
 from ..rtl.learning import LearningCore, LearningEngine
+from .learning_bench import readout_memory
 from .runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["learning_run", "run_learning_cosim"]
@@ -19,22 +20,23 @@ TEST_MODULE = "neuromosaic.cosim.learning_tb"
 
 
 def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
-                 waves: bool = False, synapses: str | None = None) -> CocotbRun:
+                 waves: bool = False, synapses=None) -> CocotbRun:
     """Builds (or reuses) the simulator model of a learning core (or engine, with its readout in the
-    ``synapses`` organisation if given) for these configs."""
+    synapse memory ``learning_bench.readout_memory(config, synapses)`` if given) for these configs."""
     top = "learning_core" if core else "learning_engine"
-    dut = LearningCore(config, cfg) if core else LearningEngine(config, cfg, synapses=synapses)
+    dut = LearningCore(config, cfg) if core else \
+        LearningEngine(config, cfg, synapses=readout_memory(config, synapses))
     return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves)
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
                        rng_seed: int = 0, waves: bool = False, episode_list=None, name: str = "run",
-                       core: bool = True, synapses: str | None = None) -> dict:
+                       core: bool = True, synapses=None) -> dict:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
-    default), else into the ``LearningEngine`` alone (hidden spikes; ``synapses``: its readout in that
-    synapse memory organisation). Raises :class:`CosimError` on any mismatch or hang."""
+    default), else into the ``LearningEngine`` alone (hidden spikes; ``synapses``: its readout in a
+    synapse memory, an organisation name or a dict of ``learning_bench.readout_memory``). Raises :class:`CosimError` on any mismatch or hang."""
     if synapses is not None and core:
         raise CosimError("synapses= applies to the learning engine alone; run it with core=False.")
     if episode_list is None and episodes < 1:

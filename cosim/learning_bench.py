@@ -11,6 +11,11 @@ with ``model.learning``, every logit (output, value) and every weight write (out
 value, new value, and the cycle: an update taken in cycle ``c`` writes its n-th weight in cycle
 ``c + UPDATE_LATENCY + n``), and fails on the first difference.
 
+With the readout in a synapse memory (``synapses``: ``readout_memory``), the writes are checked in
+order without fixed cycles, and a sparse organisation's structure restricts the episode: its
+readout is zero outside the structure, only stored synapses are loaded, and the model updates only
+those (``adapt_readout_integer(structure=)``), as the engine's transposed accesses do.
+
 ``port(name)`` returns a :class:`~.harness.Port` for a flattened DUT port name (``spikes__valid``);
 ``cosim/learning_tb.py`` (cocotb) and ``simulate_learning`` (Amaranth) call :meth:`drive` and
 :meth:`sample` once a cycle.
@@ -26,7 +31,8 @@ from typing import Callable
 
 import torch
 
-from ..model.config import EVENT_SPIKE, EVENT_TICK, pack_fields, signed_range, unpack_fields
+from ..model import synapse as synapse_model
+from ..model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, pack_fields, signed_range, unpack_fields
 from ..model.learning import (LFSR, OP_END, OP_UPDATE, UPDATE_LATENCY, LearningConfig, adapt_readout_integer,
                               command_fields, eligibility, integer_softmax, logit_fields, quantise_rate,
                               rate_fields, readout_load_fields, weight_write_fields)
@@ -34,8 +40,8 @@ from ..model.snn import IntegerSRNN, SRNNConfig, integer_readout
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import Mismatch
 
-__all__ = ["Episode", "random_episode", "random_network_episode", "LearningScoreboard", "LearningTestbench",
-           "FAULTS", "stream_inputs"]
+__all__ = ["Episode", "random_episode", "random_network_episode", "readout_memory", "LearningScoreboard",
+           "LearningTestbench", "FAULTS", "stream_inputs"]
 
 
 @dataclass
@@ -115,6 +121,33 @@ def random_network_episode(config: SRNNConfig, cfg: LearningConfig, seed: int) -
                    w_core, support_x, query_x)
 
 
+def readout_memory(config: SRNNConfig, synapses) -> synapse_model.SynapseMemory | None:
+    """The model synapse memory a ``LearningEngine`` keeps its readout in, from a testbench job's
+    ``synapses``: None (none), an organisation name, or ``{"organisation", "density" (of stored
+    synapses, default 1), "seed", "bitmap_word"}``. Its structure is random at that density (every
+    row and column of a sparse one keeps at least one synapse unless the density is tiny); its
+    initial weights are random non-zero values (each episode loads its own)."""
+    if synapses is None or isinstance(synapses, synapse_model.SynapseMemory):
+        return synapses
+    spec = {"organisation": synapses} if isinstance(synapses, str) else dict(synapses)
+    org = synapse_model.organisation_name(spec.pop("organisation"))
+    density, seed = float(spec.pop("density", 1.0)), int(spec.pop("seed", 0))
+    bitmap_word = int(spec.pop("bitmap_word", 8))
+    if spec:
+        raise ConfigError(f"readout synapses {sorted(spec)} are unknown; allowed: organisation, density, seed, "
+                          "bitmap_word.")
+    if not 0.0 < density <= 1.0:
+        raise ConfigError(f"readout density {density} is not allowed; allowed: 0 < density <= 1.")
+    K, N = config.outputs, config.neurons
+    g = torch.Generator().manual_seed(3000 + seed)
+    lo, hi = config.readout_weight_range
+    values = torch.randint(1, hi + 1, (K, N), generator=g) * (1 - 2 * torch.randint(0, 2, (K, N), generator=g))
+    stored = torch.rand(K, N, generator=g) < density
+    w = values.clamp(lo, hi) * (stored if org != "dense" else torch.ones_like(stored))
+    return synapse_model.make_memory(org, w, config.readout_weight_bits,
+                                     **({"bitmap_word": bitmap_word} if org == "bitmap" else {}))
+
+
 class _RoundingBitFault(LFSR):
     """The most significant bit of every rounding draw inverted: the rounding offset off by half."""
 
@@ -155,6 +188,7 @@ class LearningScoreboard:
         self._hidden: deque = deque()       # (packed output event, sample description), through the core
         self.final_w: torch.Tensor | None = None
         self.exact_timing = True
+        self.structure: torch.Tensor | None = None   # the stored synapses of a sparse readout memory
 
     def predict(self, episode: Episode, fault: str | None = None) -> list[tuple]:
         """Runs the model over ``episode``; returns its transactions in order:
@@ -174,10 +208,11 @@ class LearningScoreboard:
             self._cover_accumulation(episode, logits)
             writes = []
             w_new = adapt_readout_integer(c, w, episode.support, torch.tensor(episode.labels), episode.rate, cfg,
-                                          steps=1, lfsr=lfsr, writes=writes)
+                                          steps=1, lfsr=lfsr, writes=writes, structure=self.structure)
             lo, hi = c.readout_weight_range
             self.coverage["weights_saturated"] += int(((w_new == lo) | (w_new == hi)).sum())
             self.coverage["weights_changed"] += int((w_new != w).sum())
+            self.coverage["weights_written_zero"] += sum(1 for *_, new in writes if new == 0)
             self._update_writes.append(([(k, j, old, new) for _, k, j, old, new in writes], f"inner step {step}"))
             plan.append(("update", step))
             w = w_new
@@ -299,13 +334,16 @@ class LearningTestbench:
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
                  idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None, core: bool = False,
-                 synapses: str | None = None):
-        """``synapses``: the engine keeps its readout in that synapse memory organisation (its update
-        writes then have no fixed cycles, only their order)."""
+                 synapses=None):
+        """``synapses``: the engine keeps its readout in that synapse memory (``readout_memory``; its
+        update writes then have no fixed cycles, only their order; a sparse one restricts the
+        episodes to its structure)."""
         self.config, self.cfg, self.fault, self.core = config, cfg, fault, core
         rng = random.Random(seed)
         self.sb = LearningScoreboard(config, cfg)
-        self.sb.exact_timing = synapses is None
+        memory = readout_memory(config, synapses)
+        self.sb.exact_timing = memory is None
+        self.sb.structure = None if memory is None or memory.name == "dense" else memory.structure()
 
         def source(name, on_transfer=None):
             return StreamSource(port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload"),
@@ -358,6 +396,9 @@ class LearningTestbench:
         if self.core and not episode.through_core:
             raise ValueError(f"episode {episode.name} has no core weights and input rasters; the LearningCore "
                              "needs them (random_network_episode).")
+        structure = self.sb.structure
+        if structure is not None:       # a sparse readout: the episode's weights on its structure
+            episode = dataclasses.replace(episode, w_out=episode.w_out * structure)
         m, q = episode.quantised_rate(c, self.cfg)
         self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
         self.sb.final_w = None
@@ -371,7 +412,8 @@ class LearningTestbench:
         lf = readout_load_fields(c)
         w = episode.w_out.tolist()
         self._plan.append(("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
-                                    for k in range(c.outputs) for j in range(c.neurons)]))
+                                    for k in range(c.outputs) for j in range(c.neurons)
+                                    if structure is None or structure[k, j]]))
         cf = command_fields(c)
         for item in plan:
             if item[0] == "sample":

@@ -142,21 +142,20 @@ def synapse_memory(config: LIFConfig, organisation: str, *, density: float = 0.5
 
 
 def _reload(memory, seed: int) -> list[tuple[int, int, int]]:
-    """New random values (``(post, pre, value)``) for every stored synapse of ``memory``: every
-    kernel word of a convolution (through one pair it connects), every non-zero matrix entry."""
+    """New random values (``(post, pre, value)``, zeros possible) for every stored synapse of
+    ``memory``: every stored kernel word of a convolution (through one pair it connects), every
+    synapse of a matrix's structure."""
     g = torch.Generator().manual_seed(2000 + seed)
     lo, hi = -(1 << (memory.weight_bits - 1)), (1 << (memory.weight_bits - 1)) - 1
 
     def value():
-        v = int(torch.randint(lo, hi + 1, (1,), generator=g))
-        return v if v != 0 or memory.name == "func-pure" else hi
+        return int(torch.randint(lo, hi + 1, (1,), generator=g))
 
     if not hasattr(memory, "kernel_shape"):
-        return [(post, pre, value()) for post, pre in torch.nonzero(memory.matrix()).tolist()]
-    k = memory.kernel()
+        return [(post, pre, value()) for post, pre in torch.nonzero(memory.structure()).tolist()]
     h, w = memory.image
     _, _, kh, kw = memory.kernel_shape
-    entries = torch.nonzero(torch.ones_like(k) if memory.name == "func-pure" else k).tolist()
+    entries = torch.nonzero(memory.kernel_structure()).tolist()
     loads = []
     for co, ci, ky, kx in entries:
         y, x = max(0, ky - kh // 2), max(0, kx - kw // 2)       # a pixel whose target is in the image

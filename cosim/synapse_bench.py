@@ -51,7 +51,8 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
     """A random memory of ``organisation`` (a ``[post, pre]`` matrix of ``shape``, or for the
     functional organisations a ``kernel``-shaped kernel on ``image``) and its commands: a forward
     access of every presynaptic neuron and a transposed access of every postsynaptic one,
-    interleaved with ``updates`` updates of stored synapses (random non-zero values), then every
+    interleaved with ``updates`` updates of stored synapses (random values, zero among them: a stored
+    zero stays in the structure), then every
     forward access again. A matrix has an empty row, an empty column and a full row; a kernel an
     empty slice and a full one."""
     org = model.organisation_name(organisation)
@@ -71,12 +72,11 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
     reads = [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)] + \
         [(model.CMD_TRANSPOSED, post, 0, 0) for post in range(mem.post)]
     rng.shuffle(reads)
-    matrix = mem.matrix()
-    pairs = torch.nonzero(matrix).tolist()
+    pairs = torch.nonzero(mem.structure()).tolist()
     lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
     for _ in range(updates if pairs else 0):
         post, pre = rng.choice(pairs)
-        value = rng.choice([v for v in (lo, hi, rng.randint(lo, hi)) if v != 0])
+        value = rng.choice((lo, hi, 0, rng.randint(lo, hi)))
         reads.insert(rng.randrange(len(reads) + 1), (model.CMD_UPDATE, post, pre, value))
     reads += [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)]
     return SynapseScenario(mem, reads)

@@ -195,12 +195,23 @@ def quantise_rate(rate: float, samples: int, logit_shift: int, cfg: LearningConf
 
 def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: torch.Tensor, labels: torch.Tensor,
                           rate: float, cfg: LearningConfig = LearningConfig(), steps: int = 1,
-                          lfsr: LFSR | None = None, writes: list | None = None) -> torch.Tensor:
+                          lfsr: LFSR | None = None, writes: list | None = None,
+                          structure: torch.Tensor | None = None) -> torch.Tensor:
     """``steps`` integer inner steps on the readout from the support set (hidden spikes [T, n, N],
     labels [n]); returns the new integer readout. ``writes``, if given, receives every weight write
-    as ``(step, k, j, old, new)`` in the engine's order, for the scoreboard."""
+    as ``(step, k, j, old, new)`` in the engine's order, for the scoreboard. ``structure`` ([outputs,
+    neurons] booleans; default: every weight): the synapses a sparse synapse memory stores, the only
+    ones updated (see :func:`apply_update`); the others must be zero."""
     lfsr = lfsr or LFSR(cfg)
     w = torch.as_tensor(w_out).to(torch.int64).clone()
+    if structure is not None:
+        structure = torch.as_tensor(structure).to(torch.bool)
+        if structure.shape != w.shape:
+            raise ConfigError(f"a readout structure of shape {list(structure.shape)} does not match the "
+                              f"{list(w.shape)} readout; allowed: the readout's shape.")
+        if bool((w[~structure] != 0).any()):
+            raise ConfigError("the readout has non-zero weights outside its structure; allowed: zeros where "
+                              "the synapse memory stores no synapse.")
     n = hidden_s.shape[1]
     elig = eligibility(hidden_s, config.readout_decay_shift, cfg.trace_frac_bits, cfg.elig_bits)   # [n, N]
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), config.outputs).to(torch.int64)
@@ -210,7 +221,7 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
         logits = integer_readout(config, hidden_s, w)                          # [n, outputs]
         err = (onehot << cfg.prob_bits) - integer_softmax(logits, config.logit_shift, cfg)
         acc = accumulate(err, elig, cfg)                                       # [outputs, N]
-        w = apply_update(w, acc, m, q, lfsr, (lo, hi), writes, step)
+        w = apply_update(w, acc, m, q, lfsr, (lo, hi), writes, step, structure)
     return w
 
 
@@ -238,16 +249,21 @@ def level_bounds(bounds: tuple[int, int], level_shift: int) -> tuple[int, int]:
 
 
 def apply_update(w: torch.Tensor, acc: torch.Tensor, m: int, q: int, lfsr: LFSR, bounds: tuple[int, int],
-                 writes: list | None = None, step: int = 0) -> torch.Tensor:
+                 writes: list | None = None, step: int = 0, structure: torch.Tensor | None = None) -> torch.Tensor:
     """The update of every weight, row by row (one LFSR draw each, two with write noise); returns the
-    new weights."""
+    new weights. With ``structure`` (booleans of ``w``'s shape), only the stored synapses: the others
+    take no draw and stay as they are, as in the engine, whose transposed access of a sparse synapse
+    memory delivers the stored synapses alone (a stored weight may become zero and stays stored)."""
     cfg = lfsr.cfg
     ls, nb = cfg.level_shift, cfg.write_noise_bits
     qe, bounds = q + ls, level_bounds(bounds, ls)
     new = w.clone()
     acc_l, w_l = acc.tolist(), w.tolist()
+    stored = None if structure is None else structure.tolist()
     for k in range(w.shape[0]):
         for j in range(w.shape[1]):
+            if stored is not None and not stored[k][j]:
+                continue
             draw = lfsr.draw(qe)
             noise = lfsr.draw(nb) - (1 << (nb - 1)) if nb else 0
             v = update_weight(w_l[k][j], acc_l[k][j], m, qe, draw, bounds, ls, noise)

@@ -7,8 +7,11 @@ more physical memories (each a depth and a word width) and serves three accesses
 * ``forward(pre)``: the targets of a presynaptic event, ``[(post, weight)]`` in ascending ``post``;
 * ``transposed(post)``: the sources of a postsynaptic error (learning), ``[(pre, weight)]`` in
   ascending ``pre``;
-* ``update(post, pre, value)``: a new value for an existing synapse (a zero matrix entry of a sparse
-  organisation has no storage; writing it is refused).
+* ``update(post, pre, value)``: a new value for a stored synapse. The structure (which synapses
+  have storage: :meth:`SynapseMemory.structure`) is fixed when the memory is built from the non-zero
+  entries; a zero entry of a sparse organisation has no storage and writing it is refused, while a
+  stored synapse may be written zero (learning) and stays in the structure, its zero delivered by
+  the accesses like any weight.
 
 Every access counts its reads and writes per physical memory, one per word. ``W`` is the weight
 bits, ``Npre``/``Npost`` the layer's sizes, ``nnz`` its synapses.
@@ -184,6 +187,7 @@ class SynapseMemory:
         self.reads: Counter = Counter()
         self.writes: Counter = Counter()
         self._w = w.clone()                      # the matrix the memory holds (a reference for tests)
+        self._stored = torch.ones_like(w, dtype=torch.bool)      # the synapses with storage (fixed)
         self._mem: dict[str, list[int]] = {}     # the physical memories' words (set by the organisation)
         self.trace: list[Access] | None = None   # every access in order while tracing (start_trace)
 
@@ -203,11 +207,18 @@ class SynapseMemory:
     # -- shared -------------------------------------------------------------------------------------
     @property
     def synapses(self) -> int:
-        return int((self._w != 0).sum())
+        """The synapses the organisation serves (stored ones, whatever their value)."""
+        return int(self.structure().sum())
 
     def matrix(self) -> torch.Tensor:
         """The ``[post, pre]`` matrix the memory holds now."""
         return self._w.clone()
+
+    def structure(self) -> torch.Tensor:
+        """``[post, pre]`` booleans: the synapses the accesses serve (every entry of ``dense``, the
+        non-zero entries the memory was built with for the sparse organisations), fixed for the
+        memory's life: an update to zero keeps its synapse."""
+        return self._stored.clone()
 
     def counts(self) -> dict:
         """Reads and writes per physical memory since the last :meth:`reset_counts`."""
@@ -263,11 +274,6 @@ class SynapseMemory:
         if not lo <= value <= hi:
             raise ConfigError(f"weight {value} does not fit {self.weight_bits} bits; allowed: {lo}..{hi}.")
 
-    def _refuse_removal(self, where: str, value: int) -> None:
-        if value == 0:
-            raise ConfigError(f"a zero weight for {where} would remove it from the {self.name} organisation's "
-                              "structure; allowed: a non-zero value.")
-
 
 class DenseMemory(SynapseMemory):
     name = "dense"
@@ -303,7 +309,8 @@ class _Sparse(SynapseMemory):
 
     def __init__(self, weights, weight_bits: int):
         super().__init__(weights, weight_bits)
-        self._nnz = self.synapses                # fixed: updates keep the structure
+        self._stored = self._w != 0              # fixed: updates keep the structure
+        self._nnz = self.synapses
 
     def memories(self):
         return matrix_memories(self.name, self.pre, self.post, self._nnz, self.weight_bits, **self._options())
@@ -315,14 +322,13 @@ class _Sparse(SynapseMemory):
         self._check_pre(pre)
         self._check_post(post)
         self._check_value(value)
-        if self._w[post, pre] == 0:
+        if not self._stored[post, pre]:
             raise ConfigError(f"there is no synapse from {pre} to {post} in the {self.name} organisation; only "
-                              "existing synapses can be updated.")
-        self._refuse_removal(f"the synapse from {pre} to {post}", value)
+                              "stored synapses can be updated.")
 
     def _rows(self) -> list[list[int]]:
         """Per ``pre``, the posts of its synapses in ascending order."""
-        return [torch.nonzero(self._w[:, pre]).flatten().tolist() for pre in range(self.pre)]
+        return [torch.nonzero(self._stored[:, pre]).flatten().tolist() for pre in range(self.pre)]
 
     def _find(self, post: int, pre: int) -> int | None:
         """Locates synapse (post, pre) with the reads it costs; its weight address, or None."""
@@ -449,7 +455,9 @@ class _FunctionalConv(SynapseMemory):
         self.kernel_shape = tuple(k.shape)
         super().__init__(k.reshape(k.shape[0], -1), weight_bits)     # range check of the weights
         self._k = k.clone()
-        self._nnz_kernel = int((k != 0).sum())   # fixed: updates keep the structure
+        # the kernel words with storage, fixed: updates keep the structure
+        self._k_stored = torch.ones_like(k, dtype=torch.bool) if self.name == "func-pure" else k != 0
+        self._nnz_kernel = int(self._k_stored.sum())
         cout, cin, _, _ = self.kernel_shape
         h, w = self.image
         self.post, self.pre = cout * h * w, cin * h * w
@@ -461,12 +469,19 @@ class _FunctionalConv(SynapseMemory):
     @property
     def synapses(self) -> int:
         """The synapses the organisation serves: every in-range kernel position for ``func-pure``
-        (zero weights included), the non-zero ones for the others."""
-        served = torch.ones_like(self._k) if self.name == "func-pure" else (self._k != 0).to(torch.int64)
-        return int((served * conv_extent(self.kernel_shape, self.image)).sum())
+        (zero weights included), those of the stored kernel words for the others."""
+        return int((self._k_stored.to(torch.int64) * conv_extent(self.kernel_shape, self.image)).sum())
 
     def kernel(self) -> torch.Tensor:
         return self._k.clone()
+
+    def kernel_structure(self) -> torch.Tensor:
+        """The kernel's stored words (booleans; every word of ``func-pure`` and of a ``dense``
+        matrix), fixed for the memory's life."""
+        return self._k_stored.clone()
+
+    def structure(self) -> torch.Tensor:
+        return conv_matrix(self._k_stored.to(torch.int64), self.image) != 0
 
     def matrix(self) -> torch.Tensor:
         return conv_matrix(self._k, self.image)
@@ -477,9 +492,9 @@ class _FunctionalConv(SynapseMemory):
         return index // (h * w), index // w % h, index % w
 
     def _slices(self) -> list[list[int]]:
-        """Per slice ``co * Cin + ci``, the raster positions ``ky * kw + kx`` of its non-zero weights."""
+        """Per slice ``co * Cin + ci``, the raster positions ``ky * kw + kx`` of its stored weights."""
         cout, cin, kh, kw = self.kernel_shape
-        flat = self._k.reshape(cout * cin, kh * kw)
+        flat = self._k_stored.reshape(cout * cin, kh * kw)
         return [torch.nonzero(flat[s]).flatten().tolist() for s in range(cout * cin)]
 
     def _visit(self, co: int, ci: int, positions: list[tuple[int, int]],
@@ -540,11 +555,11 @@ class _FunctionalConv(SynapseMemory):
         """Finds kernel word ``K[co, ci, ky, kx]`` and writes ``value`` to it."""
         raise NotImplementedError
 
-    def _check_kernel_entry(self, co, ci, ky, kx, value) -> None:
-        if self._k[co, ci, ky, kx] == 0:
-            raise ConfigError(f"kernel entry ({co}, {ci}, {ky}, {kx}) is zero and has no storage in the {self.name} "
-                              "organisation; only non-zero entries can be updated.")
-        self._refuse_removal(f"kernel entry ({co}, {ci}, {ky}, {kx})", value)
+    def _check_kernel_entry(self, co, ci, ky, kx) -> None:
+        if not self._k_stored[co, ci, ky, kx]:
+            raise ConfigError(f"kernel entry ({co}, {ci}, {ky}, {kx}) has no storage in the {self.name} "
+                              "organisation (it was zero when the memory was built); only stored entries can be "
+                              "updated.")
 
 
 class FuncPureMemory(_FunctionalConv):
@@ -590,7 +605,7 @@ class FuncBitmapMemory(_FunctionalConv):
                 for ky, kx in hits]
 
     def _locate(self, co, ci, ky, kx, value):
-        self._check_kernel_entry(co, ci, ky, kx, value)
+        self._check_kernel_entry(co, ci, ky, kx)
         kw = self.kernel_shape[3]
         s = co * self.kernel_shape[1] + ci
         word = self._read("bitmap", s)
@@ -626,7 +641,7 @@ class FuncRowColMemory(_FunctionalConv):
         return out
 
     def _locate(self, co, ci, ky, kx, value):
-        self._check_kernel_entry(co, ci, ky, kx, value)
+        self._check_kernel_entry(co, ci, ky, kx)
         kw = self.kernel_shape[3]
         s = co * self.kernel_shape[1] + ci
         start, end = self._read("pointer", s), self._read("pointer", s + 1)
@@ -647,14 +662,11 @@ class ConvMatrixMemory(_FunctionalConv):
         super().__init__(kernel, weight_bits, image)
         cout, cin, kh, kw = self.kernel_shape
         self.name = organisation
+        if organisation == "dense":
+            self._k_stored = torch.ones_like(self._k_stored)
         self.inner = ORGANISATIONS[organisation](self._k.reshape(cout, cin * kh * kw), weight_bits, **options)
         self.inner.reads, self.inner.writes = self.reads, self.writes      # one set of counters
         self._mem = self.inner._mem
-
-    @property
-    def synapses(self) -> int:
-        served = torch.ones_like(self._k) if self.name == "dense" else (self._k != 0).to(torch.int64)
-        return int((served * conv_extent(self.kernel_shape, self.image)).sum())
 
     def memories(self):
         return self.inner.memories()
@@ -677,7 +689,7 @@ class ConvMatrixMemory(_FunctionalConv):
 
     def _locate(self, co, ci, ky, kx, value):
         if self.name != "dense":
-            self._check_kernel_entry(co, ci, ky, kx, value)
+            self._check_kernel_entry(co, ci, ky, kx)
         self.inner.update(co, self._row(ci, ky, kx), value)
 
 
@@ -808,10 +820,11 @@ def pass_counts(memory: SynapseMemory) -> dict:
     options = {"bitmap_word": memory.bitmap_word} if isinstance(memory, BitmapMemory) else {}
     if isinstance(memory, ConvMatrixMemory):
         options = {"bitmap_word": memory.inner.bitmap_word} if isinstance(memory.inner, BitmapMemory) else {}
-        return conv_matrix_pass_counts(memory.name, memory.kernel(), memory.image, **options)
+        return conv_matrix_pass_counts(memory.name, memory.kernel_structure().to(torch.int64), memory.image,
+                                       **options)
     if isinstance(memory, _FunctionalConv):
-        return functional_pass_counts(memory.name, memory.kernel(), memory.image)
-    posts, pres = torch.nonzero(memory.matrix(), as_tuple=True)
+        return functional_pass_counts(memory.name, memory.kernel_structure().to(torch.int64), memory.image)
+    posts, pres = torch.nonzero(memory.structure(), as_tuple=True)
     return matrix_pass_counts(memory.name, memory.pre, memory.post, posts, pres, **options)
 
 

@@ -139,6 +139,28 @@ class WeightWriteSignature(wiring.Signature):
         super().__init__({"valid": Out(1), "payload": Out(layouts.struct(weight_write_fields(config)))})
 
 
+def _readout_memory(config: SRNNConfig, synapses, rows) -> synapse_model.SynapseMemory:
+    """The readout's model synapse memory: ``"dense"`` holding ``rows`` (zeros if None), or the
+    given memory, checked against the readout."""
+    K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
+    if isinstance(synapses, str):
+        if synapse_model.organisation_name(synapses) != "dense":
+            raise ConfigError(f"synapses={synapses!r}: a sparse readout's structure comes with its memory; "
+                              "allowed: 'dense' (every weight, from w_out) or a model.synapse memory.")
+        return synapse_model.make_memory("dense", torch.zeros(K, N, dtype=torch.int64) if rows is None
+                                         else torch.tensor(rows, dtype=torch.int64), wb)
+    if not isinstance(synapses, synapse_model.SynapseMemory):
+        raise TypeError(f"synapses must be 'dense' or a model.synapse memory, not {synapses!r}")
+    if synapses.name not in synapse_model.MATRIX_ORGANISATIONS or hasattr(synapses, "kernel_shape"):
+        raise ConfigError(f"a {synapses.name} convolution cannot hold the readout; allowed: a matrix organisation "
+                          f"({', '.join(synapse_model.MATRIX_ORGANISATIONS)}).")
+    if (synapses.post, synapses.pre, synapses.weight_bits) != (K, N, wb):
+        raise ConfigError(f"a synapse memory of {synapses.post} outputs, {synapses.pre} neurons and "
+                          f"{synapses.weight_bits}-bit weights does not hold the readout; allowed: {K} outputs, "
+                          f"{N} neurons, {wb}-bit weights.")
+    return synapses
+
+
 class LearningEngine(wiring.Component):
     """The readout of the SRNN and its integer learning rule, generated from an :class:`SRNNConfig`
     and a :class:`LearningConfig`.
@@ -157,15 +179,18 @@ class LearningEngine(wiring.Component):
     lane at a time), traces and eligibilities (one word per hidden neuron), the spikes of the current
     step (one bit per hidden neuron), the accumulators (one per weight).
 
-    With ``synapses="dense"`` (issue 6) the readout weights live in a :class:`~.synapse.SynapseMemory`
-    (``[outputs, neurons]``, one weight a word) instead: a hidden spike is a forward access whose
-    results (output, weight) are added to the drives one a cycle (a TICK, a command or a load waits
-    for the last); a load is an update command; ``OP_UPDATE`` makes, per output ``k``, a transposed
-    access whose ``(j, W[k, j])`` results go through the update unit (accumulator read with the
-    result) into a FIFO of new weights, then one update command per new weight, reported on
-    ``weight_write`` when taken. The order of the updates and LFSR draws is the model's; the cycles
-    below hold only without it. The sparse organisations are refused: the learning rule updates every
-    weight, zeros included.
+    With ``synapses`` (issue 6) the readout weights live in a :class:`~.synapse.SynapseMemory`
+    instead: ``"dense"`` (built from ``w_out``), or a ``model.synapse`` memory of any matrix
+    organisation holding the ``[outputs, neurons]`` readout (its structure, fixed, says which
+    synapses exist). A hidden spike is a forward access whose results (output, weight) are added to
+    the drives one a cycle (a TICK, a command or a load waits for the last); a load is an update
+    command (of a stored synapse: the host loads only those); ``OP_UPDATE`` makes, per output ``k``,
+    a transposed access whose ``(j, W[k, j])`` results (the stored synapses of row ``k``) go through
+    the update unit (accumulator read with the result) into a FIFO of new weights, then one update
+    command per new weight, reported on ``weight_write`` when taken. Only stored synapses are
+    updated and draw from the LFSR: ``model.learning.adapt_readout_integer`` with the memory's
+    ``structure()``. The order of the updates and draws is the model's; the cycles below hold only
+    without a synapse memory.
 
     Cycles from taking a token to taking the next one (no backpressure): a spike 1; a TICK
     ``neurons + 2``; an ``OP_END`` ``outputs + neurons + 2`` (the logits, the clearing of the sample),
@@ -191,10 +216,9 @@ class LearningEngine(wiring.Component):
         self.config, self.cfg = config, cfg
         K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
         _check_levels(self, config, cfg)
-        if synapses not in (None, "dense"):
+        if synapses is not None and w_out is not None and not isinstance(synapses, str):
             self._MustUse__silence = True
-            raise ConfigError(f"synapses={synapses!r}: the readout's learning rule updates every weight, zeros "
-                              "included, so its synapse memory must store them all; allowed: 'dense'.")
+            raise ConfigError("give the initial readout either as w_out= or in the synapse memory, not both.")
         self._init = []
         if w_out is not None:
             rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
@@ -205,8 +229,12 @@ class LearningEngine(wiring.Component):
             self._init = [sum((rows[k][j] & mask) << (k * wb) for k in range(K)) for j in range(N)]
         self._synapses = None
         if synapses is not None:
-            w = torch.zeros(K, N, dtype=torch.int64) if w_out is None else torch.tensor(rows, dtype=torch.int64)
-            self._synapses = SynapseMemory(synapse_model.make_memory("dense", w, wb))
+            try:
+                memory = _readout_memory(config, synapses, w_out if w_out is None else rows)
+            except (ConfigError, TypeError):
+                self._MustUse__silence = True
+                raise
+            self._synapses = SynapseMemory(memory)
         super().__init__({
             "spikes": In(stream.Signature(layouts.output_event(config.core))),
             "command": In(stream.Signature(layouts.struct(command_fields(config)))),
@@ -215,6 +243,11 @@ class LearningEngine(wiring.Component):
             "logits": Out(stream.Signature(layouts.struct(logit_fields(config)))),
             "weight_write": Out(WeightWriteSignature(config)),
         })
+
+    @property
+    def synapses(self):
+        """The readout's model synapse memory as built (None without one)."""
+        return None if self._synapses is None else self._synapses.memory
 
     def elaborate(self, platform):
         sm = self._synapses

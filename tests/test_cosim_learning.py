@@ -50,9 +50,11 @@ def test_learning_cosim_rram_emulation():
     assert r["checked"]["weight_writes"] > 100 and r["coverage"]["weights_changed"] > 0
 
 
-@pytest.mark.parametrize("sim", ["verilator", "icarus"])
-def test_learning_cosim_engine_with_synapse_memory(sim):
-    """The engine with its readout in the dense SynapseMemory (issue 6), whole episodes bit-exact."""
+@pytest.mark.parametrize("sim, organisation", [("verilator", "bitmap"), ("verilator", "dense"), ("icarus", "csr")])
+def test_learning_cosim_engine_with_synapse_memory(sim, organisation):
+    """The engine with its readout in a SynapseMemory (issue 6; a sparse one stores 60 % of the
+    synapses and learns on them alone), whole episodes bit-exact."""
     config = SRNNConfig.make(channels=4, neurons=8, outputs=5)
-    r = run_learning_cosim(sim, config, episodes=4, core=False, synapses="dense", name="pytest-synapses")
-    assert r["passed"] and r["checked"]["weight_writes"] > 0
+    spec = {"organisation": organisation, "density": 0.6, "seed": 1}
+    r = run_learning_cosim(sim, config, episodes=4, core=False, synapses=spec, name=f"pytest-{organisation}")
+    assert r["passed"] and r["checked"]["weight_writes"] > 0 and r["coverage"]["weights_changed"] > 0

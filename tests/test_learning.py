@@ -95,3 +95,34 @@ def test_integer_step_follows_the_float_step():
     assert first == writes
     assert [old for _, _, _, old, _ in second] == [new for _, _, _, _, new in first]
     assert [new for _, _, _, _, new in second] == w2.flatten().tolist()
+
+
+def test_a_sparse_structure_updates_only_its_synapses():
+    """With a synapse memory's structure the update visits the stored synapses alone, in the same
+    row-major order, one LFSR draw each: the all-true structure is the plain rule, and a sparse one
+    is the plain rule with the other synapses' draws left out."""
+    c = SRNNConfig.make(channels=4, neurons=12, outputs=3)
+    g = torch.Generator().manual_seed(5)
+    hs = (torch.rand(20, 6, 12, generator=g) < 0.3).long()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    structure = torch.rand(3, 12, generator=g) < 0.5
+    w0 = torch.randint(-20, 21, (3, 12), generator=g) * structure
+    plain, full = [], []
+    adapt_readout_integer(c, w0, hs, labels, 2e5, steps=2, writes=plain)
+    adapt_readout_integer(c, w0, hs, labels, 2e5, steps=2, writes=full, structure=torch.ones(3, 12, dtype=torch.bool))
+    assert full == plain
+    writes = []
+    w = adapt_readout_integer(c, w0, hs, labels, 2e5, steps=1, writes=writes, structure=structure)
+    assert [[k, j] for _, k, j, _, _ in writes] == torch.nonzero(structure).tolist()
+    assert torch.equal(w[~structure], torch.zeros_like(w[~structure])) and not torch.equal(w, w0)
+    # the LFSR: the sparse run's draws are the first draws of the stream, in the stored order
+    lfsr = LFSR(LearningConfig())
+    one = adapt_readout_integer(c, w0, hs, labels, 2e5, lfsr=lfsr, structure=structure)
+    ref = LFSR(LearningConfig())
+    for _ in writes:
+        ref.next()
+    assert torch.equal(one, w) and lfsr.state == ref.state
+    with pytest.raises(ConfigError, match="non-zero weights outside its structure"):
+        adapt_readout_integer(c, w0 + 1, hs, labels, 2e5, structure=structure)
+    with pytest.raises(ConfigError, match="does not match the \\[3, 12\\] readout"):
+        adapt_readout_integer(c, w0, hs, labels, 2e5, structure=structure[:, :5])

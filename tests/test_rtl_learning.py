@@ -113,7 +113,8 @@ def test_update_scoreboard_catches_wrong_rounding():
 # -- whole episodes in Amaranth's simulator -----------------------------------------------------------
 
 from neuromosaic.cosim.amaranth_sim import simulate_learning                       # noqa: E402
-from neuromosaic.cosim.learning_bench import FAULTS, random_episode, random_network_episode  # noqa: E402
+from neuromosaic.cosim.learning_bench import (FAULTS, random_episode, random_network_episode,  # noqa: E402
+                                              readout_memory)
 from neuromosaic.cosim.scoreboard import Mismatch                                  # noqa: E402
 
 # Narrow widths everywhere, one output lane, odd sizes: logits, eligibilities, accumulators and
@@ -257,8 +258,42 @@ def test_engine_with_synapse_memory_catches_wrong_rounding(fault):
                           synapses="dense")
 
 
-def test_engine_refuses_a_sparse_readout():
+@pytest.mark.parametrize("organisation", ["bitmap", "csr"])
+def test_engine_with_a_sparse_readout_updates_only_stored_synapses(organisation):
+    """A sparse readout (half the synapses stored): loads, forward and transposed accesses and
+    updates touch the stored synapses alone, and the weights, logits and LFSR draws are the model's
+    with the structure (a weight that becomes zero stays stored)."""
+    cfg = LearningConfig()
+    eps = [random_episode(CONFIG, cfg, s) for s in range(4)]
+    spec = {"organisation": organisation, "density": 0.5, "seed": 3}
+    r = simulate_learning(CONFIG, cfg, eps, seed=1, synapses=spec)
+    dense = simulate_learning(CONFIG, cfg, eps, seed=1, synapses="dense")
+    stored = int(readout_memory(CONFIG, spec).structure().sum())
+    assert 0 < stored < CONFIG.outputs * CONFIG.neurons
+    steps = sum(e.steps for e in eps)
+    assert r["checked"]["weight_writes"] == stored * steps
+    assert dense["checked"]["weight_writes"] == CONFIG.outputs * CONFIG.neurons * steps
+    assert r["coverage"]["weights_changed"] > 0 and r["coverage"]["weights_written_zero"] > 0
+
+
+def test_sparse_readout_catches_wrong_rounding():
+    cfg = LearningConfig()
+    with pytest.raises(Mismatch, match="weight write mismatch"):
+        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault="floor",
+                          synapses={"organisation": "csr", "density": 0.5})
+
+
+def test_engine_refuses_a_readout_memory_that_does_not_fit():
     from neuromosaic.model.config import ConfigError
+    from neuromosaic.model.synapse import make_memory
     from neuromosaic.rtl.learning import LearningEngine
-    with pytest.raises(ConfigError, match="allowed: 'dense'"):
+    with pytest.raises(ConfigError, match="a sparse readout's structure comes with its memory"):
         LearningEngine(CONFIG, LearningConfig(), synapses="csr")
+    K, N = CONFIG.outputs, CONFIG.neurons
+    with pytest.raises(ConfigError, match=f"allowed: {K} outputs, {N} neurons"):
+        LearningEngine(CONFIG, LearningConfig(), synapses=make_memory("bitmap", torch.ones(K, N + 1), 8))
+    with pytest.raises(ConfigError, match="convolution cannot hold the readout"):
+        LearningEngine(CONFIG, LearningConfig(), synapses=make_memory("csr", torch.ones(2, 1, 3, 3), 8, image=(2, 2)))
+    with pytest.raises(ConfigError, match="either as w_out= or in the synapse memory"):
+        LearningEngine(CONFIG, LearningConfig(), w_out=torch.zeros(K, N),
+                       synapses=make_memory("csr", torch.ones(K, N), 8))

@@ -95,7 +95,7 @@ def test_memory_sizes():
     (lambda: make_memory("rle", torch.zeros(2, 2), 8), "organisation 'rle' is unknown; allowed: dense, bitmap, csr, func-rowcol, func-bmp, func-pure"),
     (lambda: make_memory("dense", torch.full((2, 2), 200), 8), "do not fit 8 bits; allowed: -128..127"),
     (lambda: make_memory("csr", torch.eye(3), 8).update(0, 1, 5), "there is no synapse from 1 to 0"),
-    (lambda: make_memory("bitmap", torch.eye(3), 8).update(1, 1, 0), "would remove it"),
+    (lambda: make_memory("bitmap", torch.eye(3), 8).update(1, 0, 4), "there is no synapse from 0 to 1"),
     (lambda: make_memory("dense", torch.eye(3), 8).forward(3), "presynaptic index 3 is out of range; allowed: 0..2"),
     (lambda: make_memory("csr", torch.eye(3), 8).transposed(-1), "postsynaptic index -1 is out of range"),
     (lambda: make_memory("dense", torch.eye(3), 4).update(0, 0, 9), "weight 9 does not fit 4 bits"),
@@ -175,11 +175,31 @@ def test_functional_sparse_kernels_keep_their_structure():
     for name in ("func-bmp", "func-rowcol"):
         mem = make_memory(name, kernel, 8, image=(4, 4))
         # post (0, 1, 1) <- pre (1, 1, 1) is kernel entry (0, 1, 1, 1): zero (the empty slice)
-        with pytest.raises(ConfigError, match=r"kernel entry \(0, 1, 1, 1\) is zero and has no storage"):
+        with pytest.raises(ConfigError, match=r"kernel entry \(0, 1, 1, 1\) has no storage"):
             mem.update(5, 16 + 5, 3)
-        with pytest.raises(ConfigError, match="would remove it"):
-            mem.update(16 + 5, 5, 0)                        # entry (1, 0, 1, 1): 7
+        served = mem.synapses
+        mem.update(16 + 5, 5, 0)                            # entry (1, 0, 1, 1): 7 -> a stored zero
+        assert mem.synapses == served and mem.kernel_structure()[1, 0, 1, 1]
+        assert (16 + 5, 0) in mem.forward(5) and (5, 0) in mem.transposed(16 + 5)
+        mem.update(16 + 5, 5, -3)                           # and back: the word is still there
+        assert mem.kernel()[1, 0, 1, 1] == -3
     make_memory("func-pure", kernel, 8, image=(4, 4)).update(5, 16 + 5, 3)     # a dense kernel: any word
+
+
+@pytest.mark.parametrize("organisation", ["bitmap", "csr"])
+def test_a_stored_synapse_written_zero_stays_in_the_structure(organisation):
+    """Learning may drive a weight to zero: the synapse keeps its storage (bitmap bit, index entry),
+    the accesses deliver its zero and a later update can revive it; the sizes do not change."""
+    w = _sparse(12, 9, 0.5, seed=5)
+    mem = make_memory(organisation, w, 8)
+    sizes, structure = mem.memories(), mem.structure()
+    post, pre = torch.nonzero(structure)[4].tolist()
+    mem.update(post, pre, 0)
+    assert torch.equal(mem.structure(), structure) and mem.memories() == sizes
+    assert (post, 0) in mem.forward(pre) and (pre, 0) in mem.transposed(post)
+    assert [p for p, _ in mem.forward(pre)] == torch.nonzero(structure[:, pre]).flatten().tolist()
+    mem.update(post, pre, 5)
+    assert int(mem.matrix()[post, pre]) == 5
 
 
 def test_functional_conv_matrix_agrees_with_the_sparse_organisations():
@@ -239,7 +259,6 @@ def test_pass_counts_equal_the_accesses(organisation):
             mem.update(post, pre, int(w[post, pre]) or 1)
     else:                                                     # every stored word: all of dense, the synapses of the rest
         w = mem.matrix()
-        stored = torch.ones_like(w) if organisation == "dense" else w != 0
-        for post, pre in torch.nonzero(stored).tolist():
+        for post, pre in torch.nonzero(mem.structure()).tolist():
             mem.update(post, pre, int(w[post, pre]))
     assert mem.counts() == want["update"]
