@@ -82,19 +82,22 @@ def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, seed=0, idle=0
 
 
 def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0.3, fault=None, vcd=None,
-                      synapses=None) -> dict:
+                      synapses=None, core_synapses=None) -> dict:
     """Runs few-shot ``episodes`` on one ``LearningCore`` (episodes through the core: with
-    ``w_core``) or ``LearningEngine`` (hidden rasters only; ``synapses``: its readout in that synapse
-    memory, see ``learning_bench.readout_memory``), with a reset between them (the first starts from the reset at time 0),
-    checked by :class:`~.learning_bench.LearningTestbench`."""
+    ``w_core``) or ``LearningEngine`` (hidden rasters only), with a reset between them (the first
+    starts from the reset at time 0), checked by :class:`~.learning_bench.LearningTestbench`.
+    ``synapses``: the readout in a synapse memory (``learning_bench.readout_memory``);
+    ``core_synapses``: the core's weights in one (``learning_bench.core_memory``)."""
     from ..rtl.learning import LearningCore, LearningEngine
-    from .learning_bench import LearningTestbench, readout_memory, stream_inputs
+    from .learning_bench import LearningTestbench, core_memory, readout_memory, stream_inputs
 
     core = episodes[0].through_core
+    readout = readout_memory(config, synapses)
     result = _back_to_back(
-        LearningCore(config, cfg) if core else LearningEngine(config, cfg, synapses=readout_memory(config, synapses)),
+        LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout)
+        if core else LearningEngine(config, cfg, synapses=readout),
         lambda port: LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure,
-                                       fault=fault, core=core, synapses=synapses),
+                                       fault=fault, core=core, synapses=synapses, core_synapses=core_synapses),
         episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)
     return {**result, "episodes": len(episodes)}
 

@@ -11,7 +11,7 @@ import torch
 from ..model.learning import LearningConfig
 from ..model.snn import SRNNConfig
 from ..rtl.learning import LearningCore, LearningEngine
-from .learning_bench import readout_memory
+from .learning_bench import core_memory, readout_memory
 from .runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["learning_run", "run_learning_cosim"]
@@ -20,34 +20,38 @@ TEST_MODULE = "neuromosaic.cosim.learning_tb"
 
 
 def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
-                 waves: bool = False, synapses=None) -> CocotbRun:
-    """Builds (or reuses) the simulator model of a learning core (or engine, with its readout in the
-    synapse memory ``learning_bench.readout_memory(config, synapses)`` if given) for these configs."""
+                 waves: bool = False, synapses=None, core_synapses=None) -> CocotbRun:
+    """Builds (or reuses) the simulator model of a learning core (or engine) for these configs, with
+    its readout in the synapse memory ``learning_bench.readout_memory(config, synapses)`` and the
+    core's weights in ``learning_bench.core_memory(config, core_synapses)`` if given."""
     top = "learning_core" if core else "learning_engine"
-    dut = LearningCore(config, cfg) if core else \
-        LearningEngine(config, cfg, synapses=readout_memory(config, synapses))
+    readout = readout_memory(config, synapses)
+    dut = LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout) \
+        if core else LearningEngine(config, cfg, synapses=readout)
     return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves)
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
                        rng_seed: int = 0, waves: bool = False, episode_list=None, name: str = "run",
-                       core: bool = True, synapses=None) -> dict:
+                       core: bool = True, synapses=None, core_synapses=None) -> dict:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
-    default), else into the ``LearningEngine`` alone (hidden spikes; ``synapses``: its readout in a
-    synapse memory, an organisation name or a dict of ``learning_bench.readout_memory``). Raises :class:`CosimError` on any mismatch or hang."""
-    if synapses is not None and core:
-        raise CosimError("synapses= applies to the learning engine alone; run it with core=False.")
+    default), else into the ``LearningEngine`` alone (hidden spikes). ``synapses``: the readout in a
+    synapse memory (an organisation name or a dict of ``learning_bench.readout_memory``);
+    ``core_synapses``: the core's weights in one (through the core only; ``learning_bench.core_memory``).
+    Raises :class:`CosimError` on any mismatch or hang."""
+    if core_synapses is not None and not core:
+        raise CosimError("core_synapses= applies to the whole network; run it with core=True.")
     if episode_list is None and episodes < 1:
         raise CosimError(f"episodes={episodes}: at least 1 is needed.")
     if episode_list is not None and any(e.through_core != core for e in episode_list):
         raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
                          "rasters; through the core every episode needs them, into the engine none may have them.")
-    run = learning_run(sim, config, cfg, core=core, waves=waves, synapses=synapses)
+    run = learning_run(sim, config, cfg, core=core, waves=waves, synapses=synapses, core_synapses=core_synapses)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
            "first_seed": first_seed, "fault": fault, "idle": idle, "backpressure": backpressure,
-           "rng_seed": rng_seed, "core": core, "synapses": synapses}
+           "rng_seed": rng_seed, "core": core, "synapses": synapses, "core_synapses": core_synapses}
     if episode_list is not None:
         path = run.build_dir / name / "episodes.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

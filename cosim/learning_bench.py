@@ -14,7 +14,10 @@ value, new value, and the cycle: an update taken in cycle ``c`` writes its n-th 
 With the readout in a synapse memory (``synapses``: ``readout_memory``), the writes are checked in
 order without fixed cycles, and a sparse organisation's structure restricts the episode: its
 readout is zero outside the structure, only stored synapses are loaded, and the model updates only
-those (``adapt_readout_integer(structure=)``), as the engine's transposed accesses do.
+those (``adapt_readout_integer(structure=)``), as the engine's transposed accesses do. With the
+core's weights in a synapse memory (``core_synapses``: ``core_memory``), the episode's core weights
+are restricted to its structure too (the hidden rasters recomputed by ``model.snn.IntegerSRNN``)
+and loaded as updates of the stored synapses.
 
 ``port(name)`` returns a :class:`~.harness.Port` for a flattened DUT port name (``spikes__valid``);
 ``cosim/learning_tb.py`` (cocotb) and ``simulate_learning`` (Amaranth) call :meth:`drive` and
@@ -39,9 +42,10 @@ from ..model.learning import (LFSR, OP_END, OP_UPDATE, UPDATE_LATENCY, LearningC
 from ..model.snn import IntegerSRNN, SRNNConfig, integer_readout
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import Mismatch
+from .stimulus import synapse_memory
 
-__all__ = ["Episode", "random_episode", "random_network_episode", "readout_memory", "LearningScoreboard",
-           "LearningTestbench", "FAULTS", "stream_inputs"]
+__all__ = ["Episode", "random_episode", "random_network_episode", "readout_memory", "core_memory",
+           "LearningScoreboard", "LearningTestbench", "FAULTS", "stream_inputs"]
 
 
 @dataclass
@@ -146,6 +150,17 @@ def readout_memory(config: SRNNConfig, synapses) -> synapse_model.SynapseMemory 
     w = values.clamp(lo, hi) * (stored if org != "dense" else torch.ones_like(stored))
     return synapse_model.make_memory(org, w, config.readout_weight_bits,
                                      **({"bitmap_word": bitmap_word} if org == "bitmap" else {}))
+
+
+def core_memory(config: SRNNConfig, synapses) -> synapse_model.SynapseMemory | None:
+    """The model synapse memory a ``LearningCore``'s LIF core keeps its ``[neurons, channels +
+    neurons]`` weights in, from a testbench job's ``core_synapses``: None (none), an organisation
+    name, or the arguments of ``stimulus.synapse_memory`` (``organisation``, ``density`` of stored
+    synapses, ``seed``, ``bitmap_word``) for ``config.core``."""
+    if synapses is None or isinstance(synapses, synapse_model.SynapseMemory):
+        return synapses
+    spec = {"organisation": synapses} if isinstance(synapses, str) else dict(synapses)
+    return synapse_memory(config.core, **spec)
 
 
 class _RoundingBitFault(LFSR):
@@ -334,16 +349,20 @@ class LearningTestbench:
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
                  idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None, core: bool = False,
-                 synapses=None):
+                 synapses=None, core_synapses=None):
         """``synapses``: the engine keeps its readout in that synapse memory (``readout_memory``; its
         update writes then have no fixed cycles, only their order; a sparse one restricts the
-        episodes to its structure)."""
+        episodes to its structure). ``core_synapses``: the LIF core of a ``LearningCore`` keeps its
+        weights in that one (``core_memory``)."""
         self.config, self.cfg, self.fault, self.core = config, cfg, fault, core
         rng = random.Random(seed)
         self.sb = LearningScoreboard(config, cfg)
         memory = readout_memory(config, synapses)
         self.sb.exact_timing = memory is None
         self.sb.structure = None if memory is None or memory.name == "dense" else memory.structure()
+        self.core_memory = core_memory(config, core_synapses)
+        if self.core_memory is not None and not core:
+            raise ValueError("core_synapses applies to a LearningCore (core=True), not to the engine alone.")
 
         def source(name, on_transfer=None):
             return StreamSource(port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload"),
@@ -399,13 +418,25 @@ class LearningTestbench:
         structure = self.sb.structure
         if structure is not None:       # a sparse readout: the episode's weights on its structure
             episode = dataclasses.replace(episode, w_out=episode.w_out * structure)
+        cm = self.core_memory
+        if cm is not None:              # the core's weights on its memory's structure, the hidden spikes anew
+            w_core = episode.w_core * cm.structure()
+            net = IntegerSRNN(c, w_core[:, :c.channels], w_core[:, c.channels:], episode.w_out)
+            episode = dataclasses.replace(episode, w_core=w_core, support=net.hidden(episode.support_x).long(),
+                                          query=net.hidden(episode.query_x).long())
         m, q = episode.quantised_rate(c, self.cfg)
         self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
         self.sb.final_w = None
         plan = self.sb.predict(episode, self.fault) if self.core else \
             self.sb.predict(dataclasses.replace(episode, support_x=None, query_x=None), self.fault)
         self._plan = deque()
-        if self.core:
+        if self.core and cm is not None:
+            fields, w = synapse_model.load_fields(cm), episode.w_core.tolist()
+            self._plan.append(("core_load", [
+                pack_fields(fields, {**synapse_model.neuron_values(cm, "post", post),
+                                     **synapse_model.neuron_values(cm, "pre", pre), "value": w[post][pre]})
+                for post, pre in torch.nonzero(cm.structure()).tolist()]))
+        elif self.core:
             fields = c.core.weight_load_fields
             self._plan.append(("core_load", [pack_fields(fields, {"address": a, "data": d})
                                              for a, d in enumerate(c.core.weight_words(episode.w_core))]))

@@ -29,7 +29,8 @@ async def learning_episodes(dut):
             episodes = [make(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]
         tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
                                idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
-                               fault=job.get("fault"), core=core, synapses=job.get("synapses"))
+                               fault=job.get("fault"), core=core, synapses=job.get("synapses"),
+                               core_synapses=job.get("core_synapses"))
         await run_back_to_back(dut, tb, episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle),
                                stream_inputs(core), ("logits",), clock)
         return {**tb.finish(), "episodes": len(episodes)}

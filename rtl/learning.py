@@ -624,11 +624,17 @@ class LearningCore(wiring.Component):
     ``blocks``-cycle clear. The host sends a sample's ``OP_END`` after its last TICK and before the
     next sample's first event. ``OP_UPDATE`` and the rate are the engine's.
 
+    Synapse memories (issue 6): ``core_synapses``, a ``model.synapse`` memory of the core's
+    ``[neurons, channels + neurons]`` weights (``LIFCore(synapses=)``; ``core_weights`` then takes
+    ``model.synapse.load_fields`` updates of its stored synapses), and ``readout_synapses``, the
+    engine's (``LearningEngine(synapses=)``).
+
     Members
     -------
     events : In(stream of input_event(config.core))    -- external input spikes and TICKs
     command : In(stream of command_fields)             -- OP_END (label, learn) or OP_UPDATE
-    core_weights : In(stream of weight_load(config.core)) -- loads a word of [W_in | W_rec] (when idle)
+    core_weights : In(stream of weight_load(config.core)) -- loads a word of [W_in | W_rec] (when idle; with
+                                                      core_synapses, an update of one stored synapse)
     weights : In(stream of readout_load_fields)        -- loads a readout weight (when idle)
     rate : In(m, q)
     logits : Out(stream of logit_fields)
@@ -636,17 +642,26 @@ class LearningCore(wiring.Component):
     hidden : Out(SpikeMonitorSignature)                -- every hidden spike and TICK, for verification
     """
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None):
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
+                 core_synapses=None, readout_synapses=None):
         if not isinstance(config, SRNNConfig):
             raise TypeError(f"config must be an SRNNConfig, not {config!r}")
         self.config, self.cfg = config, cfg
         _check_levels(self, config, cfg)            # before the parts exist: nothing left unused
-        self.core = LIFCore(config.core, core_weights)
-        self.engine = LearningEngine(config, cfg, w_out)
+        self.core = None
+        try:
+            self.core = LIFCore(config.core, core_weights, synapses=core_synapses)
+            self.engine = LearningEngine(config, cfg, w_out, synapses=readout_synapses)
+        except (ConfigError, TypeError):
+            self._MustUse__silence = True           # a refused component is never elaborated
+            if self.core is not None:
+                self.core._MustUse__silence = True
+            raise
         super().__init__({
             "events": In(stream.Signature(layouts.input_event(config.core))),
             "command": In(stream.Signature(layouts.struct(command_fields(config)))),
-            "core_weights": In(stream.Signature(layouts.weight_load(config.core))),
+            "core_weights": In(stream.Signature(layouts.weight_load(config.core) if core_synapses is None else
+                                                layouts.struct(synapse_model.load_fields(core_synapses)))),
             "weights": In(stream.Signature(layouts.struct(readout_load_fields(config)))),
             "rate": In(layouts.struct(rate_fields(cfg))),
             "logits": Out(stream.Signature(layouts.struct(logit_fields(config)))),

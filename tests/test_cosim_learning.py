@@ -58,3 +58,12 @@ def test_learning_cosim_engine_with_synapse_memory(sim, organisation):
     spec = {"organisation": organisation, "density": 0.6, "seed": 1}
     r = run_learning_cosim(sim, config, episodes=4, core=False, synapses=spec, name=f"pytest-{organisation}")
     assert r["passed"] and r["checked"]["weight_writes"] > 0 and r["coverage"]["weights_changed"] > 0
+
+
+@pytest.mark.parametrize("sim, core_org, readout_org", [("verilator", "csr", "bitmap"), ("icarus", "bitmap", "csr")])
+def test_learning_cosim_core_with_synapse_memories(sim, core_org, readout_org):
+    """The whole network with the core's weights and the readout in sparse synapse memories."""
+    config = SRNNConfig.make(channels=4, neurons=8, outputs=5)
+    r = run_learning_cosim(sim, config, episodes=2, synapses={"organisation": readout_org, "density": 0.6},
+                           core_synapses={"organisation": core_org, "density": 0.5}, name="pytest-core-synapses")
+    assert r["passed"] and r["checked"]["hidden_events"] > 0 and r["checked"]["weight_writes"] > 0
