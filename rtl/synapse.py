@@ -24,9 +24,11 @@ together), one write port on the weight memory. An access's reads go in the mode
 
 Schedules (``bench memory`` measures them). Forward accesses are pipelined so that commands follow
 each other with no bubble: a command is taken in the cycle the previous one issues its last read.
-``dense`` and ``func-pure`` read one word a cycle; ``csr`` and ``func-rowcol`` read a row's (slice's)
-pointers, then an index (and its weight) a cycle; ``bitmap`` and ``func-bmp`` read bitmap words (and
-pointers) ahead into a small FIFO, dropping empty words, while the weights are read one a cycle.
+``dense`` and ``func-pure`` read one word a cycle; ``csr`` reads a row's pointers, then an index (and
+its weight) a cycle; ``func-rowcol`` reads a slice's pointers a cycle ahead into a small FIFO,
+dropping empty slices, while its indices are read one a cycle; ``bitmap`` and ``func-bmp`` read bitmap
+words (and pointers) ahead into a small FIFO, dropping empty words, while the weights are read one a
+cycle.
 ``dense``, ``func-pure``, ``func-bmp`` and ``func-rowcol`` serve transposed accesses the same way;
 the other transposed accesses and all updates run one at a time once the forward pipeline is
 empty. An update of a synapse that has no storage writes nothing (the model refuses it).
@@ -592,30 +594,49 @@ class SynapseMemory(wiring.Component):
         index = self._rdata["index_r0"]
         cl = self._context_layout()
         channel = unsigned(bits_for(max(cout, cin)))
+        entry = data.StructLayout({"k": unsigned(pw), "count": unsigned(pw), "channel": channel, "context": cl})
+        m.submodules.slices = slices = fifo.SyncFIFO(width=entry.size, depth=FIFO_DEPTH)
+        head, tail = data.View(entry, slices.r_data), data.View(entry, slices.w_data)
 
-        # walker: per slice its two pointers, then an index a cycle (backwards for a forward access)
+        # reader: a slice's two pointers a cycle, ahead into the FIFO as (first index, count), empty
+        # slices dropped (the first index is the last one for a forward access: it runs backwards)
         ctx = Signal(cl)
         ch = Signal(channel)
-        st_ptr, scan = Signal(), Signal()
-        k, left = Signal(pw), Signal(pw)
-        cur_left = Mux(st_ptr, p1 - p0, left)
-        cur_k = Mux(st_ptr, Mux(ctx.transposed, p0, p1 - 1), k)
-        active = st_ptr | scan
-        issuing = active & (cur_left != 0)
-        slice_done = active & (~issuing | (cur_left == 1))
+        r_run = Signal()
+        f_valid = Signal()
+        f_ch = Signal(channel)
+        f_ctx = Signal(cl)
         last_channel = ch == Mux(ctx.transposed, cin - 1, cout - 1)
-        # check stage: the index read in the previous cycle, with its slice's context
-        c = Signal(data.StructLayout({"valid": unsigned(1), "k": unsigned(pw), "channel": channel, "context": cl}))
-        m.d.sync += [st_ptr.eq(0), c.valid.eq(issuing), scan.eq(issuing & (cur_left != 1))]
-        with m.If(issuing):
-            self._read(m, "index_r0", cur_k)
-            m.d.sync += [c.k.eq(cur_k), c.channel.eq(ch), c.context.eq(ctx), left.eq(cur_left - 1),
-                         k.eq(Mux(ctx.transposed, cur_k + 1, cur_k - 1))]
-        with m.If(slice_done & ~last_channel):
-            slice_ = self._slice(ctx, ch + 1)
+        r_issue = r_run & (slices.level + f_valid < FIFO_DEPTH)
+        m.d.sync += f_valid.eq(0)
+        with m.If(r_issue):
+            slice_ = self._slice(ctx, ch)
             self._read(m, "pointer_r0", slice_)
             self._read(m, "pointer_r1", slice_ + 1)
-            m.d.sync += [st_ptr.eq(1), ch.eq(ch + 1)]
+            m.d.sync += [f_valid.eq(1), f_ch.eq(ch), f_ctx.eq(ctx), ch.eq(ch + 1)]
+            with m.If(last_channel):
+                m.d.sync += r_run.eq(0)
+        with m.If(f_valid & (p1 != p0)):
+            m.d.comb += [slices.w_en.eq(1), tail.k.eq(Mux(f_ctx.transposed, p0, p1 - 1)), tail.count.eq(p1 - p0),
+                         tail.channel.eq(f_ch), tail.context.eq(f_ctx)]
+
+        # walker: an index a cycle, slice after slice from the FIFO with no bubble between them
+        scan = Signal()
+        k, left = Signal(pw), Signal(pw)
+        s_ch = Signal(channel)
+        s_ctx = Signal(cl)
+        cur_ctx = Signal(cl)
+        m.d.comb += cur_ctx.eq(Mux(scan, s_ctx, head.context))
+        cur_k, cur_left, cur_ch = Mux(scan, k, head.k), Mux(scan, left, head.count), Mux(scan, s_ch, head.channel)
+        issuing = scan | slices.r_rdy
+        m.d.comb += slices.r_en.eq(~scan)
+        # check stage: the index read in the previous cycle, with its slice's context
+        c = Signal(data.StructLayout({"valid": unsigned(1), "k": unsigned(pw), "channel": channel, "context": cl}))
+        m.d.sync += [c.valid.eq(issuing), scan.eq(issuing & (cur_left != 1))]
+        with m.If(issuing):
+            self._read(m, "index_r0", cur_k)
+            m.d.sync += [c.k.eq(cur_k), c.channel.eq(cur_ch), c.context.eq(cur_ctx), left.eq(cur_left - 1),
+                         k.eq(Mux(cur_ctx.transposed, cur_k + 1, cur_k - 1)), s_ch.eq(cur_ch), s_ctx.eq(cur_ctx)]
         ky_of, kx_of = self._position_tables()
         pos = index[:bits_for(n)]
         with m.If(c.valid & c.context.mask.bit_select(pos, 1)):
@@ -623,11 +644,7 @@ class SynapseMemory(wiring.Component):
             self._result(m, **self._conv_neuron(c.context, c.channel, ky_of[pos], kx_of[pos]))
 
         def start():
-            new = self._context(m, cmd)
-            slice_ = self._slice(new, 0)
-            self._read(m, "pointer_r0", slice_)
-            self._read(m, "pointer_r1", slice_ + 1)
-            m.d.sync += [st_ptr.eq(1), ctx.eq(new), ch.eq(0)]
+            m.d.sync += [r_run.eq(1), ctx.eq(self._context(m, cmd)), ch.eq(0)]
 
         def locate(first):
             slice_, pos_u, connected = self._update_position(m)
@@ -653,5 +670,6 @@ class SynapseMemory(wiring.Component):
                 with m.Else():
                     m.next = "STREAM"
 
-        ready = ~active | (slice_done & last_channel)
-        self._modes(m, ready, active | c.valid, {model.CMD_FORWARD, model.CMD_TRANSPOSED}, start, locate)
+        busy = r_run | f_valid | slices.r_rdy | scan | c.valid
+        self._modes(m, ~r_run | (r_issue & last_channel), busy, {model.CMD_FORWARD, model.CMD_TRANSPOSED}, start,
+                    locate)
