@@ -128,8 +128,7 @@ def random_network_episode(config: SRNNConfig, cfg: LearningConfig, seed: int) -
 def readout_memory(config: SRNNConfig, synapses) -> synapse_model.SynapseMemory | None:
     """The model synapse memory a ``LearningEngine`` keeps its readout in, from a testbench job's
     ``synapses``: None (none), an organisation name, or ``{"organisation", "density" (of stored
-    synapses, default 1), "seed", "bitmap_word"}``. Its structure is random at that density (every
-    row and column of a sparse one keeps at least one synapse unless the density is tiny); its
+    synapses, default 1), "seed", "bitmap_word"}``. Its structure is random at that density; its
     initial weights are random non-zero values (each episode loads its own)."""
     if synapses is None or isinstance(synapses, synapse_model.SynapseMemory):
         return synapses

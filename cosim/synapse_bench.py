@@ -52,8 +52,7 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
     functional organisations a ``kernel``-shaped kernel on ``image``) and its commands: a forward
     access of every presynaptic neuron and a transposed access of every postsynaptic one,
     interleaved with ``updates`` updates of stored synapses (random values, zero among them: a stored
-    zero stays in the structure), then every
-    forward access again. A matrix has an empty row, an empty column and a full row; a kernel an
+    zero stays in the structure), then every forward access again. A matrix has an empty row, an empty column and a full row; a kernel an
     empty slice and a full one."""
     org = model.organisation_name(organisation)
     gen = torch.Generator().manual_seed(seed)

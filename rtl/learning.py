@@ -244,11 +244,6 @@ class LearningEngine(wiring.Component):
             "weight_write": Out(WeightWriteSignature(config)),
         })
 
-    @property
-    def synapses(self):
-        """The readout's model synapse memory as built (None without one)."""
-        return None if self._synapses is None else self._synapses.memory
-
     def elaborate(self, platform):
         sm = self._synapses
         c, cfg = self.config, self.cfg
