@@ -14,10 +14,12 @@ from typing import Callable
 import torch
 
 from ..model import synapse as synapse_model
-from ..model.config import EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, unpack_fields
+from ..model.config import (EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, signed_range,
+                            unpack_fields)
 from .harness import Port, StreamSink, StreamSource, ValidMonitor
 from .scoreboard import LIFScoreboard, Mismatch, make_model
 from .stimulus import Scenario
+from .synapse_bench import check_counters
 
 __all__ = ["LIFTestbench", "STALL_LIMIT", "SYNAPSE_FAULT"]
 
@@ -112,7 +114,7 @@ class LIFTestbench:
             # A wrong model memory: its first non-zero synapse holds another value than the DUT's.
             post, pre = torch.nonzero(memory.matrix())[0].tolist()
             weight = int(memory.matrix()[post, pre])
-            lo, hi = -(1 << (memory.weight_bits - 1)), (1 << (memory.weight_bits - 1)) - 1
+            lo, hi = signed_range(memory.weight_bits)
             memory.update(post, pre, next(v for v in (weight + 1, weight - 1, weight + 2) if v and lo <= v <= hi))
             memory.reset_counts()
         if self.scoreboard:
@@ -145,13 +147,8 @@ class LIFTestbench:
 
     def _check_counters(self) -> None:
         """At the end of a scenario: the synapse memory's counters against the model memory's."""
-        for name, counts in self._memory.counts().items():
-            for kind in ("reads", "writes"):
-                got = self._port(f"synapse_counters__{name}_{kind}").get()
-                if got != counts[kind]:
-                    raise Mismatch(f"synapse counter mismatch: the DUT counts {got} {kind} of the {name} memory, "
-                                   f"the model {counts[kind]}.")
-                self.scoreboard.checked["synapse_counters"] += 1
+        self.scoreboard.checked["synapse_counters"] += check_counters(
+            self._port, "synapse_counters__", self._memory.counts(), "the LIF core's synapse memory")
 
     # -- the per-cycle hooks ----------------------------------------------------------------------
     def drive(self) -> None:

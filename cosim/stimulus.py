@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..model import synapse as synapse_model
-from ..model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig
+from ..model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig, signed_range
 
 __all__ = ["Scenario", "random_scenario", "corner_scenarios", "scenarios", "saturated_scenario", "required_coverage",
            "synapse_memory", "synapse_scenarios", "synapse_pass_scenario"]
@@ -146,7 +146,7 @@ def _reload(memory, seed: int) -> list[tuple[int, int, int]]:
     ``memory``: every stored kernel word of a convolution (through one pair it connects), every
     synapse of a matrix's structure."""
     g = torch.Generator().manual_seed(2000 + seed)
-    lo, hi = -(1 << (memory.weight_bits - 1)), (1 << (memory.weight_bits - 1)) - 1
+    lo, hi = signed_range(memory.weight_bits)
 
     def value():
         return int(torch.randint(lo, hi + 1, (1,), generator=g))

@@ -18,12 +18,12 @@ from typing import Callable
 import torch
 
 from ..model import synapse as model
-from ..model.config import ConfigError, pack_fields, unpack_fields
+from ..model.config import ConfigError, pack_fields, signed_range, unpack_fields
 from ..rtl.synapse import trace_ports
 from .harness import Port, StreamSource, ValidMonitor
 from .scoreboard import Mismatch
 
-__all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT"]
+__all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters"]
 
 STALL_LIMIT = 2_000       # cycles without a command, access or result before the test calls it a hang
 FAULTS = ("data", "counter")
@@ -39,7 +39,7 @@ class SynapseScenario:
 
 
 def _random_weights(shape, density: float, bits: int, gen: torch.Generator) -> torch.Tensor:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo, hi = signed_range(bits)
     w = torch.randint(lo, hi, shape, generator=gen)
     w[w >= 0] += 1                                           # non-zero, -2^(b-1) .. 2^(b-1) - 1
     return w * (torch.rand(shape, generator=gen) < density)
@@ -72,13 +72,27 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
         [(model.CMD_TRANSPOSED, post, 0, 0) for post in range(mem.post)]
     rng.shuffle(reads)
     pairs = torch.nonzero(mem.structure()).tolist()
-    lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
+    lo, hi = signed_range(weight_bits)
     for _ in range(updates if pairs else 0):
         post, pre = rng.choice(pairs)
         value = rng.choice((lo, hi, 0, rng.randint(lo, hi)))
         reads.insert(rng.randrange(len(reads) + 1), (model.CMD_UPDATE, post, pre, value))
     reads += [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)]
     return SynapseScenario(mem, reads)
+
+
+def check_counters(port: Callable[[str], Port], prefix: str, counts: dict, who: str) -> int:
+    """Compares a synapse memory's access counters (the DUT ports ``<prefix><memory>_reads`` and
+    ``_writes``) with the model's ``counts``; returns how many were checked."""
+    checked = 0
+    for name, want in counts.items():
+        for kind in ("reads", "writes"):
+            got = port(f"{prefix}{name}_{kind}").get()
+            if got != want[kind]:
+                raise Mismatch(f"{who}: the {name} memory's {kind} counter reads {got}, the model counts "
+                               f"{want[kind]}.")
+            checked += 1
+    return checked
 
 
 class _AccessMonitor:
@@ -99,7 +113,7 @@ class SynapseTestbench:
     """Drives the commands of a scenario with random idle cycles and checks every access and result."""
 
     def __init__(self, memory: model.SynapseMemory, port: Callable[[str], Port], *, seed: int = 0,
-                 idle: float = 0.2, fault: str | None = None, scoreboard: bool = True):
+                 idle: float = 0.2, fault: str | None = None):
         if fault is not None and fault not in FAULTS:
             raise ConfigError(f"fault {fault!r} is unknown; allowed: {', '.join(FAULTS)}.")
         self.fault, self.port = fault, port
@@ -114,17 +128,16 @@ class SynapseTestbench:
         self._command_fields = model.command_fields(memory)
         rng = random.Random(seed)
         self.commands = StreamSource(port("commands__valid"), port("commands__ready"), port("commands__payload"),
-                                     rng=rng, idle=idle, on_transfer=self._on_command if scoreboard else None)
+                                     rng=rng, idle=idle, on_transfer=self._on_command)
         self.agents = [self.commands]
         self.busy = port("busy")
         self._expected = {name: deque() for _, name, _ in self._ports}
         self._results: deque = deque()
         self.checked = {"accesses": 0, "results": 0, "commands": 0}
-        if scoreboard:
-            for p, _, _ in self._ports:
-                self.agents.append(_AccessMonitor(p, port(f"trace__{p}__valid"), port(f"trace__{p}__address"),
-                                                  port(f"trace__{p}__data"), self._on_access))
-            self.agents.append(ValidMonitor(port("results__valid"), port("results__payload"), self._on_result))
+        for p, _, _ in self._ports:
+            self.agents.append(_AccessMonitor(p, port(f"trace__{p}__valid"), port(f"trace__{p}__address"),
+                                              port(f"trace__{p}__data"), self._on_access))
+        self.agents.append(ValidMonitor(port("results__valid"), port("results__payload"), self._on_result))
         self._write_port = {p: w for p, _, w in self._ports}
         self._memory_of = {p: name for p, name, _ in self._ports}
         self._progress = 0
@@ -214,12 +227,7 @@ class SynapseTestbench:
         if self.fault == "counter":
             first = next(iter(counts))
             counts[first] = {**counts[first], "reads": counts[first]["reads"] + 1}
-        for name, want in counts.items():
-            for kind in ("reads", "writes"):
-                got = self.port(f"counters__{name}_{kind}").get()
-                if got != want[kind]:
-                    raise Mismatch(f"synapse memory: the {name} memory's {kind} counter reads {got}, the model "
-                                   f"counts {want[kind]}.")
+        check_counters(self.port, "counters__", counts, "synapse memory")
         return {"checked": dict(self.checked), "counts": counts, "results": self.checked["results"],
                 "first_command": self.first_command, "last_result": self.last_result}
 

@@ -77,7 +77,7 @@ from typing import NamedTuple
 
 import torch
 
-from .config import ConfigError, Field, bits_for
+from .config import ConfigError, Field, bits_for, signed_range
 
 __all__ = ["Access", "PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMemory", "CSRMemory", "FuncPureMemory",
            "FuncBitmapMemory", "FuncRowColMemory", "ORGANISATIONS", "LABELS", "MATRIX_ORGANISATIONS",
@@ -178,7 +178,7 @@ class SynapseMemory:
             raise ConfigError(f"a synapse memory holds a 2-d [post, pre] matrix, not a {w.dim()}-d one.")
         if weight_bits < 1:
             raise ConfigError(f"weight_bits={weight_bits} is not allowed; allowed: 1 or more.")
-        lo, hi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
+        lo, hi = signed_range(weight_bits)
         if w.numel() and (int(w.min()) < lo or int(w.max()) > hi):
             raise ConfigError(f"weights in {int(w.min())}..{int(w.max())} do not fit {weight_bits} bits; allowed: "
                               f"{lo}..{hi}.")
@@ -270,7 +270,7 @@ class SynapseMemory:
             raise ConfigError(f"postsynaptic index {post} is out of range; allowed: 0..{self.post - 1}.")
 
     def _check_value(self, value: int) -> None:
-        lo, hi = -(1 << (self.weight_bits - 1)), (1 << (self.weight_bits - 1)) - 1
+        lo, hi = signed_range(self.weight_bits)
         if not lo <= value <= hi:
             raise ConfigError(f"weight {value} does not fit {self.weight_bits} bits; allowed: {lo}..{hi}.")
 

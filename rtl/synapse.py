@@ -271,7 +271,6 @@ class SynapseMemory(wiring.Component):
         def locate(first):
             l = self._l
             row = Signal(range(max(2, mem.pre)))
-            lk, lend = Signal(pw), Signal(pw)
             with m.State(first):
                 m.d.sync += row.eq(Mux(l.kind == model.CMD_UPDATE, l.pre, 0))
                 m.next = "PTR"
@@ -279,23 +278,13 @@ class SynapseMemory(wiring.Component):
                 self._read(m, "pointer_r0", row)
                 self._read(m, "pointer_r1", row + 1)
                 m.next = "START"
-            with m.State("START"):
-                m.d.sync += [lk.eq(p0), lend.eq(p1)]
-                with m.If(p0 < p1):
-                    self._read(m, "index_r0", p0)
-                    m.next = "SCAN"
-                with m.Else():
-                    self._next_row(m, row, mem.pre - 1, "PTR")
-            with m.State("SCAN"):       # index[lk] arrives; ascending: stop at the first >= post
-                with m.If(index >= l.post):
-                    with m.If(index == l.post):
-                        self._weight_access(m, lk, neuron=row)
-                    self._next_row(m, row, mem.pre - 1, "PTR")
-                with m.Elif(lk + 1 < lend):
-                    self._read(m, "index_r0", lk + 1)
-                    m.d.sync += lk.eq(lk + 1)
-                with m.Else():
-                    self._next_row(m, row, mem.pre - 1, "PTR")
+
+            def found(k):
+                with m.If(index == l.post):
+                    self._weight_access(m, k, neuron=row)
+
+            # the row's indices ascend: the scan stops at the first >= post
+            self._index_scan(m, index >= l.post, found, lambda: self._next_row(m, row, mem.pre - 1, "PTR"))
 
         self._modes(m, last, st_ptr | run, {model.CMD_FORWARD}, start, locate)
 
@@ -307,10 +296,37 @@ class SynapseMemory(wiring.Component):
             self._read(m, "weights_r0", address)
             self._result(m, **neuron)
 
-    # -- the bitmap consumer (bitmap, func-bmp) --------------------------------------------------------
-    def _bitmap_fifo(self, m, entry_layout):
-        m.submodules.words = words = fifo.SyncFIFO(width=entry_layout.size, depth=FIFO_DEPTH)
-        return words, data.View(entry_layout, words.r_data)
+    # -- read-ahead FIFOs (bitmap, func-bmp, func-rowcol) ----------------------------------------------
+    def _ahead_fifo(self, m, name, entry_layout):
+        """A FIFO of ``FIFO_DEPTH`` entries between a reader that runs ahead and its consumer; returns
+        it and a view of its head."""
+        m.submodules[name] = queue = fifo.SyncFIFO(width=entry_layout.size, depth=FIFO_DEPTH)
+        return queue, data.View(entry_layout, queue.r_data)
+
+    # -- index scans of an update or a transposed access (csr, func-rowcol) ---------------------------
+    def _index_scan(self, m, stop, on_stop, leave):
+        """States START (a range's two pointers arrive: its first index read, or ``leave()`` if it is
+        empty) and SCAN (``index[k]`` arrives: ``on_stop(k)`` and ``leave()`` where ``stop``, else the
+        next index, or ``leave()`` after the range's last)."""
+        pw = self._physical["pointer"].width
+        p0, p1 = self._rdata["pointer_r0"], self._rdata["pointer_r1"]
+        k, end = Signal(pw, name="scan_k"), Signal(pw, name="scan_end")
+        with m.State("START"):
+            m.d.sync += [k.eq(p0), end.eq(p1)]
+            with m.If(p0 < p1):
+                self._read(m, "index_r0", p0)
+                m.next = "SCAN"
+            with m.Else():
+                leave()
+        with m.State("SCAN"):
+            with m.If(stop):
+                on_stop(k)
+                leave()
+            with m.Elif(k + 1 < end):
+                self._read(m, "index_r0", k + 1)
+                m.d.sync += k.eq(k + 1)
+            with m.Else():
+                leave()
 
     def _below(self, m, word, pos, name):
         """``popcount(word & ((1 << pos) - 1))``: the stored weights before bit ``pos``."""
@@ -326,7 +342,7 @@ class SynapseMemory(wiring.Component):
         pw = self._physical["pointer"].width
         word_data, pointer_data = self._rdata["bitmap_r0"], self._rdata["pointer_r0"]
         entry = data.StructLayout({"bits": unsigned(bw), "base": unsigned(pw), "k": unsigned(bits_for(R))})
-        words, head = self._bitmap_fifo(m, entry)
+        words, head = self._ahead_fifo(m, "words", entry)
 
         # reader: the row's words one a cycle (and its pointer with the first), ahead into the FIFO
         r_run, r_first = Signal(), Signal()
@@ -433,6 +449,11 @@ class SynapseMemory(wiring.Component):
         cin = self._conv_geometry()[1]
         return Mux(ctx.transposed, ctx.fixed * cin + channel, channel * cin + ctx.fixed)
 
+    def _last_channel(self, ctx, channel):
+        """Whether ``channel`` is the last a forward (``Cout``) or transposed (``Cin``) access visits."""
+        cout, cin = self._conv_geometry()[:2]
+        return channel == Mux(ctx.transposed, cin - 1, cout - 1)
+
     def _conv_neuron(self, ctx, channel, ky, kx):
         """The result's neuron fields: the target (forward) or source (transposed) of kernel position
         ``(ky, kx)``."""
@@ -469,7 +490,7 @@ class SynapseMemory(wiring.Component):
         kx, kx_lo, kx_hi = Signal(range(kw)), Signal(range(kw)), Signal(range(kw))
         t = ctx.transposed
         ky_end, kx_end = Mux(t, ky_hi, ky_lo), Mux(t, kx_hi, kx_lo)
-        last = run & (kx == kx_end) & (ky == ky_end) & (ch == Mux(t, cin - 1, cout - 1))
+        last = run & (kx == kx_end) & (ky == ky_end) & self._last_channel(ctx, ch)
         with m.If(run):
             slice_ = self._slice(ctx, ch)
             self._read(m, "kernel_r0", (slice_ * kh + ky) * kw + kx)
@@ -516,7 +537,7 @@ class SynapseMemory(wiring.Component):
         channel = unsigned(bits_for(max(cout, cin)))
         entry = data.StructLayout({"hits": unsigned(n), "word": unsigned(n), "base": unsigned(pw),
                                    "channel": channel, "context": cl})
-        words, head = self._bitmap_fifo(m, entry)
+        words, head = self._ahead_fifo(m, "words", entry)
 
         # reader: a slice's bitmap word a cycle; where it has hits in range, its pointer the cycle after
         ctx = Signal(cl)
@@ -528,7 +549,7 @@ class SynapseMemory(wiring.Component):
                                        "channel": channel, "context": cl}))
         room = words.level + s1.valid + s2.valid < FIFO_DEPTH
         r_issue = r_run & room
-        r_last = r_issue & (r_ch == Mux(ctx.transposed, cin - 1, cout - 1))
+        r_last = r_issue & self._last_channel(ctx, r_ch)
         m.d.sync += [s1.valid.eq(0), s2.valid.eq(0)]
         with m.If(r_issue):
             slice_ = self._slice(ctx, r_ch)
@@ -595,8 +616,8 @@ class SynapseMemory(wiring.Component):
         cl = self._context_layout()
         channel = unsigned(bits_for(max(cout, cin)))
         entry = data.StructLayout({"k": unsigned(pw), "count": unsigned(pw), "channel": channel, "context": cl})
-        m.submodules.slices = slices = fifo.SyncFIFO(width=entry.size, depth=FIFO_DEPTH)
-        head, tail = data.View(entry, slices.r_data), data.View(entry, slices.w_data)
+        slices, head = self._ahead_fifo(m, "slices", entry)
+        tail = data.View(entry, slices.w_data)
 
         # reader: a slice's two pointers a cycle, ahead into the FIFO as (first index, count), empty
         # slices dropped (the first index is the last one for a forward access: it runs backwards)
@@ -606,7 +627,7 @@ class SynapseMemory(wiring.Component):
         f_valid = Signal()
         f_ch = Signal(channel)
         f_ctx = Signal(cl)
-        last_channel = ch == Mux(ctx.transposed, cin - 1, cout - 1)
+        last_channel = self._last_channel(ctx, ch)
         r_issue = r_run & (slices.level + f_valid < FIFO_DEPTH)
         m.d.sync += f_valid.eq(0)
         with m.If(r_issue):
@@ -648,27 +669,16 @@ class SynapseMemory(wiring.Component):
 
         def locate(first):
             slice_, pos_u, connected = self._update_position(m)
-            lk, lend = Signal(pw), Signal(pw)
             with m.State(first):
                 self._read(m, "pointer_r0", slice_)
                 self._read(m, "pointer_r1", slice_ + 1)
                 m.next = "START"
-            with m.State("START"):
-                m.d.sync += [lk.eq(p0), lend.eq(p1)]
-                with m.If(p0 < p1):
-                    self._read(m, "index_r0", p0)
-                    m.next = "SCAN"
-                with m.Else():
-                    m.next = "STREAM"
-            with m.State("SCAN"):
-                with m.If(connected & (index == pos_u)):
-                    self._write(m, "weights_w", lk, self._l.value)
-                    m.next = "STREAM"
-                with m.Elif(lk + 1 < lend):
-                    self._read(m, "index_r0", lk + 1)
-                    m.d.sync += lk.eq(lk + 1)
-                with m.Else():
-                    m.next = "STREAM"
+
+            def leave():
+                m.next = "STREAM"
+
+            self._index_scan(m, connected & (index == pos_u), lambda k: self._write(m, "weights_w", k, self._l.value),
+                             leave)
 
         busy = r_run | f_valid | slices.r_rdy | scan | c.valid
         self._modes(m, ~r_run | (r_issue & last_channel), busy, {model.CMD_FORWARD, model.CMD_TRANSPOSED}, start,
