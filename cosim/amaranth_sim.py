@@ -18,7 +18,7 @@ __all__ = ["simulate_lif"]
 def _resolve(dut, name):
     obj = dut
     for part in name.split("__"):
-        obj = getattr(obj, part)
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
     return obj.as_value() if hasattr(obj, "as_value") else obj
 
 
@@ -100,6 +100,31 @@ def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0
                                        fault=fault, core=core, synapses=synapses, core_synapses=core_synapses),
         episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)
     return {**result, "episodes": len(episodes)}
+
+
+def simulate_router(scenario, *, seed=0, idle=0.3, backpressure=0.3, fault=None, vcd=None) -> dict:
+    """Runs a router scenario (``router_bench.router_scenario``) on ``rtl.router.Router``, every
+    output of every cycle checked against ``model.router.RouterModel``."""
+    from ..rtl.router import Router
+    from .router_bench import RouterTestbench
+
+    s = scenario
+    return _back_to_back(
+        Router(s.in_ports, s.out_ports, s.sources, s.fifo_depth, s.tables),
+        lambda port: RouterTestbench(s, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault),
+        [s], lambda tb, index, item, cycle: tb.start(item, cycle), [f"in_{p}" for p in s.in_ports], vcd)
+
+
+def simulate_mesh(scenario, *, seed=0, idle=0.3, backpressure=0.3, fault=None, vcd=None) -> dict:
+    """Runs a mesh scenario (``router_bench.mesh_scenario``) on ``rtl.router.MeshFabric``, every link
+    of every cycle checked against ``model.router.MeshModel``, then spike conservation."""
+    from ..rtl.router import MeshFabric
+    from .router_bench import MeshTestbench
+
+    return _back_to_back(
+        MeshFabric(scenario.tables.mesh, scenario.tables),
+        lambda port: MeshTestbench(scenario, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault),
+        [scenario], lambda tb, index, item, cycle: tb.start(item, cycle), (), vcd)
 
 
 def simulate_synapse(scenario, *, seed=0, idle=0.2, fault=None, vcd=None) -> dict:

@@ -1,0 +1,186 @@
+"""The small-world router and the mesh fabric of the Mosaic (issue 7), register for register the
+cycle model of ``model.router`` (its docstring states the behaviour).
+
+Router ports
+------------
+in_<P> : In(stream of address)     one per in-port name (N, E, S, W or L); ready is registered state
+out_<Q> : Out(stream of address)   one per out-port name; valid and payload come from a register
+table : In(valid, payload of ``table_write_fields``)   writes one in-port's mask of one source
+fifo_level : Out(one count per in-port)                FIFO entries, for the checks and the formal proof
+
+A :class:`MeshFabric` holds every router of a ``MeshConfig`` and each tile's injector and merger,
+wired as ``model.router.mesh_links``, with one table-write port for all of them and a link monitor
+(every link's handshake and address per cycle) for the testbench.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..model.config import bits_for
+from ..model.router import (DIRECTIONS, LOCAL, MeshConfig, mesh_links, mesh_table_fields, node_order,
+                            table_write_fields)
+from . import layouts
+
+__all__ = ["Router", "MeshFabric", "table_write"]
+
+
+def table_write(fields) -> wiring.Signature:
+    """A table write: valid and the packed fields; always taken, one per cycle."""
+    return wiring.Signature({"valid": Out(1), "payload": Out(layouts.struct(fields))})
+
+
+class Router(wiring.Component):
+    """``in_ports`` -> ``out_ports`` (names) for ``sources`` source addresses, ``fifo_depth`` entries
+    per in-port FIFO; ``tables`` (optional, per in-port {source: mask}) is the tables' reset content."""
+
+    def __init__(self, in_ports, out_ports, sources: int, fifo_depth: int, tables=None):
+        self.in_ports, self.out_ports = tuple(in_ports), tuple(out_ports)
+        self.sources, self.fifo_depth = sources, fifo_depth
+        self.address_bits = bits_for(sources)
+        self.tables = tables
+        members = {f"in_{p}": In(stream.Signature(self.address_bits)) for p in self.in_ports}
+        members.update({f"out_{q}": Out(stream.Signature(self.address_bits)) for q in self.out_ports})
+        self.table_fields = table_write_fields(len(self.in_ports), len(self.out_ports), sources)
+        members["table"] = In(table_write(self.table_fields))
+        members["fifo_level"] = Out(data.ArrayLayout(range(fifo_depth + 1), len(self.in_ports)))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        n_in, n_out, depth = len(self.in_ports), len(self.out_ports), self.fifo_depth
+        entry = data.StructLayout({"addr": self.address_bits, "mask": n_out})
+        ins = [getattr(self, f"in_{p}") for p in self.in_ports]
+        outs = [getattr(self, f"out_{q}") for q in self.out_ports]
+
+        heads, counts, need = [], [], []
+        fifos = []
+        for p, port in enumerate(ins):
+            init = [(self.tables[p] if self.tables else {}).get(s, 0) for s in range(self.sources)]
+            m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=n_out, depth=self.sources, init=init)
+            wr = table.write_port()
+            rd = table.read_port()
+            m.d.comb += [wr.addr.eq(self.table.payload.source), wr.data.eq(self.table.payload.mask),
+                         wr.en.eq(self.table.valid & (self.table.payload.port == p))]
+
+            ing_valid = Signal(name=f"ing_valid_{p}")
+            ing_addr = Signal(self.address_bits, name=f"ing_addr_{p}")
+            slots = Array(Signal(entry, name=f"fifo_{p}_{i}") for i in range(depth))
+            head = Signal(range(depth), name=f"head_{p}")
+            tail = Signal(range(depth), name=f"tail_{p}")
+            count = Signal(range(depth + 1), name=f"count_{p}")
+            done = Signal(n_out, name=f"done_{p}")
+            accept = Signal(name=f"accept_{p}")
+            m.d.comb += [port.ready.eq(count + ing_valid < depth), accept.eq(port.valid & port.ready),
+                         rd.addr.eq(port.payload), rd.en.eq(accept), self.fifo_level[p].eq(count)]
+            m.d.sync += ing_valid.eq(accept)
+            with m.If(accept):
+                m.d.sync += ing_addr.eq(port.payload)
+            head_entry = slots[head]
+            n = Signal(n_out, name=f"need_{p}")
+            m.d.comb += n.eq(Mux(count != 0, head_entry.mask & ~done, 0))
+            heads.append(head_entry)
+            counts.append(count)
+            need.append(n)
+            fifos.append((slots, head, tail, count, done, ing_valid, ing_addr, rd))
+
+        granted = [[Signal(name=f"grant_{p}_{q}") for q in range(n_out)] for p in range(n_in)]
+        head_addrs = Array(h.addr for h in heads)
+        for q, port in enumerate(outs):
+            rr = Signal(range(n_in), name=f"rr_{q}")
+            winner = Signal(range(n_in), name=f"winner_{q}")
+            found = Signal(name=f"found_{q}")
+            with m.Switch(rr):
+                for r in range(n_in):
+                    with m.Case(r):
+                        order = [(r + i) % n_in for i in range(n_in)]
+                        with m.If(need[order[0]][q]):
+                            m.d.comb += [winner.eq(order[0]), found.eq(1)]
+                        for p in order[1:]:
+                            with m.Elif(need[p][q]):
+                                m.d.comb += [winner.eq(p), found.eq(1)]
+            free = ~port.valid | port.ready
+            with m.If(free):
+                m.d.sync += port.valid.eq(found)
+                with m.If(found):
+                    m.d.sync += [port.payload.eq(head_addrs[winner]),
+                                 rr.eq(Mux(winner == n_in - 1, 0, winner + 1))]
+            for p in range(n_in):
+                m.d.comb += granted[p][q].eq(free & found & (winner == p))
+
+        for p, (slots, head, tail, count, done, ing_valid, ing_addr, rd) in enumerate(fifos):
+            got = Cat(granted[p])
+            pop = Signal(name=f"pop_{p}")
+            m.d.comb += pop.eq((count != 0) & ((need[p] & ~got) == 0))
+            with m.If(pop):
+                m.d.sync += [done.eq(0), head.eq(Mux(head == depth - 1, 0, head + 1))]
+            with m.Elif(count != 0):
+                m.d.sync += done.eq(done | got)
+            with m.If(ing_valid):
+                m.d.sync += [slots[tail].addr.eq(ing_addr), slots[tail].mask.eq(rd.data),
+                             tail.eq(Mux(tail == depth - 1, 0, tail + 1))]
+            m.d.sync += count.eq(count + ing_valid - pop)
+        return m
+
+
+class MeshFabric(wiring.Component):
+    """Every router of ``mesh`` and each tile's injector and merger, connected as
+    ``model.router.mesh_links`` (``tables``: an optional ``RoutingTables`` for the reset content).
+
+    inject : In(array of streams, one per tile)    the core's spikes (source addresses)
+    deliver : Out(array of streams, one per tile)  the events a tile's core takes
+    table : In(valid, payload of ``mesh_table_fields``)   writes any node's table
+    links : Out(array of (fire, addr), one per link)      the handshakes of every link, this cycle
+    """
+
+    def __init__(self, mesh: MeshConfig, tables=None):
+        self.mesh, self.tables = mesh, tables
+        self.links_order = mesh_links(mesh)
+        self.node_order = node_order(mesh)
+        self.table_fields = mesh_table_fields(mesh)
+        a = mesh.address_bits
+        super().__init__({
+            "inject": In(stream.Signature(a)).array(mesh.tiles),
+            "deliver": Out(stream.Signature(a)).array(mesh.tiles),
+            "table": In(table_write(self.table_fields)),
+            "links": Out(data.ArrayLayout(data.StructLayout({"fire": 1, "addr": a}), len(self.links_order))),
+        })
+
+    def _node(self, key):
+        mesh, tables = self.mesh, self.tables
+        if key[0] == "router":
+            ports = [DIRECTIONS[d] for d in mesh.ports(key[1])]
+            per = tables.routers.get(key[1], {}) if tables else {}
+            return Router(ports, ports, mesh.sources, mesh.fifo_depth,
+                          [per.get(d, {}) for d in mesh.ports(key[1])])
+        sides = [DIRECTIONS[d] for d in mesh.ports(mesh.tile_cell(key[1]))]
+        if key[0] == "inject":
+            return Router([LOCAL], sides, mesh.sources, mesh.fifo_depth,
+                          [tables.injectors.get(key[1], {}) if tables else {}])
+        merge = tables.mergers.get(key[1], {}) if tables else {}
+        return Router(sides, [LOCAL], mesh.sources, mesh.fifo_depth, [merge.get(DIRECTIONS.index(s), {}) for s in sides])
+
+    def elaborate(self, platform):
+        m = Module()
+        nodes = {}
+        for i, key in enumerate(self.node_order):
+            kind, where = key
+            name = f"{kind}_{where[0]}_{where[1]}" if kind == "router" else f"{kind}_{where}"
+            nodes[key] = m.submodules[name] = node = self._node(key)
+            m.d.comb += [node.table.valid.eq(self.table.valid & (self.table.payload.node == i)),
+                         node.table.payload.port.eq(self.table.payload.port),
+                         node.table.payload.source.eq(self.table.payload.source),
+                         node.table.payload.mask.eq(self.table.payload.mask)]
+        for i, ((src, q), (dst, p)) in enumerate(self.links_order):
+            a, b = nodes[src], nodes[dst]
+            out = getattr(a, f"out_{a.out_ports[q]}")
+            inp = getattr(b, f"in_{b.in_ports[p]}")
+            m.d.comb += [inp.valid.eq(out.valid), inp.payload.eq(out.payload), out.ready.eq(inp.ready),
+                         self.links[i].fire.eq(out.valid & inp.ready), self.links[i].addr.eq(out.payload)]
+        for t in range(self.mesh.tiles):
+            wiring.connect(m, wiring.flipped(self.inject[t]), nodes[("inject", t)].in_L)
+            wiring.connect(m, nodes[("merge", t)].out_L, wiring.flipped(self.deliver[t]))
+        return m
+
