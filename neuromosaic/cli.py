@@ -15,6 +15,7 @@ from .cosim.scoreboard import FAULTS
 from .fpga.board import BOARDS
 from .model.config import SEED_LIF, ConfigError, LIFConfig
 from .model.data.base import DataError
+from .model.router import MeshConfig
 from .model.snn import NETWORKS, SRNNConfig
 
 __all__ = ["main"]
@@ -445,6 +446,44 @@ def cmd_experiment(args) -> int:
     return 0 if a is None or (a["at_least_60_percent"] and a["within_5_points"] and a["ten_steps_beat_one"]) else 1
 
 
+def cmd_route(args) -> int:
+    """Compiles a checkpoint's recurrent connectivity into the Mosaic routers' tables and prints the
+    routing report; a connectivity the routers cannot carry is one sentence and exit status 1."""
+    from .model.checkpoint import load_checkpoint
+    from .model.router import compile_routes, destination_tiles, routing_report
+
+    ck = load_checkpoint(args.checkpoint)
+    try:
+        rows, cols = (int(v) for v in args.grid.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--grid {args.grid!r} is not RxC; allowed: two positive integers such as 2x2.") from None
+    neurons = ck.config.neurons
+    if rows < 1 or cols < 1 or neurons % (rows * cols):
+        raise UsageError(f"--grid {args.grid}: {rows * cols} tiles do not divide the checkpoint's {neurons} neurons; "
+                         f"allowed: a grid whose tile count divides {neurons}.")
+    mesh = MeshConfig(rows, cols, neurons // (rows * cols), fifo_depth=args.fifo_depth,
+                      tile_capacity=args.tile_capacity, between_capacity=args.between_capacity,
+                      corner_capacity=args.corner_capacity)
+    tables = compile_routes(mesh, destination_tiles(ck.w_rec, mesh))
+    report = routing_report(tables)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"Mosaic {rows}x{cols}: {mesh.neurons_per_tile} neurons per tile, {report['routers']} routers, "
+          f"{report['routed_sources']} of {mesh.sources} neurons send to other tiles")
+    print("tile destinations per hop count: " + ", ".join(f"{h} hops: {n}" for h, n in
+                                                        report["tile_destinations_per_hop"].items())
+          + f" (mean {report['mean_hops']:.2f})")
+    busiest = sorted(report["ports"], key=lambda p: -p["sources"])[:5]
+    print("busiest ports (distinct sources / capacity): " + ", ".join(
+        f"{p['node']} {tuple(p['cell'])} {p['port']} {p['sources']}/{p['capacity']}" for p in busiest))
+    mem = report["router_memory"]
+    print(f"router tables: {mem['table_bits_total']} bits in all, at most {mem['table_bits_per_router_max']} per "
+          f"router, {mem['table_entries_used']} entries used; FIFOs at most {mem['fifo_bits_per_router_max']} "
+          f"bits per router")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import demo
     return demo(out=args.out)
@@ -586,6 +625,17 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--plot", help="PNG: retention error vs energy, and the learning curves")
     rt.add_argument("--json", action="store_true", help="print one JSON object")
     rt.set_defaults(func=cmd_retention)
+
+    r = sub.add_parser("route", help="compile a checkpoint's connectivity into Mosaic routing tables; print "
+                                     "the routing report")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--grid", default="2x2", help="neuron tiles RxC (default 2x2)")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
+    mesh_defaults = MeshConfig()
+    for name in ("fifo_depth", "tile_capacity", "between_capacity", "corner_capacity"):
+        r.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(mesh_defaults, name),
+                       help=f"default {getattr(mesh_defaults, name)}")
+    r.set_defaults(func=cmd_route)
 
     d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
                                     "simulators, iCE40 bitstream")

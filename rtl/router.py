@@ -15,7 +15,7 @@ wired as ``model.router.mesh_links``, with one table-write port for all of them 
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,11 +47,20 @@ class Router(wiring.Component):
         members["table"] = In(table_write(self.table_fields))
         members["fifo_level"] = Out(data.ArrayLayout(range(fifo_depth + 1), len(self.in_ports)))
         super().__init__(members)
+        # The in-ports' state, created here so that a proof harness can state invariants over it.
+        entry = data.StructLayout({"addr": self.address_bits, "mask": len(self.out_ports)})
+        self.state = [{
+            "ing_valid": Signal(name=f"ing_valid_{p}"),
+            "ing_addr": Signal(self.address_bits, name=f"ing_addr_{p}"),
+            "slots": [Signal(entry, name=f"fifo_{p}_{i}") for i in range(fifo_depth)],
+            "head": Signal(range(fifo_depth), name=f"head_{p}"),
+            "tail": Signal(range(fifo_depth), name=f"tail_{p}"),
+            "done": Signal(len(self.out_ports), name=f"done_{p}"),
+        } for p in range(len(self.in_ports))]
 
     def elaborate(self, platform):
         m = Module()
         n_in, n_out, depth = len(self.in_ports), len(self.out_ports), self.fifo_depth
-        entry = data.StructLayout({"addr": self.address_bits, "mask": n_out})
         ins = [getattr(self, f"in_{p}") for p in self.in_ports]
         outs = [getattr(self, f"out_{q}") for q in self.out_ports]
 
@@ -65,16 +74,13 @@ class Router(wiring.Component):
             m.d.comb += [wr.addr.eq(self.table.payload.source), wr.data.eq(self.table.payload.mask),
                          wr.en.eq(self.table.valid & (self.table.payload.port == p))]
 
-            ing_valid = Signal(name=f"ing_valid_{p}")
-            ing_addr = Signal(self.address_bits, name=f"ing_addr_{p}")
-            slots = Array(Signal(entry, name=f"fifo_{p}_{i}") for i in range(depth))
-            head = Signal(range(depth), name=f"head_{p}")
-            tail = Signal(range(depth), name=f"tail_{p}")
-            count = Signal(range(depth + 1), name=f"count_{p}")
-            done = Signal(n_out, name=f"done_{p}")
+            st = self.state[p]
+            ing_valid, ing_addr, head, tail, done = (st[k] for k in ("ing_valid", "ing_addr", "head", "tail", "done"))
+            slots = Array(st["slots"])
+            count = self.fifo_level[p]
             accept = Signal(name=f"accept_{p}")
             m.d.comb += [port.ready.eq(count + ing_valid < depth), accept.eq(port.valid & port.ready),
-                         rd.addr.eq(port.payload), rd.en.eq(accept), self.fifo_level[p].eq(count)]
+                         rd.addr.eq(port.payload), rd.en.eq(accept)]
             m.d.sync += ing_valid.eq(accept)
             with m.If(accept):
                 m.d.sync += ing_addr.eq(port.payload)
