@@ -115,16 +115,18 @@ def simulate_router(scenario, *, seed=0, idle=0.3, backpressure=0.3, fault=None,
         [s], lambda tb, index, item, cycle: tb.start(item, cycle), [f"in_{p}" for p in s.in_ports], vcd)
 
 
-def simulate_mesh(scenario, *, seed=0, idle=0.3, backpressure=0.3, fault=None, vcd=None) -> dict:
+def simulate_mesh(scenario, *, seed=0, idle=0.3, backpressure=0.3, fault=None, load_tables=False, vcd=None) -> dict:
     """Runs a mesh scenario (``router_bench.mesh_scenario``) on ``rtl.router.MeshFabric``, every link
-    of every cycle checked against ``model.router.MeshModel``, then spike conservation."""
+    of every cycle checked against ``model.router.MeshModel``, then spike conservation.
+    ``load_tables``: the fabric starts empty and the tables are written through its table port."""
     from ..rtl.router import MeshFabric
     from .router_bench import MeshTestbench
 
     return _back_to_back(
-        MeshFabric(scenario.tables.mesh, scenario.tables),
-        lambda port: MeshTestbench(scenario, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault),
-        [scenario], lambda tb, index, item, cycle: tb.start(item, cycle), (), vcd)
+        MeshFabric(scenario.tables.mesh, None if load_tables else scenario.tables),
+        lambda port: MeshTestbench(scenario, port, seed=seed, idle=idle, backpressure=backpressure, fault=fault,
+                                   load_tables=load_tables),
+        [scenario], lambda tb, index, item, cycle: tb.start(item, cycle), ("table",), vcd)
 
 
 def simulate_synapse(scenario, *, seed=0, idle=0.2, fault=None, vcd=None) -> dict:

@@ -26,14 +26,17 @@ def run_router_cosim(sim: str, *, idle: float = 0.3, backpressure: float = 0.3, 
 
 
 def run_mesh_cosim(sim: str, *, idle: float = 0.3, backpressure: float = 0.3, fault: str | None = None,
-                   rng_seed: int = 0, waves: bool = False, name: str = "run", **scenario) -> dict:
+                   load_tables: bool = False, rng_seed: int = 0, waves: bool = False, name: str = "run",
+                   **scenario) -> dict:
     """The mesh fabric of a random compiled connectivity (``scenario``: arguments of
     :func:`~.router_bench.mesh_scenario`) under random spikes and backpressure; ``idle=0`` saturates
-    the injectors. Raises :class:`~.runner.CosimError` on any mismatch or lost spike."""
+    the injectors; ``load_tables``: the fabric starts empty and the testbench writes the tables through
+    its table port first. Raises :class:`~.runner.CosimError` on any mismatch or lost spike."""
     s = mesh_scenario(**scenario)
-    verilog = generate_verilog(MeshFabric(s.tables.mesh, s.tables), "mesh_fabric")
+    verilog = generate_verilog(MeshFabric(s.tables.mesh, None if load_tables else s.tables), "mesh_fabric")
     run = CocotbRun(sim, verilog, "mesh_fabric", waves=waves)
-    job = {"scenario": scenario, "idle": idle, "backpressure": backpressure, "fault": fault, "rng_seed": rng_seed}
+    job = {"scenario": scenario, "idle": idle, "backpressure": backpressure, "fault": fault, "rng_seed": rng_seed,
+           "load_tables": load_tables}
     result = run.test(TEST_MODULE, "mesh_scoreboard", job, name)
     result.update(sim=sim, build_dir=str(run.build_dir))
     return result

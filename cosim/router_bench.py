@@ -15,7 +15,9 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from ..model.router import MeshConfig, MeshModel, RouterModel, RoutingTables, compile_routes, mesh_links
+from ..model.config import pack_fields
+from ..model.router import (MeshConfig, MeshModel, RouterModel, RoutingTables, compile_routes, mesh_links,
+                            mesh_table_fields, table_writes)
 from .scoreboard import Mismatch
 
 __all__ = ["RouterTestbench", "MeshTestbench", "router_scenario", "mesh_scenario", "FAULTS"]
@@ -158,10 +160,12 @@ def mesh_scenario(rows: int = 2, cols: int = 2, neurons_per_tile: int = 4, fifo_
 
 class MeshTestbench:
     """The fabric against :class:`~neuromosaic.model.router.MeshModel`: every link's handshake, every
-    injection and delivery, every cycle; then spike conservation against the connectivity."""
+    injection and delivery, every cycle; then spike conservation against the connectivity. With
+    ``load_tables`` the tables are first written through the fabric's table port, one entry a cycle
+    (the fabric then starts with empty tables)."""
 
     def __init__(self, scenario: MeshScenario, port, *, seed: int = 0, idle: float = 0.3,
-                 backpressure: float = 0.3, fault: str | None = None):
+                 backpressure: float = 0.3, fault: str | None = None, load_tables: bool = False):
         self.s = scenario
         mesh = self.mesh = scenario.tables.mesh
         self.rng = random.Random(seed)
@@ -171,6 +175,10 @@ class MeshTestbench:
             for key, node in self.model.nodes.items():
                 faulty = _FaultyRouter(node.in_ports, node.out_ports, node.depth, node.tables, fault=fault)
                 self.model.nodes[key] = faulty
+        self.writes = deque(table_writes(scenario.tables) if load_tables else ())
+        self.table_fields = mesh_table_fields(mesh)
+        self.table_valid, self.table_payload = port("table__valid"), port("table__payload")
+        self.table_loads = len(self.writes)
         self.links = port("links")
         self.link_bits = 1 + mesh.address_bits
         self._links = mesh_links(mesh)
@@ -196,8 +204,11 @@ class MeshTestbench:
         return not any(self.queues) and all(o is None for o in self.offer) and self.model.idle()
 
     def drive(self) -> None:
+        self.table_valid.set(bool(self.writes))
+        if self.writes:
+            self.table_payload.set(pack_fields(self.table_fields, self.writes[0]))
         for t, (valid, _, payload) in enumerate(self.inject):
-            if self.offer[t] is None and self.queues[t] and self.rng.random() >= self.idle:
+            if self.offer[t] is None and self.queues[t] and not self.writes and self.rng.random() >= self.idle:
                 self.offer[t] = self.queues[t].popleft()
             valid.set(self.offer[t] is not None)
             if self.offer[t] is not None:
@@ -207,6 +218,8 @@ class MeshTestbench:
             ready.set(self.ready[t])
 
     def sample(self, cycle: int) -> None:
+        if self.writes:
+            self.writes.popleft()
         m = self.model
         word = self.links.get()
         seen = []
@@ -254,6 +267,7 @@ class MeshTestbench:
             extra = self.delivered - self.emitted
             raise Mismatch(f"spike conservation fails: lost (tile, source) {dict(lost)}, duplicated or stray "
                            f"{dict(extra)}")
-        return {"checked_cycles": self.checked, "spikes": sum(len(s) for s in self.s.spikes),
+        return {"checked_cycles": self.checked, "table_loads": self.table_loads,
+                "spikes": sum(len(s) for s in self.s.spikes),
                 "deliveries": sum(self.delivered.values()), "link_events": self.link_events,
                 "mean_latency": sum(self.latencies) / len(self.latencies) if self.latencies else 0.0}

@@ -8,9 +8,9 @@ from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_jo
 from neuromosaic.cosim.router_bench import MeshTestbench, RouterTestbench, mesh_scenario, router_scenario
 
 
-def _bench(job, dut, cls, scenario):
+def _bench(job, dut, cls, scenario, **more):
     return cls(scenario, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0), idle=job.get("idle", 0.3),
-               backpressure=job.get("backpressure", 0.3), fault=job.get("fault"))
+               backpressure=job.get("backpressure", 0.3), fault=job.get("fault"), **more)
 
 
 @cocotb.test()
@@ -31,10 +31,11 @@ async def mesh_scoreboard(dut):
     """Every link's handshake, every cycle, against the model; then spike conservation."""
     async def body(job, clock):
         scenario = mesh_scenario(**job["scenario"])
-        tb = _bench(job, dut, MeshTestbench, scenario)
+        tb = _bench(job, dut, MeshTestbench, scenario, load_tables=job.get("load_tables", False))
         tiles = scenario.tables.mesh.tiles
         await run_back_to_back(dut, tb, [scenario], lambda tb, index, item, cycle: tb.start(item, cycle),
-                               [f"inject__{t}" for t in range(tiles)], [f"deliver__{t}" for t in range(tiles)], clock)
+                               [f"inject__{t}" for t in range(tiles)] + ["table"], [f"deliver__{t}" for t in range(tiles)],
+                               clock)
         return tb.finish()
 
     await run_job(body)

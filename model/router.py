@@ -303,9 +303,6 @@ class RouterModel:
     def in_ready(self, p: int) -> bool:
         return len(self.fifo[p]) + self.ing_valid[p] < self.depth
 
-    def write_table(self, p: int, source: int, mask: int) -> None:
-        self.tables[p][source] = mask
-
     def occupancy(self) -> int:
         return sum(len(f) + v for f, v in zip(self.fifo, self.ing_valid)) + sum(self.out_valid)
 

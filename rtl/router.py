@@ -175,7 +175,8 @@ class MeshFabric(wiring.Component):
             kind, where = key
             name = f"{kind}_{where[0]}_{where[1]}" if kind == "router" else f"{kind}_{where}"
             nodes[key] = m.submodules[name] = node = self._node(key)
-            m.d.comb += [node.table.valid.eq(self.table.valid & (self.table.payload.node == i)),
+            ours = (self.table.payload.node == i) & (self.table.payload.port < len(node.in_ports))
+            m.d.comb += [node.table.valid.eq(self.table.valid & ours),
                          node.table.payload.port.eq(self.table.payload.port),
                          node.table.payload.source.eq(self.table.payload.source),
                          node.table.payload.mask.eq(self.table.payload.mask)]

@@ -15,11 +15,12 @@ def test_router_cosim_passes(sim):
     assert r["passed"] and r["checked_cycles"] > 200 and r["events_out"] > r["events_in"] == 320
 
 
-@pytest.mark.parametrize("sim, idle, backpressure", [("icarus", 0.3, 0.3), ("icarus", 0.0, 0.6)])
-def test_mesh_cosim_passes_under_backpressure_and_saturation(sim, idle, backpressure):
-    r = run_mesh_cosim(sim, seed=3, spikes_per_tile=30, idle=idle, backpressure=backpressure,
+@pytest.mark.parametrize("sim, idle, backpressure, load", [("icarus", 0.3, 0.3, True), ("icarus", 0.0, 0.6, False)])
+def test_mesh_cosim_passes_under_backpressure_and_saturation(sim, idle, backpressure, load):
+    r = run_mesh_cosim(sim, seed=3, spikes_per_tile=30, idle=idle, backpressure=backpressure, load_tables=load,
                        name=f"pytest-{idle}-{backpressure}")
     assert r["passed"] and r["spikes"] == 120 and r["deliveries"] > 120 and r["link_events"] > r["deliveries"]
+    assert (r["table_loads"] > 0) == load
 
 
 @pytest.mark.parametrize("sim, runner", [("verilator", run_router_cosim), ("icarus", run_mesh_cosim)])

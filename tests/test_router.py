@@ -110,7 +110,13 @@ def test_router_scoreboard_catches_each_wrong_rule(fault):
 
 def test_mesh_rtl_matches_the_model_on_every_link_and_conserves_spikes():
     r = simulate_mesh(mesh_scenario(seed=1, spikes_per_tile=12), seed=2, idle=0.0, backpressure=0.4)
-    assert r["deliveries"] > 40 and r["link_events"] > r["deliveries"]
+    assert r["deliveries"] > 40 and r["link_events"] > r["deliveries"] and r["table_loads"] == 0
+
+
+def test_mesh_tables_load_through_the_table_port():
+    s = mesh_scenario(rows=1, cols=3, seed=5, spikes_per_tile=10)
+    r = simulate_mesh(s, seed=1, load_tables=True)
+    assert r["table_loads"] == len(table_writes(s.tables)) > 10 and r["deliveries"] > 10
 
 
 def test_mesh_scoreboard_catches_a_wrong_router():
