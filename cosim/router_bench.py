@@ -26,6 +26,20 @@ __all__ = ["RouterTestbench", "MeshTestbench", "router_scenario", "mesh_scenario
 FAULTS = ("fixed-priority", "deeper-fifo", "drop-last-port")
 
 
+def _drive_streams(rng, idle, backpressure, sources, queues, offer, sinks, ready, hold=False) -> None:
+    """One cycle of the sources (an event offered, after a random idle, held until taken; none while
+    ``hold``) and of the sinks (ready unless a random backpressure draw says no)."""
+    for i, (valid, _, payload) in enumerate(sources):
+        if offer[i] is None and queues[i] and not hold and rng.random() >= idle:
+            offer[i] = queues[i].popleft()
+        valid.set(offer[i] is not None)
+        if offer[i] is not None:
+            payload.set(offer[i])
+    for i, (_, rdy, _) in enumerate(sinks):
+        ready[i] = int(rng.random() >= backpressure)
+        rdy.set(ready[i])
+
+
 class _FaultyRouter(RouterModel):
     def __init__(self, *args, fault=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -95,15 +109,7 @@ class RouterTestbench:
         return not any(self.queues) and all(o is None for o in self.offer) and self.model.occupancy() == 0
 
     def drive(self) -> None:
-        for p, (valid, _, payload) in enumerate(self.ins):
-            if self.offer[p] is None and self.queues[p] and self.rng.random() >= self.idle:
-                self.offer[p] = self.queues[p].popleft()
-            valid.set(self.offer[p] is not None)
-            if self.offer[p] is not None:
-                payload.set(self.offer[p])
-        for q, (_, ready, _) in enumerate(self.outs):
-            self.ready[q] = int(self.rng.random() >= self.backpressure)
-            ready.set(self.ready[q])
+        _drive_streams(self.rng, self.idle, self.backpressure, self.ins, self.queues, self.offer, self.outs, self.ready)
 
     def sample(self, cycle: int) -> None:
         m = self.model
@@ -207,15 +213,8 @@ class MeshTestbench:
         self.table_valid.set(bool(self.writes))
         if self.writes:
             self.table_payload.set(pack_fields(self.table_fields, self.writes[0]))
-        for t, (valid, _, payload) in enumerate(self.inject):
-            if self.offer[t] is None and self.queues[t] and not self.writes and self.rng.random() >= self.idle:
-                self.offer[t] = self.queues[t].popleft()
-            valid.set(self.offer[t] is not None)
-            if self.offer[t] is not None:
-                payload.set(self.offer[t])
-        for t, (_, ready, _) in enumerate(self.deliver):
-            self.ready[t] = int(self.rng.random() >= self.backpressure)
-            ready.set(self.ready[t])
+        _drive_streams(self.rng, self.idle, self.backpressure, self.inject, self.queues, self.offer, self.deliver,
+                       self.ready, hold=bool(self.writes))
 
     def sample(self, cycle: int) -> None:
         if self.writes:
