@@ -102,6 +102,23 @@ def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0
     return {**result, "episodes": len(episodes)}
 
 
+def simulate_mosaic(mc, cfg, episodes, *, seed=0, idle=0.2, backpressure=0.3, fault=None, tables=None,
+                    vcd=None) -> dict:
+    """Runs few-shot ``episodes`` (through the core: with ``w_core``) on one ``rtl.mosaic.Mosaic`` of
+    ``mc``, every hidden spike, logit and weight write checked by
+    :class:`~.learning_bench.LearningTestbench` against the whole network's model. ``tables``: the
+    mesh's routing tables (default: every source to every other tile, right for any weights)."""
+    from ..rtl.mosaic import Mosaic
+    from .learning_bench import LearningTestbench, stream_inputs
+
+    result = _back_to_back(
+        Mosaic(mc, cfg, tables=tables),
+        lambda port: LearningTestbench(mc.network, cfg, port, seed=seed, idle=idle, backpressure=backpressure,
+                                       fault=fault, core=True, core_loads=mc.core_load_words),
+        episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(True), vcd)
+    return {**result, "episodes": len(episodes)}
+
+
 def simulate_router(scenario, *, seed=0, idle=0.3, backpressure=0.3, fault=None, vcd=None) -> dict:
     """Runs a router scenario (``router_bench.router_scenario``) on ``rtl.router.Router``, every
     output of every cycle checked against ``model.router.RouterModel``."""

@@ -348,12 +348,15 @@ class LearningTestbench:
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
                  idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None, core: bool = False,
-                 synapses=None, core_synapses=None):
+                 synapses=None, core_synapses=None, core_loads: Callable | None = None):
         """``synapses``: the engine keeps its readout in that synapse memory (``readout_memory``; its
         update writes then have no fixed cycles, only their order; a sparse one restricts the
         episodes to its structure). ``core_synapses``: the LIF core of a ``LearningCore`` keeps its
-        weights in that one (``core_memory``)."""
+        weights in that one (``core_memory``). ``core_loads``: the packed ``core_weights`` loads of an
+        episode's ``w_core`` for a DUT that loads them its own way (a ``Mosaic``:
+        ``MosaicConfig.core_load_words``); by default the LIF core's weight words."""
         self.config, self.cfg, self.fault, self.core = config, cfg, fault, core
+        self.core_loads = core_loads
         rng = random.Random(seed)
         self.sb = LearningScoreboard(config, cfg)
         memory = readout_memory(config, synapses)
@@ -435,6 +438,8 @@ class LearningTestbench:
                 pack_fields(fields, {**synapse_model.neuron_values(cm, "post", post),
                                      **synapse_model.neuron_values(cm, "pre", pre), "value": w[post][pre]})
                 for post, pre in torch.nonzero(cm.structure()).tolist()]))
+        elif self.core and self.core_loads is not None:
+            self._plan.append(("core_load", list(self.core_loads(episode.w_core))))
         elif self.core:
             fields = c.core.weight_load_fields
             self._plan.append(("core_load", [pack_fields(fields, {"address": a, "data": d})

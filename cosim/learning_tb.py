@@ -13,13 +13,15 @@ from neuromosaic.cosim.learning_bench import (Episode, LearningTestbench, random
                                               stream_inputs)
 from neuromosaic.model.learning import LearningConfig
 from neuromosaic.model.snn import SRNNConfig
+from neuromosaic.model.tiles import MosaicConfig
 
 
 @cocotb.test()
 async def learning_episodes(dut):
     """Whole few-shot episodes: every hidden spike, logit and weight write (with its cycle) against the model."""
     async def body(job, clock):
-        config = SRNNConfig.from_dict(job["config"])
+        mosaic = MosaicConfig.from_dict(job["mosaic"]) if job.get("mosaic") else None   # a Mosaic top
+        config = mosaic.network if mosaic else SRNNConfig.from_dict(job["config"])
         cfg = LearningConfig(**job["learning"])
         core = job.get("core", True)
         if job.get("episodes_file"):
@@ -30,9 +32,11 @@ async def learning_episodes(dut):
         tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
                                idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
                                fault=job.get("fault"), core=core, synapses=job.get("synapses"),
-                               core_synapses=job.get("core_synapses"))
+                               core_synapses=job.get("core_synapses"),
+                               core_loads=mosaic.core_load_words if mosaic else None)
+        inputs = stream_inputs(core) + (("table",) if mosaic else ())
         await run_back_to_back(dut, tb, episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle),
-                               stream_inputs(core), ("logits",), clock)
+                               inputs, ("logits",), clock)
         return {**tb.finish(), "episodes": len(episodes)}
 
     await run_job(body)

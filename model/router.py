@@ -50,7 +50,8 @@ from .mosaic import hop_matrix, tile_of
 
 __all__ = ["N", "E", "S", "W", "DIRECTIONS", "LOCAL", "MeshConfig", "RoutingTables", "RoutingError",
            "compile_routes", "RouterModel", "MeshModel", "routing_report", "destination_tiles", "route_tree",
-           "mesh_links", "node_order", "table_write_fields", "mesh_table_fields", "table_writes", "run_traffic"]
+           "mesh_links", "node_order", "table_write_fields", "mesh_table_fields", "table_writes", "run_traffic",
+           "routing_energy"]
 
 N, E, S, W = range(4)
 DIRECTIONS = "NESW"
@@ -456,14 +457,15 @@ def run_traffic(tables: RoutingTables, spikes, *, seed: int = 0, backpressure: f
                 on_cycle=None) -> dict:
     """Injects ``spikes`` (per tile, a list of (earliest cycle, source) in order) into a
     :class:`MeshModel`, with the cores refusing a delivery with probability ``backpressure``; runs
-    until every event is delivered. Returns the deliveries and latencies and the per-link counts;
-    raises ConfigError if an event is lost or duplicated (which would be a model bug)."""
+    until every event is delivered. Returns the deliveries, the latencies (from the injection, and
+    from the earliest cycle, queueing at the source included) and the per-link counts; raises
+    ConfigError if an event is lost or duplicated (which would be a model bug)."""
     mesh = tables.mesh
     model = MeshModel(tables)
     rng = random.Random(seed)
     queues = [deque(s) for s in spikes]
     pending: dict = {}                    # (destination tile, source) -> injection cycles in flight
-    latencies, deliveries, expected, link_counts = [], Counter(), Counter(), Counter()
+    latencies, offered_latencies, deliveries, expected, link_counts = [], [], Counter(), Counter(), Counter()
     while any(queues) or not model.idle():
         if model.cycle >= max_cycles:
             raise ConfigError(f"traffic did not drain in {max_cycles} cycles; allowed: a run that drains.")
@@ -474,20 +476,22 @@ def run_traffic(tables: RoutingTables, spikes, *, seed: int = 0, backpressure: f
         if on_cycle:
             on_cycle(cycle, offered, ready, fired)
         for t, a in fired["inject"]:
-            queues[t].popleft()
+            earliest, _ = queues[t].popleft()
             for d in tables.destinations[a]:
                 expected[(d, a)] += 1
-                pending.setdefault((d, a), deque()).append(cycle)
+                pending.setdefault((d, a), deque()).append((cycle, earliest))
         for t, a in fired["deliver"]:
             deliveries[(t, a)] += 1
             if pending.get((t, a)):
-                latencies.append(cycle - pending[(t, a)].popleft())
+                injected, earliest = pending[(t, a)].popleft()
+                latencies.append(cycle - injected)
+                offered_latencies.append(cycle - earliest)
         for i, _ in fired["links"]:
             link_counts[i] += 1
     if deliveries != expected:
         raise ConfigError("deliveries differ from the connectivity (an event lost or duplicated).")
     return {"cycles": model.cycle, "deliveries": sum(deliveries.values()), "latencies": latencies,
-            "link_counts": link_counts}
+            "offered_latencies": offered_latencies, "link_counts": link_counts}
 
 
 def routing_report(tables: RoutingTables, spike_counts=None) -> dict:
@@ -521,3 +525,43 @@ def routing_report(tables: RoutingTables, spike_counts=None) -> dict:
         report["traversals"] = sum(int(spike_counts[s]) * len(route_tree(mesh, s, d)[1])
                                    for s, d in enumerate(tables.destinations) if d)
     return report
+
+
+def _traversal_pj(mesh: MeshConfig, n_in: int, n_out: int, sends: int, energy) -> float:
+    """One event through one node: its in-port table read, the FIFO write and read, and a write of
+    the output register of each of the ``sends`` out-ports it takes (memories of this mesh's sizes)."""
+    from .synapse import PhysicalMemory
+    a = mesh.address_bits
+    table = PhysicalMemory("table", mesh.sources, n_out)
+    fifo = PhysicalMemory("fifo", mesh.fifo_depth, a + n_out)
+    out = PhysicalMemory("out", 1, a)
+    return (energy.access_pj(table) + energy.access_pj(fifo, write=True) + energy.access_pj(fifo)
+            + sends * energy.access_pj(out, write=True))
+
+
+def routing_energy(tables: RoutingTables, spike_counts, energy=None) -> dict:
+    """Energy of routing ``spike_counts[source]`` events of each source through ``tables``: each event
+    crosses its tile's injector, every router of its multicast tree and the merger of every destination
+    tile (:func:`_traversal_pj` each; ``model.energy.EnergyModel`` prices the memories). Wires and
+    control logic are not in the model. Returns pJ in all and per event, and router traversals."""
+    from .energy import EnergyModel
+    energy = energy or EnergyModel()
+    mesh = tables.mesh
+    total, traversals, events = 0.0, 0, 0
+    for source, tiles in enumerate(tables.destinations):
+        n = int(spike_counts[source])
+        if not tiles or not n:
+            continue
+        exits, cells = route_tree(mesh, source, tiles)
+        tile_cell = mesh.tile_cell(source // mesh.neurons_per_tile)
+        per = _traversal_pj(mesh, 1, len(mesh.ports(tile_cell)), len(exits), energy)
+        for cell, outs in cells.items():
+            k = len(mesh.ports(cell))
+            per += _traversal_pj(mesh, k, k, len(outs), energy)
+        for t in tiles:
+            per += _traversal_pj(mesh, len(mesh.ports(mesh.tile_cell(t))), 1, 1, energy)
+        total += n * per
+        traversals += n * (len(cells) + 1 + len(tiles))
+        events += n
+    return {"pj": total, "events": events, "pj_per_event": total / events if events else 0.0,
+            "node_traversals": traversals}

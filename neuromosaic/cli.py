@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
+from .cosim.mosaic import FAULTS as MOSAIC_FAULTS
 from .cosim.scoreboard import FAULTS
 from .fpga.board import BOARDS
 from .model.config import SEED_LIF, ConfigError, LIFConfig
@@ -72,6 +73,17 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
                    help="change a field of the learning rule (prob_bits, acc_bits, lfsr_seed, ...)")
 
 
+def _add_mesh_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Mosaic mesh (route, and the mosaic design)")
+    g.add_argument("--grid", default=None, help="neuron tiles RxC (default: the checkpoint's training layout, else 2x2)")
+    g.add_argument("--fifo-depth", type=int, default=MeshConfig.fifo_depth,
+                   help=f"entries per router in-port FIFO (default {MeshConfig.fifo_depth})")
+    for name in ("tile_capacity", "between_capacity", "corner_capacity"):
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                       help=f"most distinct sources per port (default {getattr(MeshConfig, name)}; the neuron count "
+                            "for random episodes, which route every neuron to every tile)")
+
+
 def _parse_sets(items: list[str], allowed: list[str], flag: str) -> dict:
     out = {}
     for item in items:
@@ -128,6 +140,8 @@ def cmd_verilog(args) -> int:
     from .cosim.runner import generate_verilog
     if args.design == "learning":
         return _verilog_learning(args)
+    if args.design == "mosaic":
+        return _verilog_mosaic(args)
     from .rtl.lif import LIFCore
     config = _config(args)
     core = LIFCore(config, _load_weights(args.weights, config))
@@ -157,6 +171,50 @@ def _verilog_learning(args) -> int:
     what = "learning engine" if args.engine else "LIF core + learning engine"
     print(f"wrote {args.output}: module {name}, the {what}"
           f" of {_describe(config)}" + (f", weights of {args.checkpoint}" if ck else ""))
+    return 0
+
+
+def _grid(args, ck, neurons: int) -> tuple[int, int]:
+    """--grid, or the checkpoint's training layout, or 2x2."""
+    grid = args.grid or (ck.metadata.get("train", {}).get("layout") if ck is not None else None) or "2x2"
+    try:
+        rows, cols = (int(v) for v in grid.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--grid {grid!r} is not RxC; allowed: two positive integers such as 2x2.") from None
+    if rows < 1 or cols < 1 or neurons % (rows * cols):
+        raise UsageError(f"--grid {grid}: {rows * cols} tiles do not divide the {neurons} neurons; allowed: a grid "
+                         f"whose tile count divides {neurons}.")
+    return rows, cols
+
+
+def _mesh(args, ck, neurons: int, dense: bool) -> MeshConfig:
+    """The mesh of the flags. A capacity left out is the Mosaic default, or, for ``dense`` (every
+    source to every other tile, the random episodes), the neuron count: nothing limits it."""
+    rows, cols = _grid(args, ck, neurons)
+    caps = {name: getattr(args, name) if getattr(args, name) is not None else
+            (neurons if dense else getattr(MeshConfig, name))
+            for name in ("tile_capacity", "between_capacity", "corner_capacity")}
+    return MeshConfig(rows, cols, neurons // (rows * cols), fifo_depth=args.fifo_depth, **caps)
+
+
+def _verilog_mosaic(args) -> int:
+    from .cosim.runner import generate_verilog
+    from .model.tiles import MosaicConfig
+    from .rtl.mosaic import Mosaic
+    if args.weights or args.engine:
+        raise UsageError("--weights and --engine are not for the mosaic design; it takes its weights from --checkpoint.")
+    config, cfg, ck = _network(args)
+    mc = MosaicConfig(config, _mesh(args, ck, config.neurons, dense=ck is None))
+    dut = Mosaic(mc, cfg, None if ck is None else _core_weights(ck), None if ck is None else ck.w_out)
+    name = args.name or "mosaic"
+    text = generate_verilog(dut, name)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text)
+    routed = sum(1 for d in dut.tables.destinations if d)
+    print(f"wrote {args.output}: module {name}, {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} neurons "
+          f"and {len(mc.mesh.routers())} routers, {_describe(config)}; "
+          + (f"weights and routes of {args.checkpoint} ({routed} neurons send to other tiles)" if ck else
+             "no weights (load them through core_weights), every neuron routed to every other tile"))
     return 0
 
 
@@ -190,7 +248,6 @@ def _cosim_each(args, header: str, run, summary: str) -> int:
 
 def _cosim_learning(args) -> int:
     from .cosim.learning import run_learning_cosim
-    from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
     if args.fault and args.fault not in LEARNING_FAULTS:
         raise UsageError(f"--fault {args.fault} is not a learning fault; allowed: "
                          f"{', '.join(sorted(LEARNING_FAULTS))}.")
@@ -208,9 +265,41 @@ def _cosim_learning(args) -> int:
         + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
 
 
+def _cosim_mosaic(args) -> int:
+    from .cosim.mosaic import checkpoint_episodes, run_mosaic_cosim
+    from .model.tiles import MosaicConfig
+    if args.fault and args.fault not in MOSAIC_FAULTS:
+        raise UsageError(f"--fault {args.fault} is not a mosaic fault; allowed: {', '.join(MOSAIC_FAULTS)}.")
+    if args.episodes < 1 or args.shots < 1 or args.queries < 1:
+        raise UsageError(f"--episodes {args.episodes}, --shots {args.shots}, --queries {args.queries}: each must be "
+                         "1 or more.")
+    config, cfg, ck = _network(args)
+    mc = MosaicConfig(config, _mesh(args, ck, config.neurons, dense=ck is None))
+    if ck is None:
+        what = f"{args.episodes} random few-shot episodes (dense random weights, every neuron routed to every other tile)"
+        episodes, w_rec = None, None
+    else:
+        what = (f"{args.episodes} meta-test tasks of {args.checkpoint} ({args.shots} support, {args.queries} query "
+                "samples each; its connectivity in the routing tables)")
+        print("loading the checkpoint's data ...", flush=True)
+        episodes, w_rec = checkpoint_episodes(ck, args.episodes, seed=args.first_seed, shots=args.shots,
+                                              queries=args.queries), ck.w_rec
+    return _cosim_each(
+        args, f"cosim mosaic on {{sim}}: {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} neurons, "
+              f"{_describe(config)}; {what}",
+        lambda sim: run_mosaic_cosim(sim, mc, cfg, episodes=args.episodes, first_seed=args.first_seed,
+                                     episode_list=episodes, w_rec=w_rec, fault=args.fault, idle=args.idle,
+                                     backpressure=args.backpressure, rng_seed=args.rng_seed, waves=args.waves,
+                                     name="cli"),
+        "{r[episodes]} episodes, {r[cycles]} cycles, {ck[hidden_events]} hidden spike events, {ck[logits]} logits "
+        "and {ck[weight_writes]} weight writes")
+
+
 def cmd_cosim(args) -> int:
     if args.design == "learning":
         return _cosim_learning(args)
+    if args.design == "mosaic":
+        return _cosim_mosaic(args)
     from .cosim.lif import run_lif_cosim
     if args.fault and args.fault not in FAULTS:
         raise UsageError(f"--fault {args.fault} is not a lif fault; allowed: {', '.join(sorted(FAULTS))}.")
@@ -249,6 +338,9 @@ def cmd_bench(args) -> int:
     elif args.design == "train":
         from .bench.train import bench_train
         _print_json(bench_train(quick=args.quick, out=args.out))
+    elif args.design == "router":
+        from .bench.router import bench_router
+        _print_json(bench_router(quick=args.quick, out=args.out, checkpoint=args.checkpoint))
     else:
         from .bench.data import bench_data
         _print_json(bench_data(quick=args.quick, out=args.out, fsdd=args.fsdd))
@@ -453,17 +545,8 @@ def cmd_route(args) -> int:
     from .model.router import compile_routes, destination_tiles, routing_report
 
     ck = load_checkpoint(args.checkpoint)
-    try:
-        rows, cols = (int(v) for v in args.grid.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"--grid {args.grid!r} is not RxC; allowed: two positive integers such as 2x2.") from None
-    neurons = ck.config.neurons
-    if rows < 1 or cols < 1 or neurons % (rows * cols):
-        raise UsageError(f"--grid {args.grid}: {rows * cols} tiles do not divide the checkpoint's {neurons} neurons; "
-                         f"allowed: a grid whose tile count divides {neurons}.")
-    mesh = MeshConfig(rows, cols, neurons // (rows * cols), fifo_depth=args.fifo_depth,
-                      tile_capacity=args.tile_capacity, between_capacity=args.between_capacity,
-                      corner_capacity=args.corner_capacity)
+    mesh = _mesh(args, ck, ck.config.neurons, dense=False)
+    rows, cols = mesh.rows, mesh.cols
     tables = compile_routes(mesh, destination_tiles(ck.w_rec, mesh))
     report = routing_report(tables)
     if args.json:
@@ -494,8 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("verilog", help="write the Verilog of a core")
-    v.add_argument("design", choices=["lif", "learning"],
-                   help="lif: the LIF core; learning: LIF core + recurrence + learning engine (LearningCore)")
+    v.add_argument("design", choices=["lif", "learning", "mosaic"],
+                   help="lif: the LIF core; learning: LIF core + recurrence + learning engine (LearningCore); "
+                        "mosaic: the network on a grid of neuron tiles and routers, one readout and learning engine")
     v.add_argument("-o", "--output", required=True, help="Verilog file to write")
     v.add_argument("--name", default=None, help="top module name (default lif_core, learning_core or learning_engine)")
     v.add_argument("--weights", help="lif: initial weights, [neurons, inputs] integers (.npy or JSON); "
@@ -503,11 +587,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--engine", action="store_true", help="learning: the learning engine alone (hidden spikes in)")
     _add_config_options(v)
     _add_network_options(v)
+    _add_mesh_options(v)
     v.set_defaults(func=cmd_verilog)
 
     c = sub.add_parser("cosim", help="cosimulate a core against the golden model (cocotb)")
-    c.add_argument("design", choices=["lif", "learning"],
-                   help="lif: random and corner scenarios; learning: random few-shot episodes")
+    c.add_argument("design", choices=["lif", "learning", "mosaic"],
+                   help="lif: random and corner scenarios; learning: random few-shot episodes; mosaic: few-shot "
+                        "episodes on the tiled network (random, or a --checkpoint's tasks)")
     c.add_argument("--sim", choices=["verilator", "icarus", "both"], default="verilator")
     c.add_argument("--seeds", type=int, default=4, help="random scenarios (default 4)")
     c.add_argument("--steps", type=int, default=50, help="timesteps per random scenario (default 50)")
@@ -515,14 +601,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--episodes", type=int, default=20, help="learning: random episodes (default 20)")
     c.add_argument("--first-seed", type=int, default=0, help="learning: seed of the first episode")
     c.add_argument("--engine", action="store_true", help="learning: the engine alone, driven with hidden spikes")
-    c.add_argument("--fault", choices=sorted(set(FAULTS) | set(LEARNING_FAULTS)),
-                   help="check against a deliberately wrong model: the run must fail (lif: "
-                        f"{', '.join(sorted(FAULTS))}; learning: {', '.join(sorted(LEARNING_FAULTS))})")
+    c.add_argument("--shots", type=int, default=2, help="mosaic with --checkpoint: support samples per task (default 2)")
+    c.add_argument("--queries", type=int, default=2, help="mosaic with --checkpoint: query samples per task (default 2)")
+    c.add_argument("--fault", choices=sorted(set(FAULTS) | set(LEARNING_FAULTS) | set(MOSAIC_FAULTS)),
+                   help="check against a deliberately wrong model, or (mosaic) build wrong routing tables: the run "
+                        f"must fail (lif: {', '.join(sorted(FAULTS))}; learning: {', '.join(sorted(LEARNING_FAULTS))}; "
+                        f"mosaic: {', '.join(MOSAIC_FAULTS)})")
     c.add_argument("--idle", type=float, default=0.2, help="probability of an idle input cycle")
     c.add_argument("--backpressure", type=float, default=0.3, help="probability of a not-ready output cycle")
     c.add_argument("--rng-seed", type=int, default=0, help="seed of the idle/backpressure pattern")
     _add_config_options(c)
     _add_network_options(c)
+    _add_mesh_options(c)
     c.set_defaults(func=cmd_cosim)
 
     f = sub.add_parser("fpga", help="FPGA flow")
@@ -551,10 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
         dp.set_defaults(func=func)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON figures")
-    b.add_argument("design", choices=["lif", "learning", "memory", "data", "train"])
+    b.add_argument("design", choices=["lif", "learning", "memory", "data", "train", "router"])
     b.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     b.add_argument("--out", default="build/bench", help="where the JSON is also written")
     b.add_argument("--fsdd", default=None, help="bench data and learning: the FSDD folder (default ../shared/data/fsdd)")
+    b.add_argument("--checkpoint", default=None, help="bench router: a trained network (default: one trained on the "
+                                                       "built-in data with the 4x4 layout)")
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("train", help="meta-train the SRNN with the hardware in the loop")
@@ -629,12 +721,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("route", help="compile a checkpoint's connectivity into Mosaic routing tables; print "
                                      "the routing report")
     r.add_argument("--checkpoint", required=True)
-    r.add_argument("--grid", default="2x2", help="neuron tiles RxC (default 2x2)")
     r.add_argument("--json", action="store_true", help="print the report as JSON")
-    mesh_defaults = MeshConfig()
-    for name in ("fifo_depth", "tile_capacity", "between_capacity", "corner_capacity"):
-        r.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(mesh_defaults, name),
-                       help=f"default {getattr(mesh_defaults, name)}")
+    _add_mesh_options(r)
     r.set_defaults(func=cmd_route)
 
     d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "

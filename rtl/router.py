@@ -139,6 +139,7 @@ class MeshFabric(wiring.Component):
     deliver : Out(array of streams, one per tile)  the events a tile's core takes
     table : In(valid, payload of ``mesh_table_fields``)   writes any node's table
     links : Out(array of (fire, addr), one per link)      the handshakes of every link, this cycle
+    busy : Out(1)              an event is somewhere in the fabric (an ingress register, a FIFO, an out-port)
     """
 
     def __init__(self, mesh: MeshConfig, tables=None):
@@ -152,6 +153,7 @@ class MeshFabric(wiring.Component):
             "deliver": Out(stream.Signature(a)).array(mesh.tiles),
             "table": In(table_write(self.table_fields)),
             "links": Out(data.ArrayLayout(data.StructLayout({"fire": 1, "addr": a}), len(self.links_order))),
+            "busy": Out(1),
         })
 
     def _node(self, key):
@@ -189,5 +191,10 @@ class MeshFabric(wiring.Component):
         for t in range(self.mesh.tiles):
             wiring.connect(m, wiring.flipped(self.inject[t]), nodes[("inject", t)].in_L)
             wiring.connect(m, nodes[("merge", t)].out_L, wiring.flipped(self.deliver[t]))
+        held = []
+        for node in nodes.values():
+            held += [level != 0 for level in node.fifo_level] + [st["ing_valid"] for st in node.state]
+            held += [getattr(node, f"out_{q}").valid for q in node.out_ports]
+        m.d.comb += self.busy.eq(Cat(*held).any())
         return m
 

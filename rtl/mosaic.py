@@ -1,0 +1,279 @@
+"""The neuron tile and the Mosaic top (issue 7): the SRNN of a :class:`~..model.tiles.MosaicConfig`
+spread over ``rows x cols`` tiles that exchange their spikes through the mesh fabric of
+``rtl.router``, with one readout and learning engine for the chip. ``model.tiles`` states the partition
+and why the spikes are ``model.snn.IntegerSRNN``'s bit for bit.
+
+:class:`Mosaic` has the ports of a :class:`~.learning.LearningCore` (the host cannot tell them apart
+except by the weight loads, which name a tile, and the routing-table port), so the learning testbench
+runs whole few-shot episodes on it unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..model.config import ConfigError
+from ..model.learning import OP_END, LearningConfig, command_fields, logit_fields, rate_fields, readout_load_fields
+from ..model.router import RoutingTables, mesh_table_fields
+from ..model.tiles import MosaicConfig, mosaic_tables
+from . import layouts
+from .layouts import EventKind
+from .learning import LearningEngine, SpikeMonitorSignature, WeightWriteSignature, _check_levels
+from .lif import LIFCore
+from .router import MeshFabric, table_write
+
+__all__ = ["NeuronTile", "Mosaic", "REPLAY_WORD"]
+
+REPLAY_WORD = 16        # bits of the arrival map scanned per cycle when a step's spikes are replayed
+
+
+class NeuronTile(wiring.Component):
+    """Tile ``tile`` of a :class:`MosaicConfig`: its LIF core (the tile's neurons, every input of the
+    network; ``weights`` its ``[neurons_per_tile, channels + neurons]`` rows) and its router port.
+
+    The tile keeps two maps of one bit per hidden neuron of the network: *pending*, the spikes of the
+    current step that reached it (its own core's, and the mesh's deliveries, always taken), and
+    *replay*. External events go straight to the core. A TICK is taken when the tile is idle (its
+    core's previous output TICK has left): pending becomes replay and is cleared, replay is scanned
+    ``REPLAY_WORD`` bits a cycle and each set bit ``j`` goes to the core as the event ``channels + j``
+    (ascending), then the TICK. The core's spikes leave with their global address, to ``spikes``
+    (with its TICKs) and into the mesh (``inject``) in the same cycle.
+
+    Members
+    -------
+    events : In(stream of input_event)      external spikes and TICKs
+    core_weights : In(stream of weight_load(tile_core))   loads one word of the core's weights (when idle)
+    arrive : In(stream of mesh addresses)   spikes the mesh delivers
+    inject : Out(stream of mesh addresses)  the core's spikes, into the mesh
+    spikes : Out(stream of output_event(network core))    the core's spikes (global address) and TICKs
+    busy : Out(1)                           from taking a TICK until the core's output TICK has left
+    """
+
+    def __init__(self, mc: MosaicConfig, tile: int, weights=None):
+        if not isinstance(mc, MosaicConfig):
+            raise TypeError(f"mc must be a MosaicConfig, not {mc!r}")
+        if not 0 <= tile < mc.tiles:
+            self._MustUse__silence = True
+            raise ConfigError(f"tile {tile} does not exist; allowed: 0..{mc.tiles - 1}.")
+        self.mc, self.tile = mc, tile
+        self.core = LIFCore(mc.tile_core, weights)
+        a = mc.mesh.address_bits
+        super().__init__({
+            "events": In(stream.Signature(layouts.input_event(mc.tile_core))),
+            "core_weights": In(stream.Signature(layouts.weight_load(mc.tile_core))),
+            "arrive": In(stream.Signature(a)),
+            "inject": Out(stream.Signature(a)),
+            "spikes": Out(stream.Signature(layouts.output_event(mc.network.core))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        mc = self.mc
+        n, channels = mc.network.neurons, mc.network.channels
+        word = min(REPLAY_WORD, max(2, 1 << (n - 1).bit_length()))
+        words = -(-n // word)
+        bits = words * word
+        m = Module()
+        m.submodules.core = core = self.core
+        wiring.connect(m, wiring.flipped(self.core_weights), core.weights)
+
+        pending = Signal(bits)
+        replay = Signal(bits)
+        arrived = Signal(bits)              # the bits set this cycle: a delivery, the core's own spike
+        own = Signal(bits)
+        m.d.comb += self.arrive.ready.eq(1)
+        with m.If(self.arrive.valid):
+            m.d.comb += arrived.eq(Const(1, bits) << self.arrive.payload)
+
+        # -- the core's output: spikes (global addresses) to the readout and the mesh, TICKs to the readout
+        out = core.spikes
+        out_tick = out.payload.kind == EventKind.TICK
+        address = Signal.like(self.spikes.payload.address)
+        m.d.comb += address.eq(out.payload.address + self.tile * mc.neurons_per_tile)
+        m.d.comb += [
+            self.spikes.payload.kind.eq(out.payload.kind),
+            self.spikes.payload.address.eq(Mux(out_tick, 0, address)),
+            self.inject.payload.eq(address),
+            self.spikes.valid.eq(out.valid & (out_tick | self.inject.ready)),
+            self.inject.valid.eq(out.valid & ~out_tick & self.spikes.ready),
+            out.ready.eq(self.spikes.ready & (out_tick | self.inject.ready)),
+        ]
+        with m.If(out.valid & out.ready & ~out_tick):
+            m.d.comb += own.eq(Const(1, bits) << address)
+
+        # -- the core's input: external events; at a TICK, the replay of the last step's spikes ------
+        ev = self.events
+        host_tick = ev.payload.kind == EventKind.TICK
+        take_tick = Signal()
+        scan = Signal(range(words + 1))
+        current = Signal(word)
+        low = Signal(range(word))
+        m.d.comb += current.eq(replay.word_select(scan, word))
+        for i in reversed(range(word)):
+            with m.If(current[i]):
+                m.d.comb += low.eq(i)
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(~host_tick):
+                    m.d.comb += [core.events.valid.eq(ev.valid), core.events.payload.eq(ev.payload),
+                                 ev.ready.eq(core.events.ready)]
+                with m.Else():
+                    m.d.comb += [ev.ready.eq(~self.busy), take_tick.eq(ev.valid & ~self.busy)]
+                    with m.If(take_tick):
+                        m.d.sync += scan.eq(0)
+                        m.next = "REPLAY"
+            with m.State("REPLAY"):
+                with m.If(scan == words):
+                    m.d.comb += [core.events.valid.eq(1), core.events.payload.kind.eq(EventKind.TICK)]
+                    with m.If(core.events.ready):
+                        m.next = "IDLE"
+                with m.Elif(current == 0):
+                    m.d.sync += scan.eq(scan + 1)
+                with m.Else():
+                    m.d.comb += [core.events.valid.eq(1), core.events.payload.kind.eq(EventKind.SPIKE),
+                                 core.events.payload.address.eq(channels + Cat(low, scan))]
+                    with m.If(core.events.ready):
+                        m.d.sync += replay.eq(replay & ~(Const(1, bits) << Cat(low, scan)))
+
+        with m.If(take_tick):
+            m.d.sync += [replay.eq(pending | arrived | own), pending.eq(0), self.busy.eq(1)]
+        with m.Else():
+            m.d.sync += pending.eq(pending | arrived | own)
+        with m.If(out.valid & out.ready & out_tick):
+            m.d.sync += self.busy.eq(0)
+        return m
+
+
+class Mosaic(wiring.Component):
+    """The chip: the tiles of ``mc``, the mesh fabric between them, and the readout with its learning
+    engine (``cfg``), all from one :class:`MosaicConfig`.
+
+    ``core_weights``: the network's ``[neurons, channels + neurons]`` weights as the tiles' reset
+    content (zeros if None; load them through ``core_weights`` then). ``tables``: the routing tables'
+    reset content, a ``RoutingTables`` of ``mc.mesh``; by default compiled from ``core_weights``'
+    recurrent part, or every source to every other tile without weights (``model.tiles.mosaic_tables``).
+    ``w_out`` and ``readout_synapses`` are the engine's (:class:`~.learning.LearningEngine`).
+
+    The host's events go to every tile; a TICK only once every tile is idle and the mesh is empty
+    (then to all of them). The tiles' outputs reach the engine tile by tile: tile 0's spikes up to its
+    TICK, then tile 1's, ..., and the last tile's TICK as the step's one TICK. A command goes to the
+    engine once the tiles are idle and the mesh empty; an ``OP_END`` resets the tiles (neuron state,
+    spike maps; not the weights) in the cycle it is taken, as in ``LearningCore``.
+
+    Members
+    -------
+    events, command, weights, rate, logits, weight_write, hidden : as :class:`~.learning.LearningCore`
+    core_weights : In(stream of ``mc.core_load_fields``)   loads one word of one tile's weights
+    table : In(valid, payload of ``mesh_table_fields``)   writes one routing-table entry
+    """
+
+    def __init__(self, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
+                 tables: RoutingTables | None = None, readout_synapses=None):
+        if not isinstance(mc, MosaicConfig):
+            raise TypeError(f"mc must be a MosaicConfig, not {mc!r}")
+        self.mc, self.cfg = mc, cfg
+        _check_levels(self, mc.network, cfg)
+        made = []
+        try:
+            if tables is None:
+                tables = mosaic_tables(mc, None if core_weights is None else
+                                       torch.as_tensor(core_weights)[:, mc.network.channels:])
+            elif tables.mesh != mc.mesh:
+                raise ConfigError(f"routing tables compiled for {tables.mesh} do not fit this Mosaic's mesh {mc.mesh}.")
+            self.tables = tables
+            for t in range(mc.tiles):
+                made.append(NeuronTile(mc, t, None if core_weights is None else mc.tile_weights(core_weights, t)))
+            self.engine = LearningEngine(mc.network, cfg, w_out, synapses=readout_synapses)
+        except (ConfigError, TypeError):
+            self._MustUse__silence = True           # a refused component is never elaborated
+            for tile in made:
+                tile._MustUse__silence = True
+                tile.core._MustUse__silence = True
+            raise
+        self.tile_units = made
+        c = mc.network
+        super().__init__({
+            "events": In(stream.Signature(layouts.input_event(c.core))),
+            "command": In(stream.Signature(layouts.struct(command_fields(c)))),
+            "core_weights": In(stream.Signature(layouts.struct(mc.core_load_fields))),
+            "weights": In(stream.Signature(layouts.struct(readout_load_fields(c)))),
+            "rate": In(layouts.struct(rate_fields(cfg))),
+            "logits": Out(stream.Signature(layouts.struct(logit_fields(c)))),
+            "weight_write": Out(WeightWriteSignature(c)),
+            "hidden": Out(SpikeMonitorSignature(c)),
+            "table": In(table_write(mesh_table_fields(mc.mesh))),
+        })
+
+    def elaborate(self, platform):
+        mc = self.mc
+        T = mc.tiles
+        m = Module()
+        clear = Signal()                    # an OP_END taken: the tiles to rest
+        m.submodules.fabric = fabric = MeshFabric(mc.mesh, self.tables)
+        m.submodules.engine = engine = self.engine
+        wiring.connect(m, wiring.flipped(self.table), fabric.table)
+        wiring.connect(m, wiring.flipped(self.weights), engine.weights)
+        wiring.connect(m, wiring.flipped(self.logits), engine.logits)
+        wiring.connect(m, wiring.flipped(self.weight_write), engine.weight_write)
+        m.d.comb += engine.rate.eq(self.rate)
+        tiles = self.tile_units
+        for t, tile in enumerate(tiles):
+            m.submodules[f"tile_{t}"] = ResetInserter(clear)(tile)
+            wiring.connect(m, tile.inject, fabric.inject[t])
+            wiring.connect(m, fabric.deliver[t], tile.arrive)
+
+        # -- weight loads: to the tile they name (a load to no tile is dropped) ----------------------
+        cw = self.core_weights
+        m.d.comb += cw.ready.eq(1)
+        for t, tile in enumerate(tiles):
+            ours = cw.payload.tile == t
+            m.d.comb += [tile.core_weights.valid.eq(cw.valid & ours),
+                         tile.core_weights.payload.address.eq(cw.payload.address),
+                         tile.core_weights.payload.data.eq(cw.payload.data)]
+            with m.If(ours):
+                m.d.comb += cw.ready.eq(tile.core_weights.ready)
+
+        # -- the host's events to every tile; a TICK once the tiles are idle and the mesh is empty ---
+        busy = Signal()
+        m.d.comb += busy.eq(Cat(tile.busy for tile in tiles).any() | fabric.busy)
+        ev = self.events
+        taken = Signal(T)                   # the tiles that have taken the current event
+        allow = Signal()
+        m.d.comb += allow.eq((ev.payload.kind == EventKind.SPIKE) | ~busy | taken.any())
+        done = []
+        for t, tile in enumerate(tiles):
+            m.d.comb += [tile.events.valid.eq(ev.valid & allow & ~taken[t]), tile.events.payload.eq(ev.payload)]
+            done.append(taken[t] | (tile.events.valid & tile.events.ready))
+        m.d.comb += ev.ready.eq(allow & Cat(done).all())
+        with m.If(ev.valid & ev.ready):
+            m.d.sync += taken.eq(0)
+        with m.Else():
+            m.d.sync += taken.eq(taken | Cat(tile.events.valid & tile.events.ready for tile in tiles))
+
+        # -- the tiles' outputs to the engine, tile by tile; the last tile's TICK ends the step -------
+        turn = Signal(range(T))
+        last = turn == T - 1
+        valid = Signal()
+        payload = Signal(layouts.output_event(mc.network.core))
+        with m.Switch(turn):
+            for t, tile in enumerate(tiles):
+                with m.Case(t):
+                    m.d.comb += [valid.eq(tile.spikes.valid), payload.eq(tile.spikes.payload),
+                                 tile.spikes.ready.eq(engine.spikes.ready | ((payload.kind == EventKind.TICK) & ~last))]
+        is_tick = payload.kind == EventKind.TICK
+        m.d.comb += [engine.spikes.valid.eq(valid & (~is_tick | last)), engine.spikes.payload.eq(payload),
+                     self.hidden.valid.eq(engine.spikes.valid & engine.spikes.ready),
+                     self.hidden.payload.eq(payload)]
+        with m.If(valid & is_tick & (engine.spikes.ready | ~last)):
+            m.d.sync += turn.eq(Mux(last, 0, turn + 1))
+
+        # -- commands: once the step's last TICK is in the engine and the mesh is empty --------------
+        m.d.comb += [engine.command.payload.eq(self.command.payload),
+                     engine.command.valid.eq(self.command.valid & ~busy & ~taken.any()),
+                     self.command.ready.eq(engine.command.ready & ~busy & ~taken.any())]
+        with m.If(engine.command.valid & engine.command.ready & (self.command.payload.op == OP_END)):
+            m.d.comb += clear.eq(1)
+        return m
