@@ -464,7 +464,7 @@ def run_traffic(tables: RoutingTables, spikes, *, seed: int = 0, backpressure: f
     model = MeshModel(tables)
     rng = random.Random(seed)
     queues = [deque(s) for s in spikes]
-    pending: dict = {}                    # (destination tile, source) -> injection cycles in flight
+    pending: dict = {}                    # (destination tile, source) -> (injection, earliest) cycles in flight
     latencies, offered_latencies, deliveries, expected, link_counts = [], [], Counter(), Counter(), Counter()
     while any(queues) or not model.idle():
         if model.cycle >= max_cycles:
@@ -527,7 +527,7 @@ def routing_report(tables: RoutingTables, spike_counts=None) -> dict:
     return report
 
 
-def _traversal_pj(mesh: MeshConfig, n_in: int, n_out: int, sends: int, energy) -> float:
+def _traversal_pj(mesh: MeshConfig, n_out: int, sends: int, energy) -> float:
     """One event through one node: its in-port table read, the FIFO write and read, and a write of
     the output register of each of the ``sends`` out-ports it takes (memories of this mesh's sizes)."""
     from .synapse import PhysicalMemory
@@ -554,12 +554,10 @@ def routing_energy(tables: RoutingTables, spike_counts, energy=None) -> dict:
             continue
         exits, cells = route_tree(mesh, source, tiles)
         tile_cell = mesh.tile_cell(source // mesh.neurons_per_tile)
-        per = _traversal_pj(mesh, 1, len(mesh.ports(tile_cell)), len(exits), energy)
+        per = _traversal_pj(mesh, len(mesh.ports(tile_cell)), len(exits), energy)
         for cell, outs in cells.items():
-            k = len(mesh.ports(cell))
-            per += _traversal_pj(mesh, k, k, len(outs), energy)
-        for t in tiles:
-            per += _traversal_pj(mesh, len(mesh.ports(mesh.tile_cell(t))), 1, 1, energy)
+            per += _traversal_pj(mesh, len(mesh.ports(cell)), len(outs), energy)
+        per += len(tiles) * _traversal_pj(mesh, 1, 1, energy)
         total += n * per
         traversals += n * (len(cells) + 1 + len(tiles))
         events += n

@@ -605,6 +605,14 @@ class SpikeMonitorSignature(wiring.Signature):
         super().__init__({"valid": Out(1), "payload": Out(layouts.output_event(config.core))})
 
 
+def connect_engine(m: Module, chip, engine: LearningEngine) -> None:
+    """Wires a chip's host ports ``weights``, ``logits``, ``weight_write`` and ``rate`` to its engine's."""
+    wiring.connect(m, wiring.flipped(chip.weights), engine.weights)
+    wiring.connect(m, wiring.flipped(chip.logits), engine.logits)
+    wiring.connect(m, wiring.flipped(chip.weight_write), engine.weight_write)
+    m.d.comb += engine.rate.eq(chip.rate)
+
+
 class LearningCore(wiring.Component):
     """The network on chip: the recurrent LIF core (``config.core``), its recurrence, and the
     :class:`LearningEngine` on its output, all from one :class:`SRNNConfig`.
@@ -674,10 +682,7 @@ class LearningCore(wiring.Component):
         m.submodules.recurrence = ResetInserter(clear)(fifo)
         core = self.core
         wiring.connect(m, wiring.flipped(self.core_weights), core.weights)
-        wiring.connect(m, wiring.flipped(self.weights), engine.weights)
-        wiring.connect(m, wiring.flipped(self.logits), engine.logits)
-        wiring.connect(m, wiring.flipped(self.weight_write), engine.weight_write)
-        m.d.comb += engine.rate.eq(self.rate)
+        connect_engine(m, self, engine)
 
         # -- the core's spikes: to the engine, and (spikes only) into the FIFO -------------------------
         out = core.spikes

@@ -21,7 +21,7 @@ from ..model.router import RoutingTables, mesh_table_fields
 from ..model.tiles import MosaicConfig, mosaic_tables
 from . import layouts
 from .layouts import EventKind
-from .learning import LearningEngine, SpikeMonitorSignature, WeightWriteSignature, _check_levels
+from .learning import LearningEngine, SpikeMonitorSignature, WeightWriteSignature, _check_levels, connect_engine
 from .lif import LIFCore
 from .router import MeshFabric, table_write
 
@@ -215,10 +215,7 @@ class Mosaic(wiring.Component):
         m.submodules.fabric = fabric = MeshFabric(mc.mesh, self.tables)
         m.submodules.engine = engine = self.engine
         wiring.connect(m, wiring.flipped(self.table), fabric.table)
-        wiring.connect(m, wiring.flipped(self.weights), engine.weights)
-        wiring.connect(m, wiring.flipped(self.logits), engine.logits)
-        wiring.connect(m, wiring.flipped(self.weight_write), engine.weight_write)
-        m.d.comb += engine.rate.eq(self.rate)
+        connect_engine(m, self, engine)
         tiles = self.tile_units
         for t, tile in enumerate(tiles):
             m.submodules[f"tile_{t}"] = ResetInserter(clear)(tile)

@@ -14,7 +14,8 @@ from neuromosaic.model.checkpoint import Checkpoint, save_checkpoint
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.mosaic import hop_matrix
 from neuromosaic.model.router import (MeshConfig, RoutingError, compile_routes, destination_tiles, mesh_links,
-                                      node_order, route_path, route_tree, routing_report, run_traffic, table_writes)
+                                      node_order, route_path, route_tree, routing_energy, routing_report, run_traffic,
+                                      table_writes)
 from neuromosaic.model.snn import SRNNConfig
 
 UNLIMITED = dict(tile_capacity=10 ** 6, between_capacity=10 ** 6, corner_capacity=10 ** 6)
@@ -93,6 +94,19 @@ def test_mesh_model_conserves_spikes_under_backpressure():
     assert r["deliveries"] == sum(len(s.tables.destinations[a]) for tile in s.spikes for a in tile)
     assert min(r["latencies"]) >= 9                 # injector, one router, merger: three cycles each
     assert len(r["link_counts"]) <= len(mesh_links(s.tables.mesh))
+    # offered all at cycle i, a spike may wait at its tile: never less than its network latency
+    assert all(q >= n for q, n in zip(r["offered_latencies"], r["latencies"]))
+
+
+def test_routing_energy_counts_every_node_an_event_crosses():
+    mesh = MeshConfig(1, 3, 1, **UNLIMITED)           # tiles 0, 1, 2 in a row
+    near = compile_routes(mesh, [[1], [], []])        # 0 -> 1: injector, one router, merger
+    far = compile_routes(mesh, [[2], [], []])         # 0 -> 2: two tiles away, 2*2+1 = 5 routers
+    both = compile_routes(mesh, [[1, 2], [], []])
+    e_near, e_far, e_both = (routing_energy(t, [10, 7, 0]) for t in (near, far, both))
+    assert e_near["events"] == 10 and e_near["node_traversals"] == 10 * 3 and e_far["node_traversals"] == 10 * 7
+    assert 0 < e_near["pj"] < e_far["pj"] < e_both["pj"] < e_near["pj"] + e_far["pj"]   # the tree shares routers
+    assert routing_energy(near, [0, 7, 0])["pj"] == 0.0                                 # silent sources cost nothing
 
 
 def test_router_rtl_matches_the_model_every_cycle():
