@@ -270,6 +270,8 @@ def _cosim_mosaic(args) -> int:
     from .model.tiles import MosaicConfig
     if args.fault and args.fault not in MOSAIC_FAULTS:
         raise UsageError(f"--fault {args.fault} is not a mosaic fault; allowed: {', '.join(MOSAIC_FAULTS)}.")
+    if args.engine:
+        raise UsageError("--engine is for the learning design; the mosaic always runs the whole network.")
     if args.episodes < 1 or args.shots < 1 or args.queries < 1:
         raise UsageError(f"--episodes {args.episodes}, --shots {args.shots}, --queries {args.queries}: each must be "
                          "1 or more.")

@@ -167,7 +167,7 @@ class Mosaic(wiring.Component):
     -------
     events, command, weights, rate, logits, weight_write, hidden : as :class:`~.learning.LearningCore`
     core_weights : In(stream of ``mc.core_load_fields``)   loads one word of one tile's weights
-    table : In(valid, payload of ``mesh_table_fields``)   writes one routing-table entry
+    table : In(valid, payload of ``mesh_table_fields``)   writes one routing-table entry (between samples)
     """
 
     def __init__(self, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
