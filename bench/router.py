@@ -93,7 +93,6 @@ def _latency(tables, load: float, window: int, seed: int = 0) -> dict:
 def bench_router(quick: bool = False, out: str | Path = "build/bench", checkpoint=None, synthesis: bool | None = None) -> dict:
     """Runs the benchmark; ``synthesis`` (default: not ``quick``) adds the ECP5-85F cell counts."""
     from ..cosim.mosaic import checkpoint_episodes
-    from ..model.snn import IntegerSRNN
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +125,7 @@ def bench_router(quick: bool = False, out: str | Path = "build/bench", checkpoin
 
         bar.set_postfix_str(stages[1])
         episodes = checkpoint_episodes(ck, 2 if quick else 4, shots=5, queries=5)
-        net = IntegerSRNN(ck.config, ck.w_in, ck.w_rec, ck.w_out)
-        hidden = torch.cat([torch.cat([net.hidden(e.support_x), net.hidden(e.query_x)], 1) for e in episodes], 1)
+        hidden = torch.cat([torch.cat([e.support, e.query], 1) for e in episodes], 1)   # the model's spikes
         samples = hidden.shape[1]
         counts = hidden.sum((0, 1)).tolist()                       # spikes per source
         n = mc.neurons_per_tile

@@ -136,8 +136,13 @@ def _print_json(obj) -> None:
 
 
 # -- commands -------------------------------------------------------------------------------------
-def cmd_verilog(args) -> int:
+def _write_verilog(dut, name: str, output: str) -> None:
     from .cosim.runner import generate_verilog
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(generate_verilog(dut, name))
+
+
+def cmd_verilog(args) -> int:
     if args.design == "learning":
         return _verilog_learning(args)
     if args.design == "mosaic":
@@ -146,16 +151,13 @@ def cmd_verilog(args) -> int:
     config = _config(args)
     core = LIFCore(config, _load_weights(args.weights, config))
     name = args.name or "lif_core"
-    text = generate_verilog(core, name)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    _write_verilog(core, name, args.output)
     print(f"wrote {args.output}: module {name}, {config.neurons} neurons x {config.inputs} inputs, "
           f"{config.lanes} lanes")
     return 0
 
 
 def _verilog_learning(args) -> int:
-    from .cosim.runner import generate_verilog
     from .rtl.learning import LearningCore, LearningEngine
     if args.weights:
         raise UsageError("--weights is for the lif design; a learning design takes its weights from --checkpoint.")
@@ -165,9 +167,7 @@ def _verilog_learning(args) -> int:
         dut = LearningEngine(config, cfg, None if ck is None else ck.w_out)
     else:
         dut = LearningCore(config, cfg, None if ck is None else _core_weights(ck), None if ck is None else ck.w_out)
-    text = generate_verilog(dut, name)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    _write_verilog(dut, name, args.output)
     what = "learning engine" if args.engine else "LIF core + learning engine"
     print(f"wrote {args.output}: module {name}, the {what}"
           f" of {_describe(config)}" + (f", weights of {args.checkpoint}" if ck else ""))
@@ -198,7 +198,6 @@ def _mesh(args, ck, neurons: int, dense: bool) -> MeshConfig:
 
 
 def _verilog_mosaic(args) -> int:
-    from .cosim.runner import generate_verilog
     from .model.tiles import MosaicConfig
     from .rtl.mosaic import Mosaic
     if args.weights or args.engine:
@@ -207,9 +206,7 @@ def _verilog_mosaic(args) -> int:
     mc = MosaicConfig(config, _mesh(args, ck, config.neurons, dense=ck is None))
     dut = Mosaic(mc, cfg, None if ck is None else _core_weights(ck), None if ck is None else ck.w_out)
     name = args.name or "mosaic"
-    text = generate_verilog(dut, name)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    _write_verilog(dut, name, args.output)
     routed = sum(1 for d in dut.tables.destinations if d)
     print(f"wrote {args.output}: module {name}, {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} neurons "
           f"and {len(mc.mesh.routers())} routers, {_describe(config)}; "

@@ -178,14 +178,16 @@ class Mosaic(wiring.Component):
         _check_levels(self, mc.network, cfg)
         made = []
         try:
+            w = None if core_weights is None else torch.as_tensor(core_weights)
+            if w is not None:
+                mc.network.core.check_weights(w)        # once; each tile takes its rows
             if tables is None:
-                tables = mosaic_tables(mc, None if core_weights is None else
-                                       torch.as_tensor(core_weights)[:, mc.network.channels:])
+                tables = mosaic_tables(mc, None if w is None else w[:, mc.network.channels:])
             elif tables.mesh != mc.mesh:
                 raise ConfigError(f"routing tables compiled for {tables.mesh} do not fit this Mosaic's mesh {mc.mesh}.")
             self.tables = tables
             for t in range(mc.tiles):
-                made.append(NeuronTile(mc, t, None if core_weights is None else mc.tile_weights(core_weights, t)))
+                made.append(NeuronTile(mc, t, None if w is None else w[mc.tile_rows(t)]))
             self.engine = LearningEngine(mc.network, cfg, w_out, synapses=readout_synapses)
         except (ConfigError, TypeError):
             self._MustUse__silence = True           # a refused component is never elaborated
