@@ -264,6 +264,13 @@ class LearningScoreboard:
         for k, v in enumerate(values.tolist()):
             self._logits.append(((k, v), what))
 
+    def take_update_writes(self) -> list[list[tuple]]:
+        """The predicted writes of every update not yet taken, per update, in order: (output, neuron,
+        old, new); the scoreboard then expects none (for a check that sees only their digest)."""
+        out = [writes for writes, _ in self._update_writes]
+        self._update_writes = []
+        return out
+
     def on_update(self, cycle: int) -> None:
         """An OP_UPDATE was taken in ``cycle``: its writes are due from ``cycle + UPDATE_LATENCY``, one a
         cycle (``exact_timing``), or in that order no earlier (a readout in a synapse memory)."""

@@ -599,10 +599,14 @@ class LearningEngine(wiring.Component):
 
 
 class SpikeMonitorSignature(wiring.Signature):
-    """Verification port: a hidden spike event (an output event of the LIF core) passed on in this cycle."""
+    """Verification port: a hidden spike event (an output event of the LIF core) passed on in this cycle.
+    With ``ready`` it is a stream: an event waits (and the network with it) until it is taken."""
 
-    def __init__(self, config: SRNNConfig):
-        super().__init__({"valid": Out(1), "payload": Out(layouts.output_event(config.core))})
+    def __init__(self, config: SRNNConfig, ready: bool = False):
+        members = {"valid": Out(1), "payload": Out(layouts.output_event(config.core))}
+        if ready:
+            members["ready"] = In(1)
+        super().__init__(members)
 
 
 def connect_engine(m: Module, chip, engine: LearningEngine) -> None:
@@ -646,7 +650,7 @@ class LearningCore(wiring.Component):
     """
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
-                 core_synapses=None, readout_synapses=None):
+                 core_synapses=None, readout_synapses=None, hidden_ready: bool = False):
         if not isinstance(config, SRNNConfig):
             raise TypeError(f"config must be an SRNNConfig, not {config!r}")
         self.config, self.cfg = config, cfg
@@ -669,8 +673,9 @@ class LearningCore(wiring.Component):
             "rate": In(layouts.struct(rate_fields(cfg))),
             "logits": Out(stream.Signature(layouts.struct(logit_fields(config)))),
             "weight_write": Out(WeightWriteSignature(config)),
-            "hidden": Out(SpikeMonitorSignature(config)),
+            "hidden": Out(SpikeMonitorSignature(config, hidden_ready)),
         })
+        self._hidden_ready = hidden_ready
 
     def elaborate(self, platform):
         c = self.config
@@ -685,15 +690,17 @@ class LearningCore(wiring.Component):
         connect_engine(m, self, engine)
 
         # -- the core's spikes: to the engine, and (spikes only) into the FIFO -------------------------
+        # (With ``hidden_ready``, an event also waits for the hidden port to take it.)
         out = core.spikes
         out_tick = out.payload.kind == EventKind.TICK
+        go = self.hidden.ready if self._hidden_ready else 1
         m.d.comb += [
             engine.spikes.payload.eq(out.payload),
             fifo.w_data.eq(out.payload.address),
-            engine.spikes.valid.eq(out.valid & (out_tick | fifo.w_rdy)),
-            fifo.w_en.eq(out.valid & ~out_tick & engine.spikes.ready),
-            out.ready.eq(engine.spikes.ready & (out_tick | fifo.w_rdy)),
-            self.hidden.valid.eq(out.valid & out.ready),
+            engine.spikes.valid.eq(out.valid & (out_tick | fifo.w_rdy) & go),
+            fifo.w_en.eq(out.valid & ~out_tick & engine.spikes.ready & go),
+            out.ready.eq(engine.spikes.ready & (out_tick | fifo.w_rdy) & go),
+            self.hidden.valid.eq(out.valid & engine.spikes.ready & (out_tick | fifo.w_rdy)),
             self.hidden.payload.eq(out.payload),
         ]
 

@@ -69,6 +69,7 @@ class NeuronTile(wiring.Component):
             "spikes": Out(stream.Signature(layouts.output_event(mc.network.core))),
             "busy": Out(1),
         })
+        self._hidden_ready = hidden_ready
 
     def elaborate(self, platform):
         mc = self.mc
@@ -171,7 +172,7 @@ class Mosaic(wiring.Component):
     """
 
     def __init__(self, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
-                 tables: RoutingTables | None = None, readout_synapses=None):
+                 tables: RoutingTables | None = None, readout_synapses=None, hidden_ready: bool = False):
         if not isinstance(mc, MosaicConfig):
             raise TypeError(f"mc must be a MosaicConfig, not {mc!r}")
         self.mc, self.cfg = mc, cfg
@@ -205,9 +206,10 @@ class Mosaic(wiring.Component):
             "rate": In(layouts.struct(rate_fields(cfg))),
             "logits": Out(stream.Signature(layouts.struct(logit_fields(c)))),
             "weight_write": Out(WeightWriteSignature(c)),
-            "hidden": Out(SpikeMonitorSignature(c)),
+            "hidden": Out(SpikeMonitorSignature(c, hidden_ready)),
             "table": In(table_write(mesh_table_fields(mc.mesh))),
         })
+        self._hidden_ready = hidden_ready
 
     def elaborate(self, platform):
         mc = self.mc
@@ -257,16 +259,19 @@ class Mosaic(wiring.Component):
         last = turn == T - 1
         valid = Signal()
         payload = Signal(layouts.output_event(mc.network.core))
+        go = self.hidden.ready if self._hidden_ready else 1     # with hidden_ready: the hidden port takes it too
         with m.Switch(turn):
             for t, tile in enumerate(tiles):
                 with m.Case(t):
                     m.d.comb += [valid.eq(tile.spikes.valid), payload.eq(tile.spikes.payload),
-                                 tile.spikes.ready.eq(engine.spikes.ready | ((payload.kind == EventKind.TICK) & ~last))]
+                                 tile.spikes.ready.eq((engine.spikes.ready & go) |
+                                                      ((payload.kind == EventKind.TICK) & ~last))]
         is_tick = payload.kind == EventKind.TICK
-        m.d.comb += [engine.spikes.valid.eq(valid & (~is_tick | last)), engine.spikes.payload.eq(payload),
-                     self.hidden.valid.eq(engine.spikes.valid & engine.spikes.ready),
+        to_engine = valid & (~is_tick | last)
+        m.d.comb += [engine.spikes.valid.eq(to_engine & go), engine.spikes.payload.eq(payload),
+                     self.hidden.valid.eq(to_engine & engine.spikes.ready),
                      self.hidden.payload.eq(payload)]
-        with m.If(valid & is_tick & (engine.spikes.ready | ~last)):
+        with m.If(valid & is_tick & ((engine.spikes.ready & go) | ~last)):
             m.d.sync += turn.eq(Mux(last, 0, turn + 1))
 
         # -- commands: once the step's last TICK is in the engine and the mesh is empty --------------

@@ -1,0 +1,89 @@
+"""cocotb test module of a whole board top (``fpga.top.ChipTop``): the host driver (``fpga.host.Chip``)
+runs few-shot episodes through the top's UART pins, bit by bit, and the answers are checked against
+the golden model (see ``cosim/board.py``). The job comes as JSON from the file named by
+``NEUROMOSAIC_JOB``; the result goes back as JSON to the path the job names.
+"""
+
+from collections import deque
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+
+from neuromosaic.cosim.cocotb_ports import run_job
+
+
+class PinTransport:
+    """The host side of the UART on the top's pins: ``write`` drives ``rx`` bit by bit, a monitor
+    decodes ``tx`` into a queue that ``read`` takes from. Both are blocking calls for the driver's
+    thread (``cocotb.task.resume``); ``read``'s timeout is in seconds of the chip's clock."""
+
+    def __init__(self, dut, divisor: int, clock_hz: int):
+        self.dut, self.divisor, self.clock_hz = dut, divisor, clock_hz
+        self.received = deque()
+        self.write = resume(self._write)
+        self.read = resume(self._read)
+        self.bytes_written = self.bytes_read = 0
+
+    def start(self) -> None:
+        cocotb.start_soon(self._monitor())
+
+    async def _monitor(self):
+        dut, d = self.dut, self.divisor
+        while True:
+            await FallingEdge(dut.tx)
+            await ClockCycles(dut.clk, d // 2)               # the middle of the start bit
+            if int(dut.tx.value):
+                continue                                    # a glitch, not a start bit
+            byte = 0
+            for i in range(8):
+                await ClockCycles(dut.clk, d)
+                byte |= int(dut.tx.value) << i
+            await ClockCycles(dut.clk, d)
+            assert int(dut.tx.value) == 1, "the chip sent a byte without a stop bit"
+            self.received.append(byte)
+
+    async def _write(self, data: bytes) -> None:
+        dut, d = self.dut, self.divisor
+        for byte in data:
+            for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+                dut.rx.value = bit
+                await ClockCycles(dut.clk, d)
+        self.bytes_written += len(data)
+
+    async def _read(self, count: int, timeout: float) -> bytes:
+        waited, limit = 0, int(timeout * self.clock_hz)
+        step = 10 * self.divisor
+        while len(self.received) < count and waited < limit:
+            await ClockCycles(self.dut.clk, step)
+            waited += step
+        out = bytes(self.received.popleft() for _ in range(min(count, len(self.received))))
+        self.bytes_read += len(out)
+        return out
+
+    async def idle(self, byte_times: int) -> None:
+        await ClockCycles(self.dut.clk, byte_times * 10 * self.divisor)
+
+
+@cocotb.test()
+async def board_episodes(dut):
+    """Few-shot episodes through the UART with the host driver; malformed frames must be refused."""
+    from neuromosaic.cosim.board import host_session, job_protocol
+
+    async def body(job, clock):
+        protocol = job_protocol(job)
+        dut.rst.value = 1
+        dut.rx.value = 1
+        Clock(dut.clk, 10, unit="ns").start()
+        await ClockCycles(dut.clk, 2)
+        await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        pins = PinTransport(dut, protocol.link.divisor, protocol.link.clock_hz)
+        pins.start()
+        await pins.idle(2)
+        result = await bridge(host_session)(job, protocol, pins, resume(pins.idle))
+        clock["cycle"] = int(cocotb.simtime.get_sim_time("ns") // 10)
+        return result
+
+    await run_job(body)
