@@ -41,9 +41,10 @@ def _recording(config: SRNNConfig, steps: int, fsdd: Path) -> torch.Tensor:
     return torch.as_tensor(ds.rasters[0]).to(torch.int64)
 
 
-def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor, seed: int = 0) -> dict:
+def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor, seed: int = 0, mosaic=None) -> dict:
     """Runs two support samples, an update and a query of recording ``x`` [T, channels] through the
-    ``LearningCore`` on Verilator and returns the measured cycles."""
+    ``LearningCore`` (or the Mosaic ``mosaic`` of ``config``, every source routed to every other
+    tile) on Verilator and returns the measured cycles."""
     g = torch.Generator().manual_seed(seed)
     lo, hi = config.core.weight_range
     w_core = torch.randint(lo // 2, hi // 2 + 1, (config.neurons, config.core.inputs), generator=g)
@@ -53,7 +54,11 @@ def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor,
     hidden = net.hidden(x.unsqueeze(1)).to(torch.int64)                    # [T, 1, N]
     ep = Episode("bench", w_out, hidden.repeat(1, 2, 1), [0, 1 % config.outputs], hidden, 2.0 ** 16, 1, [0],
                  w_core, x.unsqueeze(1).repeat(1, 2, 1), x.unsqueeze(1))
-    r = run_learning_cosim("verilator", config, cfg, episode_list=[ep], idle=0.0, backpressure=0.0, name="bench")
+    if mosaic is None:
+        r = run_learning_cosim("verilator", config, cfg, episode_list=[ep], idle=0.0, backpressure=0.0, name="bench")
+    else:
+        from ..cosim.mosaic import run_mosaic_cosim
+        r = run_mosaic_cosim("verilator", mosaic, cfg, episode_list=[ep], idle=0.0, backpressure=0.0, name="bench")
     t = r["timing"]
     starts = [c for kind, c in t["segments"] if kind == "spikes"]            # first input event of each sample
     update, writes, logits = t["update_cycles"][0], t["write_cycles"], t["logit_cycles"]

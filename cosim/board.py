@@ -16,6 +16,7 @@ query sample run again gives the same logits and spikes.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import torch
 
@@ -30,7 +31,7 @@ from .learning_bench import Episode, LearningScoreboard, random_network_episode
 from .runner import CocotbRun, CosimError, generate_verilog
 from .scoreboard import Mismatch
 
-__all__ = ["job_protocol", "host_session", "board_run", "run_board_cosim", "write_digest"]
+__all__ = ["job_protocol", "check_episode", "run_episodes", "host_session", "board_run", "run_board_cosim", "write_digest"]
 
 TEST_MODULE = "neuromosaic.cosim.board_tb"
 
@@ -49,7 +50,9 @@ def write_digest(news, bits: int) -> int:
     return crc
 
 
-def _check_episode(protocol: Protocol, episode: Episode, got, fault: str | None) -> dict:
+def check_episode(protocol: Protocol, episode: Episode, got, fault: str | None = None) -> dict:
+    """Checks what the chip returned for ``episode`` (an ``fpga.host.EpisodeResult``) against the golden
+    model; raises ``Mismatch`` on the first difference. Returns the counts checked."""
     c = protocol.network
     sb = LearningScoreboard(c, protocol.cfg, "board")
     sb.predict(episode, fault)
@@ -70,9 +73,11 @@ def _check_episode(protocol: Protocol, episode: Episode, got, fault: str | None)
     if counters["write_digest"] != digest:
         raise Mismatch(f"board: the digest of the chip's weight writes is 0x{counters['write_digest']:04x}, the "
                        f"model's 0x{digest:04x}: the readout after an update differs.")
-    if counters["hidden_spikes"] != sb.checked["hidden_events"] - sum(1 for s in got.spikes for r in s if r["kind"]):
+    spikes = sb.checked["hidden_events"] - sum(1 for s in got.spikes for r in s if r["kind"])
+    if counters["hidden_spikes"] != spikes % (1 << 16):
         raise Mismatch("board: the chip's hidden spike counter disagrees with the spikes it reported.")
     return {"checked": dict(sb.checked, weight_writes=len(writes)), "predictions": got.predictions,
+            "query_logits": got.query_logits,
             "query_labels": episode.query_labels, "bytes_sent": got.bytes_sent, "bytes_received": got.bytes_received}
 
 
@@ -115,15 +120,23 @@ def _malformed(chip: Chip, protocol: Protocol, episode: Episode) -> dict:
     return {"rejected": seen}
 
 
+def run_episodes(chip: Chip, protocol: Protocol, episodes, fault: str | None = None, progress=None) -> dict:
+    """Runs ``episodes`` on ``chip`` (a board or the cosimulation) through the host driver and checks
+    each against the golden model. ``progress(i, result)`` is called after each."""
+    out = {"info": chip.info(), "episodes": []}
+    for i, e in enumerate(episodes):
+        got = chip.episode(e.w_core, e.w_out, e.support_x, e.labels, e.query_x, e.rate, e.steps, spikes=True)
+        out["episodes"].append(check_episode(protocol, e, got, fault))
+        if progress:
+            progress(i, out["episodes"][-1])
+    return out
+
+
 def host_session(job: dict, protocol: Protocol, transport, idle=None) -> dict:
     """What the host does in the cosimulation (in the driver's thread): every episode of the job, checked."""
     episodes = [Episode(**e) for e in torch.load(job["episodes_file"])]
     chip = Chip(protocol, transport, timeout=job.get("timeout", 0.05))
-    info = chip.info()
-    out = {"info": info, "episodes": []}
-    for e in episodes:
-        got = chip.episode(e.w_core, e.w_out, e.support_x, e.labels, e.query_x, e.rate, e.steps, spikes=True)
-        out["episodes"].append(_check_episode(protocol, e, got, job.get("fault")))
+    out = run_episodes(chip, protocol, episodes, job.get("fault"))
     if job.get("malformed"):
         out["malformed"] = _malformed(chip, protocol, episodes[-1])
     out["bytes_sent"], out["bytes_received"] = chip.bytes_sent, chip.bytes_received
@@ -153,7 +166,11 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
            "link": protocol.link.to_dict(), "episodes_file": str(path), "fault": fault, "malformed": malformed,
            "timeout": timeout}
     result = run.test(TEST_MODULE, "board_episodes", job, name)
-    result.update(sim=sim, build_dir=str(run.build_dir), seconds_per_cycle=1 / protocol.link.clock_hz)
+    checked = Counter()
+    for e in result["episodes"]:
+        checked.update(e["checked"])
+    result.update(checked=dict(checked), coverage={"rejected_frames": len(result.get("malformed", {}).get("rejected", []))},
+                  sim=sim, build_dir=str(run.build_dir), seconds_per_cycle=1 / protocol.link.clock_hz)
     return result
 
 

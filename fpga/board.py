@@ -22,7 +22,7 @@ from ..model.config import LIFConfig
 from ..rtl.layouts import EventKind
 from ..rtl.lif import LIFCore
 
-__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "board_spec", "build", "build_top",
+__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "BuildError", "board_spec", "build", "build_top",
            "synthesis_estimate", "toolchain_env"]
 
 
@@ -127,6 +127,26 @@ class LIFSelfTest(Elaboratable):
         return m
 
 
+class BuildError(RuntimeError):
+    """Yosys or nextpnr failed; ``utilisation`` holds what nextpnr reported ({cell: (used, available)}),
+    so a design that does not fit says by how much."""
+
+    def __init__(self, message: str, utilisation: dict):
+        super().__init__(message)
+        self.utilisation = utilisation
+
+    @classmethod
+    def from_log(cls, board: str, log: Path) -> "BuildError":
+        import re
+        text = log.read_text() if log.exists() else ""
+        util = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", text, re.M)}
+        over = [f"{k} {u:,} of {a:,} ({100 * u / a:.0f} %)" for k, (u, a) in util.items() if a and u > a]
+        errors = re.findall(r"^ERROR: (.*)$", text, re.M)
+        why = f"the design does not fit: {', '.join(over)}" if over else (errors[-1] if errors else
+                                                                          f"see {log} and the Yosys log beside it")
+        return cls(f"the {board} build failed: {why}.", util)
+
+
 @dataclass
 class BoardBuild:
     board: str
@@ -172,7 +192,9 @@ def board_spec(board: str) -> Board:
 
 def _synth_opts(board: str) -> dict:
     """Multipliers into the iCE40 UltraPlus's DSP blocks (SB_MAC16) rather than logic cells."""
-    return {"synth_opts": "-dsp"} if board == "icebreaker" else {}
+    # On the ECP5, ABC9 is off: this Yosys (yowasp 0.70) fails in ABC9 on the Mosaic's router netlists
+    # (fpga/mosaic.py; a whole board top fails even with `-dff`); the classic ABC maps them.
+    return {"synth_opts": "-dsp"} if board == "icebreaker" else {"synth_opts": "-noabc9"}
 
 
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
@@ -191,8 +213,11 @@ def build_top(top, config: dict, board: str = "icebreaker", out_dir: str | Path 
     platform = spec.make()
     out_dir = Path(out_dir) / board
     out_dir.mkdir(parents=True, exist_ok=True)
-    platform.build(top, name=name, build_dir=str(out_dir), do_program=False,
-                   nextpnr_opts="--report report.json", **_synth_opts(board))
+    try:
+        platform.build(top, name=name, build_dir=str(out_dir), do_program=False,
+                       nextpnr_opts="--report report.json", **_synth_opts(board))
+    except subprocess.CalledProcessError:
+        raise BuildError.from_log(board, out_dir / f"{name}.tim") from None
     raw = json.loads((out_dir / "report.json").read_text())
     report = {"board": board, "device": platform.device, "config": config, **_parse_report(board, raw)}
     (out_dir / f"{name}.report.json").write_text(json.dumps(report, indent=2))

@@ -143,17 +143,12 @@ class HostLink(wiring.Component):
         codes = {msg.name: msg.code for msg in commands}
 
         # -- counters --------------------------------------------------------------------------------
-        cycles = Signal(32)
         frames_ok, frames_rejected = Signal(16), Signal(16)
-        last_error = Signal(8)
-        hidden_spikes, logits, weight_writes = Signal(32), Signal(16), Signal(16)
+        hidden_spikes, weight_writes = Signal(16), Signal(16)
         digest = Signal(16, init=CRC16_INIT)
         clear = Signal()
-        m.d.sync += cycles.eq(cycles + 1)
         with m.If(self.spike.valid & self.spike.ready & (self.spike.payload.kind == EventKind.SPIKE)):
             m.d.sync += hidden_spikes.eq(hidden_spikes + 1)
-        with m.If(self.logit.valid & self.logit.ready):
-            m.d.sync += logits.eq(logits + 1)
         with m.If(self.weight_write.valid):
             m.d.sync += [weight_writes.eq(weight_writes + 1),
                          digest.eq(crc_next(digest, self.weight_write.new, len(self.weight_write.new)))]
@@ -161,8 +156,9 @@ class HostLink(wiring.Component):
         # -- receiver ----------------------------------------------------------------------------------
         byte, got = urx.data, urx.valid
         kind = Signal(8)
-        length = Signal(16)
-        count = Signal(16)                          # payload bytes received, then executed
+        length = Signal(range(link.buffer_bytes + 1))   # checked against the buffer as it arrives
+        high = Signal(8)                                # the length's first byte
+        count = Signal(range(link.buffer_bytes + 1))    # payload bytes received, then executed
         crc = Signal(16, init=CRC16_INIT)
         crc_rx = Signal(16)
         idle = Signal(range(link.timeout_cycles + 1))
@@ -173,7 +169,6 @@ class HostLink(wiring.Component):
         item = Signal(item_width)
         overrun = Signal()
         report_spikes = Signal()
-        snapshot = Signal(32)                           # the cycle count when the counters were asked for
 
         # The response slot (ACK / NAK) the transmitter takes; counters and info requests.
         resp_valid, resp_code, resp_size, resp_word = Signal(), Signal(8), Signal(8), Signal(32)
@@ -189,6 +184,12 @@ class HostLink(wiring.Component):
         def reject(code):
             m.d.sync += [error.eq(code)]
             m.next = "NAK"
+
+        # The items: shifted in from the top, so an item of n bytes is the top n bytes of ``item``.
+        for msg in self._ports:
+            port = getattr(self, msg.name)
+            top = item[item_width - 8 * msg.item_bytes:]
+            m.d.comb += port.payload.eq(top[:len(port.payload.as_value())])
 
         with m.FSM(name="rx") as rx_fsm:
             with m.State("HUNT"):
@@ -211,11 +212,11 @@ class HostLink(wiring.Component):
                                                      role.eq({"port": 0, "register": 1, "request": 2}[msg.role])]
                             m.next = nxt
                         elif state == "LEN0":
-                            m.d.sync += length[:8].eq(byte)
+                            m.d.sync += high.eq(byte)
                             m.next = nxt
                         else:
-                            full = Cat(length[:8], byte)
-                            m.d.sync += length[8:].eq(byte)
+                            full = Cat(high, byte)
+                            m.d.sync += length.eq(full)
                             with m.If(full > link.buffer_bytes):
                                 m.d.sync += error.eq(ERR_LENGTH)
                                 m.next = "DRAIN"
@@ -271,15 +272,14 @@ class HostLink(wiring.Component):
                     m.d.sync += [resp_valid.eq(1), resp_code.eq(p.records["nak"].code),
                                  resp_size.eq(p.records["nak"].item_bytes),
                                  resp_word.eq(Cat(error, kind, frames_rejected + 1)),
-                                 frames_rejected.eq(frames_rejected + 1),
-                                 last_error.eq(error)]
+                                 frames_rejected.eq(frames_rejected + 1)]
                     m.next = "HUNT"
 
             # -- execution: a checked frame, item by item --------------------------------------------
             with m.State("READ"):                       # the buffer's read port has the address
                 m.next = "BYTE"
             with m.State("BYTE"):
-                m.d.sync += [item.word_select(ib, 8).eq(rd.data), count.eq(count + 1)]
+                m.d.sync += [item.eq(Cat(item[8:], rd.data)), count.eq(count + 1)]   # LSB first
                 with m.If(ib + 1 == isize):
                     m.d.sync += ib.eq(0)
                     m.next = "PUSH"
@@ -292,22 +292,23 @@ class HostLink(wiring.Component):
                     for msg in self._ports:
                         port = getattr(self, msg.name)
                         with m.Case(msg.code):
-                            m.d.comb += [port.valid.eq(1), port.payload.eq(item[:len(port.payload.as_value())])]
+                            m.d.comb += port.valid.eq(1)
                             with m.If(port.ready):
                                 with m.If(done):
                                     m.next = "DONE"
                                 with m.Else():
                                     m.next = "READ"
                     with m.Case(codes["rate"]):
-                        m.d.sync += self.rate.eq(item[:len(self.rate.as_value())])
+                        top = item[item_width - 8 * p.commands["rate"].item_bytes:]
+                        m.d.sync += self.rate.eq(top[:len(self.rate.as_value())])
                         m.next = "DONE"
                     with m.Case(codes["report"]):
-                        m.d.sync += report_spikes.eq(item[0])
+                        m.d.sync += report_spikes.eq(item[item_width - 8])
                         m.next = "DONE"
             with m.State("DONE"):
                 with m.Switch(kind):
                     with m.Case(codes["counters"]):
-                        m.d.sync += [want_counters.eq(1), snapshot.eq(cycles)]
+                        m.d.sync += want_counters.eq(1)
                     with m.Case(codes["info"]):
                         m.d.sync += want_info.eq(1)
                     with m.Case(codes["clear"]):
@@ -328,8 +329,7 @@ class HostLink(wiring.Component):
             m.d.sync += overrun.eq(1)
 
         with m.If(clear):
-            m.d.sync += [cycles.eq(0), frames_rejected.eq(0), last_error.eq(0), hidden_spikes.eq(0),
-                         logits.eq(0), weight_writes.eq(0), digest.eq(CRC16_INIT)]
+            m.d.sync += [frames_rejected.eq(0), hidden_spikes.eq(0), weight_writes.eq(0), digest.eq(CRC16_INIT)]
 
         # -- transmitter: one record at a time -------------------------------------------------------
         # Sources are offered in turn (``slot``), so no source's ready depends on any valid.
@@ -343,8 +343,7 @@ class HostLink(wiring.Component):
         index = Signal(8)                               # byte of the frame being sent
         tx_crc = Signal(16, init=CRC16_INIT)
         slot = Signal(range(5))
-        counters = Cat(snapshot, frames_ok, frames_rejected, last_error, hidden_spikes, logits, weight_writes,
-                       digest)
+        counters = Cat(frames_ok, frames_rejected, hidden_spikes, weight_writes, digest)
         assert len(counters) == sum(f.bits for f in rec["counters"].fields)
         info = Const(pack_fields(rec["info"].fields, p.info()), 8 * rec["info"].item_bytes)
 

@@ -168,8 +168,10 @@ class Message:
         return item_bytes(self.fields) if self.fields else 0
 
 
-COUNTER_FIELDS = (Field("cycles", 32), Field("frames_ok", 16), Field("frames_rejected", 16),
-                  Field("last_error", 8), Field("hidden_spikes", 32), Field("logits", 16),
+# Counters since the last ``clear`` (frames_ok: since reset); 16 bits each, wrapping. write_digest is
+# the CRC-16 (the frames' polynomial, initial 0xFFFF) of the ``new`` values of the readout weight
+# writes, in order: the readout after the updates, bit for bit, in two bytes.
+COUNTER_FIELDS = (Field("frames_ok", 16), Field("frames_rejected", 16), Field("hidden_spikes", 16),
                   Field("weight_writes", 16), Field("write_digest", 16))
 INFO_FIELDS = (Field("identity", 32), Field("kind", 8), Field("channels", 16), Field("neurons", 16),
                Field("outputs", 8), Field("tiles", 8), Field("buffer_bytes", 16), Field("divisor", 16))

@@ -6,11 +6,15 @@ pins through the board's ``uart`` resource; LED 0 toggles on every hidden spike,
 
 ``BOARD_CHIPS`` are the configurations each board carries by default: on the iCEBreaker's
 iCE40UP5K, the seed's 256-neuron SRNN (256 channels, 2 lanes, its weights in the four SPRAMs) with a
-5-way readout that learns on chip; on the ULX3S's ECP5-85F, the FSDD network (64 neurons) as a 4 x 4
-Mosaic, the layout it was meta-trained for.
+5-way readout that learns on chip, at the readout and learning widths of ``UP5K_NETWORK`` and
+``UP5K_LEARNING`` (it then fills 5,273 of the 5,280 logic cells); on the ULX3S's ECP5-85F, the FSDD
+network (64 neurons) as a 4 x 4 Mosaic, the layout it was meta-trained for.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io, wiring
@@ -24,29 +28,65 @@ from ..rtl.mosaic import Mosaic
 from .link import HostLink
 from .protocol import LinkConfig, Protocol
 
-__all__ = ["ChipTop", "BoardTop", "BOARD_CLOCKS", "BOARD_CHIPS", "board_protocol"]
+__all__ = ["ChipTop", "BoardTop", "BOARD_CLOCKS", "BOARD_CHIPS", "board_chip", "board_learning", "up5k_network", "UP5K_NETWORK", "UP5K_LEARNING", "board_protocol", "build_board", "describe"]
 
 BOARD_CLOCKS = {"icebreaker": 12_000_000, "ulx3s-85f": 25_000_000}
 BAUD = 1_000_000                  # both boards' FTDI bridges take 1 Mbaud; both clocks divide it exactly
 
 
+# What the iCE40UP5K's 5,280 logic cells hold beside the core and the link: the readout and the
+# learning engine with these widths (the model reads the same config, so it stays bit-exact; the
+# defaults, readout_bits=24, logit_bits=32, acc_bits=40, ..., take about 1,000 cells more).
+UP5K_NETWORK = dict(readout_bits=14, logit_bits=20)
+UP5K_LEARNING = LearningConfig(acc_bits=20, elig_bits=14, prob_bits=10, exp_table_bits=12)
+
+
 def _seed_5way() -> SRNNConfig:
-    return SRNNConfig.make(channels=256, neurons=256, outputs=5, lanes=2)
+    return SRNNConfig.make(channels=256, neurons=256, outputs=5, lanes=2, **UP5K_NETWORK)
 
 
 def _fsdd_4x4() -> MosaicConfig:
-    return MosaicConfig.make(SRNNConfig.make(channels=64, neurons=64, outputs=5, lanes=4), 4, 4)
+    n = 64
+    return MosaicConfig.make(SRNNConfig.make(channels=64, neurons=n, outputs=5, lanes=4), 4, 4,
+                             tile_capacity=n, between_capacity=n, corner_capacity=n)
 
 
 BOARD_CHIPS = {"icebreaker": _seed_5way, "ulx3s-85f": _fsdd_4x4}
 
 
-def board_protocol(board: str, chip: SRNNConfig | MosaicConfig | None = None,
-                   cfg: LearningConfig = LearningConfig(), baud: int = BAUD) -> Protocol:
-    """The protocol of ``chip`` (default: the board's ``BOARD_CHIPS``) at the board's clock."""
+def board_chip(board: str, network: SRNNConfig | None = None, grid: tuple[int, int] | None = None):
+    """The chip a board carries: ``network`` (default: the board's ``BOARD_CHIPS``) as a ``LearningCore``
+    on the iCEBreaker, as a Mosaic of ``grid`` tiles (default 4x4) on the ULX3S. A Mosaic's ports take
+    any routes (capacities = the neuron count): the host loads the tables compiled from the weights."""
     from .board import board_spec
     board_spec(board)
-    chip = BOARD_CHIPS[board]() if chip is None else chip
+    if board == "icebreaker":
+        return network or _seed_5way()      # see up5k_network for a network's widths on the UP5K
+    network = network or _fsdd_4x4().network
+    rows, cols = grid or (4, 4)
+    n = network.neurons
+    return MosaicConfig.make(network, rows, cols, tile_capacity=n, between_capacity=n, corner_capacity=n)
+
+
+def up5k_network(network: SRNNConfig, keep=()) -> SRNNConfig:
+    """``network`` with the UP5K's readout widths (``UP5K_NETWORK``; fields in ``keep`` left as they are)."""
+    import dataclasses
+    return dataclasses.replace(network, **{k: v for k, v in UP5K_NETWORK.items() if k not in keep})
+
+
+def board_learning(board: str) -> LearningConfig:
+    """The learning rule's widths a board carries by default."""
+    return UP5K_LEARNING if board == "icebreaker" else LearningConfig()
+
+
+def board_protocol(board: str, chip: SRNNConfig | MosaicConfig | None = None,
+                   cfg: LearningConfig | None = None, baud: int = BAUD) -> Protocol:
+    """The protocol of ``chip`` (default: the board's ``BOARD_CHIPS``) with ``cfg`` (default: the
+    board's ``board_learning``) at the board's clock."""
+    cfg = board_learning(board) if cfg is None else cfg
+    from .board import board_spec
+    board_spec(board)
+    chip = board_chip(board) if chip is None else chip
     return Protocol(chip, cfg, LinkConfig(clock_hz=BOARD_CLOCKS[board], baud=baud))
 
 
@@ -112,3 +152,46 @@ class BoardTop(Elaboratable):
             m.submodules[f"led{i}"] = buf = io.Buffer("o", led)
             m.d.comb += buf.o.eq(sig)
         return m
+
+
+def _markdown(report: dict) -> str:
+    r = report
+    rows = [("logic cells", r["logic_cells"], r["logic_cells_available"]),
+            ("RAM blocks", r["ram_blocks"], r["ram_blocks_available"]),
+            ("DSPs", r["dsps"], r["dsps_available"])]
+    if "spram_blocks" in r:
+        rows.insert(2, ("SPRAM blocks", r["spram_blocks"], r["spram_blocks_available"]))
+    lines = [f"# {r['board']} ({r['device']}): {r['chip']}", "",
+             "| resource | used | available | utilisation |", "|---|---|---|---|"]
+    lines += [f"| {name} | {used:,} | {avail:,} | {100 * used / avail:.1f} % |" for name, used, avail in rows if avail]
+    lines += ["", f"Fmax {r['fmax_mhz']} MHz against the board clock of {r['clock_constraint_mhz']} MHz "
+              f"({'meets' if r['fmax_mhz'] >= r['clock_constraint_mhz'] else 'FAILS'} timing).", "",
+              "Critical path (last routing hops): " + ("; ".join(r["critical_path"]) or "none reported"), "",
+              f"Host link: {r['link']['baud']:,} baud, {r['link']['buffer_bytes']} B frame buffer.",
+              f"Bitstream: {r['bitstream']}", ""]
+    return "\n".join(lines)
+
+
+def describe(protocol: Protocol) -> str:
+    c = protocol.network
+    what = f"{c.channels} channels, {c.neurons} LIF neurons, {c.outputs} outputs learning on chip"
+    if protocol.kind == "mosaic":
+        return f"Mosaic {protocol.chip.mesh.rows}x{protocol.chip.mesh.cols} tiles, {what}"
+    return f"LearningCore ({c.core.lanes} lanes), {what}"
+
+
+def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str = "chip", tables=None):
+    """Synthesises, places and routes :class:`BoardTop` for ``board``; writes the bitstream,
+    ``{name}.report.json`` and ``{name}.report.md`` (utilisation per resource, Fmax against the board
+    clock, critical path) under ``out_dir/board``. Returns the ``BoardBuild``."""
+    from .board import build_top
+    if protocol.link.clock_hz != BOARD_CLOCKS[board]:
+        raise ValueError(f"the link is set for a {protocol.link.clock_hz} Hz clock; {board} runs at "
+                         f"{BOARD_CLOCKS[board]} Hz (use board_protocol).")
+    b = build_top(BoardTop(protocol, tables), protocol.config_dict(), board, out_dir, name)
+    b.report.update(chip=describe(protocol), link=protocol.link.to_dict(), bitstream=str(b.bitstream),
+                    identity=f"0x{protocol.identity:08x}")
+    out = Path(out_dir) / board
+    (out / f"{name}.report.json").write_text(json.dumps(b.report, indent=2))
+    (out / f"{name}.report.md").write_text(_markdown(b.report))
+    return b

@@ -299,6 +299,8 @@ def cmd_cosim(args) -> int:
         return _cosim_learning(args)
     if args.design == "mosaic":
         return _cosim_mosaic(args)
+    if args.design == "board":
+        return _cosim_board(args)
     from .cosim.lif import run_lif_cosim
     if args.fault and args.fault not in FAULTS:
         raise UsageError(f"--fault {args.fault} is not a lif fault; allowed: {', '.join(sorted(FAULTS))}.")
@@ -313,7 +315,40 @@ def cmd_cosim(args) -> int:
         "output events")
 
 
+def _board(args):
+    """The protocol of the chip that ``--board`` carries and the checkpoint (or None): the network of
+    ``--checkpoint``, or of ``--network``/``--set``/``--learning-set`` and the core flags, or the
+    board's default; on the ulx3s-85f a Mosaic of ``--grid`` tiles (default: the checkpoint's
+    training layout, else 4x4)."""
+    from .fpga.top import board_chip, board_learning, board_protocol, up5k_network
+    flags = args.checkpoint or args.network or args.set or args.learning_set or any(
+        getattr(args, f"cfg_{f.name}") is not None for f in dataclasses.fields(LIFConfig))
+    network, cfg, ck = None, board_learning(args.board), None
+    if flags:
+        args.network = args.network or "small"
+        network, rule, ck = _network(args)
+        if args.learning_set or args.board != "icebreaker":
+            cfg = rule
+    if args.board == "icebreaker":
+        if args.grid:
+            raise UsageError(f"--grid {args.grid} is for the ulx3s-85f's Mosaic; the icebreaker carries one "
+                             "LearningCore.")
+        if network is not None:        # the UP5K's readout widths, unless --set gives them
+            network = up5k_network(network, keep={item.partition("=")[0] for item in args.set})
+        return board_protocol(args.board, board_chip(args.board, network), cfg, baud=args.baud), ck
+    grid = None
+    if args.grid or (ck is not None and ck.metadata.get("train", {}).get("layout")) or network is not None:
+        args.grid = args.grid or (ck.metadata.get("train", {}).get("layout") if ck is not None else None) or "4x4"
+        grid = _grid(args, ck, (network or board_chip(args.board).network).neurons)
+    return board_protocol(args.board, board_chip(args.board, network, grid), cfg, baud=args.baud), ck
+
+
 def cmd_fpga_build(args) -> int:
+    if args.design == "chip":
+        return _fpga_build_chip(args)
+    if args.checkpoint or args.grid or args.network or args.set or args.learning_set:
+        raise UsageError("--checkpoint, --grid, --network, --set and --learning-set are for the chip design (the board "
+                         "top with its host link).")
     from .fpga.board import build
     config = _config(args)
     print(f"building {args.design} for {args.board} ({config.neurons} neurons x {config.inputs} inputs, "
@@ -322,6 +357,80 @@ def cmd_fpga_build(args) -> int:
     print(f"bitstream: {b.bitstream}")
     _print_json({k: v for k, v in b.report.items() if k != "config"})
     return 0
+
+
+def _fpga_build_chip(args) -> int:
+    from .fpga.top import build_board, describe
+    protocol, _ = _board(args)
+    minutes = "3-6" if args.board == "icebreaker" else "5-60 (the ECP5 placer on a large Mosaic is slow)"
+    print(f"building the board top for {args.board}: {describe(protocol)}, UART host link at {protocol.link.baud:,} "
+          f"baud; Yosys + nextpnr take {minutes} minutes ...", flush=True)
+    start = time.perf_counter()
+    b = build_board(protocol, args.board, args.out)
+    out = Path(args.out) / args.board
+    print(f"bitstream: {b.bitstream} ({time.perf_counter() - start:.0f} s)")
+    print(f"report: {out / 'chip.report.json'}, {out / 'chip.report.md'}\n")
+    print((out / "chip.report.md").read_text())
+    return 0
+
+
+def cmd_fpga_run(args) -> int:
+    """Few-shot episodes on a real board through its serial port, checked against the golden model."""
+    from .cosim.board import run_episodes
+    from .cosim.learning_bench import random_network_episode
+    from .cosim.mosaic import checkpoint_episodes
+    from .cosim.scoreboard import Mismatch
+    from .fpga.host import Chip, LinkError, SerialTransport
+    from .fpga.top import describe
+    if args.tasks < 1 or args.shots < 1 or args.queries < 1:
+        raise UsageError(f"--tasks {args.tasks}, --shots {args.shots}, --queries {args.queries}: each must be 1 or more.")
+    protocol, ck = _board(args)
+    if ck is None:
+        episodes = [random_network_episode(protocol.network, protocol.cfg, i) for i in range(args.tasks)]
+    else:
+        print("loading the checkpoint's data ...", flush=True)
+        episodes = checkpoint_episodes(ck, args.tasks, shots=args.shots, queries=args.queries)
+    print(f"{args.board} on {args.port}: {describe(protocol)}; {len(episodes)} episodes", flush=True)
+
+    def progress(i, r):
+        right = sum(p == q for p, q in zip(r["predictions"], r["query_labels"]))
+        print(f"episode {i + 1}/{len(episodes)}: bit-exact ({r['checked']['logits']} logits, "
+              f"{r['checked']['hidden_events']} hidden events, {r['checked']['weight_writes']} weight writes); "
+              f"query {right}/{len(r['predictions'])} right", flush=True)
+
+    try:
+        transport = SerialTransport(args.port, protocol.link.baud)
+        run_episodes(Chip(protocol, transport, timeout=args.timeout), protocol, episodes, progress=progress)
+    except LinkError as e:
+        print(f"FAIL link: {e}")
+        return 1
+    except Mismatch as e:
+        print(f"FAIL {e}")
+        return 1
+    return 0
+
+
+def _cosim_board(args) -> int:
+    from .cosim.board import run_board_cosim
+    from .fpga.protocol import LinkConfig, Protocol
+    from .fpga.top import describe
+    from .model.tiles import MosaicConfig
+    if args.fault and args.fault not in LEARNING_FAULTS:
+        raise UsageError(f"--fault {args.fault} is not a board fault; allowed: {', '.join(sorted(LEARNING_FAULTS))}.")
+    if args.episodes < 1:
+        raise UsageError(f"--episodes {args.episodes} is not allowed; use 1 or more.")
+    config, cfg, ck = _network(args)
+    chip = MosaicConfig(config, _mesh(args, ck, config.neurons, dense=True)) if args.mosaic else config
+    # Four clock cycles per bit, the least the UART takes: the simulation spends its time on the line.
+    protocol = Protocol(chip, cfg, LinkConfig(clock_hz=4_000_000, baud=1_000_000, buffer_bytes=args.buffer_bytes))
+    return _cosim_each(
+        args, f"cosim board on {{sim}}: the board top ({describe(protocol)}) driven through its UART pins by the "
+              f"host driver; {args.episodes} random few-shot episodes" + (", then malformed frames" if args.malformed
+                                                                          else ""),
+        lambda sim: run_board_cosim(sim, protocol, episodes=args.episodes, first_seed=args.first_seed,
+                                    fault=args.fault, malformed=args.malformed, waves=args.waves, name="cli"),
+        "{r[cycles]} cycles, {r[bytes_sent]} bytes sent and {r[bytes_received]} received; {ck[logits]} logits, "
+        "{ck[hidden_events]} hidden spike events and {ck[weight_writes]} weight writes")
 
 
 def cmd_bench(args) -> int:
@@ -340,6 +449,9 @@ def cmd_bench(args) -> int:
     elif args.design == "router":
         from .bench.router import bench_router
         _print_json(bench_router(quick=args.quick, out=args.out, checkpoint=args.checkpoint))
+    elif args.design == "fpga":
+        from .bench.fpga import bench_fpga
+        _print_json(bench_fpga(quick=args.quick, out=args.out, fsdd=args.fsdd))
     else:
         from .bench.data import bench_data
         _print_json(bench_data(quick=args.quick, out=args.out, fsdd=args.fsdd))
@@ -568,7 +680,9 @@ def cmd_route(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import demo
-    return demo(out=args.out)
+    if args.sim not in ("icarus", "verilator"):
+        raise UsageError(f"--sim {args.sim} is unknown; allowed: icarus, verilator.")
+    return demo(out=args.out, data=args.data, iterations=args.iterations, build=not args.no_build, sim=args.sim)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -590,9 +704,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verilog)
 
     c = sub.add_parser("cosim", help="cosimulate a core against the golden model (cocotb)")
-    c.add_argument("design", choices=["lif", "learning", "mosaic"],
+    c.add_argument("design", choices=["lif", "learning", "mosaic", "board"],
                    help="lif: random and corner scenarios; learning: random few-shot episodes; mosaic: few-shot "
-                        "episodes on the tiled network (random, or a --checkpoint's tasks)")
+                        "episodes on the tiled network (random, or a --checkpoint's tasks); board: the board top "
+                        "driven through its UART pins by the host driver")
+    c.add_argument("--mosaic", action="store_true", help="board: the chip is a Mosaic (--grid), not one LearningCore")
+    c.add_argument("--malformed", action="store_true",
+                   help="board: then send corrupt, truncated and unknown frames; each must be refused, none executed")
+    c.add_argument("--buffer-bytes", type=int, default=64, help="board: the link's frame buffer (default 64)")
     c.add_argument("--sim", choices=["verilator", "icarus", "both"], default="verilator")
     c.add_argument("--seeds", type=int, default=4, help="random scenarios (default 4)")
     c.add_argument("--steps", type=int, default=50, help="timesteps per random scenario (default 50)")
@@ -617,11 +736,31 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fpga", help="FPGA flow")
     fsub = f.add_subparsers(dest="fpga_command", required=True)
     fb = fsub.add_parser("build", help="synthesise, place and route; write the bitstream and a JSON report")
-    fb.add_argument("design", choices=["lif"])
-    fb.add_argument("--board", choices=sorted(BOARDS), default="icebreaker")
+    fb.add_argument("design", nargs="?", choices=["chip", "lif"], default="chip",
+                    help="chip (default): the board top, the chip behind its UART host link; lif: the LIF core's "
+                         "self-test")
     fb.add_argument("--out", default="build/fpga", help="output folder (default build/fpga)")
-    _add_config_options(fb)
+    fr = fsub.add_parser("run", help="run few-shot episodes on a board through its serial port, checked bit for bit "
+                                     "against the golden model")
+    fr.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB1)")
+    fr.add_argument("--tasks", type=int, default=1, help="episodes (default 1)")
+    fr.add_argument("--shots", type=int, default=5, help="checkpoint tasks: support samples (default 5)")
+    fr.add_argument("--queries", type=int, default=5, help="checkpoint tasks: query samples (default 5)")
+    fr.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each reply (default 2)")
+    for q in (fb, fr):
+        q.add_argument("--board", choices=sorted(BOARDS), default="icebreaker")
+        q.add_argument("--grid", default=None, help="ulx3s-85f: Mosaic tiles RxC (default: the checkpoint's "
+                                                    "layout, else 4x4)")
+        q.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")
+        _add_config_options(q)
+        g = q.add_argument_group("chip design: the network (default: the board's, see docs/fpga.md)")
+        g.add_argument("--network", choices=sorted(NETWORKS), default=None, help="a named network")
+        g.add_argument("--checkpoint", default=None, help="a trained network's checkpoint folder (its config)")
+        g.add_argument("--set", action="append", default=[], metavar="FIELD=V", help="change a field of the network")
+        g.add_argument("--learning-set", action="append", default=[], metavar="FIELD=V",
+                       help="change a field of the learning rule")
     fb.set_defaults(func=cmd_fpga_build)
+    fr.set_defaults(func=cmd_fpga_run)
 
     data = sub.add_parser("data", help="spiking datasets: inspect, plot, encode")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -640,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
         dp.set_defaults(func=func)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON figures")
-    b.add_argument("design", choices=["lif", "learning", "memory", "data", "train", "router"])
+    b.add_argument("design", choices=["lif", "learning", "memory", "data", "train", "router", "fpga"])
     b.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     b.add_argument("--out", default="build/bench", help="where the JSON is also written")
     b.add_argument("--fsdd", default=None, help="bench data and learning: the FSDD folder (default ../shared/data/fsdd)")
@@ -724,9 +863,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mesh_options(r)
     r.set_defaults(func=cmd_route)
 
-    d = sub.add_parser("demo", help="the whole flow on built-in data: model, Verilog, cosim on both "
-                                    "simulators, iCE40 bitstream")
+    d = sub.add_parser("demo", help="the whole flow: meta-train, integer network, Verilog, a few-shot episode on "
+                                    "the RTL through the UART host driver (bit-exact), iCE40 bitstream, summary")
     d.add_argument("--out", default="build/demo")
+    d.add_argument("--data", default="synthetic", help="synthetic (default, built in), fsdd:DIR or shd:DIR")
+    d.add_argument("--iterations", type=int, default=None, help="meta-training iterations (default 150)")
+    d.add_argument("--sim", default="icarus", help="simulator of the episode: icarus (default) or verilator")
+    d.add_argument("--no-build", action="store_true", help="skip the bitstream")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -69,7 +69,6 @@ class NeuronTile(wiring.Component):
             "spikes": Out(stream.Signature(layouts.output_event(mc.network.core))),
             "busy": Out(1),
         })
-        self._hidden_ready = hidden_ready
 
     def elaborate(self, platform):
         mc = self.mc

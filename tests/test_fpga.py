@@ -24,17 +24,41 @@ def test_unknown_board_is_refused(tmp_path):
         build(LIFConfig(), "nexys", tmp_path)
 
 
-def test_learning_core_builds_for_the_up5k(tmp_path):
-    """LIF core + recurrence + learning engine (small network, one lane) placed and routed on the UP5K."""
-    import dataclasses
+def test_board_top_builds_for_the_icebreaker(tmp_path):
+    """The chip behind its UART host link, placed and routed on the UP5K: bitstream, JSON and markdown report."""
+    import json
 
-    from neuromosaic.fpga.learning import build_learning
-    from neuromosaic.model.snn import NETWORKS
-    small = NETWORKS["small"]
-    b = build_learning(dataclasses.replace(small, core=small.core.replace(lanes=1)), out_dir=tmp_path)
-    assert b.bitstream.exists() and b.bitstream.stat().st_size > 100_000
+    from neuromosaic.bench.fpga import CI_CHIPS
+    from neuromosaic.fpga.top import board_protocol, build_board
+    chip, cfg = CI_CHIPS()["icebreaker"]
+    b = build_board(board_protocol("icebreaker", chip, cfg), "icebreaker", tmp_path)
     r = b.report
-    assert 2000 < r["logic_cells"] <= r["logic_cells_available"]
-    assert r["dsps"] >= 2 and r["ram_blocks"] >= 2          # multipliers in DSPs, memories in block RAM
-    assert r["fmax_mhz"] > r["clock_constraint_mhz"]
-    assert r["config"]["network"]["outputs"] == 5
+    assert b.bitstream.exists() and b.bitstream.stat().st_size > 100_000
+    assert 1000 < r["logic_cells"] <= r["logic_cells_available"] == 5280
+    assert r["fmax_mhz"] > r["clock_constraint_mhz"] == 12.0 and r["critical_path"]
+    saved = json.loads((tmp_path / "icebreaker" / "chip.report.json").read_text())
+    assert saved["identity"] == r["identity"] and saved["link"]["baud"] == 1_000_000
+    md = (tmp_path / "icebreaker" / "chip.report.md").read_text()
+    assert "| logic cells |" in md and "Fmax" in md and "Critical path" in md
+
+
+def test_board_top_builds_for_the_ulx3s(tmp_path):
+    """A 2x2 Mosaic behind its host link on the ECP5-85F (the slow one of the FPGA tests)."""
+    from neuromosaic.bench.fpga import CI_CHIPS
+    from neuromosaic.fpga.top import board_protocol, build_board
+    chip, cfg = CI_CHIPS()["ulx3s-85f"]
+    b = build_board(board_protocol("ulx3s-85f", chip, cfg), "ulx3s-85f", tmp_path)
+    r = b.report
+    assert b.bitstream.exists() and r["device"] == "LFE5U-85F"
+    assert 5000 < r["logic_cells"] < r["logic_cells_available"]
+    assert r["fmax_mhz"] > r["clock_constraint_mhz"] == 25.0
+
+
+def test_a_design_that_does_not_fit_says_by_how_much(tmp_path):
+    from neuromosaic.fpga.board import BuildError
+    log = tmp_path / "chip.tim"
+    log.write_text("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    6326/   5280   119%\n"
+                   "Info: \t        ICESTORM_RAM:      29/     30    96%\nERROR: Failed to expand region\n")
+    e = BuildError.from_log("icebreaker", log)
+    assert str(e) == "the icebreaker build failed: the design does not fit: ICESTORM_LC 6,326 of 5,280 (120 %)."
+    assert e.utilisation["ICESTORM_RAM"] == (29, 30)
