@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/neuromosaic demo
 
 test: setup
-	$(BIN)/python -m pytest -n 2 -ra tests
+	$(BIN)/python -m pytest -n 2 -ra --durations=15 tests
 
 bench: setup
 	$(BIN)/neuromosaic bench lif

@@ -46,8 +46,8 @@ def episode_tables(mc: MosaicConfig, w_rec=None, fault: str | None = None) -> Ro
 def checkpoint_episodes(ck, count: int = 1, *, seed: int = 0, shots: int = 2, queries: int = 2, steps: int = 1,
                         dataset=None) -> list[Episode]:
     """``count`` meta-test tasks of a checkpoint (its data source and protocol, from its training
-    metadata; or ``dataset``) as cosim episodes of the whole network: its weights, the first ``shots``
-    support and ``queries`` query samples of each task, its inner rate, ``steps`` inner steps."""
+    metadata; or ``dataset``) as cosim episodes of the whole network: its weights, ``shots`` support and
+    ``queries`` query samples of each task (the classes in turn), its inner rate, ``steps`` inner steps."""
     from ..model.data import load_source
     from ..model.train import TrainConfig, _protocol_for
 
@@ -65,13 +65,20 @@ def checkpoint_episodes(ck, count: int = 1, *, seed: int = 0, shots: int = 2, qu
     w_core = torch.cat([ck.w_in, ck.w_rec], dim=1).to(torch.int64)
     rate = float(ck.metadata.get("inner_lr", 2.0 ** 16))
     out = []
+    def interleaved(labels: torch.Tensor, n: int) -> torch.Tensor:
+        """The first ``n`` samples taking the classes in turn (a task lists its samples class by class)."""
+        seen: dict = {}
+        rank = [seen.setdefault(v, []).append(i) or len(seen[v]) for i, v in enumerate(labels.tolist())]
+        return sorted(range(len(rank)), key=lambda i: (rank[i], int(labels[i])))[:n]
+
     for i in range(count):
         e = sampler.episode(i)
-        sx = e.support[:shots].transpose(0, 1).round().to(torch.int64)           # [T, n, channels]
-        qx = e.query[:queries].transpose(0, 1).round().to(torch.int64)
+        s, q = interleaved(e.support_labels, shots), interleaved(e.query_labels, queries)
+        sx = e.support[s].transpose(0, 1).round().to(torch.int64)                # [T, n, channels]
+        qx = e.query[q].transpose(0, 1).round().to(torch.int64)
         out.append(Episode(f"checkpoint-task-{seed}-{i}", ck.w_out.to(torch.int64), net.hidden(sx).to(torch.int64),
-                           e.support_labels[:shots].tolist(), net.hidden(qx).to(torch.int64), rate, steps,
-                           e.query_labels[:queries].tolist(), w_core, sx, qx))
+                           e.support_labels[s].tolist(), net.hidden(qx).to(torch.int64), rate, steps,
+                           e.query_labels[q].tolist(), w_core, sx, qx))
     return out
 
 

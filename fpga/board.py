@@ -163,8 +163,9 @@ def _parse_report(board: str, report: dict) -> dict:
     def avail(*names):
         return sum(util.get(n, {}).get("available", 0) for n in names)
 
-    # The design's clocks (nextpnr also lists internal nets such as "$PACKER_GND_NET_$glb_clk"): the slowest.
-    clocks = [v for k, v in report.get("fmax", {}).items() if not k.startswith("$")]
+    # The design's clocks ("cd_sync.clk" on the iCE40, "$glbnet$cd_sync.clk" on the ECP5; nextpnr also
+    # lists internal nets such as "$PACKER_GND_NET_$glb_clk"): the slowest.
+    clocks = [v for k, v in report.get("fmax", {}).items() if not k.startswith("$PACKER")]
     fmax = min(clocks, key=lambda v: v.get("achieved", 0.0), default={})
     if board == "icebreaker":
         cells = {"logic_cells": used("ICESTORM_LC"), "logic_cells_available": avail("ICESTORM_LC"),
@@ -190,11 +191,15 @@ def board_spec(board: str) -> Board:
     return BOARDS[board]
 
 
-def _synth_opts(board: str) -> dict:
-    """Multipliers into the iCE40 UltraPlus's DSP blocks (SB_MAC16) rather than logic cells."""
-    # On the ECP5, ABC9 is off: this Yosys (yowasp 0.70) fails in ABC9 on the Mosaic's router netlists
-    # (fpga/mosaic.py; a whole board top fails even with `-dff`); the classic ABC maps them.
-    return {"synth_opts": "-dsp"} if board == "icebreaker" else {"synth_opts": "-noabc9"}
+def _synth_opts(board: str, name: str = "top") -> dict:
+    """iCE40: multipliers into the UltraPlus's DSP blocks (SB_MAC16) rather than logic cells. ECP5: the
+    LUTs mapped by the classic ABC instead of ABC9, which in this Yosys (yowasp 0.70) fails an internal
+    assertion (ABC_OPS_REINTEGRATE) on the Mosaic's board tops: synthesis runs up to the LUT mapping,
+    ``abc -lut 4`` maps, and synthesis goes on from the cell mapping."""
+    if board == "icebreaker":
+        return {"synth_opts": "-dsp"}
+    return {"synth_opts": "-run :map_luts",
+            "script_after_synth": f"abc -lut 4; clean; synth_ecp5 -run map_cells: -top {name}"}
 
 
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
@@ -215,7 +220,7 @@ def build_top(top, config: dict, board: str = "icebreaker", out_dir: str | Path 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         platform.build(top, name=name, build_dir=str(out_dir), do_program=False,
-                       nextpnr_opts="--report report.json", **_synth_opts(board))
+                       nextpnr_opts="--report report.json", **_synth_opts(board, name))
     except subprocess.CalledProcessError:
         raise BuildError.from_log(board, out_dir / f"{name}.tim") from None
     raw = json.loads((out_dir / "report.json").read_text())
@@ -233,8 +238,10 @@ def synthesis_estimate(top, board: str = "icebreaker", out_dir: str | Path = "bu
     toolchain_env(spec)
     platform = spec.make()
     out_dir = Path(out_dir) / board / f"{name}-synth"
-    plan = platform.prepare(top, name=name, script_after_synth=f"tee -q -o {name}.stat.json stat -json",
-                            **_synth_opts(board))
+    opts = _synth_opts(board, name)
+    stat = f"tee -q -o {name}.stat.json stat -json"
+    opts["script_after_synth"] = f"{opts['script_after_synth']}; {stat}" if "script_after_synth" in opts else stat
+    plan = platform.prepare(top, name=name, **opts)
     plan.extract(str(out_dir))
     subprocess.run([os.environ["YOSYS"], "-q", "-l", f"{name}.rpt", f"{name}.ys"], cwd=out_dir, check=True)
     stat = json.loads((out_dir / f"{name}.stat.json").read_text())

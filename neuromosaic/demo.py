@@ -33,7 +33,7 @@ def _energy_pj(config, support_x, support_h, query_x, query_h) -> dict:
     """An energy estimate of the episode's work from the memory-energy model (model/energy.py): a
     synaptic operation is one weight read from the core's weight memory and one accumulator add; the
     readout adds a weight per hidden spike and output; the update reads and writes every readout weight."""
-    from ..model.energy import EnergyModel
+    from .model.energy import EnergyModel
     em = EnergyModel()
     mem = type("Memory", (), {"bits": config.neurons * config.core.inputs * config.core.weight_bits,
                               "width": config.core.weight_bits})()
@@ -82,16 +82,16 @@ def _plots(out: Path, config, episode, result, predicted) -> None:
 
 def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: int | None = None,
          build: bool = True, sim: str = "icarus") -> int:
-    from ..cosim.board import run_board_cosim
-    from ..cosim.mosaic import checkpoint_episodes
-    from ..cosim.runner import CosimError, generate_verilog
-    from ..fpga.board import BuildError
-    from ..fpga.protocol import LinkConfig, Protocol
-    from ..fpga.top import UP5K_LEARNING, ChipTop, board_protocol, build_board, describe, up5k_network
-    from ..model.checkpoint import load_checkpoint
-    from ..model.data import load_source
-    from ..model.snn import integer_readout
-    from ..model.train import TrainConfig, evaluate, train
+    from .cosim.board import run_board_cosim
+    from .cosim.mosaic import checkpoint_episodes
+    from .cosim.runner import CosimError, generate_verilog
+    from .fpga.board import BuildError
+    from .fpga.protocol import LinkConfig, Protocol
+    from .fpga.top import UP5K_LEARNING, ChipTop, board_protocol, build_board, describe, up5k_network
+    from .model.checkpoint import load_checkpoint
+    from .model.data import load_source
+    from .model.snn import integer_readout
+    from .model.train import TrainConfig, evaluate, train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
                                   "query_right": right, "queries": len(e["predictions"]),
                                   "malformed_refused": len(r["malformed"]["rejected"]),
                                   "seconds": round(time.perf_counter() - start, 1)}
-            from ..cosim.learning_bench import LearningScoreboard
+            from .cosim.learning_bench import LearningScoreboard
             sb = LearningScoreboard(config, cfg)
             sb.predict(episode)
             predicted = integer_readout(config, episode.query, sb.final_w).tolist()

@@ -96,3 +96,22 @@ def test_cosim_learning_command_exit_codes():
     assert "PASS verilator: 2 episodes" in ok.stdout
     bad = subprocess.run(exe + ["--fault", "rounding-bit"], capture_output=True, text=True)
     assert bad.returncode == 1 and "FAIL verilator: learning: weight write mismatch" in bad.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fpga", "build", "--board", "icebreaker", "--grid", "2x2"], "--grid 2x2 is for the ulx3s-85f's Mosaic"),
+    (["fpga", "build", "lif", "--checkpoint", "x"], "--checkpoint, --grid, --network, --set and --learning-set are "
+                                                    "for the chip design"),
+    (["fpga", "build", "--board", "ulx3s-85f", "--network", "small", "--grid", "3x3"],
+     "--grid 3x3: 9 tiles do not divide the 16 neurons"),
+    (["cosim", "board", "--fault", "threshold"], "--fault threshold is not a board fault"),
+    (["demo", "--sim", "questa"], "--sim questa is unknown; allowed: icarus, verilator"),
+])
+def test_board_commands_refuse_bad_flags(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_fpga_run_reports_a_missing_port(capsys):
+    assert main(["fpga", "run", "--port", "/dev/does-not-exist", "--network", "small"]) == 1
+    assert "cannot open serial port '/dev/does-not-exist'" in capsys.readouterr().out

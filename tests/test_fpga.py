@@ -25,7 +25,8 @@ def test_unknown_board_is_refused(tmp_path):
 
 
 def test_board_top_builds_for_the_icebreaker(tmp_path):
-    """The chip behind its UART host link, placed and routed on the UP5K: bitstream, JSON and markdown report."""
+    """The board's own chip (the 256-neuron SRNN learning on chip) behind its UART host link, placed and
+    routed on the UP5K: bitstream, JSON and markdown report."""
     import json
 
     from neuromosaic.bench.fpga import CI_CHIPS
@@ -35,6 +36,7 @@ def test_board_top_builds_for_the_icebreaker(tmp_path):
     r = b.report
     assert b.bitstream.exists() and b.bitstream.stat().st_size > 100_000
     assert 1000 < r["logic_cells"] <= r["logic_cells_available"] == 5280
+    assert r["spram_blocks"] == 4 and r["config"]["chip"]["core"]["neurons"] == 256
     assert r["fmax_mhz"] > r["clock_constraint_mhz"] == 12.0 and r["critical_path"]
     saved = json.loads((tmp_path / "icebreaker" / "chip.report.json").read_text())
     assert saved["identity"] == r["identity"] and saved["link"]["baud"] == 1_000_000
@@ -43,14 +45,15 @@ def test_board_top_builds_for_the_icebreaker(tmp_path):
 
 
 def test_board_top_builds_for_the_ulx3s(tmp_path):
-    """A 2x2 Mosaic behind its host link on the ECP5-85F (the slow one of the FPGA tests)."""
+    """A multi-tile (1 x 2) Mosaic behind its host link on the ECP5-85F."""
     from neuromosaic.bench.fpga import CI_CHIPS
     from neuromosaic.fpga.top import board_protocol, build_board
     chip, cfg = CI_CHIPS()["ulx3s-85f"]
     b = build_board(board_protocol("ulx3s-85f", chip, cfg), "ulx3s-85f", tmp_path)
     r = b.report
     assert b.bitstream.exists() and r["device"] == "LFE5U-85F"
-    assert 5000 < r["logic_cells"] < r["logic_cells_available"]
+    assert 3000 < r["logic_cells"] < r["logic_cells_available"]
+    assert r["config"]["kind"] == "mosaic" and r["config"]["chip"]["mesh"]["cols"] == 2
     assert r["fmax_mhz"] > r["clock_constraint_mhz"] == 25.0
 
 

@@ -113,6 +113,7 @@ def test_board_top_episode_through_the_uart_is_bit_exact():
 
 @pytest.mark.cosim
 def test_board_scoreboard_catches_a_wrong_model():
+    """The same top on Verilator, checked against a model whose rounding draw is wrong: must fail."""
     with pytest.raises(CosimError, match="mismatch|digest"):
-        run_board_cosim("icarus", Protocol(SMALL, link=SIM_LINK), episodes=1, fault="rounding-bit",
+        run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=1, fault="rounding-bit",
                         name="pytest-fault")
