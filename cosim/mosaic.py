@@ -64,13 +64,17 @@ def checkpoint_episodes(ck, count: int = 1, *, seed: int = 0, shots: int = 2, qu
     net = IntegerSRNN(c, ck.w_in, ck.w_rec, ck.w_out)
     w_core = torch.cat([ck.w_in, ck.w_rec], dim=1).to(torch.int64)
     rate = float(ck.metadata.get("inner_lr", 2.0 ** 16))
-    out = []
-    def interleaved(labels: torch.Tensor, n: int) -> torch.Tensor:
+
+    def interleaved(labels: torch.Tensor, n: int) -> list[int]:
         """The first ``n`` samples taking the classes in turn (a task lists its samples class by class)."""
-        seen: dict = {}
-        rank = [seen.setdefault(v, []).append(i) or len(seen[v]) for i, v in enumerate(labels.tolist())]
+        count_of: dict = {}
+        rank = []
+        for v in labels.tolist():
+            count_of[v] = count_of.get(v, 0) + 1
+            rank.append(count_of[v])
         return sorted(range(len(rank)), key=lambda i: (rank[i], int(labels[i])))[:n]
 
+    out = []
     for i in range(count):
         e = sampler.episode(i)
         s, q = interleaved(e.support_labels, shots), interleaved(e.query_labels, queries)

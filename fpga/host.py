@@ -83,7 +83,6 @@ class Chip:
         self.logits: list[dict] = []
         self.spikes: list[dict] = []
         self.bytes_sent = self.bytes_received = 0
-        self._report_spikes = False
         self._answers: dict[str, dict] = {}
 
     # -- frames ------------------------------------------------------------------------------------
@@ -179,7 +178,6 @@ class Chip:
 
     def report(self, spikes: bool) -> None:
         self.send("report", [{"spikes": int(spikes)}])
-        self._report_spikes = spikes
 
     def set_rate(self, m: int, q: int) -> None:
         self.send("rate", [{"m": m, "q": q}])

@@ -4,7 +4,7 @@
 full-board cosimulation drives (``cosim/board.py``) and what :class:`BoardTop` puts on a board (the
 pins through the board's ``uart`` resource; LED 0 toggles on every hidden spike, LED 1 on every logit).
 
-``BOARD_CHIPS`` are the configurations each board carries by default: on the iCEBreaker's
+``BOARD_CHIPS`` are the networks each board carries by default: on the iCEBreaker's
 iCE40UP5K, the seed's 256-neuron SRNN (256 channels, 2 lanes, its weights in the four SPRAMs) with a
 5-way readout that learns on chip, at the readout and learning widths of ``UP5K_NETWORK`` and
 ``UP5K_LEARNING`` (it then fills 5,273 of the 5,280 logic cells); on the ULX3S's ECP5-85F, the FSDD
@@ -13,6 +13,7 @@ network (64 neurons) as a 4 x 4 Mosaic, the layout it was meta-trained for.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from ..rtl.mosaic import Mosaic
 from .link import HostLink
 from .protocol import LinkConfig, Protocol
 
-__all__ = ["ChipTop", "BoardTop", "BOARD_CLOCKS", "BOARD_CHIPS", "board_chip", "board_learning", "up5k_network", "UP5K_NETWORK", "UP5K_LEARNING", "board_protocol", "build_board", "describe"]
+__all__ = ["ChipTop", "BoardTop", "BOARD_CLOCKS", "BOARD_CHIPS", "UP5K_NETWORK", "UP5K_LEARNING", "board_chip",
+           "board_learning", "board_protocol", "build_board", "describe", "up5k_network"]
 
 BOARD_CLOCKS = {"icebreaker": 12_000_000, "ulx3s-85f": 25_000_000}
 BAUD = 1_000_000                  # both boards' FTDI bridges take 1 Mbaud; both clocks divide it exactly
@@ -41,28 +43,23 @@ UP5K_NETWORK = dict(readout_bits=14, logit_bits=20)
 UP5K_LEARNING = LearningConfig(acc_bits=20, elig_bits=14, prob_bits=10, exp_table_bits=12)
 
 
-def _seed_5way() -> SRNNConfig:
-    return SRNNConfig.make(channels=256, neurons=256, outputs=5, lanes=2, **UP5K_NETWORK)
-
-
-def _fsdd_4x4() -> MosaicConfig:
-    n = 64
-    return MosaicConfig.make(SRNNConfig.make(channels=64, neurons=n, outputs=5, lanes=4), 4, 4,
-                             tile_capacity=n, between_capacity=n, corner_capacity=n)
-
-
-BOARD_CHIPS = {"icebreaker": _seed_5way, "ulx3s-85f": _fsdd_4x4}
+# The network each board carries by default (``board_chip`` makes the ULX3S's a 4 x 4 Mosaic).
+BOARD_CHIPS = {
+    "icebreaker": SRNNConfig.make(channels=256, neurons=256, outputs=5, lanes=2, **UP5K_NETWORK),
+    "ulx3s-85f": SRNNConfig.make(channels=64, neurons=64, outputs=5, lanes=4),
+}
 
 
 def board_chip(board: str, network: SRNNConfig | None = None, grid: tuple[int, int] | None = None):
     """The chip a board carries: ``network`` (default: the board's ``BOARD_CHIPS``) as a ``LearningCore``
-    on the iCEBreaker, as a Mosaic of ``grid`` tiles (default 4x4) on the ULX3S. A Mosaic's ports take
-    any routes (capacities = the neuron count): the host loads the tables compiled from the weights."""
+    on the iCEBreaker (``up5k_network`` gives a network the UP5K's widths), as a Mosaic of ``grid``
+    tiles (default 4x4) on the ULX3S. A Mosaic's ports take any routes (capacities = the neuron
+    count): the host loads the tables compiled from the weights."""
     from .board import board_spec
     board_spec(board)
+    network = network or BOARD_CHIPS[board]
     if board == "icebreaker":
-        return network or _seed_5way()      # see up5k_network for a network's widths on the UP5K
-    network = network or _fsdd_4x4().network
+        return network
     rows, cols = grid or (4, 4)
     n = network.neurons
     return MosaicConfig.make(network, rows, cols, tile_capacity=n, between_capacity=n, corner_capacity=n)
@@ -70,7 +67,6 @@ def board_chip(board: str, network: SRNNConfig | None = None, grid: tuple[int, i
 
 def up5k_network(network: SRNNConfig, keep=()) -> SRNNConfig:
     """``network`` with the UP5K's readout widths (``UP5K_NETWORK``; fields in ``keep`` left as they are)."""
-    import dataclasses
     return dataclasses.replace(network, **{k: v for k, v in UP5K_NETWORK.items() if k not in keep})
 
 

@@ -646,7 +646,9 @@ class LearningCore(wiring.Component):
     rate : In(m, q)
     logits : Out(stream of logit_fields)
     weight_write : Out(WeightWriteSignature)           -- every readout weight written by an update
-    hidden : Out(SpikeMonitorSignature)                -- every hidden spike and TICK, for verification
+    hidden : Out(SpikeMonitorSignature)                -- every hidden spike and TICK, for verification; with
+                                                      ``hidden_ready`` a stream the network waits on (a host
+                                                      link that reports the spikes)
     """
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
