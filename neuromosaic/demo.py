@@ -191,7 +191,8 @@ def _table(s: dict, out: Path) -> None:
             ("iCE40UP5K", (f"{f['logic_cells']:,}/{f['logic_cells_available']:,} LCs, {f['ram_blocks']} BRAM, "
                            f"{f['spram_blocks']} SPRAM, {f['dsps']} DSP; Fmax {f['fmax_mhz']} MHz (board clock "
                            f"{f['clock_constraint_mhz']} MHz)") if "fmax_mhz" in f else f.get("error", "skipped")),
-            ("outputs", f"{out}/: summary.json, raster.png, logits.png, chip_top.v, checkpoint/, fpga/icebreaker/chip.bin"),
+            ("outputs", f"{out}/: summary.json, raster.png, logits.png, chip_top.v, checkpoint/"
+                        + (", fpga/icebreaker/chip.bin and its reports" if "fmax_mhz" in f else "")),
             ("time", f"{s['seconds']:.0f} s")]
     width = max(len(k) for k, _ in rows)
     print()
