@@ -21,8 +21,8 @@ from collections import Counter
 import torch
 
 from ..fpga.host import Chip
-from ..fpga.protocol import (ERR_CRC, ERR_LENGTH, ERR_TRUNCATED, ERR_TYPE, ERRORS, SYNC, LinkConfig, Protocol,
-                             frame)
+from ..fpga.protocol import (CRC16_INIT, ERR_CRC, ERR_LENGTH, ERR_TRUNCATED, ERR_TYPE, ERRORS, SYNC, LinkConfig,
+                             Protocol, crc_update, frame)
 from ..model.config import pack_fields
 from ..model.learning import OP_UPDATE, LearningConfig, logit_fields
 from ..model.snn import SRNNConfig
@@ -43,7 +43,6 @@ def job_protocol(job: dict) -> Protocol:
 
 def write_digest(news, bits: int) -> int:
     """The link's weight-write digest: CRC-16 (the frames' polynomial) of the new values, in order."""
-    from ..fpga.protocol import CRC16_INIT, crc_update
     crc = CRC16_INIT
     for v in news:
         crc = crc_update(crc, v & ((1 << bits) - 1), bits)
@@ -57,11 +56,10 @@ def check_episode(protocol: Protocol, episode: Episode, got, fault: str | None =
     sb = LearningScoreboard(c, protocol.cfg, "board")
     sb.predict(episode, fault)
     writes = [w for step in sb.take_update_writes() for w in step]
-    samples = got.support_logits + got.query_logits
-    order = list(range(len(got.support_logits))) + [len(got.support_logits) + i for i in range(len(got.query_logits))]
     fields, ev = logit_fields(c), c.core.output_event_fields
-    for s in order:
-        for k, v in enumerate(samples[s]):
+    # Samples in the order they ran (the scoreboard's "cycle" is the sample's index here).
+    for s, logits in enumerate(got.support_logits + got.query_logits):
+        for k, v in enumerate(logits):
             sb.on_logit(s, pack_fields(fields, {"output": k, "value": v}))
         for rec in got.spikes[s]:
             sb.on_hidden(s, pack_fields(ev, rec))
@@ -132,7 +130,7 @@ def run_episodes(chip: Chip, protocol: Protocol, episodes, fault: str | None = N
     return out
 
 
-def host_session(job: dict, protocol: Protocol, transport, idle=None) -> dict:
+def host_session(job: dict, protocol: Protocol, transport) -> dict:
     """What the host does in the cosimulation (in the driver's thread): every episode of the job, checked."""
     episodes = [Episode(**e) for e in torch.load(job["episodes_file"])]
     chip = Chip(protocol, transport, timeout=job.get("timeout", 0.05))

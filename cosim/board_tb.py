@@ -83,7 +83,7 @@ async def board_episodes(dut):
         pins = PinTransport(dut, protocol.link.divisor, protocol.link.clock_hz)
         pins.start()
         await pins.idle(2)
-        result = await bridge(host_session)(job, protocol, pins, resume(pins.idle))
+        result = await bridge(host_session)(job, protocol, pins)
         clock["cycle"] = int(cocotb.simtime.get_sim_time("ns") // 10)
         return result
 
