@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..cosim.learning import run_learning_cosim
-from ..cosim.learning_bench import Episode
+from ..model.episode import ChipEpisode
 from ..fpga.learning import build_learning, estimate_learning
 from ..model.learning import UPDATE_LATENCY, LearningConfig
 from ..model.snn import NETWORKS, IntegerSRNN, SRNNConfig
@@ -52,7 +52,7 @@ def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor,
     w_out = torch.randint(olo // 4, ohi // 4 + 1, (config.outputs, config.neurons), generator=g)
     net = IntegerSRNN(config, w_core[:, :config.channels], w_core[:, config.channels:], w_out)
     hidden = net.hidden(x.unsqueeze(1)).to(torch.int64)                    # [T, 1, N]
-    ep = Episode("bench", w_out, hidden.repeat(1, 2, 1), [0, 1 % config.outputs], hidden, 2.0 ** 16, 1, [0],
+    ep = ChipEpisode("bench", w_out, hidden.repeat(1, 2, 1), [0, 1 % config.outputs], hidden, 2.0 ** 16, 1, [0],
                  w_core, x.unsqueeze(1).repeat(1, 2, 1), x.unsqueeze(1))
     if mosaic is None:
         r = run_learning_cosim("verilator", config, cfg, episode_list=[ep], idle=0.0, backpressure=0.0, name="bench")

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..cosim.lif import run_lif_cosim
-from ..cosim.stimulus import synapse_memory
+from ..cosim.lif.stimulus import synapse_memory
 from ..fpga.synapse import synapse_estimate
 from ..model import synapse as model
 from ..model.config import WRITE_LATENCY, LIFConfig

@@ -92,7 +92,7 @@ def _latency(tables, load: float, window: int, seed: int = 0) -> dict:
 
 def bench_router(quick: bool = False, out: str | Path = "build/bench", checkpoint=None, synthesis: bool | None = None) -> dict:
     """Runs the benchmark; ``synthesis`` (default: not ``quick``) adds the ECP5-85F cell counts."""
-    from ..cosim.mosaic import checkpoint_episodes
+    from ..model.episode import checkpoint_episodes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,32 @@
-"""The host driver: runs a chip (``fpga/top.py``) through its UART link (``fpga/protocol.py``).
+"""The host driver: runs a chip (``fpga.top``) through its UART link (``fpga.protocol``).
 
 :class:`Chip` is the same code on a real board (:class:`SerialTransport`, pyserial) and in the
-full-board cosimulation (``cosim/board_tb.py``'s transport, which drives the top's UART pins in
+full-board cosimulation (``cosim.board.cocotb_test``'s transport, which drives the top's UART pins in
 cocotb). A transport has ``write(data)`` and ``read(count, timeout)`` (seconds; returns what arrived,
 possibly fewer bytes).
 
 The driver sends one frame at a time and waits for its ACK (stop-and-wait: the chip's buffer holds
 one frame). Records that arrive meanwhile (logits, hidden spikes) are collected in order. A NAK, a
-record with a bad CRC or a chip that goes quiet raises :class:`LinkError` with the reason.
+record with a bad CRC or a chip that goes quiet raises :class:`LinkError` with the reason. Every
+frame sent and every record received is logged at DEBUG on the ``neuromosaic.fpga.host`` logger.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
-from ..model.config import pack_fields
+from ..model.episode import input_tokens
 from ..model.learning import OP_END, OP_UPDATE, quantise_rate
 from ..model.router import table_writes
 from ..model.tiles import mosaic_tables
 from .protocol import ERRORS, HEADER_BYTES, SYNC, TRAILER_BYTES, Protocol, bytes_to_items, crc16
 
-__all__ = ["LinkError", "Chip", "SerialTransport", "EpisodeResult", "input_items"]
+__all__ = ["LinkError", "Chip", "SerialTransport", "EpisodeResult"]
+
+log = logging.getLogger(__name__)
 
 
 class LinkError(RuntimeError):
@@ -55,13 +59,6 @@ class SerialTransport:
 
     def close(self) -> None:
         self._port.close()
-
-
-def input_items(protocol: Protocol, raster: torch.Tensor) -> list[int]:
-    """The input events of one sample (event counts [T, channels]) as packed items: each step's
-    events in ascending channel order, repeats adjacent, then a TICK (the chip's contract)."""
-    from ..cosim.learning_bench import input_tokens
-    return input_tokens(protocol.network, raster)
 
 
 @dataclass
@@ -107,6 +104,7 @@ class Chip:
         if msg is None or length != msg.item_bytes:
             raise LinkError(f"the chip sent an unknown record (type 0x{kind:02x}, {length} bytes).")
         values = bytes_to_items(msg.fields, payload)[0]
+        log.debug("chip -> host: %s %s", msg.name, values)
         if msg.name == "logit":
             self.logits.append(values)
         elif msg.name == "spike":
@@ -147,6 +145,7 @@ class Chip:
         chunks = [items[i:i + per] for i in range(0, len(items), per)] or [[]]
         for chunk in chunks:
             data = self.p.command_frame(name, chunk)
+            log.debug("host -> chip: %s, %d items, %d bytes", name, len(chunk), len(data))
             self.t.write(data)
             self.bytes_sent += len(data)
             ack = self._wait("ack")
@@ -155,6 +154,7 @@ class Chip:
 
     def raw(self, data: bytes) -> None:
         """Writes bytes as they are (for tests of malformed frames)."""
+        log.debug("host -> chip: %d raw bytes", len(data))
         self.t.write(data)
         self.bytes_sent += len(data)
 
@@ -185,11 +185,7 @@ class Chip:
     def load_core(self, w_core) -> None:
         """The core's ``[neurons, channels + neurons]`` weights (every tile's rows on a Mosaic)."""
         p = self.p
-        if p.kind == "mosaic":
-            words = p.chip.core_load_words(w_core)
-        else:
-            core, fields = p.network.core, p.network.core.weight_load_fields
-            words = [pack_fields(fields, {"address": a, "data": d}) for a, d in enumerate(core.weight_words(w_core))]
+        words = p.chip.core_load_words(w_core) if p.kind == "mosaic" else p.network.core.weight_load_words(w_core)
         self.send("core_weights", words)
 
     def load_tables(self, w_rec=None) -> None:
@@ -205,7 +201,7 @@ class Chip:
         """One sample (event counts [T, channels]): its logits and (when reported) its hidden spike records."""
         outputs = self.p.network.outputs
         self.logits, self.spikes = [], []
-        self.send("events", input_items(self.p, raster))
+        self.send("events", input_tokens(self.p.network, raster))   # each step's events, then a TICK
         self.send("command", [{"op": OP_END, "label": label, "learn": int(learn)}])
         while len(self.logits) < outputs:
             self.read_record()

@@ -33,7 +33,7 @@ from ..model.snn import SRNNConfig
 from ..model.tiles import MosaicConfig
 
 __all__ = ["SYNC", "HEADER_BYTES", "TRAILER_BYTES", "CRC16_POLY", "CRC16_INIT", "ERRORS", "LinkConfig",
-           "Message", "Protocol", "crc_update", "crc_terms", "frame", "item_bytes", "items_to_bytes",
+           "Message", "Protocol", "crc_update", "crc_terms", "write_digest", "frame", "item_bytes", "items_to_bytes",
            "bytes_to_items", "config_identity"]
 
 SYNC = 0xA5
@@ -76,6 +76,15 @@ def crc_terms(data_bits: int, poly: int = CRC16_POLY, width: int = 16) -> list[t
         reg = [(0, 0)] + reg[:-1]
         reg = [(r[0] ^ fb[0], r[1] ^ fb[1]) if (poly >> b) & 1 else r for b, r in enumerate(reg)]
     return reg
+
+
+def write_digest(news, bits: int) -> int:
+    """The link's weight-write digest: CRC-16 (the frames' polynomial) of the ``bits``-bit new values
+    of the readout weight writes, in write order."""
+    crc = CRC16_INIT
+    for v in news:
+        crc = crc_update(crc, v & ((1 << bits) - 1), bits)
+    return crc
 
 
 def crc16(data: bytes, crc: int = CRC16_INIT) -> int:

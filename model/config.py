@@ -258,6 +258,11 @@ class LIFConfig:
                 words.append(self.pack_weight_word(lanes))
         return words
 
+    def weight_load_words(self, weights) -> list[int]:
+        """The packed ``weight_load_fields`` loads that write ``weights`` into the weight memory."""
+        return [pack_fields(self.weight_load_fields, {"address": a, "data": d})
+                for a, d in enumerate(self.weight_words(weights))]
+
     def check_weights(self, weights) -> None:
         rows = _as_rows(weights)
         if len(rows) != self.neurons or any(len(r) != self.inputs for r in rows):

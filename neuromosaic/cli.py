@@ -10,9 +10,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .cosim.learning_bench import FAULTS as LEARNING_FAULTS
+from .cosim.learning.scoreboard import FAULTS as LEARNING_FAULTS
+from .cosim.lif.scoreboard import FAULTS
 from .cosim.mosaic import FAULTS as MOSAIC_FAULTS
-from .cosim.scoreboard import FAULTS
 from .fpga.board import BOARDS
 from .model.config import SEED_LIF, ConfigError, LIFConfig
 from .model.data.base import DataError
@@ -174,9 +174,9 @@ def _verilog_learning(args) -> int:
     return 0
 
 
-def _grid(args, ck, neurons: int) -> tuple[int, int]:
-    """--grid, or the checkpoint's training layout, or 2x2."""
-    grid = args.grid or (ck.metadata.get("train", {}).get("layout") if ck is not None else None) or "2x2"
+def _grid(args, ck, neurons: int, default: str = "2x2") -> tuple[int, int]:
+    """--grid, or the checkpoint's training layout, or ``default``."""
+    grid = args.grid or (ck.metadata.get("train", {}).get("layout") if ck is not None else None) or default
     try:
         rows, cols = (int(v) for v in grid.lower().split("x"))
     except ValueError:
@@ -263,7 +263,8 @@ def _cosim_learning(args) -> int:
 
 
 def _cosim_mosaic(args) -> int:
-    from .cosim.mosaic import checkpoint_episodes, run_mosaic_cosim
+    from .cosim.mosaic import run_mosaic_cosim
+    from .model.episode import checkpoint_episodes
     from .model.tiles import MosaicConfig
     if args.fault and args.fault not in MOSAIC_FAULTS:
         raise UsageError(f"--fault {args.fault} is not a mosaic fault; allowed: {', '.join(MOSAIC_FAULTS)}.")
@@ -320,7 +321,7 @@ def _board(args):
     ``--checkpoint``, or of ``--network``/``--set``/``--learning-set`` and the core flags, or the
     board's default; on the ulx3s-85f a Mosaic of ``--grid`` tiles (default: the checkpoint's
     training layout, else 4x4)."""
-    from .fpga.top import board_chip, board_learning, board_protocol, up5k_network
+    from .fpga.top import BOARD_CHIPS, board_chip, board_learning, board_protocol, up5k_network
     flags = args.checkpoint or args.network or args.set or args.learning_set or any(
         getattr(args, f"cfg_{f.name}") is not None for f in dataclasses.fields(LIFConfig))
     network, cfg, ck = None, board_learning(args.board), None
@@ -336,10 +337,7 @@ def _board(args):
         if network is not None:        # the UP5K's readout widths, unless --set gives them
             network = up5k_network(network, keep={item.partition("=")[0] for item in args.set})
         return board_protocol(args.board, board_chip(args.board, network), cfg, baud=args.baud), ck
-    grid = None
-    if args.grid or (ck is not None and ck.metadata.get("train", {}).get("layout")) or network is not None:
-        args.grid = args.grid or (ck.metadata.get("train", {}).get("layout") if ck is not None else None) or "4x4"
-        grid = _grid(args, ck, (network or board_chip(args.board).network).neurons)
+    grid = _grid(args, ck, (network or BOARD_CHIPS[args.board]).neurons, default="4x4")
     return board_protocol(args.board, board_chip(args.board, network, grid), cfg, baud=args.baud), ck
 
 
@@ -376,11 +374,10 @@ def _fpga_build_chip(args) -> int:
 
 def cmd_fpga_run(args) -> int:
     """Few-shot episodes on a real board through its serial port, checked against the golden model."""
-    from .cosim.board import run_episodes
-    from .cosim.learning_bench import random_network_episode
-    from .cosim.mosaic import checkpoint_episodes
-    from .cosim.scoreboard import Mismatch
     from .fpga.host import Chip, LinkError, SerialTransport
+    from .fpga.session import run_episodes
+    from .model.episode import checkpoint_episodes, random_network_episode
+    from .model.golden import Mismatch
     from .fpga.top import describe
     if args.tasks < 1 or args.shots < 1 or args.queries < 1:
         raise UsageError(f"--tasks {args.tasks}, --shots {args.shots}, --queries {args.queries}: each must be 1 or more.")

@@ -34,11 +34,10 @@ def _energy_pj(config, support_x, support_h, query_x, query_h) -> dict:
     synaptic operation is one weight read from the core's weight memory and one accumulator add; the
     readout adds a weight per hidden spike and output; the update reads and writes every readout weight."""
     from .model.energy import EnergyModel
+    from .model.synapse import PhysicalMemory
     em = EnergyModel()
-    mem = type("Memory", (), {"bits": config.neurons * config.core.inputs * config.core.weight_bits,
-                              "width": config.core.weight_bits})()
-    rmem = type("Memory", (), {"bits": config.outputs * config.neurons * config.readout_weight_bits,
-                               "width": config.readout_weight_bits})()
+    mem = PhysicalMemory("core weights", config.neurons * config.core.inputs, config.core.weight_bits)
+    rmem = PhysicalMemory("readout weights", config.outputs * config.neurons, config.readout_weight_bits)
     sop = em.access_pj(mem) + em.add_pj(em.accumulator_bits)
     readout = em.access_pj(rmem) + em.add_pj(em.accumulator_bits)
 
@@ -83,7 +82,8 @@ def _plots(out: Path, config, episode, result, predicted) -> None:
 def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: int | None = None,
          build: bool = True, sim: str = "icarus") -> int:
     from .cosim.board import run_board_cosim
-    from .cosim.mosaic import checkpoint_episodes
+    from .model.episode import checkpoint_episodes
+    from .model.golden import predict_episode
     from .cosim.runner import CosimError, generate_verilog
     from .fpga.board import BuildError
     from .fpga.protocol import LinkConfig, Protocol
@@ -124,7 +124,8 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
         bar.set_postfix_str(stages[2])
         sim_protocol = Protocol(config, cfg, LinkConfig(clock_hz=4_000_000, baud=1_000_000, buffer_bytes=128))
         verilog = out / "chip_top.v"
-        verilog.write_text(generate_verilog(ChipTop(sim_protocol), "chip_top"))
+        verilog_text = generate_verilog(ChipTop(sim_protocol), "chip_top")
+        verilog.write_text(verilog_text)
         summary["verilog"] = {"file": str(verilog), "bytes": verilog.stat().st_size, "chip": describe(sim_protocol)}
         bar.update()
 
@@ -133,7 +134,8 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
         episode = checkpoint_episodes(ck, 1, shots=tc.n_way, queries=tc.n_way, dataset=ds)[0]
         start = time.perf_counter()
         try:
-            r = run_board_cosim(sim, sim_protocol, episode_list=[episode], malformed=True, timeout=0.2, name="demo")
+            r = run_board_cosim(sim, sim_protocol, episode_list=[episode], malformed=True, timeout=0.2, name="demo",
+                                verilog=verilog_text)
             e = r["episodes"][0]
             right = sum(p == q for p, q in zip(e["predictions"], e["query_labels"]))
             summary["episode"] = {"passed": True, "checked": r["checked"], "cycles": r["cycles"],
@@ -141,10 +143,8 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
                                   "query_right": right, "queries": len(e["predictions"]),
                                   "malformed_refused": len(r["malformed"]["rejected"]),
                                   "seconds": round(time.perf_counter() - start, 1)}
-            from .cosim.learning_bench import LearningScoreboard
-            sb = LearningScoreboard(config, cfg)
-            sb.predict(episode)
-            predicted = integer_readout(config, episode.query, sb.final_w).tolist()
+            final_w = predict_episode(config, cfg, episode).final_w
+            predicted = integer_readout(config, episode.query, final_w).tolist()
             _plots(out, config, episode, e, predicted)
         except CosimError as err:
             summary["episode"] = {"passed": False, "error": str(err)[:400]}

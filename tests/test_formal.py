@@ -3,7 +3,7 @@ overflow, no event lost or duplicated; wrong properties are refuted and the cove
 
 import pytest
 
-from neuromosaic.cosim.formal import prove_router
+from neuromosaic.cosim.router.formal import prove_router
 
 pytestmark = pytest.mark.formal
 

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from neuromosaic.cosim.board import run_board_cosim, write_digest
+from neuromosaic.cosim.board import run_board_cosim
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.fpga.host import Chip, LinkError
 from neuromosaic.fpga.protocol import (CRC16_INIT, SYNC, LinkConfig, Protocol, bytes_to_items, crc16, crc_terms,
-                                       crc_update, frame, items_to_bytes)
+                                       crc_update, frame, items_to_bytes, write_digest)
 from neuromosaic.model.config import ConfigError, Field
 from neuromosaic.model.snn import SRNNConfig
 from neuromosaic.model.tiles import MosaicConfig

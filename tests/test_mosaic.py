@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from neuromosaic.cli import main
-from neuromosaic.cosim.amaranth_sim import simulate_mosaic
-from neuromosaic.cosim.learning_bench import random_network_episode
-from neuromosaic.cosim.mosaic import checkpoint_episodes, episode_tables, run_mosaic_cosim
+from neuromosaic.cosim.mosaic.amaranth_sim import simulate_mosaic
+from neuromosaic.model.episode import random_network_episode
+from neuromosaic.cosim.mosaic import episode_tables, run_mosaic_cosim
+from neuromosaic.model.episode import checkpoint_episodes
 from neuromosaic.cosim.runner import CosimError
-from neuromosaic.cosim.scoreboard import Mismatch
+from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.checkpoint import load_checkpoint
 from neuromosaic.model.config import ConfigError, unpack_fields
 from neuromosaic.model.learning import LearningConfig

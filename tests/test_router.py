@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from neuromosaic.cli import main
-from neuromosaic.cosim.amaranth_sim import simulate_mesh, simulate_router
-from neuromosaic.cosim.router_bench import FAULTS, mesh_scenario, router_scenario
-from neuromosaic.cosim.scoreboard import Mismatch
+from neuromosaic.cosim.router.amaranth_sim import simulate_mesh, simulate_router
+from neuromosaic.cosim.router.testbench import FAULTS, mesh_scenario, router_scenario
+from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.checkpoint import Checkpoint, save_checkpoint
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.mosaic import hop_matrix

@@ -112,10 +112,11 @@ def test_update_scoreboard_catches_wrong_rounding():
 
 # -- whole episodes in Amaranth's simulator -----------------------------------------------------------
 
-from neuromosaic.cosim.amaranth_sim import simulate_learning                       # noqa: E402
-from neuromosaic.cosim.learning_bench import (FAULTS, random_episode, random_network_episode,  # noqa: E402
-                                              readout_memory)
-from neuromosaic.cosim.scoreboard import Mismatch                                  # noqa: E402
+from neuromosaic.cosim.learning.amaranth_sim import simulate_learning                       # noqa: E402
+from neuromosaic.cosim.learning.scoreboard import FAULTS                          # noqa: E402
+from neuromosaic.cosim.learning.stimulus import readout_memory                    # noqa: E402
+from neuromosaic.model.episode import random_episode, random_network_episode      # noqa: E402
+from neuromosaic.model.golden import Mismatch                                  # noqa: E402
 
 # Narrow widths everywhere, one output lane, odd sizes: logits, eligibilities, accumulators and
 # weights all reach their rails within a few episodes.
@@ -145,13 +146,13 @@ def test_engine_cycle_contract():
     END with learning to taking the next command, outputs + neurons + 2 + outputs * (prob_bits + 3) +
     outputs * neurons + 2; an UPDATE writes one weight a cycle from UPDATE_LATENCY on and takes
     outputs * neurons + UPDATE_LATENCY + 1; the logits follow an END at once."""
-    from neuromosaic.cosim.learning_bench import Episode
+    from neuromosaic.model.episode import ChipEpisode
     from neuromosaic.model.learning import UPDATE_LATENCY
     cfg = LearningConfig()
     K, N, P = CONFIG.outputs, CONFIG.neurons, cfg.prob_bits
     g = torch.Generator().manual_seed(0)
     raster = (torch.rand(6, 1, N, generator=g) < 0.3).to(torch.int64)
-    ep = Episode("contract", torch.zeros(K, N, dtype=torch.int64), raster, [1], raster, 2.0 ** 16, 1, [1])
+    ep = ChipEpisode("contract", torch.zeros(K, N, dtype=torch.int64), raster, [1], raster, 2.0 ** 16, 1, [1])
     r = simulate_learning(CONFIG, cfg, [ep], idle=0.0, backpressure=0.0)
     t = r["timing"]
     (end_learn, end_query), (update,) = t["end_cycles"], t["update_cycles"]

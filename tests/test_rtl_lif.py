@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from neuromosaic.cosim.amaranth_sim import simulate_lif
-from neuromosaic.cosim.scoreboard import FAULTS, Mismatch
-from neuromosaic.cosim.stimulus import corner_scenarios, random_scenario, required_coverage, scenarios
+from neuromosaic.cosim.lif.amaranth_sim import simulate_lif
+from neuromosaic.cosim.lif.scoreboard import FAULTS
+from neuromosaic.model.golden import Mismatch
+from neuromosaic.cosim.lif.stimulus import corner_scenarios, random_scenario, required_coverage, scenarios
 from neuromosaic.model.config import LIFConfig
 
 CONFIGS = {
@@ -48,15 +49,15 @@ def test_scoreboard_catches_a_wrong_model(fault):
 
 def test_full_throughput_one_event_per_block_cycle():
     """Saturated input: one weight word read (lanes synaptic operations) per cycle, no bubbles."""
-    from neuromosaic.cosim.stimulus import saturated_scenario
+    from neuromosaic.cosim.lif.stimulus import saturated_scenario
     for c in (CONFIGS["lanes2"], CONFIGS["one-block"]):
         r = simulate_lif(c, [saturated_scenario(c, 3, 20)], idle=0.0, backpressure=0.0)
         assert r["throughput"]["sop_per_cycle"] == c.lanes
 
 
 # -- a core whose weights live in a synapse memory (issue 6) -------------------------------------------
-from neuromosaic.cosim.lif_bench import SYNAPSE_FAULT  # noqa: E402
-from neuromosaic.cosim.stimulus import synapse_memory, synapse_scenarios  # noqa: E402
+from neuromosaic.cosim.lif.testbench import SYNAPSE_FAULT  # noqa: E402
+from neuromosaic.cosim.lif.stimulus import synapse_memory, synapse_scenarios  # noqa: E402
 from neuromosaic.model import synapse as synapse_model  # noqa: E402
 from neuromosaic.model.config import ConfigError  # noqa: E402
 from neuromosaic.rtl.lif import LIFCore  # noqa: E402

@@ -1,4 +1,4 @@
-"""cocotb test module of the LIF core (runs inside Verilator or Icarus; see ``cosim/lif.py``).
+"""cocotb test module of the LIF core (runs inside Verilator or Icarus; see ``cosim.lif``).
 
 The job (config, seeds, steps, fault, idle and backpressure rates) comes as JSON from the file named
 by ``NEUROMOSAIC_JOB``; the result (pass/fail, the mismatch, counts, coverage, speed) goes back as
@@ -7,9 +7,9 @@ JSON to the path the job names.
 
 import cocotb
 
-from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
-from neuromosaic.cosim.lif_bench import LIFTestbench
-from neuromosaic.cosim.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.lif.testbench import LIFTestbench
+from neuromosaic.cosim.lif.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
 from neuromosaic.model.config import LIFConfig
 
 

@@ -3,13 +3,13 @@ through cocotb, every access, result and counter checked against ``model.synapse
 
 from __future__ import annotations
 
-from ..rtl.synapse import SynapseMemory
-from .runner import CocotbRun, generate_verilog
-from .synapse_bench import synapse_scenario
+from ...rtl.synapse import SynapseMemory
+from ..runner import CocotbRun, generate_verilog
+from .testbench import synapse_scenario
 
 __all__ = ["run_synapse_cosim"]
 
-TEST_MODULE = "neuromosaic.cosim.synapse_tb"
+TEST_MODULE = "neuromosaic.cosim.synapse.cocotb_test"
 
 
 def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: float = 0.4, idle: float = 0.2,
@@ -17,7 +17,7 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
                       **scenario) -> dict:
     """Builds the RTL of ``organisation`` holding the random scenario ``seed`` (a matrix, or a kernel
     for the functional organisations; ``scenario``: more arguments of
-    :func:`~.synapse_bench.synapse_scenario`) and runs its commands on ``sim``. Raises
+    :func:`~.testbench.synapse_scenario`) and runs its commands on ``sim``. Raises
     :class:`~.runner.CosimError` on any mismatch or hang."""
     scenario_args = {"organisation": organisation, "seed": seed, "density": density, **scenario}
     scenario = synapse_scenario(**scenario_args)

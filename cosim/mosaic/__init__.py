@@ -1,6 +1,6 @@
 """Cosimulation of the Mosaic top (``rtl.mosaic.Mosaic``) under Verilator or Icarus through cocotb.
 
-The Mosaic has the ports of a ``LearningCore``, so the learning testbench (``cosim/learning_bench.py``)
+The Mosaic has the ports of a ``LearningCore``, so the learning testbench (``cosim.learning.testbench``)
 drives whole few-shot episodes into it and checks every hidden spike event, logit and weight write
 against the whole network's golden model (``model.snn.IntegerSRNN`` and ``model.learning``): the
 tiling and the mesh must change nothing. Episodes are random (dense random weights, every source routed
@@ -16,18 +16,17 @@ import dataclasses
 
 import torch
 
-from ..model.config import ConfigError
-from ..model.learning import LearningConfig
-from ..model.router import RoutingTables, compile_routes
-from ..model.snn import IntegerSRNN
-from ..model.tiles import MosaicConfig, mosaic_tables
-from ..rtl.mosaic import Mosaic
-from .learning_bench import Episode, random_network_episode
-from .runner import CocotbRun, CosimError, generate_verilog
+from ...model.config import ConfigError
+from ...model.episode import random_network_episode
+from ...model.learning import LearningConfig
+from ...model.router import RoutingTables, compile_routes
+from ...model.tiles import MosaicConfig, mosaic_tables
+from ...rtl.mosaic import Mosaic
+from ..runner import CocotbRun, CosimError, generate_verilog
 
-__all__ = ["FAULTS", "checkpoint_episodes", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
+__all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
 
-TEST_MODULE = "neuromosaic.cosim.learning_tb"
+TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 FAULTS = ("deaf-tile",)
 
 
@@ -41,49 +40,6 @@ def episode_tables(mc: MosaicConfig, w_rec=None, fault: str | None = None) -> Ro
     tables = mosaic_tables(mc, w_rec)
     deaf = mc.tiles - 1
     return compile_routes(mc.mesh, [[t for t in d if t != deaf] for d in tables.destinations])
-
-
-def checkpoint_episodes(ck, count: int = 1, *, seed: int = 0, shots: int = 2, queries: int = 2, steps: int = 1,
-                        dataset=None) -> list[Episode]:
-    """``count`` meta-test tasks of a checkpoint (its data source and protocol, from its training
-    metadata; or ``dataset``) as cosim episodes of the whole network: its weights, ``shots`` support and
-    ``queries`` query samples of each task (the classes in turn), its inner rate, ``steps`` inner steps."""
-    from ..model.data import load_source
-    from ..model.train import TrainConfig, _protocol_for
-
-    train = ck.metadata.get("train")
-    if train is None:
-        raise ConfigError("the checkpoint has no training metadata (data source, protocol); allowed: a checkpoint "
-                          "written by neuromosaic train.")
-    cfg = TrainConfig(**{k: v for k, v in train.items() if k in ("data", "channels", "steps", "n_way", "k_shot",
-                                                                  "k_query", "labels")})
-    ds = dataset or load_source(cfg.data, channels=cfg.channels, steps=cfg.steps, progress=False)
-    sampler = _protocol_for(cfg.data).meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query,
-                                                seed=seed, relabel=cfg.labels == "task")
-    c = ck.config
-    net = IntegerSRNN(c, ck.w_in, ck.w_rec, ck.w_out)
-    w_core = torch.cat([ck.w_in, ck.w_rec], dim=1).to(torch.int64)
-    rate = float(ck.metadata.get("inner_lr", 2.0 ** 16))
-
-    def interleaved(labels: torch.Tensor, n: int) -> list[int]:
-        """The first ``n`` samples taking the classes in turn (a task lists its samples class by class)."""
-        count_of: dict = {}
-        rank = []
-        for v in labels.tolist():
-            count_of[v] = count_of.get(v, 0) + 1
-            rank.append(count_of[v])
-        return sorted(range(len(rank)), key=lambda i: (rank[i], int(labels[i])))[:n]
-
-    out = []
-    for i in range(count):
-        e = sampler.episode(i)
-        s, q = interleaved(e.support_labels, shots), interleaved(e.query_labels, queries)
-        sx = e.support[s].transpose(0, 1).round().to(torch.int64)                # [T, n, channels]
-        qx = e.query[q].transpose(0, 1).round().to(torch.int64)
-        out.append(Episode(f"checkpoint-task-{seed}-{i}", ck.w_out.to(torch.int64), net.hidden(sx).to(torch.int64),
-                           e.support_labels[s].tolist(), net.hidden(qx).to(torch.int64), rate, steps,
-                           e.query_labels[q].tolist(), w_core, sx, qx))
-    return out
 
 
 def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingTables, *,

@@ -1,21 +1,21 @@
 """Cosimulation of the router and the mesh fabric: their Verilog under Verilator or Icarus through
-cocotb, checked cycle by cycle against ``model.router`` (``cosim/router_bench.py``)."""
+cocotb, checked cycle by cycle against ``model.router`` (``testbench``)."""
 
 from __future__ import annotations
 
-from ..rtl.router import MeshFabric, Router
-from .router_bench import mesh_scenario, router_scenario
-from .runner import CocotbRun, generate_verilog
+from ...rtl.router import MeshFabric, Router
+from .testbench import mesh_scenario, router_scenario
+from ..runner import CocotbRun, generate_verilog
 
 __all__ = ["run_router_cosim", "run_mesh_cosim"]
 
-TEST_MODULE = "neuromosaic.cosim.router_tb"
+TEST_MODULE = "neuromosaic.cosim.router.cocotb_test"
 
 
 def run_router_cosim(sim: str, *, idle: float = 0.3, backpressure: float = 0.3, fault: str | None = None,
                      rng_seed: int = 0, waves: bool = False, name: str = "run", **scenario) -> dict:
     """One router with random tables and traffic (``scenario``: arguments of
-    :func:`~.router_bench.router_scenario`). Raises :class:`~.runner.CosimError` on any mismatch."""
+    :func:`~.testbench.router_scenario`). Raises :class:`~..runner.CosimError` on any mismatch."""
     s = router_scenario(**scenario)
     verilog = generate_verilog(Router(s.in_ports, s.out_ports, s.sources, s.fifo_depth, s.tables), "router")
     run = CocotbRun(sim, verilog, "router", waves=waves)
@@ -29,9 +29,9 @@ def run_mesh_cosim(sim: str, *, idle: float = 0.3, backpressure: float = 0.3, fa
                    load_tables: bool = False, rng_seed: int = 0, waves: bool = False, name: str = "run",
                    **scenario) -> dict:
     """The mesh fabric of a random compiled connectivity (``scenario``: arguments of
-    :func:`~.router_bench.mesh_scenario`) under random spikes and backpressure; ``idle=0`` saturates
+    :func:`~.testbench.mesh_scenario`) under random spikes and backpressure; ``idle=0`` saturates
     the injectors; ``load_tables``: the fabric starts empty and the testbench writes the tables through
-    its table port first. Raises :class:`~.runner.CosimError` on any mismatch or lost spike."""
+    its table port first. Raises :class:`~..runner.CosimError` on any mismatch or lost spike."""
     s = mesh_scenario(**scenario)
     verilog = generate_verilog(MeshFabric(s.tables.mesh, None if load_tables else s.tables), "mesh_fabric")
     run = CocotbRun(sim, verilog, "mesh_fabric", waves=waves)

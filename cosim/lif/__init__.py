@@ -3,14 +3,14 @@ transaction checked against the golden model."""
 
 from __future__ import annotations
 
-from ..model.config import LIFConfig
-from ..rtl.lif import LIFCore
-from .runner import CocotbRun, CosimError, generate_verilog
+from ...model.config import LIFConfig
+from ...rtl.lif import LIFCore
+from ..runner import CocotbRun, CosimError, generate_verilog
 from .stimulus import random_scenario, required_coverage, synapse_memory
 
 __all__ = ["lif_run", "run_lif_cosim"]
 
-TEST_MODULE = "neuromosaic.cosim.lif_tb"
+TEST_MODULE = "neuromosaic.cosim.lif.cocotb_test"
 
 
 def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict | None = None) -> CocotbRun:

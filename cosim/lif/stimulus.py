@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..model import synapse as synapse_model
-from ..model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig, signed_range
+from ...model import synapse as synapse_model
+from ...model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig, signed_range
 
 __all__ = ["Scenario", "random_scenario", "corner_scenarios", "scenarios", "saturated_scenario", "required_coverage",
            "synapse_memory", "synapse_scenarios", "synapse_pass_scenario"]

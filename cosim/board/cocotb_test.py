@@ -1,6 +1,6 @@
 """cocotb test module of a whole board top (``fpga.top.ChipTop``): the host driver (``fpga.host.Chip``)
 runs few-shot episodes through the top's UART pins, bit by bit, and the answers are checked against
-the golden model (see ``cosim/board.py``). The job comes as JSON from the file named by
+the golden model (see ``cosim.board``). The job comes as JSON from the file named by
 ``NEUROMOSAIC_JOB``; the result goes back as JSON to the path the job names.
 """
 
@@ -11,7 +11,7 @@ from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
 
-from neuromosaic.cosim.cocotb_ports import run_job
+from neuromosaic.cosim.cocotb_loop import run_job
 
 
 class PinTransport:

@@ -15,10 +15,10 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from ..model.config import pack_fields
-from ..model.router import (MeshConfig, MeshModel, RouterModel, RoutingTables, compile_routes, mesh_links,
+from ...model.config import pack_fields
+from ...model.router import (MeshConfig, MeshModel, RouterModel, RoutingTables, compile_routes, mesh_links,
                             mesh_table_fields, table_writes)
-from .scoreboard import Mismatch
+from ...model.golden import Mismatch
 
 __all__ = ["RouterTestbench", "MeshTestbench", "router_scenario", "mesh_scenario", "FAULTS"]
 

@@ -1,4 +1,4 @@
-"""cocotb test module of the synapse memory (runs inside Verilator or Icarus; see ``cosim/synapse.py``).
+"""cocotb test module of the synapse memory (runs inside Verilator or Icarus; see ``cosim.synapse``).
 
 The job (the scenario's organisation, seed and density, the idle rate and the fault) comes as JSON from
 the file named by ``NEUROMOSAIC_JOB``; the scenario is rebuilt from it (it is deterministic), so the
@@ -7,8 +7,8 @@ testbench predicts from the same memory the Verilog was generated from.
 
 import cocotb
 
-from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
-from neuromosaic.cosim.synapse_bench import SynapseTestbench, synapse_scenario
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.synapse.testbench import SynapseTestbench, synapse_scenario
 
 
 @cocotb.test()

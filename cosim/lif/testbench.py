@@ -1,7 +1,7 @@
 """The LIF core's testbench, independent of the simulator: agents, scoreboard and scenario sequencing.
 
-``port(name)`` returns a :class:`~.harness.Port` for a flattened DUT port name (``events__valid``);
-the simulator-specific loops (``cosim/lif_tb.py`` for cocotb, ``tests/test_rtl_lif.py`` for
+``port(name)`` returns a :class:`~..agents.Port` for a flattened DUT port name (``events__valid``);
+the simulator-specific loops (``cocotb_test`` for cocotb, ``tests/test_rtl_lif.py`` for
 Amaranth's simulator) call :meth:`LIFTestbench.drive` and :meth:`LIFTestbench.sample` once a cycle.
 """
 
@@ -13,13 +13,14 @@ from typing import Callable
 
 import torch
 
-from ..model import synapse as synapse_model
-from ..model.config import (EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, signed_range,
+from ...model import synapse as synapse_model
+from ...model.config import (EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, signed_range,
                             unpack_fields)
-from .harness import Port, StreamSink, StreamSource, ValidMonitor
-from .scoreboard import LIFScoreboard, Mismatch, make_model
+from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ...model.golden import Mismatch
+from .scoreboard import LIFScoreboard, make_model
 from .stimulus import Scenario
-from .synapse_bench import check_counters
+from ..synapse.testbench import check_counters
 
 __all__ = ["LIFTestbench", "STALL_LIMIT", "SYNAPSE_FAULT"]
 
@@ -126,9 +127,7 @@ class LIFTestbench:
                                                    **synapse_model.neuron_values(memory, "pre", pre), "value": v})
                               for post, pre, v in scenario.loads)
         elif load_weights:
-            words = c.weight_words(scenario.weights)
-            self.weights.send(pack_fields(c.weight_load_fields, {"address": a, "data": d})
-                              for a, d in enumerate(words))
+            self.weights.send(c.weight_load_words(scenario.weights))
         # Events wait until every weight is loaded: the core serves events before loads.
         self._held_tokens = [pack_fields(c.input_event_fields, {"kind": k, "address": a})
                              for k, a in scenario.tokens]

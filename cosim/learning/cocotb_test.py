@@ -1,4 +1,4 @@
-"""cocotb test module of the learning core or engine (runs inside Verilator or Icarus; see ``cosim/learning.py``).
+"""cocotb test module of the learning core or engine (runs inside Verilator or Icarus; see ``cosim.learning`` and ``cosim.mosaic``).
 
 The job (configs, DUT, episodes, fault, idle and backpressure rates) comes as JSON from the file named by
 ``NEUROMOSAIC_JOB``; the result (pass/fail, the mismatch, counts, coverage, cycles) goes back as JSON
@@ -8,9 +8,9 @@ to the path the job names.
 import cocotb
 import torch
 
-from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
-from neuromosaic.cosim.learning_bench import (Episode, LearningTestbench, random_episode, random_network_episode,
-                                              stream_inputs)
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.learning.testbench import LearningTestbench, stream_inputs
+from neuromosaic.model.episode import ChipEpisode, random_episode, random_network_episode
 from neuromosaic.model.learning import LearningConfig
 from neuromosaic.model.snn import SRNNConfig
 from neuromosaic.model.tiles import MosaicConfig
@@ -25,7 +25,7 @@ async def learning_episodes(dut):
         cfg = LearningConfig(**job["learning"])
         core = job.get("core", True)
         if job.get("episodes_file"):
-            episodes = [Episode(**e) for e in torch.load(job["episodes_file"])]
+            episodes = [ChipEpisode(**e) for e in torch.load(job["episodes_file"])]
         else:
             make = random_network_episode if core else random_episode
             episodes = [make(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]

@@ -17,11 +17,11 @@ from typing import Callable
 
 import torch
 
-from ..model import synapse as model
-from ..model.config import ConfigError, pack_fields, signed_range, unpack_fields
-from ..rtl.synapse import trace_ports
-from .harness import Port, StreamSource, ValidMonitor
-from .scoreboard import Mismatch
+from ...model import synapse as model
+from ...model.config import ConfigError, pack_fields, signed_range, unpack_fields
+from ...rtl.synapse import trace_ports
+from ..agents import Port, StreamSource, ValidMonitor
+from ...model.golden import Mismatch
 
 __all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters"]
 

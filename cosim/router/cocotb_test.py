@@ -1,11 +1,11 @@
 """cocotb test module of the router and the mesh fabric (runs inside Verilator or Icarus; see
-``cosim/router.py``). The job names the scenario's arguments; the scenario is rebuilt from them (it is
+``cosim.router``). The job names the scenario's arguments; the scenario is rebuilt from them (it is
 deterministic), so the testbench predicts from the same tables the Verilog was generated from."""
 
 import cocotb
 
-from neuromosaic.cosim.cocotb_ports import cocotb_port, run_back_to_back, run_job
-from neuromosaic.cosim.router_bench import MeshTestbench, RouterTestbench, mesh_scenario, router_scenario
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.router.testbench import MeshTestbench, RouterTestbench, mesh_scenario, router_scenario
 
 
 def _bench(job, dut, cls, scenario, **more):

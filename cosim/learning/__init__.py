@@ -1,6 +1,6 @@
 """Cosimulation of on-chip learning: the generated Verilog of a ``LearningCore`` (the LIF core, its
 recurrence and the learning engine; or the ``LearningEngine`` alone) under Verilator or Icarus through
-cocotb, whole few-shot episodes checked against the golden model (``cosim/learning_bench.py``)."""
+cocotb, whole few-shot episodes checked against the golden model (``testbench``, ``scoreboard``)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ import dataclasses
 
 import torch
 
-from ..model.learning import LearningConfig
-from ..model.snn import SRNNConfig
-from ..rtl.learning import LearningCore, LearningEngine
-from .learning_bench import core_memory, readout_memory
-from .runner import CocotbRun, CosimError, generate_verilog
+from ...model.learning import LearningConfig
+from ...model.snn import SRNNConfig
+from ...rtl.learning import LearningCore, LearningEngine
+from .stimulus import core_memory, readout_memory
+from ..runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["learning_run", "run_learning_cosim"]
 
-TEST_MODULE = "neuromosaic.cosim.learning_tb"
+TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 
 
 def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
                  waves: bool = False, synapses=None, core_synapses=None) -> CocotbRun:
     """Builds (or reuses) the simulator model of a learning core (or engine) for these configs, with
-    its readout in the synapse memory ``learning_bench.readout_memory(config, synapses)`` and the
-    core's weights in ``learning_bench.core_memory(config, core_synapses)`` if given."""
+    its readout in the synapse memory ``stimulus.readout_memory(config, synapses)`` and the
+    core's weights in ``stimulus.core_memory(config, core_synapses)`` if given."""
     top = "learning_core" if core else "learning_engine"
     readout = readout_memory(config, synapses)
     dut = LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout) \
@@ -38,8 +38,8 @@ def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = Learn
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
     default), else into the ``LearningEngine`` alone (hidden spikes). ``synapses``: the readout in a
-    synapse memory (an organisation name or a dict of ``learning_bench.readout_memory``);
-    ``core_synapses``: the core's weights in one (through the core only; ``learning_bench.core_memory``).
+    synapse memory (an organisation name or a dict of ``stimulus.readout_memory``);
+    ``core_synapses``: the core's weights in one (through the core only; ``stimulus.core_memory``).
     Raises :class:`CosimError` on any mismatch or hang."""
     if core_synapses is not None and not core:
         raise CosimError("core_synapses= applies to the whole network; run it with core=True.")

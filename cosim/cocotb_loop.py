@@ -9,13 +9,13 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from .harness import Port
+from .agents import Port
 
 __all__ = ["cocotb_port", "run_back_to_back", "run_job"]
 
 
 def cocotb_port(dut, name: str) -> Port:
-    """A :class:`~.harness.Port` for the flattened signal ``name`` of ``dut``; reading an X or Z
+    """A :class:`~.agents.Port` for the flattened signal ``name`` of ``dut``; reading an X or Z
     fails with the signal's name."""
     handle = getattr(dut, name)
     if len(handle) == 1:

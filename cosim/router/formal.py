@@ -38,8 +38,8 @@ from amaranth.hdl import Assert, Assume, Cover, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from ..model.config import bits_for
-from ..rtl.router import Router
+from ...model.config import bits_for
+from ...rtl.router import Router
 
 __all__ = ["RouterProof", "prove_router", "FormalError"]
 

@@ -21,15 +21,12 @@ from collections import Counter, deque
 
 import torch
 
-from ..model.config import (EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP,
+from ...model.config import (EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP,
                             WRITE_LATENCY, LIFConfig, unpack_fields)
-from ..model.lif import IntegerLIF, LIFState
+from ...model.golden import Mismatch
+from ...model.lif import IntegerLIF, LIFState
 
-__all__ = ["Mismatch", "LIFScoreboard", "FAULTS", "make_model"]
-
-
-class Mismatch(AssertionError):
-    """The DUT did something the golden model did not predict."""
+__all__ = ["LIFScoreboard", "FAULTS", "make_model"]
 
 
 class _WrongThreshold(IntegerLIF):

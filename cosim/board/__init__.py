@@ -1,0 +1,85 @@
+"""Full-board cosimulation: the board top (``fpga.top.ChipTop``: the chip behind its host link) on
+Verilator or Icarus, driven only through its UART pins by the host driver (``fpga.host.Chip``, the code
+that drives a real board) running in cocotb.
+
+Each episode goes through the link as on a board (``fpga.session``, the code that checks a real board):
+identity check, counters cleared, routing tables (a Mosaic), core and readout weights, the rate, the
+support set with learning on and the update(s), the query set; every hidden spike is reported, and
+everything that comes back is checked against the golden model. With ``malformed``, frames that are
+corrupt, truncated, of an unknown type, of a wrong or excessive length are then sent: each must be
+refused and none executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import torch
+
+from ...fpga.host import Chip
+from ...fpga.protocol import LinkConfig, Protocol
+from ...fpga.session import check_malformed, run_episodes
+from ...model.episode import ChipEpisode, random_network_episode
+from ...model.learning import LearningConfig
+from ...model.snn import SRNNConfig
+from ...model.tiles import MosaicConfig
+from ..learning.scoreboard import model_lfsr
+from ..runner import CocotbRun, CosimError, generate_verilog
+
+__all__ = ["job_protocol", "host_session", "board_run", "run_board_cosim"]
+
+TEST_MODULE = "neuromosaic.cosim.board.cocotb_test"
+
+
+def job_protocol(job: dict) -> Protocol:
+    chip = MosaicConfig.from_dict(job["mosaic"]) if job.get("mosaic") else SRNNConfig.from_dict(job["config"])
+    return Protocol(chip, LearningConfig(**job["learning"]), LinkConfig(**job["link"]))
+
+
+def host_session(job: dict, protocol: Protocol, transport) -> dict:
+    """What the host does in the cosimulation (in the driver's thread): every episode of the job, checked."""
+    episodes = [ChipEpisode(**e) for e in torch.load(job["episodes_file"])]
+    chip = Chip(protocol, transport, timeout=job.get("timeout", 0.05))
+    out = run_episodes(chip, protocol, episodes, lambda: model_lfsr(protocol.cfg, job.get("fault")))
+    if job.get("malformed"):
+        out["malformed"] = check_malformed(chip, protocol, episodes[-1])
+    out["bytes_sent"], out["bytes_received"] = chip.bytes_sent, chip.bytes_received
+    return out
+
+
+def board_run(sim: str, protocol: Protocol, *, waves: bool = False, verilog: str | None = None) -> CocotbRun:
+    """The simulator build of the board top of ``protocol`` (``verilog``: its Verilog, when already
+    generated)."""
+    from ...fpga.top import ChipTop
+    return CocotbRun(sim, verilog or generate_verilog(ChipTop(protocol), "chip_top"), "chip_top", waves=waves)
+
+
+def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_seed: int = 0, episode_list=None,
+                    fault: str | None = None, malformed: bool = False, timeout: float = 0.05,
+                    waves: bool = False, name: str = "run", verilog: str | None = None) -> dict:
+    """Runs ``episodes`` random whole-network episodes (or ``episode_list``) on the board top through
+    its UART with the host driver (``verilog``: the top's Verilog, when already generated). Raises
+    :class:`CosimError` on any mismatch, NAK or silence."""
+    if episode_list is None:
+        if episodes < 1:
+            raise CosimError(f"episodes={episodes}: at least 1 is needed.")
+        episode_list = [random_network_episode(protocol.network, protocol.cfg, first_seed + i) for i in range(episodes)]
+    run = board_run(sim, protocol, waves=waves, verilog=verilog)
+    path = run.build_dir / name / "episodes.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save([dataclasses.asdict(e) for e in episode_list], path)
+    key = "mosaic" if protocol.kind == "mosaic" else "config"
+    job = {key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
+           "link": protocol.link.to_dict(), "episodes_file": str(path), "fault": fault, "malformed": malformed,
+           "timeout": timeout}
+    result = run.test(TEST_MODULE, "board_episodes", job, name)
+    checked = Counter()
+    for e in result["episodes"]:
+        checked.update(e["checked"])
+    result.update(checked=dict(checked), coverage={"rejected_frames": len(result.get("malformed", {}).get("rejected", []))},
+                  sim=sim, build_dir=str(run.build_dir), seconds_per_cycle=1 / protocol.link.clock_hz)
+    return result
+
+
+

@@ -1,0 +1,205 @@
+"""The learning designs' testbench, independent of the simulator: the sequencing of an episode's
+transactions (``model.episode``) into a ``LearningCore``, a ``Mosaic`` or a ``LearningEngine``, checked by
+the scoreboard (``scoreboard.LearningScoreboard``).
+
+Through the whole network (an episode with ``w_core`` and input rasters) a sample is its input
+events, and the scoreboard also checks every hidden spike of the LIF core; into the engine alone a
+sample is the hidden spike raster itself.
+
+With the readout in a synapse memory (``synapses``: ``stimulus.readout_memory``), the writes are
+checked in order without fixed cycles, and a sparse organisation's structure restricts the episode:
+its readout is zero outside the structure, only stored synapses are loaded, and the model updates only
+those (``adapt_readout_integer(structure=)``), as the engine's transposed accesses do. With the
+core's weights in a synapse memory (``core_synapses``: ``stimulus.core_memory``), the episode's core
+weights are restricted to its structure too (the hidden rasters recomputed by
+``model.snn.IntegerSRNN``) and loaded as updates of the stored synapses.
+
+``port(name)`` returns a :class:`~..agents.Port` for a flattened DUT port name (``spikes__valid``);
+``cocotb_test`` (cocotb) and ``amaranth_sim`` (Amaranth) call :meth:`drive` and :meth:`sample` once a
+cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import deque
+from typing import Callable
+
+import torch
+
+from ...model import synapse as synapse_model
+from ...model.config import pack_fields, unpack_fields
+from ...model.episode import ChipEpisode, input_tokens, spike_tokens
+from ...model.golden import Mismatch
+from ...model.learning import OP_END, OP_UPDATE, LearningConfig, command_fields, rate_fields, readout_load_fields
+from ...model.snn import IntegerSRNN, SRNNConfig
+from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from .scoreboard import LearningScoreboard
+from .stimulus import core_memory, readout_memory
+
+__all__ = ["LearningTestbench", "stream_inputs"]
+
+
+def stream_inputs(core: bool) -> tuple[str, ...]:
+    """The DUT's input streams: of a ``LearningCore`` (``core``) or of a ``LearningEngine``."""
+    return ("events", "command", "weights", "core_weights") if core else ("spikes", "command", "weights")
+
+
+class LearningTestbench:
+    """Drives episodes into a ``LearningCore`` (``core=True``: input events, the core's weights,
+    hidden spikes checked) or a ``LearningEngine`` (hidden spikes driven) and checks everything."""
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
+                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None, core: bool = False,
+                 synapses=None, core_synapses=None, core_loads: Callable | None = None):
+        """``synapses``: the engine keeps its readout in that synapse memory (``readout_memory``; its
+        update writes then have no fixed cycles, only their order; a sparse one restricts the
+        episodes to its structure). ``core_synapses``: the LIF core of a ``LearningCore`` keeps its
+        weights in that one (``core_memory``). ``core_loads``: the packed ``core_weights`` loads of an
+        episode's ``w_core`` for a DUT that loads them its own way (a ``Mosaic``:
+        ``MosaicConfig.core_load_words``); by default the LIF core's weight words."""
+        self.config, self.cfg, self.fault, self.core = config, cfg, fault, core
+        self.core_loads = core_loads
+        rng = random.Random(seed)
+        self.sb = LearningScoreboard(config, cfg)
+        memory = readout_memory(config, synapses)
+        self.sb.exact_timing = memory is None
+        self.sb.structure = None if memory is None or memory.name == "dense" else memory.structure()
+        self.core_memory = core_memory(config, core_synapses)
+        if self.core_memory is not None and not core:
+            raise ValueError("core_synapses applies to a LearningCore (core=True), not to the engine alone.")
+
+        def source(name, on_transfer=None):
+            return StreamSource(port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload"),
+                                rng=rng, idle=idle, on_transfer=on_transfer)
+
+        self.rate = port("rate")
+        self.weights = source("weights")
+        self.spikes = source("events" if core else "spikes")
+        self.command = source("command", self._on_command)
+        self.logits = StreamSink(port("logits__valid"), port("logits__ready"), port("logits__payload"),
+                                 rng=rng, backpressure=backpressure, on_transfer=self._on_logit)
+        self.sources = {"load": self.weights, "spikes": self.spikes, "command": self.command}
+        self.agents = [self.weights, self.spikes, self.command, self.logits,
+                       ValidMonitor(port("weight_write__valid"), port("weight_write__payload"), self._on_write)]
+        if core:
+            self.sources["core_load"] = source("core_weights")
+            self.agents += [self.sources["core_load"],
+                            ValidMonitor(port("hidden__valid"), port("hidden__payload"), self.sb.on_hidden)]
+        self._plan: deque = deque()
+        self._last_progress = 0
+        self.stall_limit = 4 * config.outputs * config.neurons + 20_000
+        # Timing, for the benchmark: the cycle of each segment's first transfer, of every OP_UPDATE,
+        # OP_END, logit and weight write.
+        self.segments: list[tuple[str, int]] = []
+        self._segment = None
+        self.update_cycles: list[int] = []
+        self.end_cycles: list[int] = []
+        self.logit_cycles: list[int] = []
+        self.write_cycles: list[int] = []
+
+    def _on_logit(self, cycle: int, word: int) -> None:
+        self.sb.on_logit(cycle, word)
+        self.logit_cycles.append(cycle)
+
+    def _on_write(self, cycle: int, word: int) -> None:
+        self.sb.on_weight_write(cycle, word)
+        self.write_cycles.append(cycle)
+
+    def _on_command(self, cycle: int, word: int) -> None:
+        if unpack_fields(command_fields(self.config), word)["op"] == OP_UPDATE:
+            self.update_cycles.append(cycle)
+            self.sb.on_update(cycle)
+        else:
+            self.end_cycles.append(cycle)
+
+    def start(self, episode: ChipEpisode, first_cycle: int) -> None:
+        """Begins ``episode`` right after a reset whose first free cycle is ``first_cycle``."""
+        self.sb.finish()                # nothing of the previous episode may be left
+        c = self.config
+        if self.core and not episode.through_core:
+            raise ValueError(f"episode {episode.name} has no core weights and input rasters; the LearningCore "
+                             "needs them (random_network_episode).")
+        structure = self.sb.structure
+        if structure is not None:       # a sparse readout: the episode's weights on its structure
+            episode = dataclasses.replace(episode, w_out=episode.w_out * structure)
+        cm = self.core_memory
+        if cm is not None:              # the core's weights on its memory's structure, the hidden spikes anew
+            w_core = episode.w_core * cm.structure()
+            net = IntegerSRNN(c, w_core[:, :c.channels], w_core[:, c.channels:], episode.w_out)
+            episode = dataclasses.replace(episode, w_core=w_core, support=net.hidden(episode.support_x).long(),
+                                          query=net.hidden(episode.query_x).long())
+        m, q = episode.quantised_rate(c, self.cfg)
+        self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
+        self.sb.final_w = None
+        plan = self.sb.predict(episode, self.fault) if self.core else \
+            self.sb.predict(dataclasses.replace(episode, support_x=None, query_x=None), self.fault)
+        self._plan = deque()
+        if self.core and cm is not None:
+            fields, w = synapse_model.load_fields(cm), episode.w_core.tolist()
+            self._plan.append(("core_load", [
+                pack_fields(fields, {**synapse_model.neuron_values(cm, "post", post),
+                                     **synapse_model.neuron_values(cm, "pre", pre), "value": w[post][pre]})
+                for post, pre in torch.nonzero(cm.structure()).tolist()]))
+        elif self.core and self.core_loads is not None:
+            self._plan.append(("core_load", list(self.core_loads(episode.w_core))))
+        elif self.core:
+            self._plan.append(("core_load", c.core.weight_load_words(episode.w_core)))
+        lf = readout_load_fields(c)
+        w = episode.w_out.tolist()
+        self._plan.append(("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
+                                    for k in range(c.outputs) for j in range(c.neurons)
+                                    if structure is None or structure[k, j]]))
+        cf = command_fields(c)
+        for item in plan:
+            if item[0] == "sample":
+                _, raster, x, label, learn = item
+                self._plan.append(("spikes", input_tokens(c, x) if self.core else spike_tokens(c, raster)))
+                self._plan.append(("command", [pack_fields(cf, {"op": OP_END, "label": label, "learn": learn})]))
+            else:
+                self._plan.append(("command", [pack_fields(cf, {"op": OP_UPDATE, "label": 0, "learn": 0})]))
+        self._last_progress = first_cycle
+
+    @property
+    def _sources_done(self) -> bool:
+        return all(src.done for src in self.sources.values())
+
+    @property
+    def done(self) -> bool:
+        return not self._plan and self._sources_done and self.sb.idle
+
+    def drive(self) -> None:
+        # One segment at a time: the next sample's events must not overtake this sample's END.
+        if self._plan and self._sources_done:
+            kind, words = self._plan.popleft()
+            self.sources[kind].send(words)
+            self._segment = (kind, self.sources[kind], self.sources[kind].transfers)
+        for a in self.agents:
+            a.drive()
+
+    def sample(self, cycle: int) -> None:
+        before = self._progress()
+        for a in self.agents:
+            a.sample(cycle)
+        if self._segment and self._segment[1].transfers > self._segment[2]:
+            self.segments.append((self._segment[0], cycle))
+            self._segment = None
+        if self._progress() != before:
+            self._last_progress = cycle
+        if cycle - self._last_progress > self.stall_limit:
+            raise Mismatch(f"the learning {'core' if self.core else 'engine'} made no progress for "
+                           f"{self.stall_limit} cycles (cycle {cycle}).")
+
+    def _progress(self) -> tuple:
+        return (tuple(src.transfers for src in self.sources.values()), self.logits.transfers,
+                self.sb.checked["weight_writes"], self.sb.checked["hidden_events"])
+
+    def finish(self) -> dict:
+        self.sb.finish()
+        return {"checked": dict(self.sb.checked), "coverage": dict(self.sb.coverage),
+                "logit_stall_cycles": self.logits.stall_cycles, "timing": self.timing()}
+
+    def timing(self) -> dict:
+        return {"segments": self.segments, "update_cycles": self.update_cycles, "end_cycles": self.end_cycles,
+                "logit_cycles": self.logit_cycles, "write_cycles": self.write_cycles}
