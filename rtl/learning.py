@@ -23,20 +23,31 @@ from ..model.snn import SRNNConfig
 from . import layouts
 from .arith import decay, saturate
 from .layouts import EventKind
+from .checked import CheckedComponent
 from .lif import LIFCore
 from .synapse import SynapseMemory
 
 __all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "WeightWriteSignature",
            "SpikeMonitorSignature"]
 
-def _check_levels(component, config: SRNNConfig, cfg: LearningConfig) -> None:
-    """Refuses an RRAM emulation with fewer than 2 levels when the component is built (a refused
-    component is never elaborated, so Amaranth is told not to warn about it)."""
-    try:
-        level_bounds(config.readout_weight_range, cfg.level_shift)
-    except ConfigError:
-        component._MustUse__silence = True
-        raise
+def _readout_rows(config: SRNNConfig, cfg: LearningConfig, w_out, synapses) -> list | None:
+    """Checks a learning engine's arguments (an RRAM emulation with at least 2 levels, the initial
+    readout, its synapse memory); returns the initial readout as rows of ints (None without one)."""
+    if not isinstance(config, SRNNConfig):
+        raise TypeError(f"config must be an SRNNConfig, not {config!r}")
+    level_bounds(config.readout_weight_range, cfg.level_shift)
+    if synapses is not None and w_out is not None and not isinstance(synapses, str):
+        raise ConfigError("give the initial readout either as w_out= or in the synapse memory, not both.")
+    rows = None
+    if w_out is not None:
+        K, N = config.outputs, config.neurons
+        rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
+        lo, hi = config.readout_weight_range
+        if len(rows) != K or any(len(r) != N or min(r) < lo or max(r) > hi for r in rows):
+            raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
+    if synapses is not None:
+        _readout_memory(config, synapses, rows)
+    return rows
 
 
 class GaloisLFSR(wiring.Component):
@@ -63,7 +74,7 @@ class GaloisLFSR(wiring.Component):
         return m
 
 
-class UpdateUnit(wiring.Component):
+class UpdateUnit(CheckedComponent):
     """The weight-update datapath.
 
     Ports
@@ -73,12 +84,16 @@ class UpdateUnit(wiring.Component):
     out : Out(stream of signed(weight_bits))  -- the new weight, one cycle after its pair is taken
     """
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), acc_bits: int | None = None):
+    @classmethod
+    def check(cls, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), acc_bits: int | None = None) -> None:
         acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
         if not 2 <= acc_bits <= 64:
             raise ConfigError(f"acc_bits={acc_bits} is out of range; allowed: 2..64.")
+        level_bounds(config.readout_weight_range, cfg.level_shift)
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), acc_bits: int | None = None):
+        acc_bits = cfg.acc_bits if acc_bits is None else acc_bits
         self.config, self.cfg, self.acc_bits = config, cfg, acc_bits
-        _check_levels(self, config, cfg)
         wbits = config.readout_weight_bits
         pair = data.StructLayout({"acc": signed(acc_bits), "old": signed(wbits)})
         super().__init__({
@@ -161,7 +176,7 @@ def _readout_memory(config: SRNNConfig, synapses, rows) -> synapse_model.Synapse
     return synapses
 
 
-class LearningEngine(wiring.Component):
+class LearningEngine(CheckedComponent):
     """The readout of the SRNN and its integer learning rule, generated from an :class:`SRNNConfig`
     and a :class:`LearningConfig`.
 
@@ -209,32 +224,20 @@ class LearningEngine(wiring.Component):
     weight_write : Out(WeightWriteSignature)            -- every weight written by an update
     """
 
+    @classmethod
+    def check(cls, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None, synapses=None) -> None:
+        _readout_rows(config, cfg, w_out, synapses)
+
     def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None,
                  synapses: str | None = None):
-        if not isinstance(config, SRNNConfig):
-            raise TypeError(f"config must be an SRNNConfig, not {config!r}")
         self.config, self.cfg = config, cfg
         K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
-        _check_levels(self, config, cfg)
-        if synapses is not None and w_out is not None and not isinstance(synapses, str):
-            self._MustUse__silence = True
-            raise ConfigError("give the initial readout either as w_out= or in the synapse memory, not both.")
+        rows = _readout_rows(config, cfg, w_out, synapses)
         self._init = []
-        if w_out is not None:
-            rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
-            lo, hi = config.readout_weight_range
-            if len(rows) != K or any(len(r) != N or min(r) < lo or max(r) > hi for r in rows):
-                raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
+        if rows is not None:
             mask = (1 << wb) - 1
             self._init = [sum((rows[k][j] & mask) << (k * wb) for k in range(K)) for j in range(N)]
-        self._synapses = None
-        if synapses is not None:
-            try:
-                memory = _readout_memory(config, synapses, w_out if w_out is None else rows)
-            except (ConfigError, TypeError):
-                self._MustUse__silence = True
-                raise
-            self._synapses = SynapseMemory(memory)
+        self._synapses = None if synapses is None else SynapseMemory(_readout_memory(config, synapses, rows))
         super().__init__({
             "spikes": In(stream.Signature(layouts.output_event(config.core))),
             "command": In(stream.Signature(layouts.struct(command_fields(config)))),
@@ -617,7 +620,7 @@ def connect_engine(m: Module, chip, engine: LearningEngine) -> None:
     m.d.comb += engine.rate.eq(chip.rate)
 
 
-class LearningCore(wiring.Component):
+class LearningCore(CheckedComponent):
     """The network on chip: the recurrent LIF core (``config.core``), its recurrence, and the
     :class:`LearningEngine` on its output, all from one :class:`SRNNConfig`.
 
@@ -651,21 +654,19 @@ class LearningCore(wiring.Component):
                                                       link that reports the spikes)
     """
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
-                 core_synapses=None, readout_synapses=None, hidden_ready: bool = False):
+    @classmethod
+    def check(cls, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
+              core_synapses=None, readout_synapses=None, hidden_ready: bool = False) -> None:
         if not isinstance(config, SRNNConfig):
             raise TypeError(f"config must be an SRNNConfig, not {config!r}")
+        LIFCore.check(config.core, core_weights, synapses=core_synapses)
+        LearningEngine.check(config, cfg, w_out, synapses=readout_synapses)
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
+                 core_synapses=None, readout_synapses=None, hidden_ready: bool = False):
         self.config, self.cfg = config, cfg
-        _check_levels(self, config, cfg)            # before the parts exist: nothing left unused
-        self.core = None
-        try:
-            self.core = LIFCore(config.core, core_weights, synapses=core_synapses)
-            self.engine = LearningEngine(config, cfg, w_out, synapses=readout_synapses)
-        except (ConfigError, TypeError):
-            self._MustUse__silence = True           # a refused component is never elaborated
-            if self.core is not None:
-                self.core._MustUse__silence = True
-            raise
+        self.core = LIFCore(config.core, core_weights, synapses=core_synapses)
+        self.engine = LearningEngine(config, cfg, w_out, synapses=readout_synapses)
         super().__init__({
             "events": In(stream.Signature(layouts.input_event(config.core))),
             "command": In(stream.Signature(layouts.struct(command_fields(config)))),

@@ -36,6 +36,7 @@ from . import layouts
 from .arith import decay, saturate
 from .layouts import EventKind, Phase
 from .memory import SinglePortRAM
+from .checked import CheckedComponent
 from .synapse import SynapseMemory
 
 __all__ = ["StateWriteSignature", "LIFCore"]
@@ -63,7 +64,7 @@ class StateWriteSignature(wiring.Signature):
         super().__init__({"valid": Out(1), "payload": Out(layouts.state_write(config))})
 
 
-class LIFCore(wiring.Component):
+class LIFCore(CheckedComponent):
     """Quantised LIF core generated from a :class:`LIFConfig`.
 
     Parameters
@@ -91,9 +92,18 @@ class LIFCore(wiring.Component):
         Only with a synapse memory: its reads and writes per physical memory since the reset.
     """
 
-    def __init__(self, config: LIFConfig, weights=None, synapses: synapse_model.SynapseMemory | None = None):
+    @classmethod
+    def check(cls, config: LIFConfig, weights=None, synapses: synapse_model.SynapseMemory | None = None) -> None:
         if not isinstance(config, LIFConfig):
             raise TypeError(f"config must be a LIFConfig, not {config!r}")
+        if weights is not None:
+            config.check_weights(weights)
+        if synapses is not None:
+            if weights is not None:
+                raise ConfigError("give the initial weights either as weights= or in the synapse memory, not both.")
+            _check_synapses(config, synapses)
+
+    def __init__(self, config: LIFConfig, weights=None, synapses: synapse_model.SynapseMemory | None = None):
         self._config = config
         self._weight_words = config.weight_words(weights) if weights is not None else []
         self._synapses = None
@@ -104,13 +114,6 @@ class LIFCore(wiring.Component):
             "state_write": Out(StateWriteSignature(config)),
         }
         if synapses is not None:
-            try:
-                if weights is not None:
-                    raise ConfigError("give the initial weights either as weights= or in the synapse memory, not both.")
-                _check_synapses(config, synapses)
-            except (ConfigError, TypeError):
-                self._MustUse__silence = True       # a refused component is never elaborated
-                raise
             self._synapses = SynapseMemory(synapses)
             members["weights"] = In(stream.Signature(layouts.struct(synapse_model.load_fields(synapses))))
             members["synapse_counters"] = Out(self._synapses.counters.signature)

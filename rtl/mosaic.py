@@ -21,7 +21,8 @@ from ..model.router import RoutingTables, mesh_table_fields
 from ..model.tiles import MosaicConfig, mosaic_tables
 from . import layouts
 from .layouts import EventKind
-from .learning import LearningEngine, SpikeMonitorSignature, WeightWriteSignature, _check_levels, connect_engine
+from .checked import CheckedComponent
+from .learning import LearningEngine, SpikeMonitorSignature, WeightWriteSignature, connect_engine
 from .lif import LIFCore
 from .router import MeshFabric, table_write
 
@@ -30,7 +31,7 @@ __all__ = ["NeuronTile", "Mosaic", "REPLAY_WORD"]
 REPLAY_WORD = 16        # bits of the arrival map scanned per cycle when a step's spikes are replayed
 
 
-class NeuronTile(wiring.Component):
+class NeuronTile(CheckedComponent):
     """Tile ``tile`` of a :class:`MosaicConfig`: its LIF core (the tile's neurons, every input of the
     network; ``weights`` its ``[neurons_per_tile, channels + neurons]`` rows) and its router port.
 
@@ -52,12 +53,15 @@ class NeuronTile(wiring.Component):
     busy : Out(1)                           from taking a TICK until the core's output TICK has left
     """
 
-    def __init__(self, mc: MosaicConfig, tile: int, weights=None):
+    @classmethod
+    def check(cls, mc: MosaicConfig, tile: int, weights=None) -> None:
         if not isinstance(mc, MosaicConfig):
             raise TypeError(f"mc must be a MosaicConfig, not {mc!r}")
         if not 0 <= tile < mc.tiles:
-            self._MustUse__silence = True
             raise ConfigError(f"tile {tile} does not exist; allowed: 0..{mc.tiles - 1}.")
+        LIFCore.check(mc.tile_core, weights)
+
+    def __init__(self, mc: MosaicConfig, tile: int, weights=None):
         self.mc, self.tile = mc, tile
         self.core = LIFCore(mc.tile_core, weights)
         a = mc.mesh.address_bits
@@ -147,7 +151,7 @@ class NeuronTile(wiring.Component):
         return m
 
 
-class Mosaic(wiring.Component):
+class Mosaic(CheckedComponent):
     """The chip: the tiles of ``mc``, the mesh fabric between them, and the readout with its learning
     engine (``cfg``), all from one :class:`MosaicConfig`.
 
@@ -170,31 +174,33 @@ class Mosaic(wiring.Component):
     table : In(valid, payload of ``mesh_table_fields``)   writes one routing-table entry (between samples)
     """
 
-    def __init__(self, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
-                 tables: RoutingTables | None = None, readout_synapses=None, hidden_ready: bool = False):
+    @staticmethod
+    def _tables(mc: MosaicConfig, core_weights, tables: RoutingTables | None) -> RoutingTables:
+        """The routing tables given, checked against the mesh, or those of the core's recurrent weights."""
+        if tables is None:
+            w = None if core_weights is None else torch.as_tensor(core_weights)
+            return mosaic_tables(mc, None if w is None else w[:, mc.network.channels:])
+        if tables.mesh != mc.mesh:
+            raise ConfigError(f"routing tables compiled for {tables.mesh} do not fit this Mosaic's mesh {mc.mesh}.")
+        return tables
+
+    @classmethod
+    def check(cls, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
+              tables: RoutingTables | None = None, readout_synapses=None, hidden_ready: bool = False) -> None:
         if not isinstance(mc, MosaicConfig):
             raise TypeError(f"mc must be a MosaicConfig, not {mc!r}")
+        LearningEngine.check(mc.network, cfg, w_out, synapses=readout_synapses)
+        if core_weights is not None:
+            mc.network.core.check_weights(torch.as_tensor(core_weights))        # once; each tile takes its rows
+        cls._tables(mc, core_weights, tables)
+
+    def __init__(self, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), core_weights=None, w_out=None,
+                 tables: RoutingTables | None = None, readout_synapses=None, hidden_ready: bool = False):
         self.mc, self.cfg = mc, cfg
-        _check_levels(self, mc.network, cfg)
-        made = []
-        try:
-            w = None if core_weights is None else torch.as_tensor(core_weights)
-            if w is not None:
-                mc.network.core.check_weights(w)        # once; each tile takes its rows
-            if tables is None:
-                tables = mosaic_tables(mc, None if w is None else w[:, mc.network.channels:])
-            elif tables.mesh != mc.mesh:
-                raise ConfigError(f"routing tables compiled for {tables.mesh} do not fit this Mosaic's mesh {mc.mesh}.")
-            self.tables = tables
-            for t in range(mc.tiles):
-                made.append(NeuronTile(mc, t, None if w is None else w[mc.tile_rows(t)]))
-            self.engine = LearningEngine(mc.network, cfg, w_out, synapses=readout_synapses)
-        except (ConfigError, TypeError):
-            self._MustUse__silence = True           # a refused component is never elaborated
-            for tile in made:
-                tile._MustUse__silence = True
-                tile.core._MustUse__silence = True
-            raise
+        w = None if core_weights is None else torch.as_tensor(core_weights)
+        self.tables = self._tables(mc, w, tables)
+        made = [NeuronTile(mc, t, None if w is None else w[mc.tile_rows(t)]) for t in range(mc.tiles)]
+        self.engine = LearningEngine(mc.network, cfg, w_out, synapses=readout_synapses)
         self.tile_units = made
         c = mc.network
         super().__init__({

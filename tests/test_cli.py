@@ -40,7 +40,6 @@ def test_verilog_with_weights_file(tmp_path):
     (["cosim", "lif", "--seeds", "0"], "--seeds=0 is not allowed"),
     (["cosim", "lif", "--idle", "1.5"], "--idle=1.5 is not allowed"),
     (["verilog", "learning", "--set", "outputz=3", "-o", "x.v"], "--set 'outputz=3' is not FIELD=VALUE"),
-    (["verilog", "learning", "--inputs", "9", "-o", "x.v"], "--inputs 9 does not apply to a learning design"),
     (["verilog", "learning", "--learning-set", "level_shift=8", "-o", "x.v"],
      "level_shift=8 leaves fewer than 2 levels for 8-bit weights"),
     (["verilog", "learning", "--checkpoint", "no/such/folder", "-o", "x.v"], "no/such/folder"),
@@ -100,8 +99,6 @@ def test_cosim_learning_command_exit_codes():
 
 @pytest.mark.parametrize("argv, message", [
     (["fpga", "build", "--board", "icebreaker", "--grid", "2x2"], "--grid 2x2 is for the ulx3s-85f's Mosaic"),
-    (["fpga", "build", "lif", "--checkpoint", "x"], "--checkpoint, --grid, --network, --set and --learning-set are "
-                                                    "for the chip design"),
     (["fpga", "build", "--board", "ulx3s-85f", "--network", "small", "--grid", "3x3"],
      "--grid 3x3: 9 tiles do not divide the 16 neurons"),
     (["cosim", "board", "--fault", "threshold"], "--fault threshold is not a board fault"),
@@ -112,6 +109,56 @@ def test_board_commands_refuse_bad_flags(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [
+    ["cosim", "lif", "--malformed"],
+    ["cosim", "lif", "--episodes", "3"],
+    ["verilog", "lif", "--checkpoint", "x", "-o", "x.v"],
+    ["verilog", "learning", "--inputs", "9", "-o", "x.v"],
+    ["fpga", "build", "lif", "--checkpoint", "x"],
+    ["fpga", "build", "lif", "--grid", "2x2"],
+    ["cosim", "mosaic", "--engine"],
+    ["cosim", "board", "--idle", "0.1"],
+])
+def test_a_flag_of_another_design_is_refused_by_argparse(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and "usage: neuromosaic" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("verb, mine, others", [
+    (["cosim", "lif"], ["--seeds", "--threshold", "--fault", "--idle"],
+     ["--malformed", "--episodes", "--grid", "--checkpoint", "--engine", "--network", "--buffer-bytes", "--shots"]),
+    (["cosim", "learning"], ["--episodes", "--engine", "--network"], ["--malformed", "--grid", "--seeds", "--preset"]),
+    (["cosim", "mosaic"], ["--grid", "--shots", "--fifo-depth"], ["--engine", "--malformed", "--seeds"]),
+    (["cosim", "board"], ["--malformed", "--mosaic", "--buffer-bytes"], ["--idle", "--engine", "--seeds"]),
+    (["fpga", "build", "lif"], ["--board", "--threshold"], ["--grid", "--checkpoint", "--baud"]),
+    (["fpga", "build", "chip"], ["--board", "--grid", "--baud", "--checkpoint"], ["--seeds", "--preset"]),
+])
+def test_each_design_offers_exactly_its_own_flags(verb, mine, others, capsys):
+    assert main(verb + ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f in out for f in mine), out
+    assert not any(f"{f} " in out or f"{f}\n" in out for f in others), out
+
+
+def test_help_imports_neither_torch_nor_amaranth():
+    code = ("import sys; from neuromosaic.cli import main; main(['cosim', 'lif', '--help']); "
+            "assert 'torch' not in sys.modules and 'amaranth' not in sys.modules, sorted(sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "usage: neuromosaic cosim lif" in r.stdout
+
+
 def test_fpga_run_reports_a_missing_port(capsys):
     assert main(["fpga", "run", "--port", "/dev/does-not-exist", "--network", "small"]) == 1
     assert "cannot open serial port '/dev/does-not-exist'" in capsys.readouterr().out
+
+
+def test_design_descriptions_name_the_cosim_faults():
+    from neuromosaic.cli.designs import DESIGNS
+    from neuromosaic.cosim.learning.scoreboard import FAULTS as LEARNING
+    from neuromosaic.cosim.lif.scoreboard import FAULTS as LIF
+    from neuromosaic.cosim.mosaic import FAULTS as MOSAIC
+    assert set(DESIGNS["lif"].faults) == set(LIF)
+    assert set(DESIGNS["learning"].faults) == set(LEARNING) == set(DESIGNS["board"].faults)
+    assert set(DESIGNS["mosaic"].faults) == set(MOSAIC)

@@ -1,0 +1,399 @@
+"""The verbs that are not about one design: training and evaluation, datasets, the energy and retention
+experiments, routing reports, benchmarks and the demo. Each has ``add_<verb>_arguments`` for its flags
+and ``cmd_<verb>`` to run it; the heavy imports happen inside."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .options import UsageError, add_mesh_options, print_json
+from .options import mesh as mesh_of
+
+__all__ = ["COMMANDS"]
+
+
+# bench name -> (module of ``bench/``, its function, the flags it takes besides quick and out)
+BENCHES = {
+    "lif": ("lif", "bench_lif", ()),
+    "learning": ("learning", "bench_learning", ("fsdd",)),
+    "memory": ("memory", "bench_memory", ()),
+    "data": ("data", "bench_data", ("fsdd",)),
+    "train": ("train", "bench_train", ()),
+    "router": ("router", "bench_router", ("checkpoint",)),
+    "fpga": ("fpga", "bench_fpga", ("fsdd",)),
+}
+
+
+def cmd_bench(args) -> int:
+    import importlib
+    module, function, flags = BENCHES[args.design]
+    bench = getattr(importlib.import_module(f"..bench.{module}", __package__), function)
+    print_json(bench(quick=args.quick, out=args.out, **{k: getattr(args, k) for k in flags}))
+    return 0
+
+
+def _energy_table(r: dict) -> str:
+    mems = ", ".join(f"{m['name']} {m['depth']:,} x {m['width']} bit ({m['read_pj']:.2f} pJ a read)" for m in r["memories"])
+    lines = [f"layer {r['layer']}, {r['label']} ({r['organisation']}), density {r['density']}, {r['bits']}-bit weights, "
+             f"{r['schedule']} schedule: {r['synapses']:,} synapses",
+             f"memories: {mems}",
+             f"{'pass':<9} {'energy uJ':>10} {'memory uJ':>10} {'datapath uJ':>12}  reads / writes per memory"]
+    for name, p in r["passes"].items():
+        rw = ", ".join(f"{m} {c['reads']:,}/{c['writes']:,}" for m, c in p["counts"].items())
+        lines.append(f"{name:<9} {p['energy_pj'] * 1e-6:>10.4f} {sum(p['memory_pj'].values()) * 1e-6:>10.4f} "
+                     f"{sum(p['datapath_pj'].values()) * 1e-6:>12.4f}  {rw}")
+    return "\n".join(lines)
+
+
+def _paper_table(rows: list[dict]) -> str:
+    lines = ["| layer | density | organisation | paper fwd | ours fwd | paper bwd | ours bwd (event) | "
+             "ours bwd (sweep) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['layer']} | {r['density']} | {r['label']} (/ {r['base']}) | "
+                     f"{r['paper_forward_ratio']:.2f} | {r['event_forward_ratio']:.2f} | "
+                     f"{r['paper_backward_ratio']:.2f} | {r['event_backward_ratio']:.2f} | "
+                     f"{r['sweep_backward_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+DENSITIES = tuple(round(0.05 * i, 2) for i in range(1, 21))
+WEIGHT_BITS = tuple(range(2, 13))
+
+
+def cmd_energy(args) -> int:
+    from ..model.energy import SCHEDULES, energy_sweep, layer_energy, paper_comparison, parse_layer
+    from ..plots import energy_png
+    if args.paper:
+        rows = paper_comparison()
+        if args.json:
+            print_json(rows)
+        else:
+            print("energy relative to the base organisation (Crossbar for fc, PB-CSR for conv); bwd: backward "
+                  "plus update")
+            print(_paper_table(rows))
+        if args.plot_dir:
+            out = Path(args.plot_dir)
+            for layer in ("fc:784x128", "conv:28x28x32x32k3"):
+                print(f"sweeping {layer} over {len(DENSITIES)} densities...", file=sys.stderr, flush=True)
+                series = {s: energy_sweep(layer, DENSITIES, (8,), schedule=s) for s in SCHEDULES}
+                name = layer.split(":")[0]
+                print(energy_png(series, out / f"energy-{name}-density.png", title=f"{layer}, 8-bit weights"),
+                      file=sys.stderr)
+            series = {layer: energy_sweep(layer, (1.0,), WEIGHT_BITS) for layer in ("fc:784x128", "conv:28x28x32x32k3")}
+            print(energy_png(series, out / "energy-bits.png", x="bits", title="density 1, event schedule"),
+                  file=sys.stderr)
+        return 0
+    if args.layer is None or args.encoding is None:
+        raise UsageError("energy needs --layer and --encoding (or --paper for the comparison with seed 001).")
+    layer = parse_layer(args.layer)
+    r = layer_energy(layer, args.encoding, args.density, args.bits, schedule=args.schedule, seed=args.seed)
+    if args.json:
+        print_json(r)
+    else:
+        print(_energy_table(r))
+    if args.plot:
+        rows = energy_sweep(layer, DENSITIES, (args.bits,), schedule=args.schedule, seed=args.seed)
+        path = energy_png({args.schedule: rows}, args.plot, highlight=r["label"],
+                          title=f"{layer}, {args.bits}-bit weights")
+        print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_retention(args) -> int:
+    from ..model.retention import RetentionConfig, retention_experiment
+    from ..plots import retention_png
+    try:
+        densities = tuple(float(d) for d in args.densities.split(","))
+    except ValueError:
+        raise UsageError(f"--densities {args.densities!r} is not a comma-separated list of numbers.") from None
+    cfg = RetentionConfig(iterations=args.iterations, weight_bits=args.bits, seed=args.seed)
+    result = retention_experiment(cfg, densities, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        print_json(result)
+    else:
+        print(f"{'density':>7} {'organisation':<12} {'retention error':>15} {'energy uJ':>10} {'efficiency':>10} "
+              f"{'retention loss':>14}")
+        for r in result["rows"]:
+            print(f"{r['density']:>7g} {r['label']:<12} {r['retention_error']:>15.3f} {r['energy_uj']:>10.3f} "
+                  f"{r['efficiency']:>10.2f} {r['retention_loss']:>+14.3f}")
+    if args.plot:
+        print(f"plot: {retention_png(result, args.plot)}", file=sys.stderr)
+    return 0
+
+
+def _dataset(args):
+    from ..model.data import load_source
+    return load_source(args.source, split=args.split, channels=args.channels, steps=args.steps)
+
+
+def cmd_data_inspect(args) -> int:
+    print_json(_dataset(args).summary())
+    return 0
+
+
+def cmd_data_raster(args) -> int:
+    from ..plots import raster_png
+    ds = _dataset(args)
+    if not 0 <= args.index < len(ds):
+        raise UsageError(f"--index {args.index} is out of range; allowed: 0..{len(ds) - 1} ({ds.source}).")
+    label = int(ds.labels[args.index])
+    name = ds.class_names[label] if label < len(ds.class_names) else str(label)
+    path = raster_png([(ds.rasters[args.index], f"{ds.source} sample {args.index}: class {label} ({name}), "
+                        f"speaker {ds.speakers[args.index]}", "channel")], args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_data_encode(args) -> int:
+    if not args.source.startswith("fsdd:"):
+        raise UsageError(f"data encode takes fsdd:DIR, not {args.source!r}.")
+    ds = _dataset(args)
+    print(f"{len(ds)} recordings encoded ({ds.channels} channels, {ds.steps} steps); cache: {ds.info['cache']}"
+          + (" (already cached)" if ds.info["from_cache"] else ""))
+    return 0
+
+
+def _train_config(args):
+    from ..model.train import PRESETS as TRAIN_PRESETS
+    base = TRAIN_PRESETS[args.preset]
+    maml_changes = {k: v for k, v in (("inner_steps", args.inner_steps), ("inner_lr", getattr(args, "inner_lr", None)),
+                                      ("readout_init", getattr(args, "readout_init", None)),
+                                      ("rate_lambda", getattr(args, "rate_lambda", None))) if v is not None}
+    if getattr(args, "fixed_inner_lr", False):
+        maml_changes["learn_inner_lr"] = False
+    maml = dataclasses.replace(base.maml, **maml_changes)
+    changes = {k: v for k, v in (("data", args.data), ("rram", args.rram), ("layout", args.layout),
+                                 ("iterations", getattr(args, "iterations", None)),
+                                 ("seed", getattr(args, "seed", None))) if v is not None}
+    return dataclasses.replace(base, maml=maml, **changes)
+
+
+def cmd_train(args) -> int:
+    from ..model.train import init_distributed_from_env, train
+    init_distributed_from_env()          # under torchrun: one rank per process
+    cfg = _train_config(args)
+    s = train(cfg, args.out)
+    print(f"trained {s['iterations']} iterations in {s['train_s']} s; checkpoint, metrics.jsonl and curves.png in "
+          f"{args.out}")
+    print_json(s["final"])
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ..model.checkpoint import load_checkpoint
+    from ..model.data import load_source
+    from ..model.train import TrainConfig, evaluate_steps
+    ck = load_checkpoint(args.checkpoint)
+    saved = ck.metadata.get("train", {})
+    base = TrainConfig(**{k: v for k, v in saved.items() if k != "maml"})
+    maml = dataclasses.replace(base.maml, **{k: v for k, v in saved.get("maml", {}).items()})
+    cfg = dataclasses.replace(base, maml=maml, data=args.data or base.data)
+    ds = load_source(cfg.data, split="test", channels=cfg.channels, steps=cfg.steps)
+    steps = sorted({args.inner_steps or cfg.maml.inner_steps, 1})
+    rows = list(evaluate_steps(ck, ds, cfg, tasks=args.tasks, devices=args.devices, steps=steps, rule=args.rule).items())
+    print(f"deployable integer network, {cfg.n_way}-way {cfg.k_shot}-shot, {args.tasks} tasks, "
+          f"{'the integer learning rule' if args.rule == 'integer' else 'the float inner step'}"
+          + (f", {args.devices} sampled devices" if args.devices else ""))
+    print(f"{'inner steps':>12} {'seen':>16} {'unseen':>16}")
+    for k, r in rows:
+        print(f"{k:>12} {100 * r['seen_mean']:7.2f} +- {100 * r['seen_std']:5.2f} "
+              f"{100 * r['unseen_mean']:7.2f} +- {100 * r['unseen_std']:5.2f}")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    import shlex
+
+    from ..model.experiment import run_experiment
+    base = _train_config(argparse.Namespace(**{**vars(args), "rram": None, "layout": None}))
+    command = "neuromosaic " + shlex.join(args.argv)
+    r = run_experiment(base, args.out, rram=args.rram, layout=args.layout, tasks=args.tasks, devices=args.devices,
+                       variants=args.variants, command=command)
+    table = (Path(args.out) / "table.md").read_text()
+    print(table)
+    if args.docs:
+        doc = Path(args.docs)
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(f"# Few-shot accuracy as the hardware constraints are added ({base.data})\n\n"
+                       "Written by `neuromosaic experiment`; see `model/experiment.py` for what each variant is and\n"
+                       "`docs/meta-learning.md` for why one inner step works (and a second seed).\n\n"
+                       + table)
+        print(f"wrote {doc}")
+    a = r.get("acceptance")
+    return 0 if a is None or (a["at_least_60_percent"] and a["within_5_points"] and a["ten_steps_beat_one"]) else 1
+
+
+def cmd_route(args) -> int:
+    """Compiles a checkpoint's recurrent connectivity into the Mosaic routers' tables and prints the
+    routing report; a connectivity the routers cannot carry is one sentence and exit status 1."""
+    from ..model.checkpoint import load_checkpoint
+    from ..model.router import compile_routes, destination_tiles, routing_report
+
+    ck = load_checkpoint(args.checkpoint)
+    mesh = mesh_of(args, ck, ck.config.neurons, dense=False)
+    rows, cols = mesh.rows, mesh.cols
+    tables = compile_routes(mesh, destination_tiles(ck.w_rec, mesh))
+    report = routing_report(tables)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"Mosaic {rows}x{cols}: {mesh.neurons_per_tile} neurons per tile, {report['routers']} routers, "
+          f"{report['routed_sources']} of {mesh.sources} neurons send to other tiles")
+    print("tile destinations per hop count: " + ", ".join(f"{h} hops: {n}" for h, n in
+                                                        report["tile_destinations_per_hop"].items())
+          + f" (mean {report['mean_hops']:.2f})")
+    busiest = sorted(report["ports"], key=lambda p: -p["sources"])[:5]
+    print("busiest ports (distinct sources / capacity): " + ", ".join(
+        f"{p['node']} {tuple(p['cell'])} {p['port']} {p['sources']}/{p['capacity']}" for p in busiest))
+    mem = report["router_memory"]
+    print(f"router tables: {mem['table_bits_total']} bits in all, at most {mem['table_bits_per_router_max']} per "
+          f"router, {mem['table_entries_used']} entries used; FIFOs at most {mem['fifo_bits_per_router_max']} "
+          f"bits per router")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..demo import demo
+    if args.sim not in ("icarus", "verilator"):
+        raise UsageError(f"--sim {args.sim} is unknown; allowed: icarus, verilator.")
+    return demo(out=args.out, data=args.data, iterations=args.iterations, build=not args.no_build, sim=args.sim)
+
+
+# -- the commands' flags --------------------------------------------------------------------------
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    for name, func, helptext in (("inspect", cmd_data_inspect, "counts per class and speaker, spike statistics"),
+                                 ("raster", cmd_data_raster, "raster plot of one sample as PNG"),
+                                 ("encode", cmd_data_encode, "encode FSDD through the cochlea model into the cache")):
+        dp = dsub.add_parser(name, help=helptext)
+        dp.add_argument("source", help="shd:DIR, fsdd:DIR or synthetic")
+        dp.add_argument("--split", choices=["train", "test"], default="train", help="SHD file to read")
+        dp.add_argument("--channels", type=int, default=None,
+                        help="SHD: strided reduction to this many channels; FSDD: cochlea channels (default 64)")
+        dp.add_argument("--steps", type=int, default=100, help="time bins (default 100)")
+        if name == "raster":
+            dp.add_argument("--index", type=int, default=0, help="sample index")
+            dp.add_argument("-o", "--output", required=True, help="PNG file to write")
+        dp.set_defaults(func=func)
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("design", choices=list(BENCHES))
+    p.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
+    p.add_argument("--out", default="build/bench", help="where the JSON is also written")
+    p.add_argument("--fsdd", default=None, help="bench data, learning and fpga: the FSDD folder (default "
+                                                "../shared/data/fsdd)")
+    p.add_argument("--checkpoint", default=None, help="bench router: a trained network (default: one trained on the "
+                                                      "built-in data with the 4x4 layout)")
+    p.set_defaults(func=cmd_bench)
+
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="synthetic (default), fsdd:DIR or shd:DIR")
+    p.add_argument("--preset", choices=["synthetic", "seed000"], default="synthetic")
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    _add_training_arguments(p)
+    p.add_argument("--rram", default=None, help="device preset for noise injection (ideal, mosaic, "
+                                                "reram-wan2022, pcm-nandakumar)")
+    p.add_argument("--layout", default=None, help="Mosaic neuron tiles RxC (layout penalty and pruning)")
+    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--inner-lr", type=float, default=None, help="inner rate (initial value when learned)")
+    p.add_argument("--fixed-inner-lr", action="store_true", help="do not meta-learn the inner rate")
+    p.add_argument("--readout-init", choices=["zero", "learned"], default=None,
+                   help="readout at the start of a task: zero (default) or MAML's learned init")
+    p.add_argument("--rate-lambda", type=float, default=None, help="weight of the per-sample firing-rate term")
+    p.add_argument("--out", required=True, help="folder for the checkpoint, metrics.jsonl and curves.png")
+    p.set_defaults(func=cmd_train)
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="data source (default: the one it was trained on)")
+    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--devices", type=int, default=0, help="sampled RRAM devices (mean and spread)")
+    p.add_argument("--tasks", type=int, default=50)
+    p.add_argument("--rule", choices=["float", "integer"], default="float",
+                   help="adapt the readout by the float inner step (default) or the chip's integer rule")
+    p.set_defaults(func=cmd_eval)
+
+
+def add_experiment_arguments(p: argparse.ArgumentParser) -> None:
+    _add_training_arguments(p)
+    p.add_argument("--rram", default="mosaic", help="device preset of (c) and (d) (default mosaic)")
+    p.add_argument("--layout", default="4x4", help="Mosaic neuron tiles RxC of (d) (default 4x4)")
+    p.add_argument("--tasks", type=int, default=50, help="meta-test tasks (default 50)")
+    p.add_argument("--devices", type=int, default=10, help="sampled RRAM devices for (c) and (d) (default 10)")
+    p.add_argument("--variants", default="abcd", help="which of a, b, c, d to run (default all)")
+    p.add_argument("--docs", default=None, help="also write the table to this markdown file")
+    p.add_argument("--out", required=True, help="folder for the four checkpoints, results.json and table.md")
+    p.set_defaults(func=cmd_experiment, inner_steps=None)
+
+
+def add_energy_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layer", help="fc:INxOUT (e.g. fc:784x128) or conv:HxWxCINxCOUTkK (e.g. conv:28x28x32x32k3)")
+    p.add_argument("--encoding", help="dense (Crossbar), bitmap (PB-BMP), csr (PB-CSR), func-pure, func-bmp, "
+                                      "func-rowcol (conv layers only)")
+    p.add_argument("--density", type=float, default=1.0, help="fraction of synapses present (default 1)")
+    p.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
+    p.add_argument("--schedule", choices=["event", "sweep"], default="event",
+                   help="backward/update: a transposed access per error (event, default) or one pass over "
+                        "the stored synapses (sweep)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sparsity pattern")
+    p.add_argument("--plot", help="PNG: energy vs density of every organisation of this layer")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--paper", action="store_true", help="our ratios beside seed 001's (the docs table)")
+    p.add_argument("--plot-dir", help="with --paper: write the density and bit sweeps' plots here")
+    p.set_defaults(func=cmd_energy)
+
+
+def add_retention_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--densities", default="0.1,0.25,0.5,1.0", help="weight densities (default 0.1,0.25,0.5,1.0)")
+    p.add_argument("--iterations", type=int, default=200, help="training iterations (default 200)")
+    p.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="PNG: retention error vs energy, and the learning curves")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_retention)
+
+
+def add_route_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_mesh_options(p)
+    p.set_defaults(func=cmd_route)
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="build/demo")
+    p.add_argument("--data", default="synthetic", help="synthetic (default, built in), fsdd:DIR or shd:DIR")
+    p.add_argument("--iterations", type=int, default=None, help="meta-training iterations (default 150)")
+    p.add_argument("--sim", default="icarus", help="simulator of the episode: icarus (default) or verilator")
+    p.add_argument("--no-build", action="store_true", help="skip the bitstream")
+    p.set_defaults(func=cmd_demo)
+
+
+# name -> (help, the function that adds its flags)
+COMMANDS = {
+    "train": ("meta-train the SRNN with the hardware in the loop", add_train_arguments),
+    "eval": ("seen / unseen accuracy of a checkpoint's integer network", add_eval_arguments),
+    "experiment": ("seed 000's experiment: seen / unseen accuracy of (a) float ideal MAML, (b) the integer network, "
+                   "(c) + RRAM noise, (d) + Mosaic layout", add_experiment_arguments),
+    "data": ("spiking datasets: inspect, plot, encode", add_data_arguments),
+    "energy": ("forward / backward / update energy of a layer per synapse memory organisation (seed 001's model)",
+               add_energy_arguments),
+    "retention": ("seed 001's experiment: a 2-layer SNN retains a spike pattern (van Rossum) against its training "
+                  "energy per organisation", add_retention_arguments),
+    "route": ("compile a checkpoint's connectivity into Mosaic routing tables; print the routing report",
+              add_route_arguments),
+    "bench": ("benchmarks that print JSON figures", add_bench_arguments),
+    "demo": ("the whole flow: meta-train, integer network, Verilog, a few-shot episode on the RTL through the UART "
+             "host driver (bit-exact), iCE40 bitstream, summary", add_demo_arguments),
+}

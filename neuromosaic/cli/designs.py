@@ -1,0 +1,415 @@
+"""The designs of the toolkit, one description each: its flags per verb, its faults, and how to write
+its Verilog, cosimulate it against the golden model, build it for a board and run it there.
+
+A description declares its own flags (as Glasgow's applets do), so ``neuromosaic cosim lif --help``
+lists the LIF core's flags only and a flag of another design is refused by argparse itself. The
+heavy imports (torch, Amaranth, cocotb) happen inside the verbs, when one runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from .options import (UsageError, add_core_options, add_grid_option, add_mesh_options, add_network_options,
+                      add_run_options, check_fault, core_config, core_weights, describe, grid, mesh, network,
+                      network_flags_given, print_json)
+
+__all__ = ["Design", "DESIGNS", "FPGA_DESIGNS"]
+
+
+class Design:
+    """One design: ``name``, a line of ``help``, the ``faults`` its cosimulation can inject (name ->
+    what the wrong model does) and the verbs it offers (``verilog``, ``cosim``, ``build``, ``run``:
+    a method each, and ``add_<verb>_arguments`` for its flags)."""
+    name = ""
+    help = ""
+    faults: dict[str, str] = {}
+
+    def verbs(self) -> list[str]:
+        return [v for v in ("verilog", "cosim", "build", "run") if hasattr(self, v)]
+
+    def add_arguments(self, verb: str, p: argparse.ArgumentParser) -> None:
+        getattr(self, f"add_{verb}_arguments")(p)
+
+    def run(self, verb: str, args) -> int:
+        return getattr(self, verb)(args)
+
+
+def _write_verilog(dut, name: str, output: str) -> None:
+    from ..cosim.runner import generate_verilog
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(generate_verilog(dut, name))
+
+
+def _add_verilog_output(p: argparse.ArgumentParser, default_name: str) -> None:
+    p.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    p.add_argument("--name", default=None, help=f"top module name (default {default_name})")
+
+
+def _add_episodes(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument("--episodes", type=int, default=default, help=f"few-shot episodes (default {default})")
+    p.add_argument("--first-seed", type=int, default=0, help="seed of the first episode")
+
+
+def _check_counts(args, *names: str) -> None:
+    bad = [n for n in names if getattr(args, n) < 1]
+    if len(bad) == 1:
+        raise UsageError(f"--{bad[0]} {getattr(args, bad[0])} is not allowed; use 1 or more.")
+    if bad:
+        raise UsageError(", ".join(f"--{n} {getattr(args, n)}" for n in names) + ": each must be 1 or more.")
+
+
+def _cosim_each(args, header: str, run, summary: str) -> int:
+    """Runs ``run(sim)`` on each simulator of ``--sim``: prints the header, then PASS with ``summary``
+    (formatted with the result) and the coverage, or FAIL with the mismatch. Exit status 1 on a FAIL."""
+    from ..cosim.runner import CosimError
+    failed = False
+    for sim in ["verilator", "icarus"] if args.sim == "both" else [args.sim]:
+        print(header.format(sim=sim) + (f", fault injected: {args.fault}" if args.fault else ""), flush=True)
+        start = time.perf_counter()
+        try:
+            r = run(sim)
+        except CosimError as e:          # the mismatch; printed without a traceback
+            print(f"FAIL {e}")
+            failed = True
+            continue
+        ck = defaultdict(int, r["checked"])
+        print(f"PASS {sim}: " + summary.format(r=r, ck=ck) + f" matched the golden model ({r['cycles_per_s']:.0f} "
+              f"cycles/s, {time.perf_counter() - start:.1f} s)")
+        if args.waves:
+            print(f"  waves in {r['build_dir']}")
+        print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items())))
+    return 1 if failed else 0
+
+
+def _stimulus(args) -> dict:
+    return {"idle": args.idle, "backpressure": args.backpressure, "rng_seed": args.rng_seed, "waves": args.waves}
+
+
+class LIFDesign(Design):
+    name = "lif"
+    help = "the LIF core: random and corner scenarios; on a board, its self-test"
+    faults = {"threshold": "fires only strictly above threshold", "membrane-lsb": "one LSB on neuron 0's membrane",
+              "saturation": "the current wraps instead of saturating"}
+
+    def add_verilog_arguments(self, p):
+        _add_verilog_output(p, "lif_core")
+        p.add_argument("--weights", help="initial weights, [neurons, inputs] integers (.npy or JSON); default: "
+                                         "empty, loaded through the weight port")
+        add_core_options(p)
+
+    def verilog(self, args) -> int:
+        from ..rtl.lif import LIFCore
+        config = core_config(args)
+        core = LIFCore(config, _load_weights(args.weights, config))
+        name = args.name or "lif_core"
+        _write_verilog(core, name, args.output)
+        print(f"wrote {args.output}: module {name}, {config.neurons} neurons x {config.inputs} inputs, "
+              f"{config.lanes} lanes")
+        return 0
+
+    def add_cosim_arguments(self, p):
+        p.add_argument("--seeds", type=int, default=4, help="random scenarios (default 4)")
+        p.add_argument("--steps", type=int, default=50, help="timesteps per random scenario (default 50)")
+        add_run_options(p, self.faults)
+        add_core_options(p)
+
+    def cosim(self, args) -> int:
+        from ..cosim.lif import run_lif_cosim
+        check_fault(args, self.faults, self.name)
+        config = core_config(args)
+        return _cosim_each(
+            args, f"cosim lif on {{sim}}: {args.seeds} seeds x {args.steps} steps + corner cases, "
+                  f"{config.neurons} neurons x {config.inputs} inputs, {config.lanes} lanes",
+            lambda sim: run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, fault=args.fault,
+                                      name="cli", **_stimulus(args)),
+            "{r[scenarios]} scenarios, {r[cycles]} cycles, {ck[state_writes]} state writes and {ck[output_events]} "
+            "output events")
+
+    def add_build_arguments(self, p):
+        _add_board_option(p)
+        p.add_argument("--out", default="build/fpga", help="output folder (default build/fpga)")
+        add_core_options(p)
+
+    def build(self, args) -> int:
+        from ..fpga.board import build
+        config = core_config(args)
+        print(f"building lif for {args.board} ({config.neurons} neurons x {config.inputs} inputs, "
+              f"{config.lanes} lanes); Yosys + nextpnr take about a minute...", flush=True)
+        b = build(config, args.board, args.out)
+        print(f"bitstream: {b.bitstream}")
+        print_json({k: v for k, v in b.report.items() if k != "config"})
+        return 0
+
+
+def _load_weights(path: str | None, config):
+    if path is None:
+        return None
+    import json
+
+    import numpy as np
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"weights file {path} does not exist.")
+    try:
+        w = np.load(p) if p.suffix == ".npy" else np.array(json.loads(p.read_text()))
+    except (ValueError, OSError) as e:
+        raise UsageError(f"weights file {path} could not be read as .npy or JSON ({e}).") from None
+    if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
+        raise UsageError(f"weights file {path} holds a {w.ndim}-d {w.dtype} array; allowed: a 2-d integer "
+                         f"array [neurons={config.neurons}, inputs={config.inputs}].")
+    config.check_weights(w)
+    return w
+
+
+LEARNING_FAULTS = {"rounding-bit": "the rounding draw's top bit inverted", "floor": "no stochastic rounding"}
+
+
+class LearningDesign(Design):
+    name = "learning"
+    help = "the LIF core, its recurrence and the learning engine (LearningCore), or the engine alone"
+    faults = LEARNING_FAULTS
+
+    def add_verilog_arguments(self, p):
+        _add_verilog_output(p, "learning_core, or learning_engine")
+        p.add_argument("--engine", action="store_true", help="the learning engine alone (hidden spikes in)")
+        add_network_options(p)
+
+    def verilog(self, args) -> int:
+        from ..rtl.learning import LearningCore, LearningEngine
+        config, cfg, ck = network(args)
+        name = args.name or ("learning_engine" if args.engine else "learning_core")
+        if args.engine:
+            dut = LearningEngine(config, cfg, None if ck is None else ck.w_out)
+        else:
+            dut = LearningCore(config, cfg, None if ck is None else core_weights(ck), None if ck is None else ck.w_out)
+        _write_verilog(dut, name, args.output)
+        what = "learning engine" if args.engine else "LIF core + learning engine"
+        print(f"wrote {args.output}: module {name}, the {what}"
+              f" of {describe(config)}" + (f", weights of {args.checkpoint}" if ck else ""))
+        return 0
+
+    def add_cosim_arguments(self, p):
+        _add_episodes(p, 20)
+        p.add_argument("--engine", action="store_true", help="the engine alone, driven with hidden spikes")
+        add_run_options(p, self.faults)
+        add_network_options(p)
+
+    def cosim(self, args) -> int:
+        from ..cosim.learning import run_learning_cosim
+        check_fault(args, self.faults, self.name)
+        _check_counts(args, "episodes")
+        config, cfg, _ = network(args)
+        what = "the learning engine" if args.engine else "LIF core + learning engine"
+        return _cosim_each(
+            args, f"cosim learning on {{sim}}: {args.episodes} random few-shot episodes through {what}, "
+                  f"{describe(config)}",
+            lambda sim: run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
+                                           fault=args.fault, core=not args.engine, name="cli", **_stimulus(args)),
+            "{r[episodes]} episodes, {r[cycles]} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
+            + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
+
+
+class MosaicDesign(Design):
+    name = "mosaic"
+    help = "the network on a grid of neuron tiles and routers, one readout and learning engine"
+    faults = {"deaf-tile": "routing tables without any route into the last tile"}
+
+    def add_verilog_arguments(self, p):
+        _add_verilog_output(p, "mosaic")
+        add_network_options(p)
+        add_mesh_options(p)
+
+    def verilog(self, args) -> int:
+        from ..model.tiles import MosaicConfig
+        from ..rtl.mosaic import Mosaic
+        config, cfg, ck = network(args)
+        mc = MosaicConfig(config, mesh(args, ck, config.neurons, dense=ck is None))
+        dut = Mosaic(mc, cfg, None if ck is None else core_weights(ck), None if ck is None else ck.w_out)
+        name = args.name or "mosaic"
+        _write_verilog(dut, name, args.output)
+        routed = sum(1 for d in dut.tables.destinations if d)
+        print(f"wrote {args.output}: module {name}, {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} "
+              f"neurons and {len(mc.mesh.routers())} routers, {describe(config)}; "
+              + (f"weights and routes of {args.checkpoint} ({routed} neurons send to other tiles)" if ck else
+                 "no weights (load them through core_weights), every neuron routed to every other tile"))
+        return 0
+
+    def add_cosim_arguments(self, p):
+        _add_episodes(p, 20)
+        p.add_argument("--shots", type=int, default=2, help="with --checkpoint: support samples per task (default 2)")
+        p.add_argument("--queries", type=int, default=2, help="with --checkpoint: query samples per task (default 2)")
+        add_run_options(p, self.faults)
+        add_network_options(p)
+        add_mesh_options(p)
+
+    def cosim(self, args) -> int:
+        from ..cosim.mosaic import run_mosaic_cosim
+        from ..model.episode import checkpoint_episodes
+        from ..model.tiles import MosaicConfig
+        check_fault(args, self.faults, self.name)
+        _check_counts(args, "episodes", "shots", "queries")
+        config, cfg, ck = network(args)
+        mc = MosaicConfig(config, mesh(args, ck, config.neurons, dense=ck is None))
+        if ck is None:
+            what = (f"{args.episodes} random few-shot episodes (dense random weights, every neuron routed to every "
+                    "other tile)")
+            episodes, w_rec = None, None
+        else:
+            what = (f"{args.episodes} meta-test tasks of {args.checkpoint} ({args.shots} support, {args.queries} "
+                    "query samples each; its connectivity in the routing tables)")
+            print("loading the checkpoint's data ...", flush=True)
+            episodes, w_rec = checkpoint_episodes(ck, args.episodes, seed=args.first_seed, shots=args.shots,
+                                                  queries=args.queries), ck.w_rec
+        return _cosim_each(
+            args, f"cosim mosaic on {{sim}}: {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} neurons, "
+                  f"{describe(config)}; {what}",
+            lambda sim: run_mosaic_cosim(sim, mc, cfg, episodes=args.episodes, first_seed=args.first_seed,
+                                         episode_list=episodes, w_rec=w_rec, fault=args.fault, name="cli",
+                                         **_stimulus(args)),
+            "{r[episodes]} episodes, {r[cycles]} cycles, {ck[hidden_events]} hidden spike events, {ck[logits]} "
+            "logits and {ck[weight_writes]} weight writes")
+
+
+def _add_board_option(p: argparse.ArgumentParser) -> None:
+    from ..fpga.board import BOARDS
+    p.add_argument("--board", choices=sorted(BOARDS), default="icebreaker", help="the board (default icebreaker)")
+
+
+def _add_chip_options(p: argparse.ArgumentParser) -> None:
+    """The chip a board carries: the board, its Mosaic grid, the link's baud rate and the network."""
+    _add_board_option(p)
+    add_grid_option(p, default="4x4")
+    p.add_argument("--baud", type=int, default=1_000_000, help="UART baud rate (default 1000000)")
+    add_network_options(p, default=None)
+
+
+def _board_protocol(args):
+    """The protocol of the chip that ``--board`` carries and the checkpoint (or None): the network of
+    ``--checkpoint``, or of ``--network``/``--set``/``--learning-set`` and the core flags, or the
+    board's default; on the ulx3s-85f a Mosaic of ``--grid`` tiles (default: the checkpoint's
+    training layout, else 4x4)."""
+    from ..fpga.top import BOARD_CHIPS, board_chip, board_learning, board_protocol, up5k_network
+    net, cfg, ck = None, board_learning(args.board), None
+    if network_flags_given(args):
+        net, rule, ck = network(args, base_name="small")
+        if args.learning_set or args.board != "icebreaker":
+            cfg = rule
+    if args.board == "icebreaker":
+        if args.grid:
+            raise UsageError(f"--grid {args.grid} is for the ulx3s-85f's Mosaic; the icebreaker carries one "
+                             "LearningCore.")
+        if net is not None:        # the UP5K's readout widths, unless --set gives them
+            net = up5k_network(net, keep={item.partition("=")[0] for item in args.set})
+        return board_protocol(args.board, board_chip(args.board, net), cfg, baud=args.baud), ck
+    tiles = grid(args, ck, (net or BOARD_CHIPS[args.board]).neurons, default="4x4")
+    return board_protocol(args.board, board_chip(args.board, net, tiles), cfg, baud=args.baud), ck
+
+
+class BoardDesign(Design):
+    name = "board"
+    help = "the board top: the chip behind its UART host link, driven by the host driver"
+    faults = LEARNING_FAULTS
+
+    def add_cosim_arguments(self, p):
+        _add_episodes(p, 20)
+        p.add_argument("--mosaic", action="store_true", help="the chip is a Mosaic (--grid), not one LearningCore")
+        p.add_argument("--malformed", action="store_true",
+                       help="then send corrupt, truncated and unknown frames; each must be refused, none executed")
+        p.add_argument("--buffer-bytes", type=int, default=64, help="the link's frame buffer (default 64)")
+        add_run_options(p, self.faults, stimulus=False)
+        add_network_options(p)
+        add_mesh_options(p)
+
+    def cosim(self, args) -> int:
+        from ..cosim.board import run_board_cosim
+        from ..fpga.protocol import LinkConfig, Protocol
+        from ..fpga.top import describe as describe_chip
+        from ..model.tiles import MosaicConfig
+        check_fault(args, self.faults, self.name)
+        _check_counts(args, "episodes")
+        config, cfg, ck = network(args)
+        chip = MosaicConfig(config, mesh(args, ck, config.neurons, dense=True)) if args.mosaic else config
+        # Four clock cycles per bit, the least the UART takes: the simulation spends its time on the line.
+        protocol = Protocol(chip, cfg, LinkConfig(clock_hz=4_000_000, baud=1_000_000, buffer_bytes=args.buffer_bytes))
+        return _cosim_each(
+            args, f"cosim board on {{sim}}: the board top ({describe_chip(protocol)}) driven through its UART pins "
+                  f"by the host driver; {args.episodes} random few-shot episodes"
+                  + (", then malformed frames" if args.malformed else ""),
+            lambda sim: run_board_cosim(sim, protocol, episodes=args.episodes, first_seed=args.first_seed,
+                                        fault=args.fault, malformed=args.malformed, waves=args.waves, name="cli"),
+            "{r[cycles]} cycles, {r[bytes_sent]} bytes sent and {r[bytes_received]} received; {ck[logits]} logits, "
+            "{ck[hidden_events]} hidden spike events and {ck[weight_writes]} weight writes")
+
+    def add_build_arguments(self, p):
+        p.add_argument("--out", default="build/fpga", help="output folder (default build/fpga)")
+        _add_chip_options(p)
+
+    def build(self, args) -> int:
+        from ..fpga.top import build_board
+        from ..fpga.top import describe as describe_chip
+        protocol, _ = _board_protocol(args)
+        minutes = "3-6" if args.board == "icebreaker" else "5-60 (the ECP5 placer on a large Mosaic is slow)"
+        print(f"building the board top for {args.board}: {describe_chip(protocol)}, UART host link at "
+              f"{protocol.link.baud:,} baud; Yosys + nextpnr take {minutes} minutes ...", flush=True)
+        start = time.perf_counter()
+        b = build_board(protocol, args.board, args.out)
+        out = Path(args.out) / args.board
+        print(f"bitstream: {b.bitstream} ({time.perf_counter() - start:.0f} s)")
+        print(f"report: {out / 'chip.report.json'}, {out / 'chip.report.md'}\n")
+        print((out / "chip.report.md").read_text())
+        return 0
+
+    def add_run_arguments(self, p):
+        p.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB1)")
+        p.add_argument("--tasks", type=int, default=1, help="episodes (default 1)")
+        p.add_argument("--shots", type=int, default=5, help="checkpoint tasks: support samples (default 5)")
+        p.add_argument("--queries", type=int, default=5, help="checkpoint tasks: query samples (default 5)")
+        p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each reply (default 2)")
+        _add_chip_options(p)
+
+    def run(self, verb: str, args) -> int:
+        return self.run_board(args) if verb == "run" else super().run(verb, args)
+
+    def run_board(self, args) -> int:
+        """Few-shot episodes on a real board through its serial port, checked against the golden model."""
+        from ..fpga.host import Chip, LinkError, SerialTransport
+        from ..fpga.session import run_episodes
+        from ..fpga.top import describe as describe_chip
+        from ..model.episode import checkpoint_episodes, random_network_episode
+        from ..model.golden import Mismatch
+        _check_counts(args, "tasks", "shots", "queries")
+        protocol, ck = _board_protocol(args)
+        if ck is None:
+            episodes = [random_network_episode(protocol.network, protocol.cfg, i) for i in range(args.tasks)]
+        else:
+            print("loading the checkpoint's data ...", flush=True)
+            episodes = checkpoint_episodes(ck, args.tasks, shots=args.shots, queries=args.queries)
+        print(f"{args.board} on {args.port}: {describe_chip(protocol)}; {len(episodes)} episodes", flush=True)
+
+        def progress(i, r):
+            right = sum(p == q for p, q in zip(r["predictions"], r["query_labels"]))
+            print(f"episode {i + 1}/{len(episodes)}: bit-exact ({r['checked']['logits']} logits, "
+                  f"{r['checked']['hidden_events']} hidden events, {r['checked']['weight_writes']} weight writes); "
+                  f"query {right}/{len(r['predictions'])} right", flush=True)
+
+        try:
+            transport = SerialTransport(args.port, protocol.link.baud)
+            run_episodes(Chip(protocol, transport, timeout=args.timeout), protocol, episodes, progress=progress)
+        except LinkError as e:
+            print(f"FAIL link: {e}")
+            return 1
+        except Mismatch as e:
+            print(f"FAIL {e}")
+            return 1
+        return 0
+
+
+BOARD = BoardDesign()
+LIF = LIFDesign()
+DESIGNS = {d.name: d for d in (LIF, LearningDesign(), MosaicDesign(), BOARD)}
+# ``fpga build`` builds the board's chip (the board top) or the LIF core's self-test.
+FPGA_DESIGNS = {"chip": BOARD, "lif": LIF}

@@ -1,0 +1,221 @@
+"""Flags shared by several designs and verbs, and the configs they describe.
+
+Each ``add_*`` function adds one group of flags to a parser; the matching function turns the parsed
+flags into the model's config (``core_config``, ``network``, ``mesh``, ``grid``) or refuses them with
+one sentence (:class:`UsageError`). Nothing here imports torch or Amaranth at module level, so that
+``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+
+from ..model.config import SEED_LIF, LIFConfig
+
+__all__ = ["UsageError", "RUN_DEFAULTS", "add_core_options", "core_config", "add_network_options", "network",
+           "add_mesh_options", "grid", "mesh", "add_run_options", "add_sim_option", "check_run_values", "print_json",
+           "describe"]
+
+PRESETS = {"default": LIFConfig(), "seed": SEED_LIF}
+
+
+class UsageError(Exception):
+    """A bad flag value or input file; printed as one line, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDefaults:
+    """The defaults of a cosimulation run's stimulus options, written once."""
+    idle: float = 0.2             # probability of an idle input cycle
+    backpressure: float = 0.3     # probability of a not-ready output cycle
+    rng_seed: int = 0             # seed of the idle/backpressure pattern
+
+
+RUN_DEFAULTS = RunDefaults()
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def describe(config) -> str:
+    return (f"{config.channels} channels, {config.neurons} neurons ({config.core.lanes} lanes), "
+            f"{config.outputs} outputs")
+
+
+# -- the LIF core --------------------------------------------------------------------------------
+def add_core_options(p: argparse.ArgumentParser, *, preset: bool = True, inputs: bool = True) -> None:
+    """One flag per ``LIFConfig`` field (``inputs``: with ``--inputs``; a learning design's core takes
+    channels + neurons) and, with ``preset``, ``--preset``."""
+    g = p.add_argument_group("LIF core" + (" (defaults from --preset)" if preset else " (defaults from the network)"))
+    if preset:
+        g.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                       help="starting configuration (default: default; 'seed' is 256 neurons x 256 inputs)")
+    for f in dataclasses.fields(LIFConfig):
+        if f.name != "inputs" or inputs:
+            g.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=int, default=None,
+                           metavar="N", help=f"{f.name} (default: " + ("the preset's" if preset else "the network's")
+                           + ")")
+
+
+def _core_changes(args) -> dict:
+    return {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(LIFConfig)
+            if getattr(args, f"cfg_{f.name}", None) is not None}
+
+
+def core_config(args) -> LIFConfig:
+    """The LIF core of ``--preset`` and the core flags."""
+    return PRESETS[args.preset].replace(**_core_changes(args))
+
+
+# -- the learning network ------------------------------------------------------------------------
+def add_network_options(p: argparse.ArgumentParser, *, default: str | None = "small") -> None:
+    """``--network``, ``--checkpoint``, ``--set`` and ``--learning-set``, and the core flags that change
+    the network's LIF core."""
+    from ..model.snn import NETWORKS
+    g = p.add_argument_group("network and learning rule")
+    g.add_argument("--network", choices=sorted(NETWORKS), default=default,
+                   help="starting network (small: 4 channels, 16 neurons, 5 outputs; fsdd: 64, 64, 5; seed: 256 "
+                        "channels, 256 neurons, 20 outputs)" + (f"; default {default}" if default else ""))
+    g.add_argument("--checkpoint", help="a trained network's checkpoint folder: its config instead of --network")
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=V",
+                   help="change a field of the network (channels, outputs, readout_bits, logit_shift, ...)")
+    g.add_argument("--learning-set", action="append", default=[], metavar="FIELD=V",
+                   help="change a field of the learning rule (prob_bits, acc_bits, lfsr_seed, ...)")
+    add_core_options(p, preset=False, inputs=False)
+
+
+def parse_sets(items: list[str], allowed: list[str], flag: str) -> dict:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in allowed:
+            raise UsageError(f"{flag} {item!r} is not FIELD=VALUE with a known field; allowed fields: "
+                             f"{', '.join(allowed)}.")
+        try:
+            out[key] = int(value, 0)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def network_flags_given(args) -> bool:
+    """Whether any flag of :func:`add_network_options` changes the default network."""
+    return bool(args.checkpoint or args.network or args.set or args.learning_set or _core_changes(args))
+
+
+def network(args, base_name: str | None = None):
+    """The SRNNConfig, LearningConfig and checkpoint (or None) of the network flags (``base_name``:
+    the network when ``--network`` is not given)."""
+    from ..model.learning import LearningConfig
+    from ..model.snn import NETWORKS, SRNNConfig
+    ck = None
+    if args.checkpoint:
+        from ..model.checkpoint import load_checkpoint
+        ck = load_checkpoint(args.checkpoint)
+        base = ck.config
+    else:
+        base = NETWORKS[args.network or base_name]
+    core = {**base.core.to_dict(), **_core_changes(args)}
+    core.pop("inputs")
+    net = {f.name: getattr(base, f.name) for f in dataclasses.fields(SRNNConfig) if f.name != "core"}
+    net.update(parse_sets(args.set, sorted(net), "--set"))
+    neurons = core.pop("neurons")
+    config = SRNNConfig.make(neurons=neurons, **net, **core)
+    fields = [f.name for f in dataclasses.fields(LearningConfig)]
+    cfg = LearningConfig(**parse_sets(args.learning_set, fields, "--learning-set"))
+    if ck is not None and config != ck.config:
+        raise UsageError("the flags change the checkpoint's network config; its weights would not fit. Drop them "
+                         "or leave out --checkpoint.")
+    return config, cfg, ck
+
+
+def core_weights(ck):
+    """A checkpoint's ``[neurons, channels + neurons]`` core weights."""
+    import torch
+    return torch.cat([ck.w_in, ck.w_rec], dim=1)
+
+
+# -- the Mosaic mesh -----------------------------------------------------------------------------
+def add_grid_option(p: argparse.ArgumentParser, default: str = "2x2") -> None:
+    p.add_argument("--grid", default=None,
+                   help=f"neuron tiles RxC (default: the checkpoint's training layout, else {default})")
+
+
+def add_mesh_options(p: argparse.ArgumentParser) -> None:
+    """``--grid`` and the router capacities of a Mosaic."""
+    from ..model.router import MeshConfig
+    g = p.add_argument_group("Mosaic mesh")
+    add_grid_option(g)
+    g.add_argument("--fifo-depth", type=int, default=MeshConfig.fifo_depth,
+                   help=f"entries per router in-port FIFO (default {MeshConfig.fifo_depth})")
+    for name in ("tile_capacity", "between_capacity", "corner_capacity"):
+        g.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                       help=f"most distinct sources per port (default {getattr(MeshConfig, name)}; the neuron count "
+                            "for random episodes, which route every neuron to every tile)")
+
+
+def grid(args, ck, neurons: int, default: str = "2x2") -> tuple[int, int]:
+    """--grid, or the checkpoint's training layout, or ``default``."""
+    text = args.grid or (ck.metadata.get("train", {}).get("layout") if ck is not None else None) or default
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--grid {text!r} is not RxC; allowed: two positive integers such as 2x2.") from None
+    if rows < 1 or cols < 1 or neurons % (rows * cols):
+        raise UsageError(f"--grid {text}: {rows * cols} tiles do not divide the {neurons} neurons; allowed: a grid "
+                         f"whose tile count divides {neurons}.")
+    return rows, cols
+
+
+def mesh(args, ck, neurons: int, dense: bool):
+    """The mesh of the flags. A capacity left out is the Mosaic default, or, for ``dense`` (every
+    source to every other tile, the random episodes), the neuron count: nothing limits it."""
+    from ..model.router import MeshConfig
+    rows, cols = grid(args, ck, neurons)
+    caps = {name: getattr(args, name) if getattr(args, name) is not None else
+            (neurons if dense else getattr(MeshConfig, name))
+            for name in ("tile_capacity", "between_capacity", "corner_capacity")}
+    return MeshConfig(rows, cols, neurons // (rows * cols), fifo_depth=args.fifo_depth, **caps)
+
+
+# -- a cosimulation run --------------------------------------------------------------------------
+def add_sim_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sim", choices=["verilator", "icarus", "both"], default="verilator",
+                   help="the simulator (default verilator)")
+    p.add_argument("--waves", action="store_true", help="dump waveforms (FST) into the build folder")
+
+
+def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimulus: bool = True) -> None:
+    """``--sim``, ``--waves``, ``--fault`` (one of ``faults``: name -> what it breaks) and, with
+    ``stimulus``, the idle and backpressure pattern."""
+    g = p.add_argument_group("run")
+    add_sim_option(g)
+    g.add_argument("--fault", metavar="NAME", help="check against a deliberately wrong model; the run must fail ("
+                   + "; ".join(f"{k}: {v}" for k, v in faults.items()) + ")")
+    if stimulus:
+        g.add_argument("--idle", type=float, default=RUN_DEFAULTS.idle,
+                       help=f"probability of an idle input cycle (default {RUN_DEFAULTS.idle})")
+        g.add_argument("--backpressure", type=float, default=RUN_DEFAULTS.backpressure,
+                       help=f"probability of a not-ready output cycle (default {RUN_DEFAULTS.backpressure})")
+        g.add_argument("--rng-seed", type=int, default=RUN_DEFAULTS.rng_seed,
+                       help="seed of the idle/backpressure pattern")
+
+
+def check_fault(args, faults, design: str) -> None:
+    if args.fault and args.fault not in faults:
+        raise UsageError(f"--fault {args.fault} is not a {design} fault; allowed: {', '.join(faults)}.")
+
+
+def check_run_values(args) -> None:
+    """Refuses counts below 1 and probabilities outside [0, 1) among the run flags that were given."""
+    for name in ("seeds", "steps"):
+        if getattr(args, name, 1) < 1:
+            raise UsageError(f"--{name}={getattr(args, name)} is not allowed; use 1 or more.")
+    for name in ("idle", "backpressure"):
+        v = getattr(args, name, 0.0)
+        if not (math.isfinite(v) and 0.0 <= v < 1.0):
+            raise UsageError(f"--{name}={v} is not allowed; use a probability in [0, 1).")
