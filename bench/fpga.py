@@ -1,8 +1,9 @@
 """``neuromosaic bench fpga``: the board tops on their FPGAs and what they cost in time.
 
 For each board and chip configuration (``--quick``: the iCEBreaker's chip and a small Mosaic on the
-ULX3S; in full also the ULX3S's own 4 x 4 Mosaic, a long placement): the build (Yosys + nextpnr: utilisation per resource, Fmax,
-or by how much it does not fit), the cycles of one inference sample and of one 5-way 5-shot
+ULX3S; in full also the ULX3S's own 4 x 4 Mosaic, a long placement): the build (Yosys + nextpnr:
+utilisation per resource, Fmax, or by how much it does not fit), the cycles of one inference sample
+and of one 5-way 5-shot
 adaptation measured on the chip's generated Verilog under Verilator (``bench.learning``'s
 measurement, one FSDD recording through random weights), and those cycles as time at Fmax and at the
 board clock. Then the host link: a few-shot episode through the board top's UART in the simulated

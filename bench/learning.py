@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from ..cosim.learning import run_learning_cosim
-from ..model.episode import ChipEpisode
 from ..fpga.learning import build_learning, estimate_learning
+from ..model.episode import ChipEpisode
 from ..model.learning import UPDATE_LATENCY, LearningConfig
 from ..model.snn import NETWORKS, IntegerSRNN, SRNNConfig
 from .data import DEFAULT_FSDD

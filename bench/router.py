@@ -90,7 +90,8 @@ def _latency(tables, load: float, window: int, seed: int = 0) -> dict:
             "mean_network_latency_cycles": round(sum(res["latencies"]) / len(lat), 2) if lat else None}
 
 
-def bench_router(quick: bool = False, out: str | Path = "build/bench", checkpoint=None, synthesis: bool | None = None) -> dict:
+def bench_router(quick: bool = False, out: str | Path = "build/bench", checkpoint=None,
+                 synthesis: bool | None = None) -> dict:
     """Runs the benchmark; ``synthesis`` (default: not ``quick``) adds the ECP5-85F cell counts."""
     from ..model.episode import checkpoint_episodes
 
@@ -135,7 +136,8 @@ def bench_router(quick: bool = False, out: str | Path = "build/bench", checkpoin
                 for s in torch.nonzero(hidden[t_step, b]).flatten().tolist():
                     trains[s // n].append(s)
         result["traffic"] = {"samples": samples, "steps": hidden.shape[0], "spikes": int(sum(counts)),
-                             "spikes_per_neuron_per_step": round(sum(counts) / samples / hidden.shape[0] / mc.network.neurons, 4)}
+                             "spikes_per_neuron_per_step":
+                                 round(sum(counts) / samples / hidden.shape[0] / mc.network.neurons, 4)}
         bar.update()
 
         bar.set_postfix_str(stages[2])

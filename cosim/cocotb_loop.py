@@ -24,7 +24,8 @@ def cocotb_port(dut, name: str) -> Port:
             try:
                 return int(v)          # a scalar reads as Logic
             except ValueError:
-                raise AssertionError(f"{name} is {v!r} at {cocotb.sim_time() if hasattr(cocotb, 'sim_time') else '?'}") from None
+                when = cocotb.sim_time() if hasattr(cocotb, "sim_time") else "?"
+                raise AssertionError(f"{name} is {v!r} at {when}") from None
     else:
         def get():
             return handle.value.to_unsigned()

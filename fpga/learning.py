@@ -1,6 +1,7 @@
 """The learning core on an FPGA: a self-test top (LFSR traffic, as ``LIFSelfTest``) and its builds.
 
-Until the host link lands, an LFSR loads both weight memories after reset and then plays the host:
+For a build of the learning core alone (behind its host link it is ``fpga.top``), an LFSR loads both
+weight memories after reset and then plays the host:
 random input events and TICKs, an ``OP_END`` (random label, learning on or off) every 32 timesteps and
 an ``OP_UPDATE`` after every fifth sample, with a rate taken from the LFSR after the loads. The logits
 and the weight writes toggle an LED, so nothing the core or the engine computes can be optimised away.

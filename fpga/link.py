@@ -20,8 +20,21 @@ from amaranth.lib.wiring import In, Out
 from ..model.config import pack_fields
 from ..rtl import layouts
 from ..rtl.layouts import EventKind
-from .protocol import (CRC16_INIT, CRC16_POLY, ERR_CRC, ERR_FRAMING, ERR_LENGTH, ERR_OVERRUN, ERR_TRUNCATED,
-                       ERR_TYPE, HEADER_BYTES, SYNC, TRAILER_BYTES, Protocol, crc_terms)
+from .protocol import (
+    CRC16_INIT,
+    CRC16_POLY,
+    ERR_CRC,
+    ERR_FRAMING,
+    ERR_LENGTH,
+    ERR_OVERRUN,
+    ERR_TRUNCATED,
+    ERR_TYPE,
+    HEADER_BYTES,
+    SYNC,
+    TRAILER_BYTES,
+    Protocol,
+    crc_terms,
+)
 
 __all__ = ["UartRx", "UartTx", "HostLink", "crc_next"]
 
@@ -317,7 +330,8 @@ class HostLink(wiring.Component):
             with m.State("ACK"):
                 with m.If(~resp_valid):
                     m.d.sync += [resp_valid.eq(1), resp_code.eq(p.records["ack"].code),
-                                 resp_size.eq(p.records["ack"].item_bytes), resp_word.eq(Cat(kind, frames_ok + 1)), frames_ok.eq(frames_ok + 1)]
+                                 resp_size.eq(p.records["ack"].item_bytes), resp_word.eq(Cat(kind, frames_ok + 1)),
+                                 frames_ok.eq(frames_ok + 1)]
                     with m.If(overrun):
                         m.d.sync += [error.eq(ERR_OVERRUN), overrun.eq(0)]
                         m.next = "NAK"

@@ -1,4 +1,4 @@
-"""What the Mosaic's parts cost on the ULX3S's ECP5-85F (issue 7): Yosys ``synth_ecp5`` of one router,
+"""What the Mosaic's parts cost on the ULX3S's ECP5-85F: Yosys ``synth_ecp5`` of one router,
 one neuron tile (its LIF core and router port: the tile, its injector and its merger) and the readout
 engine, each with its ports as the top's pins (so nothing is optimised away), and how many tiles fit.
 

@@ -59,6 +59,7 @@ class SynapseSelfTest(Elaboratable):
         return m
 
 
-def synapse_estimate(memory: model.SynapseMemory, board: str = "icebreaker", out_dir: str | Path = "build/fpga") -> dict:
+def synapse_estimate(memory: model.SynapseMemory, board: str = "icebreaker",
+                     out_dir: str | Path = "build/fpga") -> dict:
     """Yosys synthesis of the self-test top on the board's FPGA: cells and RAM blocks."""
     return synthesis_estimate(SynapseSelfTest(memory), board, out_dir, f"synapse-{memory.name}")

@@ -1,5 +1,5 @@
-"""Energy of a layer's forward, backward and update passes per synapse memory organisation (issue 6;
-seed 001: Schaefer et al., ISCAS 2020), from the access counts of :mod:`.synapse`.
+"""Energy of a layer's forward, backward and update passes per synapse memory organisation
+(seed 001: Schaefer et al., ISCAS 2020), from the access counts of :mod:`.synapse`.
 
 The model (``docs/memory-energy.md`` derives it and compares it with the paper):
 
@@ -43,9 +43,18 @@ from dataclasses import dataclass
 import torch
 
 from .config import ConfigError, bits_for
-from .synapse import (FUNCTIONAL_ORGANISATIONS, LABELS, MATRIX_ORGANISATIONS, conv_extent, conv_matrix_pass_counts,
-                      functional_memories,
-                      functional_pass_counts, matrix_memories, matrix_pass_counts, organisation_name)
+from .synapse import (
+    FUNCTIONAL_ORGANISATIONS,
+    LABELS,
+    MATRIX_ORGANISATIONS,
+    conv_extent,
+    conv_matrix_pass_counts,
+    functional_memories,
+    functional_pass_counts,
+    matrix_memories,
+    matrix_pass_counts,
+    organisation_name,
+)
 
 __all__ = ["EnergyModel", "Layer", "parse_layer", "layer_structure", "random_mask", "layer_energy", "energy_sweep",
            "PAPER", "paper_comparison", "SCHEDULES", "PASSES"]

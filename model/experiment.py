@@ -84,7 +84,7 @@ def run_experiment(base: TrainConfig, out: str | Path, *, rram: str = "mosaic", 
 
 
 def acceptance(result: dict) -> dict | None:
-    """Issue 4's bar on the full-constraint variant (d) against the float ideal one (a)."""
+    """The experiment's bar on the full-constraint variant (d) against the float ideal one (a)."""
     by = {r["variant"]: r["accuracy"] for r in result["variants"]}
     if not {"a", "d"} <= set(by) or not {"1", "10"} <= set(by["d"]):
         return None
@@ -108,7 +108,8 @@ def markdown_table(result: dict) -> str:
                            for k in steps)
         extra = ", ".join(([f"RRAM {r['rram']}"] if r["rram"] != "ideal" else [])
                           + ([f"{r['layout']} tiles"] if r["layout"] else []))
-        lines.append(f"| ({r['variant']}) {r['name']}{f' ({extra})' if extra else ''} | {cells} | {r['devices'] or '-'} | "
+        name = f"{r['name']} ({extra})" if extra else r["name"]
+        lines.append(f"| ({r['variant']}) {name} | {cells} | {r['devices'] or '-'} | "
                      f"{r['inner_lr']:.0f} | {r['train_s']:.0f} s |")
     text = [f"{result['n_way']}-way {result['k_shot']}-shot on `{result['data']}`, {result['network']}; "
             f"{result['iterations']} meta-iterations of {result['meta_batch']} tasks per variant; "

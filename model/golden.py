@@ -60,7 +60,8 @@ def predict_episode(config: SRNNConfig, cfg: LearningConfig, episode: ChipEpisod
         for i in range(n):
             what = f"step {step} support sample {i}"
             _expect_logits(p, c, logits[i], what)
-            p.transactions.append(_sample(p, c, episode.support[:, i], episode.support_x, i, episode.labels[i], 1, what))
+            p.transactions.append(_sample(p, c, episode.support[:, i], episode.support_x, i, episode.labels[i], 1,
+                                          what))
         _cover_accumulation(p, c, cfg, episode, logits)
         writes = []
         w_new = adapt_readout_integer(c, w, episode.support, torch.tensor(episode.labels), episode.rate, cfg,

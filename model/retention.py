@@ -1,4 +1,4 @@
-"""Seed 001's learning experiment (issue 6): a 2-layer SNN learns to reproduce a spatio-temporal spike
+"""Seed 001's learning experiment: a 2-layer SNN learns to reproduce a spatio-temporal spike
 pattern with integer weights and integer updates, measured by the van Rossum distance, and what
 its training costs in each synapse memory organisation at each weight density.
 

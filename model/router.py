@@ -142,7 +142,8 @@ class MeshConfig:
     def from_dict(cls, d: dict) -> "MeshConfig":
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigError(f"unknown mesh setting(s) {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}.")
+            raise ConfigError(f"unknown mesh setting(s) {sorted(unknown)}; allowed: "
+                              f"{sorted(cls.__dataclass_fields__)}.")
         return cls(**d)
 
 
@@ -263,7 +264,8 @@ def compile_routes(mesh: MeshConfig, destinations) -> RoutingTables:
         if n > cap:
             tile = mesh.cell_tile(cell)
             what = f"tile {tile}" if tile is not None else f"the {mesh.router_kind(cell)} router at cell {cell}"
-            raise RoutingError(f"port {way}_{DIRECTIONS[d]} of {what} would carry {n} distinct sources; allowed: at most "
+            raise RoutingError(f"port {way}_{DIRECTIONS[d]} of {what} would carry {n} distinct sources; "
+                               "allowed: at most "
                                f"{cap} (raise its capacity, use a larger grid, or prune long connections).")
     return tables
 

@@ -1,4 +1,4 @@
-"""Synapse memory organisations (issue 6, model part; seed 001: Schaefer et al., ISCAS 2020): where
+"""Synapse memory organisations (seed 001: Schaefer et al., ISCAS 2020): where
 a layer's weights live, and how many reads and writes of which physical memory each access costs.
 
 An organisation stores a ``[post, pre]`` integer weight matrix, zero meaning "no synapse", in one or
@@ -82,7 +82,8 @@ from .config import ConfigError, Field, bits_for, signed_range
 __all__ = ["Access", "PhysicalMemory", "SynapseMemory", "DenseMemory", "BitmapMemory", "CSRMemory", "FuncPureMemory",
            "FuncBitmapMemory", "FuncRowColMemory", "ORGANISATIONS", "LABELS", "MATRIX_ORGANISATIONS",
            "FUNCTIONAL_ORGANISATIONS", "organisation_name", "make_memory", "conv_matrix", "ConvMatrixMemory",
-           "matrix_memories", "functional_memories", "conv_extent", "pass_counts", "matrix_pass_counts", "conv_matrix_pass_counts",
+           "matrix_memories", "functional_memories", "conv_extent", "pass_counts", "matrix_pass_counts",
+           "conv_matrix_pass_counts",
            "functional_pass_counts", "CMD_FORWARD", "CMD_TRANSPOSED", "CMD_UPDATE", "command_fields",
            "load_fields", "result_fields", "neuron_values", "neuron_index"]
 
@@ -505,11 +506,13 @@ class _FunctionalConv(SynapseMemory):
 
     def _event(self, ci: int, positions) -> list[tuple[int, int, int, int]]:
         """The ``(co, ky, kx, weight)`` an event of channel ``ci`` reaches through ``positions``."""
-        return [(co, ky, kx, wt) for co in range(self.kernel_shape[0]) for ky, kx, wt in self._visit(co, ci, positions, True)]
+        return [(co, ky, kx, wt) for co in range(self.kernel_shape[0]) for ky, kx, wt in self._visit(co, ci,
+                                                                                                     positions, True)]
 
     def _error(self, co: int, positions) -> list[tuple[int, int, int, int]]:
         """The ``(ci, ky, kx, weight)`` an error of channel ``co`` comes from through ``positions``."""
-        return [(ci, ky, kx, wt) for ci in range(self.kernel_shape[1]) for ky, kx, wt in self._visit(co, ci, positions, False)]
+        return [(ci, ky, kx, wt) for ci in range(self.kernel_shape[1]) for ky, kx, wt in self._visit(co, ci,
+                                                                                                     positions, False)]
 
     def forward(self, pre):
         self._check_pre(pre)
@@ -841,7 +844,8 @@ def _neuron_fields(memory: SynapseMemory, prefix: str, count: int, channels: int
     if not _conv(memory):
         return (Field(prefix, bits_for(count)),)
     h, w = memory.image
-    return (Field(f"{prefix}_c", bits_for(channels)), Field(f"{prefix}_y", bits_for(h)), Field(f"{prefix}_x", bits_for(w)))
+    return (Field(f"{prefix}_c", bits_for(channels)), Field(f"{prefix}_y", bits_for(h)), Field(f"{prefix}_x",
+                                                                                               bits_for(w)))
 
 
 def command_fields(memory: SynapseMemory) -> tuple[Field, ...]:

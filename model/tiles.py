@@ -1,4 +1,4 @@
-"""The SRNN on a Mosaic of neuron tiles (issue 7): how the network is cut into tiles, what each tile's
+"""The SRNN on a Mosaic of neuron tiles: how the network is cut into tiles, what each tile's
 LIF core holds, how its weights are loaded, and the routing tables of its recurrent connectivity.
 
 Partition. The ``rows x cols`` tiles (row-major) hold consecutive blocks of ``neurons_per_tile`` hidden

@@ -193,7 +193,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
         if mask is not None:
             w_rec = load_checkpoint(out).w_rec
             summary["connectivity"] = connectivity_stats(w_rec, *cfg.grid())
-            # for the router compiler (issue 7): who sends to which tile, at how many hops
+            # for the router compiler: who sends to which tile, at how many hops
             atomic_write(out / "connectivity.json", json.dumps(export_connectivity(w_rec, *cfg.grid())).encode())
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         _plot(history, out / "curves.png")
@@ -316,7 +316,8 @@ def _plot(history, path: Path) -> None:
     a.set_xlabel("iteration")
     a.set_ylabel("query loss after the inner step")
     b.plot(its, [h["query_accuracy"] for h in history], label="meta-train query")
-    ev = [(h["iteration"], h.get("eval_unseen_mean"), h.get("eval_seen_mean")) for h in history if "eval_seen_mean" in h]
+    ev = [(h["iteration"], h.get("eval_unseen_mean"),
+           h.get("eval_seen_mean")) for h in history if "eval_seen_mean" in h]
     if ev:
         b.plot([e[0] for e in ev], [e[2] for e in ev], "o-", label="meta-test seen (integer)")
         b.plot([e[0] for e in ev], [e[1] for e in ev], "s-", label="meta-test unseen (integer)")

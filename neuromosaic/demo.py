@@ -82,14 +82,14 @@ def _plots(out: Path, config, episode, result, predicted) -> None:
 def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: int | None = None,
          build: bool = True, sim: str = "icarus") -> int:
     from .cosim.board import run_board_cosim
-    from .model.episode import checkpoint_episodes
-    from .model.golden import predict_episode
     from .cosim.runner import CosimError, generate_verilog
     from .fpga.board import BuildError
     from .fpga.protocol import LinkConfig, Protocol
     from .fpga.top import UP5K_LEARNING, ChipTop, board_protocol, build_board, describe, up5k_network
     from .model.checkpoint import load_checkpoint
     from .model.data import load_source
+    from .model.episode import checkpoint_episodes
+    from .model.golden import predict_episode
     from .model.snn import integer_readout
     from .model.train import TrainConfig, evaluate, train
 
@@ -178,13 +178,15 @@ def _table(s: dict, out: Path) -> None:
     f = s.get("fpga", {})
     rows = [("data", s["data"]),
             ("network", s["verilog"]["chip"]),
-            ("accuracy (integer network)", f"seen {a['seen']} %, unseen {a['unseen']} % ({a['protocol']}, {a['tasks']} tasks)"),
+            ("accuracy (integer network)",
+             f"seen {a['seen']} %, unseen {a['unseen']} % ({a['protocol']}, {a['tasks']} tasks)"),
             ("episode on the RTL", (f"PASS bit-exact through the UART: {e['checked'].get('logits', 0)} logits, "
                                     f"{e['checked'].get('hidden_events', 0)} hidden events, "
                                     f"{e['checked'].get('weight_writes', 0)} weight writes; query {e['query_right']}/"
                                     f"{e['queries']} right; {e['malformed_refused']} malformed frames refused")
              if e.get("passed") else f"FAIL: {e.get('error', 'not run')}"),
-            ("cycles (simulated link)", f"{e.get('cycles', 0):,} cycles, {e.get('bytes_to_chip', 0):,} bytes to the chip, "
+            ("cycles (simulated link)",
+             f"{e.get('cycles', 0):,} cycles, {e.get('bytes_to_chip', 0):,} bytes to the chip, "
                                         f"{e.get('bytes_from_chip', 0):,} back" if e.get("passed") else "-"),
             ("energy estimate", f"{en['per_inference_nj']} nJ per inference, {en['adaptation_nj']} nJ per adaptation "
                                 f"({en['support_samples']} support samples and the update)"),

@@ -4,8 +4,7 @@
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
-from ..model.config import (EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP,
-                            Field, LIFConfig)
+from ..model.config import EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP, Field, LIFConfig
 
 __all__ = ["EventKind", "Phase", "struct", "input_event", "output_event", "neuron_state", "weight_load",
            "state_write"]

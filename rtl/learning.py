@@ -1,4 +1,4 @@
-"""The learning engine (issue 5): the readout and its on-chip learning rule beside the LIF core.
+"""The learning engine: the readout and its on-chip learning rule beside the LIF core.
 
 Everything here is ``model.learning`` bit for bit. :class:`GaloisLFSR` steps through the states of
 ``model.learning.LFSR``; :class:`UpdateUnit` computes ``model.learning.update_weight`` for a stream of
@@ -16,14 +16,27 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import synapse as synapse_model
 from ..model.config import ConfigError, bits_for, signed_range
-from ..model.learning import (_LOG2E_FRAC, _LOG2E_Q, OP_END, RATE_SHIFT_MAX, LearningConfig, command_fields,
-                              error_bits, level_bounds, logit_fields, rate_fields, readout_load_fields,
-                              softmax_distance_bits, trace_bits, weight_write_fields)
+from ..model.learning import (
+    _LOG2E_FRAC,
+    _LOG2E_Q,
+    OP_END,
+    RATE_SHIFT_MAX,
+    LearningConfig,
+    command_fields,
+    error_bits,
+    level_bounds,
+    logit_fields,
+    rate_fields,
+    readout_load_fields,
+    softmax_distance_bits,
+    trace_bits,
+    weight_write_fields,
+)
 from ..model.snn import SRNNConfig
 from . import layouts
 from .arith import decay, saturate
-from .layouts import EventKind
 from .checked import CheckedComponent
+from .layouts import EventKind
 from .lif import LIFCore
 from .synapse import SynapseMemory
 
@@ -194,7 +207,7 @@ class LearningEngine(CheckedComponent):
     lane at a time), traces and eligibilities (one word per hidden neuron), the spikes of the current
     step (one bit per hidden neuron), the accumulators (one per weight).
 
-    With ``synapses`` (issue 6) the readout weights live in a :class:`~.synapse.SynapseMemory`
+    With ``synapses`` the readout weights live in a :class:`~.synapse.SynapseMemory`
     instead: ``"dense"`` (built from ``w_out``), or a ``model.synapse`` memory of any matrix
     organisation holding the ``[outputs, neurons]`` readout (its structure, fixed, says which
     synapses exist). A hidden spike is a forward access whose results (output, weight) are added to
@@ -634,7 +647,7 @@ class LearningCore(CheckedComponent):
     ``blocks``-cycle clear. The host sends a sample's ``OP_END`` after its last TICK and before the
     next sample's first event. ``OP_UPDATE`` and the rate are the engine's.
 
-    Synapse memories (issue 6): ``core_synapses``, a ``model.synapse`` memory of the core's
+    Synapse memories: ``core_synapses``, a ``model.synapse`` memory of the core's
     ``[neurons, channels + neurons]`` weights (``LIFCore(synapses=)``; ``core_weights`` then takes
     ``model.synapse.load_fields`` updates of its stored synapses), and ``readout_synapses``, the
     engine's (``LearningEngine(synapses=)``).

@@ -10,7 +10,7 @@ input spike event therefore takes ``blocks`` cycles and performs ``lanes`` synap
 same way with the timestep update, storing each neuron's spike bit in a spike-mask memory; once the
 pipeline has drained, a scan emits the spiking neurons in ascending order followed by a TICK on the output stream.
 
-With a synapse memory (``synapses=``, any organisation of ``model.synapse``; issue 6) the weights
+With a synapse memory (``synapses=``, any organisation of ``model.synapse``) the weights
 live in a :class:`~.synapse.SynapseMemory` instead: an input spike event becomes a forward access,
 and each of its results (target neuron, weight) is one synaptic operation: the issue stage reads the
 target's block and the weight goes to its lane (zero in the others), one result a cycle, with no
@@ -34,9 +34,9 @@ from ..model import synapse as synapse_model
 from ..model.config import ConfigError, LIFConfig
 from . import layouts
 from .arith import decay, saturate
+from .checked import CheckedComponent
 from .layouts import EventKind, Phase
 from .memory import SinglePortRAM
-from .checked import CheckedComponent
 from .synapse import SynapseMemory
 
 __all__ = ["StateWriteSignature", "LIFCore"]

@@ -1,4 +1,4 @@
-"""The neuron tile and the Mosaic top (issue 7): the SRNN of a :class:`~..model.tiles.MosaicConfig`
+"""The neuron tile and the Mosaic top: the SRNN of a :class:`~..model.tiles.MosaicConfig`
 spread over ``rows x cols`` tiles that exchange their spikes through the mesh fabric of
 ``rtl.router``, with one readout and learning engine for the chip. ``model.tiles`` states the partition
 and why the spikes are ``model.snn.IntegerSRNN``'s bit for bit.
@@ -20,8 +20,8 @@ from ..model.learning import OP_END, LearningConfig, command_fields, logit_field
 from ..model.router import RoutingTables, mesh_table_fields
 from ..model.tiles import MosaicConfig, mosaic_tables
 from . import layouts
-from .layouts import EventKind
 from .checked import CheckedComponent
+from .layouts import EventKind
 from .learning import LearningEngine, SpikeMonitorSignature, WeightWriteSignature, connect_engine
 from .lif import LIFCore
 from .router import MeshFabric, table_write

@@ -1,4 +1,4 @@
-"""The small-world router and the mesh fabric of the Mosaic (issue 7), register for register the
+"""The small-world router and the mesh fabric of the Mosaic, register for register the
 cycle model of ``model.router`` (its docstring states the behaviour).
 
 Router ports
@@ -20,8 +20,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model.config import bits_for
-from ..model.router import (DIRECTIONS, LOCAL, MeshConfig, mesh_links, mesh_table_fields, node_order,
-                            table_write_fields)
+from ..model.router import DIRECTIONS, LOCAL, MeshConfig, mesh_links, mesh_table_fields, node_order, table_write_fields
 from . import layouts
 
 __all__ = ["Router", "MeshFabric", "table_write"]
@@ -68,7 +67,8 @@ class Router(wiring.Component):
         fifos = []
         for p, port in enumerate(ins):
             init = [(self.tables[p] if self.tables else {}).get(s, 0) for s in range(self.sources)]
-            m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=n_out, depth=self.sources, init=init)
+            m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=n_out, depth=self.sources,
+                                                                              init=init)
             wr = table.write_port()
             rd = table.read_port()
             m.d.comb += [wr.addr.eq(self.table.payload.source), wr.data.eq(self.table.payload.mask),
@@ -168,7 +168,8 @@ class MeshFabric(wiring.Component):
             return Router([LOCAL], sides, mesh.sources, mesh.fifo_depth,
                           [tables.injectors.get(key[1], {}) if tables else {}])
         merge = tables.mergers.get(key[1], {}) if tables else {}
-        return Router(sides, [LOCAL], mesh.sources, mesh.fifo_depth, [merge.get(DIRECTIONS.index(s), {}) for s in sides])
+        return Router(sides, [LOCAL], mesh.sources, mesh.fifo_depth, [merge.get(DIRECTIONS.index(s),
+                                                                                {}) for s in sides])
 
     def elaborate(self, platform):
         m = Module()

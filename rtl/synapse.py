@@ -1,4 +1,4 @@
-"""The synapse memory (issue 6): one component per organisation of ``model.synapse``, generated from a
+"""The synapse memory: one component per organisation of ``model.synapse``, generated from a
 model memory (its physical memories, their words, the command and result words), serving forward
 accesses, transposed accesses and updates, with an access trace and access counters for the testbench.
 

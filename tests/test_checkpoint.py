@@ -4,9 +4,13 @@ import json
 
 import pytest
 import torch
-
-from neuromosaic.model.checkpoint import (Checkpoint, CheckpointError, deployable_weights, load_checkpoint,
-                                          save_checkpoint)
+from neuromosaic.model.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    deployable_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from neuromosaic.model.snn import IntegerSRNN, SRNNConfig
 
 

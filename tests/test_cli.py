@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from neuromosaic.cosim.runner import toolchain_env
 
 from neuromosaic.cli import main
-from neuromosaic.cosim.runner import toolchain_env
 
 
 def test_verilog_lints_clean_of_errors(tmp_path, capsys):
@@ -155,10 +155,11 @@ def test_fpga_run_reports_a_missing_port(capsys):
 
 
 def test_design_descriptions_name_the_cosim_faults():
-    from neuromosaic.cli.designs import DESIGNS
     from neuromosaic.cosim.learning.scoreboard import FAULTS as LEARNING
     from neuromosaic.cosim.lif.scoreboard import FAULTS as LIF
     from neuromosaic.cosim.mosaic import FAULTS as MOSAIC
+
+    from neuromosaic.cli.designs import DESIGNS
     assert set(DESIGNS["lif"].faults) == set(LIF)
     assert set(DESIGNS["learning"].faults) == set(LEARNING) == set(DESIGNS["board"].faults)
     assert set(DESIGNS["mosaic"].faults) == set(MOSAIC)

@@ -2,8 +2,7 @@
 """Impossible configurations are refused with one sentence naming the value and what is allowed."""
 
 import pytest
-
-from neuromosaic.model.config import (ConfigError, Field, LIFConfig, pack_fields, unpack_fields)
+from neuromosaic.model.config import ConfigError, Field, LIFConfig, pack_fields, unpack_fields
 from neuromosaic.rtl.lif import LIFCore
 
 

@@ -3,7 +3,6 @@ LearningCore (input events -> recurrent LIF core -> learning engine), every hidd
 weight write (with its cycle) checked against the golden model."""
 
 import pytest
-
 from neuromosaic.cosim.learning import run_learning_cosim
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.model.learning import LearningConfig
@@ -52,7 +51,7 @@ def test_learning_cosim_rram_emulation():
 
 @pytest.mark.parametrize("sim, organisation", [("verilator", "bitmap"), ("verilator", "dense"), ("icarus", "csr")])
 def test_learning_cosim_engine_with_synapse_memory(sim, organisation):
-    """The engine with its readout in a SynapseMemory (issue 6; a sparse one stores 60 % of the
+    """The engine with its readout in a SynapseMemory ( a sparse one stores 60 % of the
     synapses and learns on them alone), whole episodes bit-exact."""
     config = SRNNConfig.make(channels=4, neurons=8, outputs=5)
     spec = {"organisation": organisation, "density": 0.6, "seed": 1}

@@ -1,7 +1,6 @@
 """Generated Verilog under Verilator and Icarus through cocotb, checked against the golden model."""
 
 import pytest
-
 from neuromosaic.cosim.lif import run_lif_cosim
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.model.config import LIFConfig
@@ -40,7 +39,7 @@ def test_lif_cosim_threshold_fault_caught_by_corner_case():
         run_lif_cosim("verilator", small, seeds=1, steps=5, fault="threshold", name="pytest-threshold")
 
 
-# A core whose weights live in a synapse memory (issue 6): each organisation on one simulator (the
+# A core whose weights live in a synapse memory: each organisation on one simulator (the
 # memory alone runs every organisation on both, tests/test_cosim_synapse.py).
 SYNAPSE_RUNS = [("verilator", "csr"), ("verilator", "bitmap"), ("verilator", "func-bmp"),
                 ("icarus", "dense"), ("icarus", "func-pure"), ("icarus", "func-rowcol")]

@@ -2,7 +2,6 @@
 (router) and every link (mesh) of every cycle against the model, spike conservation at the end."""
 
 import pytest
-
 from neuromosaic.cosim.router import run_mesh_cosim, run_router_cosim
 from neuromosaic.cosim.runner import CosimError
 

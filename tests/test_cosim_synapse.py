@@ -2,7 +2,6 @@
 access (memory, read or write, address, data), every result and the final counters against the model."""
 
 import pytest
-
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.cosim.synapse import run_synapse_cosim
 from neuromosaic.model.synapse import ORGANISATIONS

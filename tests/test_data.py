@@ -9,11 +9,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from neuromosaic.model.data import (
+    PROTOCOLS,
+    CochleaEncoder,
+    DataError,
+    EpisodeSampler,
+    load_fsdd,
+    load_shd,
+    load_source,
+    synthetic_dataset,
+)
+from neuromosaic.model.data.fsdd import read_wav
 
 from neuromosaic.cli import main
-from neuromosaic.model.data import (PROTOCOLS, CochleaEncoder, DataError, EpisodeSampler, load_fsdd, load_shd,
-                                    load_source, synthetic_dataset)
-from neuromosaic.model.data.fsdd import read_wav
 
 FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd"
 

@@ -5,7 +5,6 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from neuromosaic.model.data import synthetic_dataset
 from neuromosaic.model.train import TrainConfig, train
 

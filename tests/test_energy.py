@@ -5,12 +5,19 @@ import math
 
 import pytest
 import torch
+from neuromosaic.model.config import ConfigError
+from neuromosaic.model.energy import (
+    HOROWITZ_SRAM,
+    PAPER,
+    EnergyModel,
+    layer_energy,
+    layer_structure,
+    paper_comparison,
+    parse_layer,
+)
+from neuromosaic.model.synapse import LABELS, PhysicalMemory, make_memory
 
 from neuromosaic.cli import main
-from neuromosaic.model.config import ConfigError
-from neuromosaic.model.energy import (HOROWITZ_SRAM, PAPER, EnergyModel, layer_energy, layer_structure, paper_comparison,
-                                      parse_layer)
-from neuromosaic.model.synapse import LABELS, PhysicalMemory, make_memory
 
 
 def test_sram_model_reproduces_its_source_figures():

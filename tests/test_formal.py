@@ -2,7 +2,6 @@
 overflow, no event lost or duplicated; wrong properties are refuted and the cover is reached."""
 
 import pytest
-
 from neuromosaic.cosim.router.formal import prove_router
 
 pytestmark = pytest.mark.formal

@@ -1,7 +1,6 @@
 """FPGA smoke build: the core in its board wrapper through Yosys, nextpnr and icepack."""
 
 import pytest
-
 from neuromosaic.fpga.board import build
 from neuromosaic.model.config import LIFConfig
 

@@ -1,12 +1,17 @@
-"""The integer learning rule of the readout (issue 5, model part): LFSR, integer softmax,
+"""The integer learning rule of the readout (model part): LFSR, integer softmax,
 eligibility, stochastic rounding, and agreement with the float inner step."""
 
 import pytest
 import torch
-
 from neuromosaic.model.config import ConfigError
-from neuromosaic.model.learning import (LFSR, LearningConfig, adapt_readout_integer, eligibility, integer_softmax,
-                                        quantise_rate)
+from neuromosaic.model.learning import (
+    LFSR,
+    LearningConfig,
+    adapt_readout_integer,
+    eligibility,
+    integer_softmax,
+    quantise_rate,
+)
 from neuromosaic.model.maml import MAMLConfig, adapt_readout
 from neuromosaic.model.snn import FloatSRNN, SRNNConfig
 
@@ -73,7 +78,8 @@ def test_integer_step_follows_the_float_step():
     g = torch.Generator().manual_seed(3)
     hs = (torch.rand(50, 25, 32, generator=g) < 0.05).long()
     labels = torch.arange(5).repeat_interleave(5)
-    hs[:, :, :5] |= (torch.rand(50, 25, 5, generator=g) < 0.2).long() * (labels[None, :, None] == torch.arange(5)).long()
+    hs[:, :, :5] |= (torch.rand(50, 25, 5, generator=g) < 0.2).long() * (labels[None, :,
+                                                                                None] == torch.arange(5)).long()
     rate = 3e5
     net = FloatSRNN(c, exact=True)
     w0 = torch.zeros(5, 32, dtype=torch.int64)

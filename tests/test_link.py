@@ -5,12 +5,22 @@ malformed frames refused and never executed, a wrong model caught)."""
 import random
 
 import pytest
-
 from neuromosaic.cosim.board import run_board_cosim
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.fpga.host import Chip, LinkError
-from neuromosaic.fpga.protocol import (CRC16_INIT, SYNC, LinkConfig, Protocol, bytes_to_items, crc16, crc_terms,
-                                       crc_update, frame, items_to_bytes, write_digest)
+from neuromosaic.fpga.protocol import (
+    CRC16_INIT,
+    SYNC,
+    LinkConfig,
+    Protocol,
+    bytes_to_items,
+    crc16,
+    crc_terms,
+    crc_update,
+    frame,
+    items_to_bytes,
+    write_digest,
+)
 from neuromosaic.model.config import ConfigError, Field
 from neuromosaic.model.snn import SRNNConfig
 from neuromosaic.model.tiles import MosaicConfig
@@ -31,7 +41,8 @@ def test_crc_terms_match_the_bitwise_crc(bits):
     terms = crc_terms(bits)
     for _ in range(300):
         state, data = rng.getrandbits(16), rng.getrandbits(bits)
-        xor = sum(((bin(state & sm).count("1") + bin(data & dm).count("1")) & 1) << i for i, (sm, dm) in enumerate(terms))
+        xor = sum(((bin(state & sm).count("1") + bin(data & dm).count("1")) & 1) << i for i, (sm,
+                                                                                              dm) in enumerate(terms))
         assert xor == crc_update(state, data, bits)
 
 
@@ -50,7 +61,8 @@ def test_weight_write_digest():
 
 
 def test_link_config_refusals():
-    with pytest.raises(ConfigError, match=r"baud=4000000 at clock_hz=12000000 gives 3 cycles per bit; allowed: at least 4"):
+    with pytest.raises(ConfigError,
+                       match=r"baud=4000000 at clock_hz=12000000 gives 3 cycles per bit; allowed: at least 4"):
         LinkConfig(baud=4_000_000)
     with pytest.raises(ConfigError, match=r"buffer_bytes=8 is out of range; allowed: 16..65535"):
         LinkConfig(buffer_bytes=8)

@@ -5,7 +5,6 @@ import random
 
 import pytest
 import torch
-
 from neuromosaic.model.config import EVENT_SPIKE, EVENT_TICK, ConfigError, LIFConfig
 from neuromosaic.model.lif import FloatLIF, IntegerLIF, decay
 

@@ -1,4 +1,4 @@
-"""The Mosaic top (issue 7): the network cut into tiles, whole few-shot episodes on the tiled RTL against
+"""The Mosaic top: the network cut into tiles, whole few-shot episodes on the tiled RTL against
 the whole network's golden model (Amaranth simulator and Icarus), a trained network's inference and
 on-chip update bit-exact with its compiled routes, wrong routes caught, the CLI, the benchmark and the
 ECP5 cell counts."""
@@ -7,21 +7,20 @@ import json
 
 import pytest
 import torch
-
-from neuromosaic.cli import main
-from neuromosaic.cosim.mosaic.amaranth_sim import simulate_mosaic
-from neuromosaic.model.episode import random_network_episode
 from neuromosaic.cosim.mosaic import episode_tables, run_mosaic_cosim
-from neuromosaic.model.episode import checkpoint_episodes
+from neuromosaic.cosim.mosaic.amaranth_sim import simulate_mosaic
 from neuromosaic.cosim.runner import CosimError
-from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.checkpoint import load_checkpoint
 from neuromosaic.model.config import ConfigError, unpack_fields
+from neuromosaic.model.episode import checkpoint_episodes, random_network_episode
+from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.learning import LearningConfig
 from neuromosaic.model.router import MeshConfig, RoutingError
 from neuromosaic.model.snn import NETWORKS, SRNNConfig
 from neuromosaic.model.tiles import MosaicConfig, mosaic_tables
 from neuromosaic.rtl.mosaic import Mosaic, NeuronTile
+
+from neuromosaic.cli import main
 
 CFG = LearningConfig()
 SMALL = MosaicConfig.make(NETWORKS["small"], 2, 2)      # 4 channels, 16 neurons: 4 per tile

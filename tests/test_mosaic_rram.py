@@ -5,7 +5,6 @@ from collections import deque
 
 import pytest
 import torch
-
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.mosaic import connectivity_stats, hop_matrix, layout_mask, layout_penalty, prune
 from neuromosaic.model.rram import PRESETS, Device, noisy_weights, program

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-from neuromosaic.cli import main
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.energy import Layer, layer_energy
 from neuromosaic.model.retention import RetentionConfig, retention_experiment, train_retention, van_rossum
+
+from neuromosaic.cli import main
 
 SMALL = RetentionConfig(inputs=30, hidden=30, outputs=6, steps=40, target_spikes=3, iterations=60)
 

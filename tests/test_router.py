@@ -5,18 +5,29 @@ import json
 
 import pytest
 import torch
-
-from neuromosaic.cli import main
 from neuromosaic.cosim.router.amaranth_sim import simulate_mesh, simulate_router
 from neuromosaic.cosim.router.testbench import FAULTS, mesh_scenario, router_scenario
-from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.checkpoint import Checkpoint, save_checkpoint
 from neuromosaic.model.config import ConfigError
+from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.mosaic import hop_matrix
-from neuromosaic.model.router import (MeshConfig, RoutingError, compile_routes, destination_tiles, mesh_links,
-                                      node_order, route_path, route_tree, routing_energy, routing_report, run_traffic,
-                                      table_writes)
+from neuromosaic.model.router import (
+    MeshConfig,
+    RoutingError,
+    compile_routes,
+    destination_tiles,
+    mesh_links,
+    node_order,
+    route_path,
+    route_tree,
+    routing_energy,
+    routing_report,
+    run_traffic,
+    table_writes,
+)
 from neuromosaic.model.snn import SRNNConfig
+
+from neuromosaic.cli import main
 
 UNLIMITED = dict(tile_capacity=10 ** 6, between_capacity=10 ** 6, corner_capacity=10 ** 6)
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
-
 from neuromosaic.model.learning import LFSR, LearningConfig, update_weight
 from neuromosaic.model.snn import SRNNConfig
 from neuromosaic.rtl.learning import GaloisLFSR, UpdateUnit
@@ -112,11 +111,11 @@ def test_update_scoreboard_catches_wrong_rounding():
 
 # -- whole episodes in Amaranth's simulator -----------------------------------------------------------
 
-from neuromosaic.cosim.learning.amaranth_sim import simulate_learning                       # noqa: E402
-from neuromosaic.cosim.learning.scoreboard import FAULTS                          # noqa: E402
-from neuromosaic.cosim.learning.stimulus import readout_memory                    # noqa: E402
-from neuromosaic.model.episode import random_episode, random_network_episode      # noqa: E402
-from neuromosaic.model.golden import Mismatch                                  # noqa: E402
+from neuromosaic.cosim.learning.amaranth_sim import simulate_learning  # noqa: E402
+from neuromosaic.cosim.learning.scoreboard import FAULTS  # noqa: E402
+from neuromosaic.cosim.learning.stimulus import readout_memory  # noqa: E402
+from neuromosaic.model.episode import random_episode, random_network_episode  # noqa: E402
+from neuromosaic.model.golden import Mismatch  # noqa: E402
 
 # Narrow widths everywhere, one output lane, odd sizes: logits, eligibilities, accumulators and
 # weights all reach their rails within a few episodes.
@@ -232,7 +231,7 @@ def test_level_shift_leaving_one_level_is_refused():
         UpdateUnit(CONFIG, LearningConfig(level_shift=8))
 
 
-# -- the readout in a synapse memory (issue 6) ---------------------------------------------------------
+# -- the readout in a synapse memory ---------------------------------------------------------
 
 def test_engine_with_synapse_memory_matches_the_model():
     """Spikes are forward accesses (one output's weight a cycle into its drive); an update is, per

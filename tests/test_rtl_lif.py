@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-
 from neuromosaic.cosim.lif.amaranth_sim import simulate_lif
 from neuromosaic.cosim.lif.scoreboard import FAULTS
-from neuromosaic.model.golden import Mismatch
 from neuromosaic.cosim.lif.stimulus import corner_scenarios, random_scenario, required_coverage, scenarios
 from neuromosaic.model.config import LIFConfig
+from neuromosaic.model.golden import Mismatch
 
 CONFIGS = {
     "lanes2": LIFConfig(neurons=8, inputs=10, lanes=2),
@@ -55,9 +54,9 @@ def test_full_throughput_one_event_per_block_cycle():
         assert r["throughput"]["sop_per_cycle"] == c.lanes
 
 
-# -- a core whose weights live in a synapse memory (issue 6) -------------------------------------------
-from neuromosaic.cosim.lif.testbench import SYNAPSE_FAULT  # noqa: E402
+# -- a core whose weights live in a synapse memory -------------------------------------------
 from neuromosaic.cosim.lif.stimulus import synapse_memory, synapse_scenarios  # noqa: E402
+from neuromosaic.cosim.lif.testbench import SYNAPSE_FAULT  # noqa: E402
 from neuromosaic.model import synapse as synapse_model  # noqa: E402
 from neuromosaic.model.config import ConfigError  # noqa: E402
 from neuromosaic.rtl.lif import LIFCore  # noqa: E402

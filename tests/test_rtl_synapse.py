@@ -3,11 +3,10 @@ random contents against the traced model; faults caught; bad parameters refused.
 
 import pytest
 import torch
-
 from neuromosaic.cosim.synapse.amaranth_sim import simulate_synapse
-from neuromosaic.model.golden import Mismatch
 from neuromosaic.cosim.synapse.testbench import synapse_scenario
 from neuromosaic.model.config import ConfigError
+from neuromosaic.model.golden import Mismatch
 from neuromosaic.model.synapse import ORGANISATIONS, make_memory
 from neuromosaic.rtl.synapse import SynapseMemory
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.data import PROTOCOLS, synthetic_dataset
 from neuromosaic.model.maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.synapse import conv_matrix, make_memory
 
@@ -92,7 +91,8 @@ def test_memory_sizes():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: make_memory("rle", torch.zeros(2, 2), 8), "organisation 'rle' is unknown; allowed: dense, bitmap, csr, func-rowcol, func-bmp, func-pure"),
+    (lambda: make_memory("rle", torch.zeros(2, 2), 8),
+     "organisation 'rle' is unknown; allowed: dense, bitmap, csr, func-rowcol, func-bmp, func-pure"),
     (lambda: make_memory("dense", torch.full((2, 2), 200), 8), "do not fit 8 bits; allowed: -128..127"),
     (lambda: make_memory("csr", torch.eye(3), 8).update(0, 1, 5), "there is no synapse from 1 to 0"),
     (lambda: make_memory("bitmap", torch.eye(3), 8).update(1, 0, 4), "there is no synapse from 0 to 1"),
@@ -148,7 +148,8 @@ def test_functional_encodings_serve_forward_and_backward_from_one_kernel(organis
 def test_functional_memory_sizes():
     kernel = _sparse_kernel()
     nnz = int((kernel != 0).sum())
-    sizes = {name: {m.name: (m.depth, m.width) for m in make_memory(name, kernel.clamp(-32, 31), 6, image=(4, 4)).memories()}
+    sizes = {name: {m.name: (m.depth, m.width)
+                    for m in make_memory(name, kernel.clamp(-32, 31), 6, image=(4, 4)).memories()}
              for name in FUNCTIONAL}
     assert sizes["func-pure"] == {"kernel": (3 * 2 * 9, 6)}
     assert sizes["func-bmp"]["bitmap"] == (6, 9) and sizes["func-bmp"]["pointer"][0] == 6
@@ -257,7 +258,7 @@ def test_pass_counts_equal_the_accesses(organisation):
         w = mem.matrix()
         for post, pre in pairs:
             mem.update(post, pre, int(w[post, pre]) or 1)
-    else:                                                     # every stored word: all of dense, the synapses of the rest
+    else:               # every stored word: all of dense, the synapses of the rest
         w = mem.matrix()
         for post, pre in torch.nonzero(mem.structure()).tolist():
             mem.update(post, pre, int(w[post, pre]))

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-
-from neuromosaic.cli import main
 from neuromosaic.model.checkpoint import load_checkpoint
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.train import TrainConfig
+
+from neuromosaic.cli import main
 
 
 def test_train_and_eval_cli(tmp_path, capsys):

@@ -77,7 +77,8 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
     checked = Counter()
     for e in result["episodes"]:
         checked.update(e["checked"])
-    result.update(checked=dict(checked), coverage={"rejected_frames": len(result.get("malformed", {}).get("rejected", []))},
+    rejected = len(result.get("malformed", {}).get("rejected", []))
+    result.update(checked=dict(checked), coverage={"rejected_frames": rejected},
                   sim=sim, build_dir=str(run.build_dir), seconds_per_cycle=1 / protocol.link.clock_hz)
     return result
 

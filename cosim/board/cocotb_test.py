@@ -10,7 +10,6 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
-
 from neuromosaic.cosim.cocotb_loop import run_job
 
 

@@ -11,8 +11,8 @@ import torch
 from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
-from .stimulus import core_memory, readout_memory
 from ..runner import CocotbRun, CosimError, generate_verilog
+from .stimulus import core_memory, readout_memory
 
 __all__ = ["learning_run", "run_learning_cosim"]
 

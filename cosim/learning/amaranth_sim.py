@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ...rtl.learning import LearningCore, LearningEngine
+from ..amaranth_loop import back_to_back
 from .stimulus import core_memory, readout_memory
 from .testbench import LearningTestbench, stream_inputs
-from ..amaranth_loop import back_to_back
 
 __all__ = ["simulate_learning"]
 

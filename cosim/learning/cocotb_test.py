@@ -1,4 +1,5 @@
-"""cocotb test module of the learning core or engine (runs inside Verilator or Icarus; see ``cosim.learning`` and ``cosim.mosaic``).
+"""cocotb test module of the learning core or engine and of the Mosaic (runs inside Verilator or Icarus;
+see ``cosim.learning`` and ``cosim.mosaic``).
 
 The job (configs, DUT, episodes, fault, idle and backpressure rates) comes as JSON from the file named by
 ``NEUROMOSAIC_JOB``; the result (pass/fail, the mismatch, counts, coverage, cycles) goes back as JSON
@@ -7,7 +8,6 @@ to the path the job names.
 
 import cocotb
 import torch
-
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.learning.testbench import LearningTestbench, stream_inputs
 from neuromosaic.model.episode import ChipEpisode, random_episode, random_network_episode

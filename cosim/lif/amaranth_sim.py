@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ...model.config import LIFConfig
 from ...rtl.lif import LIFCore
+from ..amaranth_loop import back_to_back
 from .stimulus import Scenario
 from .testbench import LIFTestbench
-from ..amaranth_loop import back_to_back
 
 __all__ = ["simulate_lif"]
 

@@ -6,10 +6,9 @@ JSON to the path the job names.
 """
 
 import cocotb
-
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
-from neuromosaic.cosim.lif.testbench import LIFTestbench
 from neuromosaic.cosim.lif.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
+from neuromosaic.cosim.lif.testbench import LIFTestbench
 from neuromosaic.model.config import LIFConfig
 
 

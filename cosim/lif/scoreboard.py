@@ -21,8 +21,16 @@ from collections import Counter, deque
 
 import torch
 
-from ...model.config import (EVENT_SPIKE, EVENT_TICK, PHASE_ACCUMULATE, PHASE_CLEAR, PHASE_STEP,
-                            WRITE_LATENCY, LIFConfig, unpack_fields)
+from ...model.config import (
+    EVENT_SPIKE,
+    EVENT_TICK,
+    PHASE_ACCUMULATE,
+    PHASE_CLEAR,
+    PHASE_STEP,
+    WRITE_LATENCY,
+    LIFConfig,
+    unpack_fields,
+)
 from ...model.golden import Mismatch
 from ...model.lif import IntegerLIF, LIFState
 

@@ -23,7 +23,7 @@ class Scenario:
     name: str
     weights: torch.Tensor            # [neurons, inputs] int64
     tokens: list[tuple[int, int]]
-    # A core whose weights live in a synapse memory (issue 6): the memory as the scenario starts
+    # A core whose weights live in a synapse memory: the memory as the scenario starts
     # (before ``loads``), and the weight loads it begins with, ``(post, pre, value)``, through which
     # the memory comes to hold ``weights``.
     memory: object = None
@@ -111,7 +111,7 @@ def required_coverage(config: LIFConfig) -> list[str]:
     return need
 
 
-# -- cores whose weights live in a synapse memory (issue 6) ------------------------------------------
+# -- cores whose weights live in a synapse memory ------------------------------------------
 def synapse_memory(config: LIFConfig, organisation: str, *, density: float = 0.5, seed: int = 0,
                    image=None, kernel: int = 3, bitmap_word: int = 4):
     """A random memory of ``organisation`` for the core ``config``: a ``[neurons, inputs]`` matrix

@@ -14,13 +14,20 @@ from typing import Callable
 import torch
 
 from ...model import synapse as synapse_model
-from ...model.config import (EVENT_TICK, PHASE_ACCUMULATE, WRITE_LATENCY, LIFConfig, pack_fields, signed_range,
-                            unpack_fields)
-from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ...model.config import (
+    EVENT_TICK,
+    PHASE_ACCUMULATE,
+    WRITE_LATENCY,
+    LIFConfig,
+    pack_fields,
+    signed_range,
+    unpack_fields,
+)
 from ...model.golden import Mismatch
+from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ..synapse.testbench import check_counters
 from .scoreboard import LIFScoreboard, make_model
 from .stimulus import Scenario
-from ..synapse.testbench import check_counters
 
 __all__ = ["LIFTestbench", "STALL_LIMIT", "SYNAPSE_FAULT"]
 

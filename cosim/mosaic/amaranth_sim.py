@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ...rtl.mosaic import Mosaic
-from ..learning.testbench import LearningTestbench, stream_inputs
 from ..amaranth_loop import back_to_back
+from ..learning.testbench import LearningTestbench, stream_inputs
 
 __all__ = ["simulate_mosaic"]
 

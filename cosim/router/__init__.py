@@ -4,8 +4,8 @@ cocotb, checked cycle by cycle against ``model.router`` (``testbench``)."""
 from __future__ import annotations
 
 from ...rtl.router import MeshFabric, Router
-from .testbench import mesh_scenario, router_scenario
 from ..runner import CocotbRun, generate_verilog
+from .testbench import mesh_scenario, router_scenario
 
 __all__ = ["run_router_cosim", "run_mesh_cosim"]
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ...rtl.router import MeshFabric, Router
-from .testbench import MeshTestbench, RouterTestbench
 from ..amaranth_loop import back_to_back
+from .testbench import MeshTestbench, RouterTestbench
 
 __all__ = ["simulate_router", "simulate_mesh"]
 

@@ -3,7 +3,6 @@
 deterministic), so the testbench predicts from the same tables the Verilog was generated from."""
 
 import cocotb
-
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.router.testbench import MeshTestbench, RouterTestbench, mesh_scenario, router_scenario
 
@@ -34,7 +33,8 @@ async def mesh_scoreboard(dut):
         tb = _bench(job, dut, MeshTestbench, scenario, load_tables=job.get("load_tables", False))
         tiles = scenario.tables.mesh.tiles
         await run_back_to_back(dut, tb, [scenario], lambda tb, index, item, cycle: tb.start(item, cycle),
-                               [f"inject__{t}" for t in range(tiles)] + ["table"], [f"deliver__{t}" for t in range(tiles)],
+                               [f"inject__{t}" for t in range(tiles)] + ["table"],
+                               [f"deliver__{t}" for t in range(tiles)],
                                clock)
         return tb.finish()
 

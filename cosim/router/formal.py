@@ -189,7 +189,8 @@ def prove_router(in_ports="NESW", out_ports="NESW", sources: int = 4, fifo_depth
     Returns {"passed", "mode", "depth", "log"}; the counterexample trace is in ``workdir``."""
     harness = RouterProof(in_ports, out_ports, sources, fifo_depth, fault=fault, checks=checks)
     depth = depth or 2 * harness.fill
-    name = f"router_{''.join(in_ports)}_{''.join(out_ports)}_s{sources}_d{fifo_depth}_{mode}{'_' + fault if fault else ''}"
+    name = (f"router_{''.join(in_ports)}_{''.join(out_ports)}_s{sources}_d{fifo_depth}_{mode}"
+            f"{'_' + fault if fault else ''}")
     work = Path(workdir).resolve() / name
     if work.exists():
         shutil.rmtree(work)

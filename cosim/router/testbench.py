@@ -16,9 +16,17 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from ...model.config import pack_fields
-from ...model.router import (MeshConfig, MeshModel, RouterModel, RoutingTables, compile_routes, mesh_links,
-                            mesh_table_fields, table_writes)
 from ...model.golden import Mismatch
+from ...model.router import (
+    MeshConfig,
+    MeshModel,
+    RouterModel,
+    RoutingTables,
+    compile_routes,
+    mesh_links,
+    mesh_table_fields,
+    table_writes,
+)
 
 __all__ = ["RouterTestbench", "MeshTestbench", "router_scenario", "mesh_scenario", "FAULTS"]
 
@@ -235,7 +243,8 @@ class MeshTestbench:
             merge = m.nodes[("merge", t)]
             want = (int(merge.out_valid[0]), merge.out_addr[0] if merge.out_valid[0] else None)
             if got_valid[t] != want:
-                raise Mismatch(f"cycle {cycle}: tile {t}'s deliver (valid, address) is {got_valid[t]}, the model says {want}")
+                raise Mismatch(f"cycle {cycle}: tile {t}'s deliver (valid, address) is {got_valid[t]}, "
+                               f"the model says {want}")
         fired = m.tick(self.offer, self.ready)
         if seen != fired["links"]:
             raise Mismatch(f"cycle {cycle}: link handshakes {self._names(seen)} differ from the model's "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ...rtl.synapse import SynapseMemory
-from .testbench import SynapseTestbench
 from ..amaranth_loop import back_to_back
+from .testbench import SynapseTestbench
 
 __all__ = ["simulate_synapse"]
 

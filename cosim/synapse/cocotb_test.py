@@ -6,7 +6,6 @@ testbench predicts from the same memory the Verilog was generated from.
 """
 
 import cocotb
-
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.synapse.testbench import SynapseTestbench, synapse_scenario
 

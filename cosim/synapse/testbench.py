@@ -19,9 +19,9 @@ import torch
 
 from ...model import synapse as model
 from ...model.config import ConfigError, pack_fields, signed_range, unpack_fields
+from ...model.golden import Mismatch
 from ...rtl.synapse import trace_ports
 from ..agents import Port, StreamSource, ValidMonitor
-from ...model.golden import Mismatch
 
 __all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters"]
 
@@ -52,8 +52,8 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
     functional organisations a ``kernel``-shaped kernel on ``image``) and its commands: a forward
     access of every presynaptic neuron and a transposed access of every postsynaptic one,
     interleaved with ``updates`` updates of stored synapses (random values, zero among them: a stored
-    zero stays in the structure), then every forward access again. A matrix has an empty row, an empty column and a full row; a kernel an
-    empty slice and a full one."""
+    zero stays in the structure), then every forward access again. A matrix has an empty row, an empty
+    column and a full row; a kernel an empty slice and a full one."""
     org = model.organisation_name(organisation)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)

@@ -46,7 +46,8 @@ class EpisodeSampler(torch.utils.data.IterableDataset):
         if speakers is not None:
             for s in speakers:
                 if s not in present_speakers:
-                    raise DataError(f"speaker {s!r} is not in {dataset.source}; allowed: {', '.join(present_speakers)}.")
+                    raise DataError(f"speaker {s!r} is not in {dataset.source}; allowed: "
+                                    f"{', '.join(present_speakers)}.")
         if n_way > len(classes):
             raise DataError(f"n_way={n_way} is larger than the {len(classes)} classes available ({classes}); "
                             f"allowed: n_way <= {len(classes)}.")

@@ -37,8 +37,10 @@ def cmd_bench(args) -> int:
 
 
 def _energy_table(r: dict) -> str:
-    mems = ", ".join(f"{m['name']} {m['depth']:,} x {m['width']} bit ({m['read_pj']:.2f} pJ a read)" for m in r["memories"])
-    lines = [f"layer {r['layer']}, {r['label']} ({r['organisation']}), density {r['density']}, {r['bits']}-bit weights, "
+    mems = ", ".join(f"{m['name']} {m['depth']:,} x {m['width']} bit ({m['read_pj']:.2f} pJ a read)"
+                     for m in r["memories"])
+    lines = [f"layer {r['layer']}, {r['label']} ({r['organisation']}), density {r['density']}, "
+             f"{r['bits']}-bit weights, "
              f"{r['schedule']} schedule: {r['synapses']:,} synapses",
              f"memories: {mems}",
              f"{'pass':<9} {'energy uJ':>10} {'memory uJ':>10} {'datapath uJ':>12}  reads / writes per memory"]
@@ -194,7 +196,8 @@ def cmd_eval(args) -> int:
     cfg = dataclasses.replace(base, maml=maml, data=args.data or base.data)
     ds = load_source(cfg.data, split="test", channels=cfg.channels, steps=cfg.steps)
     steps = sorted({args.inner_steps or cfg.maml.inner_steps, 1})
-    rows = list(evaluate_steps(ck, ds, cfg, tasks=args.tasks, devices=args.devices, steps=steps, rule=args.rule).items())
+    rows = list(evaluate_steps(ck, ds, cfg, tasks=args.tasks, devices=args.devices, steps=steps,
+                               rule=args.rule).items())
     print(f"deployable integer network, {cfg.n_way}-way {cfg.k_shot}-shot, {args.tasks} tasks, "
           f"{'the integer learning rule' if args.rule == 'integer' else 'the float inner step'}"
           + (f", {args.devices} sampled devices" if args.devices else ""))

@@ -13,9 +13,23 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .options import (UsageError, add_core_options, add_grid_option, add_mesh_options, add_network_options,
-                      add_run_options, check_fault, core_config, core_weights, describe, grid, mesh, network,
-                      network_flags_given, print_json)
+from .options import (
+    UsageError,
+    add_core_options,
+    add_grid_option,
+    add_mesh_options,
+    add_network_options,
+    add_run_options,
+    check_fault,
+    core_config,
+    core_weights,
+    describe,
+    grid,
+    mesh,
+    network,
+    network_flags_given,
+    print_json,
+)
 
 __all__ = ["Design", "DESIGNS", "FPGA_DESIGNS"]
 
