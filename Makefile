@@ -22,6 +22,7 @@ demo: setup
 	$(BIN)/neuromosaic demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -ra --durations=15 tests
 
 bench: setup

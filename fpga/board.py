@@ -1,9 +1,9 @@
 """Board tops and the open-toolchain build (Yosys + nextpnr through amaranth-boards and YoWASP).
 
 For a build of the core alone (the chip behind its host link is ``fpga.top``), the core sits in a
-minimal self-test wrapper: an LFSR loads the weight memory after reset and then streams random spike events and TICKs into the core; output spikes
-toggle an LED. Everything the core computes is therefore live, so synthesis cannot optimise any of it
-away, and the utilisation and Fmax are those of the real core.
+minimal self-test wrapper: an LFSR loads the weight memory after reset and then streams random spike
+events and TICKs into the core; output spikes toggle an LED. Everything the core computes is therefore
+live, so synthesis cannot optimise any of it away, and the utilisation and Fmax are those of the real core.
 """
 
 from __future__ import annotations
