@@ -25,7 +25,7 @@ the write of block ``b`` for it is reported on ``state_write`` in cycle ``c + WR
 before it accepts input.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -39,7 +39,7 @@ from .layouts import EventKind, Phase
 from .memory import SinglePortRAM
 from .synapse import SynapseMemory
 
-__all__ = ["StateWriteSignature", "LIFCore"]
+__all__ = ["NeuronUpdate", "StateWriteSignature", "LIFCore"]
 
 
 def _check_synapses(config: LIFConfig, memory) -> None:
@@ -62,6 +62,68 @@ class StateWriteSignature(wiring.Signature):
 
     def __init__(self, config: LIFConfig):
         super().__init__({"valid": Out(1), "payload": Out(layouts.state_write(config))})
+
+
+class NeuronUpdate(wiring.Component):
+    """The LIF core's compute stage (combinational): the new state of one block of ``lanes`` neurons,
+    ``model.lif`` bit for bit.
+
+    Members
+    -------
+    phase : In(Phase)            -- STEP: the timestep update; otherwise one weight per lane accumulated
+    state : In(block of neuron_state)     -- the block's state as read
+    weights : In(weight_word_bits)        -- the block's weights, one per lane (accumulation)
+    new_state : Out(block of neuron_state)
+    spikes : Out(lanes)          -- the lanes that fire (STEP only)
+    """
+
+    def __init__(self, config: LIFConfig):
+        self._config = config
+        block = data.ArrayLayout(layouts.neuron_state(config), config.lanes)
+        super().__init__({"phase": In(Phase), "state": In(block), "weights": In(config.weight_word_bits),
+                          "new_state": Out(block), "spikes": Out(config.lanes)})
+
+    def elaborate(self, platform):
+        c = self._config
+        m = Module()
+        v_lo, v_hi = c.membrane_range
+        for lane in range(c.lanes):
+            old = self.state[lane]
+            new = self.new_state[lane]
+            weight = self.weights[lane * c.weight_bits:(lane + 1) * c.weight_bits].as_signed()
+            # V + I before saturation, and the spike test on it computed in parallel:
+            # sat(v_sum) - R >= theta  <=>  v_sum > v_hi ? R <= v_hi - theta : v_sum - (R + theta) >= 0
+            # (below v_lo it cannot fire: v_lo < 0 < theta and R >= 0).
+            decayed = decay(old.membrane, c.membrane_decay_shift)
+            v_decayed = Signal(decayed.shape(), name=f"v_decayed_{lane}")
+            # Amaranth widens every operation, so these exact widths can never overflow.
+            v_sum = Signal((v_decayed + old.current).shape(), name=f"v_sum_{lane}")
+            margin_expr = v_decayed + (old.current - (old.refractory + c.threshold))
+            margin = Signal(margin_expr.shape(), name=f"margin_{lane}")
+            fire = Signal(name=f"fire_{lane}")
+            r_decayed = Signal(c.refractory_bits, name=f"r_decayed_{lane}")
+            m.d.comb += [
+                v_decayed.eq(decayed),
+                v_sum.eq(v_decayed + old.current),
+                margin.eq(margin_expr),
+                fire.eq(Mux(v_sum > v_hi, old.refractory <= v_hi - c.threshold, ~margin[-1])),
+                r_decayed.eq(decay(old.refractory, c.refractory_decay_shift)),
+            ]
+            with m.If(self.phase == Phase.STEP):
+                m.d.comb += [
+                    new.current.eq(decay(old.current, c.current_decay_shift)),
+                    new.membrane.eq(saturate(v_sum, v_lo, v_hi)),
+                    new.refractory.eq(Mux(fire, saturate(r_decayed + c.refractory_jump, *c.refractory_range),
+                                          r_decayed)),
+                    self.spikes[lane].eq(fire),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    new.current.eq(saturate(old.current + weight, *c.current_range)),
+                    new.membrane.eq(old.membrane),
+                    new.refractory.eq(old.refractory),
+                ]
+        return m
 
 
 class LIFCore(CheckedComponent):
@@ -181,45 +243,9 @@ class LIFCore(CheckedComponent):
                      q_weights.eq(wmem.read_data if sm is None else p_weights)]
 
         # -- compute and write stage ---------------------------------------------------------------
-        new_state = Signal.like(s_wr.data)
-        spike_bits = Signal(L)
-        v_lo, v_hi = c.membrane_range
-        for lane in range(L):
-            old = q_state[lane]
-            new = new_state[lane]
-            weight = q_weights[lane * c.weight_bits:(lane + 1) * c.weight_bits].as_signed()
-            # V + I before saturation, and the spike test on it computed in parallel:
-            # sat(v_sum) - R >= theta  <=>  v_sum > v_hi ? R <= v_hi - theta : v_sum - (R + theta) >= 0
-            # (below v_lo it cannot fire: v_lo < 0 < theta and R >= 0).
-            decayed = decay(old.membrane, c.membrane_decay_shift)
-            v_decayed = Signal(decayed.shape(), name=f"v_decayed_{lane}")
-            # Amaranth widens every operation, so these exact widths can never overflow.
-            v_sum = Signal((v_decayed + old.current).shape(), name=f"v_sum_{lane}")
-            margin_expr = v_decayed + (old.current - (old.refractory + c.threshold))
-            margin = Signal(margin_expr.shape(), name=f"margin_{lane}")
-            fire = Signal(name=f"fire_{lane}")
-            r_decayed = Signal(c.refractory_bits, name=f"r_decayed_{lane}")
-            m.d.comb += [
-                v_decayed.eq(decayed),
-                v_sum.eq(v_decayed + old.current),
-                margin.eq(margin_expr),
-                fire.eq(Mux(v_sum > v_hi, old.refractory <= v_hi - c.threshold, ~margin[-1])),
-                r_decayed.eq(decay(old.refractory, c.refractory_decay_shift)),
-            ]
-            with m.If(q_phase == Phase.STEP):
-                m.d.comb += [
-                    new.current.eq(decay(old.current, c.current_decay_shift)),
-                    new.membrane.eq(saturate(v_sum, v_lo, v_hi)),
-                    new.refractory.eq(Mux(fire, saturate(r_decayed + c.refractory_jump, *c.refractory_range),
-                                          r_decayed)),
-                    spike_bits[lane].eq(fire),
-                ]
-            with m.Else():
-                m.d.comb += [
-                    new.current.eq(saturate(old.current + weight, *c.current_range)),
-                    new.membrane.eq(old.membrane),
-                    new.refractory.eq(old.refractory),
-                ]
+        m.submodules.update = update = NeuronUpdate(c)
+        m.d.comb += [update.phase.eq(q_phase), update.state.eq(q_state), update.weights.eq(q_weights)]
+        new_state, spike_bits = update.new_state, update.spikes
 
         # The register stage takes the word being written instead of the memory's (stale) output when
         # it holds the same block: back-to-back events on one block (blocks <= 2) see the newest state.
@@ -244,13 +270,6 @@ class LIFCore(CheckedComponent):
 
         # -- spike emission ------------------------------------------------------------------------
         scan = Signal(range(B + 1))         # next spike-mask word to read
-        pending = Signal(L)                 # spikes of word ``pending_block`` not yet sent
-        pending_block = Signal(range(B))
-        lowest = Signal(range(L))
-        for lane in reversed(range(L)):
-            with m.If(pending[lane]):
-                m.d.comb += lowest.eq(lane)
-        remaining = pending & (pending - 1)
         m.d.comb += k_rd.addr.eq(scan)
 
         with m.FSM(init="CLEAR"):
@@ -307,41 +326,54 @@ class LIFCore(CheckedComponent):
                 with m.If(~p_valid & ~q_valid):
                     m.next = "SCAN_FETCH"
 
-            with m.State("SCAN_FETCH"):
-                m.d.sync += scan.eq(scan + 1)
-                m.next = "SCAN_CHECK"
+            self._emission_states(m, k_rd, scan)
 
-            with m.State("SCAN_CHECK"):      # k_rd.data holds word scan - 1
-                with m.If(k_rd.data == 0):
+        return m
+
+    def _emission_states(self, m, k_rd, scan):
+        """The FSM's states after a TICK's sweep: the spike-mask words are read in turn (``scan``: the
+        next one) and the spiking neurons of each sent in ascending order, then a TICK."""
+        B, L = self._config.blocks, self._config.lanes
+        pending = Signal(L)                 # spikes of word ``pending_block`` not yet sent
+        pending_block = Signal(range(B))
+        lowest = Const(0, range(L))         # the lowest lane in ``pending``
+        for lane in reversed(range(L)):
+            lowest = Mux(pending[lane], lane, lowest)
+        remaining = pending & (pending - 1)
+
+        with m.State("SCAN_FETCH"):
+            m.d.sync += scan.eq(scan + 1)
+            m.next = "SCAN_CHECK"
+
+        with m.State("SCAN_CHECK"):      # k_rd.data holds word scan - 1
+            with m.If(k_rd.data == 0):
+                with m.If(scan == B):
+                    m.next = "TICK_OUT"
+                with m.Else():
+                    m.d.sync += scan.eq(scan + 1)
+            with m.Else():
+                m.d.sync += [pending.eq(k_rd.data), pending_block.eq(scan - 1)]
+                m.next = "EMIT"
+
+        with m.State("EMIT"):
+            m.d.comb += [
+                self.spikes.valid.eq(1),
+                self.spikes.payload.kind.eq(EventKind.SPIKE),
+                self.spikes.payload.address.eq(pending_block * L + lowest),
+            ]
+            with m.If(self.spikes.ready):
+                m.d.sync += pending.eq(remaining)
+                with m.If(remaining == 0):
                     with m.If(scan == B):
                         m.next = "TICK_OUT"
                     with m.Else():
-                        m.d.sync += scan.eq(scan + 1)
-                with m.Else():
-                    m.d.sync += [pending.eq(k_rd.data), pending_block.eq(scan - 1)]
-                    m.next = "EMIT"
+                        m.next = "SCAN_FETCH"
 
-            with m.State("EMIT"):
-                m.d.comb += [
-                    self.spikes.valid.eq(1),
-                    self.spikes.payload.kind.eq(EventKind.SPIKE),
-                    self.spikes.payload.address.eq(pending_block * L + lowest),
-                ]
-                with m.If(self.spikes.ready):
-                    m.d.sync += pending.eq(remaining)
-                    with m.If(remaining == 0):
-                        with m.If(scan == B):
-                            m.next = "TICK_OUT"
-                        with m.Else():
-                            m.next = "SCAN_FETCH"
-
-            with m.State("TICK_OUT"):
-                m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.kind.eq(EventKind.TICK)]
-                with m.If(self.spikes.ready):
-                    m.d.sync += scan.eq(0)
-                    m.next = "IDLE"
-
-        return m
+        with m.State("TICK_OUT"):
+            m.d.comb += [self.spikes.valid.eq(1), self.spikes.payload.kind.eq(EventKind.TICK)]
+            with m.If(self.spikes.ready):
+                m.d.sync += scan.eq(0)
+                m.next = "IDLE"
 
     # -- with a synapse memory ---------------------------------------------------------------------
     def _synapse_results(self, m, sm, issue, issue_phase, rd_block, lane_word):
