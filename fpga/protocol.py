@@ -1,5 +1,5 @@
-"""The host link's frame layout: defined here once, read by the gateware (``fpga/link.py``) and by the
-host driver (``fpga/host.py``).
+"""The host link's frame layout: defined here once, read by the gateware (``fpga.link``) and by the
+host driver (``fpga.host``).
 
 Every frame, either way, is::
 
@@ -26,20 +26,25 @@ import json
 import zlib
 from dataclasses import dataclass
 
+from amaranth.lib.crc import catalog as crc_catalog
+
 from ..model.config import ConfigError, Field, pack_fields, unpack_fields
 from ..model.learning import LearningConfig, command_fields, logit_fields, rate_fields, readout_load_fields
 from ..model.router import mesh_table_fields
 from ..model.snn import SRNNConfig
 from ..model.tiles import MosaicConfig
 
-__all__ = ["SYNC", "HEADER_BYTES", "TRAILER_BYTES", "CRC16_POLY", "CRC16_INIT", "ERRORS", "LinkConfig",
-           "Message", "Protocol", "crc_update", "crc_terms", "write_digest", "frame", "item_bytes", "items_to_bytes",
-           "bytes_to_items", "config_identity"]
+__all__ = ["SYNC", "HEADER_BYTES", "TRAILER_BYTES", "CRC16", "CRC16_INIT", "ERRORS", "LinkConfig", "Message",
+           "Protocol", "crc16", "write_digest", "frame", "item_bytes", "items_to_bytes", "bytes_to_items",
+           "config_identity"]
 
 SYNC = 0xA5
 HEADER_BYTES = 4                 # SYNC, type, length (2)
 TRAILER_BYTES = 2                # CRC-16
-CRC16_POLY, CRC16_INIT = 0x1021, 0xFFFF
+# The frames' CRC, computed by the gateware (``CRC16(data_width=...).create()``) and the host (``compute``).
+CRC16 = crc_catalog.CRC16_CCITT_FALSE
+CRC16_INIT = CRC16.initial_crc
+_CRC16_BYTES = CRC16(data_width=8)
 
 # NAK reasons: the frame was dropped, nothing of it executed.
 ERRORS = {
@@ -53,44 +58,15 @@ ERRORS = {
 ERR_CRC, ERR_TYPE, ERR_LENGTH, ERR_TRUNCATED, ERR_OVERRUN, ERR_FRAMING = range(1, 7)
 
 
-def crc_update(crc: int, data: int, data_bits: int, poly: int = CRC16_POLY, width: int = 16) -> int:
-    """The CRC register after ``data_bits`` bits of ``data``, most significant bit first."""
-    mask = (1 << width) - 1
-    for i in reversed(range(data_bits)):
-        top = (crc >> (width - 1)) & 1
-        crc = (crc << 1) & mask
-        if top ^ ((data >> i) & 1):
-            crc ^= poly
-    return crc
-
-
-def crc_terms(data_bits: int, poly: int = CRC16_POLY, width: int = 16) -> list[tuple[int, int]]:
-    """The CRC update as XORs: for each bit of the new register, the masks of the old register's bits
-    and of the data's bits whose XOR it is (``crc_update`` is linear over GF(2)). The gateware's
-    one-cycle CRC."""
-    # Each register bit as a pair of masks (state bits, data bits); XOR is the pair's XOR.
-    reg = [(1 << i, 0) for i in range(width)]
-    for i in reversed(range(data_bits)):
-        top = reg[width - 1]
-        fb = (top[0], top[1] ^ (1 << i))
-        reg = [(0, 0)] + reg[:-1]
-        reg = [(r[0] ^ fb[0], r[1] ^ fb[1]) if (poly >> b) & 1 else r for b, r in enumerate(reg)]
-    return reg
-
-
 def write_digest(news, bits: int) -> int:
-    """The link's weight-write digest: CRC-16 (the frames' polynomial) of the ``bits``-bit new values
+    """The link's weight-write digest: CRC-16 (the frames' algorithm) of the ``bits``-bit new values
     of the readout weight writes, in write order."""
-    crc = CRC16_INIT
-    for v in news:
-        crc = crc_update(crc, v & ((1 << bits) - 1), bits)
-    return crc
+    return CRC16(data_width=bits).compute(v & ((1 << bits) - 1) for v in news)
 
 
-def crc16(data: bytes, crc: int = CRC16_INIT) -> int:
-    for b in data:
-        crc = crc_update(crc, b, 8)
-    return crc
+def crc16(data: bytes) -> int:
+    """The CRC-16 of a frame's bytes (the host's side of the gateware's ``CRC16`` processors)."""
+    return _CRC16_BYTES.compute(data)
 
 
 def item_bytes(fields: tuple[Field, ...]) -> int:

@@ -189,6 +189,157 @@ def _readout_memory(config: SRNNConfig, synapses, rows) -> synapse_model.Synapse
     return synapses
 
 
+class Readout(wiring.Component):
+    """The readout's leaky integrators, one per output, and their reduction over time into the
+    logits (``model.snn.integer_readout``).
+
+    Members
+    -------
+    word : In(valid, payload: ``outputs`` weights)   -- a spike's readout weights, added to the drives
+    result : In(valid, output, weight)   -- one output's weight, added to its drive (a synapse memory's result)
+    step : In(1)      -- the timestep: ``O_k <- sat(O_k - (O_k >> s) + drive_k)``, reduced into ``logit_k``
+    clear : In(1)     -- a new sample: drives, integrators and logits to zero
+    logits : Out(array of ``outputs`` signed(logit_bits))
+    """
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig):
+        self.config = c = config
+        K, wb = c.outputs, c.readout_weight_bits
+        super().__init__({
+            "word": In(wiring.Signature({"valid": Out(1), "payload": Out(K * wb)})),
+            "result": In(wiring.Signature({"valid": Out(1), "payload": Out(data.StructLayout(
+                {"output": range(K), "weight": signed(wb)}))})),
+            "step": In(1), "clear": In(1),
+            "logits": Out(data.ArrayLayout(signed(c.logit_bits), K)),
+        })
+
+    def elaborate(self, platform):
+        c = self.config
+        K, N, wb, s = c.outputs, c.neurons, c.readout_weight_bits, c.readout_decay_shift
+        m = Module()
+        drive = [Signal(signed(wb + bits_for(N) + 1), name=f"drive_{k}") for k in range(K)]
+        state = [Signal(signed(c.readout_bits), name=f"readout_{k}") for k in range(K)]
+        logit = [Signal(signed(c.logit_bits), name=f"logit_{k}") for k in range(K)]
+        first = Signal(init=1)                          # no timestep of this sample yet
+        m.d.comb += [self.logits[k].eq(logit[k]) for k in range(K)]
+        with m.If(self.word.valid):
+            m.d.sync += [drive[k].eq(drive[k] + self.word.payload.word_select(k, wb).as_signed()) for k in range(K)]
+        with m.If(self.result.valid):
+            for k in range(K):
+                with m.If(self.result.payload.output == k):
+                    m.d.sync += drive[k].eq(drive[k] + self.result.payload.weight)
+        with m.If(self.step):
+            for k in range(K):
+                o_new = Signal(signed(c.readout_bits), name=f"readout_next_{k}")
+                m.d.comb += o_new.eq(saturate(decay(state[k], s) + drive[k], *c.readout_range))
+                if c.readout_reduce == "sum":
+                    reduced = saturate(logit[k] + o_new, *c.logit_range)
+                else:
+                    reduced = Mux(o_new > logit[k], o_new, logit[k])
+                m.d.sync += [state[k].eq(o_new), drive[k].eq(0), logit[k].eq(Mux(first, o_new, reduced))]
+            m.d.sync += first.eq(0)
+        with m.If(self.clear):
+            m.d.sync += [v.eq(0) for v in drive + state + logit] + [first.eq(1)]
+        return m
+
+
+class Softmax(wiring.Component):
+    """The errors of a learning sample: ``onehot(label) << prob_bits`` minus the integer softmax of its
+    logits (``model.learning.integer_softmax``): the exponent of each output's distance from the
+    largest logit, one a cycle (pipelined), then each probability by restoring division, one
+    quotient bit a cycle.
+
+    Members
+    -------
+    logits : In(array of ``outputs`` signed(logit_bits))
+    track : In(1), index : In(range(outputs))  -- logit ``index`` was reported (the largest is kept)
+    start : In(1), label : In(range(outputs))  -- compute the errors against ``label``
+    done : Out(1)                              -- the last error is written in this cycle
+    errors : Out(array of ``outputs`` signed(error_bits))
+    """
+
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig):
+        self.config, self.cfg = config, cfg
+        K = config.outputs
+        super().__init__({"logits": In(data.ArrayLayout(signed(config.logit_bits), K)),
+                          "track": In(1), "index": In(range(K)), "start": In(1), "label": In(range(K)),
+                          "done": Out(1), "errors": Out(data.ArrayLayout(signed(error_bits(cfg)), K))})
+
+    def elaborate(self, platform):
+        c, cfg = self.config, self.cfg
+        K, P = c.outputs, cfg.prob_bits
+        NUMB = cfg.exp_table_bits + 1                   # table[0] == 2**exp_table_bits
+        SUMB = NUMB + bits_for(K) + 1
+        m = Module()
+        logit_a = Array(self.logits[i] for i in range(K))
+        err_a = Array(Signal(signed(error_bits(cfg)), name=f"error_{i}") for i in range(K))
+        num_a = Array(Signal(unsigned(NUMB), name=f"exp_{i}") for i in range(K))
+        m.d.comb += [self.errors[i].eq(err_a[i]) for i in range(K)]
+        k = Signal(range(K))
+        last_k = k == K - 1
+        top = Signal(signed(c.logit_bits))              # the largest logit
+        total = Signal(unsigned(SUMB))                  # sum of the exponents
+        with m.If(self.track):
+            i = self.index
+            m.d.sync += top.eq(Mux((i == 0) | (logit_a[i] > top), logit_a[i], top))
+            with m.If(i == K - 1):
+                m.d.sync += total.eq(0)
+        # The exponent of output v_k, pipelined (the critical path otherwise) from the registered v.
+        dist_bits = softmax_distance_bits(c.logit_shift, cfg)
+        dist = Signal(unsigned(c.logit_bits + 1))
+        dist_c = Signal(unsigned(dist_bits + 1))
+        v = Signal(unsigned(dist_bits + 1 + _LOG2E_Q.bit_length()))
+        m.d.comb += [dist.eq(top - logit_a[k]), dist_c.eq(Mux(dist >= (1 << dist_bits), 1 << dist_bits, dist)),
+                     v.eq((dist_c * _LOG2E_Q) >> (c.logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits))]
+        v_r = Signal.like(v)
+        v_k = Signal(range(K))
+        v_valid = Signal()
+        whole = v_r >> cfg.exp_frac_bits
+        frac = v_r[:cfg.exp_frac_bits] if cfg.exp_frac_bits else Const(0, 1)
+        entry = Array(Const(t, NUMB) for t in cfg.exp_table())[frac]
+        exp_k = Signal(unsigned(NUMB))
+        m.d.comb += exp_k.eq(Mux(whole < cfg.exp_table_bits + 1, entry >> whole[:bits_for(NUMB + 1)], 0))
+        with m.If(v_valid):
+            m.d.sync += [num_a[v_k].eq(exp_k), total.eq(total + exp_k)]
+        # p_k = (exp_k << P) // total, one bit a cycle.
+        rem = Signal(unsigned(SUMB + 1))
+        quo = Signal(unsigned(P + 1))
+        bit = Signal(range(P + 1))
+        ge = Signal()
+        m.d.comb += ge.eq(rem >= total)
+        quotient = Cat(ge, quo)[:P + 1]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += k.eq(0)
+                    m.next = "EXP"
+            with m.State("EXP"):                         # the exponent of every output, and their sum
+                m.d.sync += [v_r.eq(v), v_k.eq(k), v_valid.eq(1), k.eq(k + 1)]
+                with m.If(last_k):
+                    m.d.sync += k.eq(0)
+                    m.next = "EXP_LAST"
+
+            with m.State("EXP_LAST"):                    # the last exponent leaves the pipeline
+                m.d.sync += v_valid.eq(0)
+                m.next = "DIV_LOAD"
+
+            with m.State("DIV_LOAD"):
+                m.d.sync += [rem.eq(num_a[k]), quo.eq(0), bit.eq(0)]
+                m.next = "DIV"
+
+            with m.State("DIV"):
+                m.d.sync += [quo.eq(quotient), rem.eq(Mux(ge, rem - total, rem) << 1), bit.eq(bit + 1)]
+                with m.If(bit == P):
+                    m.d.sync += [err_a[k].eq(Mux(self.label == k, 1 << P, 0) - quotient), k.eq(k + 1)]
+                    with m.If(last_k):
+                        m.d.sync += k.eq(0)
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "DIV_LOAD"
+        return m
+
+
 class LearningEngine(CheckedComponent):
     """The readout of the SRNN and its integer learning rule, generated from an :class:`SRNNConfig`
     and a :class:`LearningConfig`.
@@ -264,11 +415,8 @@ class LearningEngine(CheckedComponent):
         sm = self._synapses
         c, cfg = self.config, self.cfg
         K, N, wb, s = c.outputs, c.neurons, c.readout_weight_bits, c.readout_decay_shift
-        f, P, EB, AB = cfg.trace_frac_bits, cfg.prob_bits, cfg.elig_bits, cfg.acc_bits
+        f, EB, AB = cfg.trace_frac_bits, cfg.elig_bits, cfg.acc_bits
         TB = trace_bits(s, cfg)
-        table = cfg.exp_table()
-        NUMB = cfg.exp_table_bits + 1                   # table[0] == 2**exp_table_bits
-        SUMB = NUMB + bits_for(K) + 1
         m = Module()
 
         # -- memories -------------------------------------------------------------------------------
@@ -286,17 +434,15 @@ class LearningEngine(CheckedComponent):
         m.submodules.update = upd = UpdateUnit(c, cfg)
         m.d.comb += [upd.rate.eq(self.rate), upd.out.ready.eq(1)]
 
-        # -- per-output registers -------------------------------------------------------------------
-        drive_bits = wb + bits_for(N) + 1
-        drive = [Signal(signed(drive_bits), name=f"drive_{k}") for k in range(K)]
-        state = [Signal(signed(c.readout_bits), name=f"readout_{k}") for k in range(K)]
-        logit = [Signal(signed(c.logit_bits), name=f"logit_{k}") for k in range(K)]
-        err = [Signal(signed(error_bits(cfg)), name=f"error_{k}") for k in range(K)]
-        num = [Signal(unsigned(NUMB), name=f"exp_{k}") for k in range(K)]
-        logit_a, err_a, num_a = Array(logit), Array(err), Array(num)
-        first = Signal(init=1)                          # no timestep of this sample yet
+        # -- the readout and the softmax ----------------------------------------------------------------
+        m.submodules.readout = readout = Readout(c, cfg)
+        m.submodules.softmax = softmax = Softmax(c, cfg)
+        m.d.comb += softmax.logits.eq(readout.logits)
+        logit_a = Array(readout.logits[kk] for kk in range(K))
+        err_a = Array(softmax.errors[kk] for kk in range(K))
         label = Signal(range(K))
         learn = Signal()
+        m.d.comb += softmax.label.eq(label)
 
         k = Signal(range(K))
         j = Signal(range(N))
@@ -313,18 +459,14 @@ class LearningEngine(CheckedComponent):
         # -- spike events: one readout weight word a cycle, added to every output's drive -----------
         take_spike = Signal()
         updating = Signal()                             # the synapse memory's results are an update's
-        if sm is None:
-            spike_valid = Signal()
-            m.d.sync += spike_valid.eq(take_spike)
-            with m.If(spike_valid):
-                for kk in range(K):
-                    m.d.sync += drive[kk].eq(drive[kk] + w_rd.data.word_select(kk, wb).as_signed())
+        if sm is None:                                  # the spike's weight word, a cycle after its read
+            m.d.sync += readout.word.valid.eq(take_spike)
+            m.d.comb += readout.word.payload.eq(w_rd.data)
         else:                                           # one (output, weight) result a cycle
             res = sm.results
-            with m.If(res.valid & ~updating):
-                for kk in range(K):
-                    with m.If(res.payload.neuron == kk):
-                        m.d.sync += drive[kk].eq(drive[kk] + res.payload.weight)
+            m.d.comb += [readout.result.valid.eq(res.valid & ~updating),
+                         readout.result.payload.output.eq(res.payload.neuron),
+                         readout.result.payload.weight.eq(res.payload.weight)]
 
         # -- the trace sweep of a TICK (issue j, then update j one cycle later) ----------------------
         sweep_valid = Signal()
@@ -341,17 +483,7 @@ class LearningEngine(CheckedComponent):
                          s_wr.en.eq(1), s_wr.addr.eq(sweep_j), s_wr.data.eq(0)]
             with m.If(sweep_j == N - 1):
                 m.d.comb += sweep_done.eq(1)
-        with m.If(sweep_done):                          # the readout's timestep, every output at once
-            for kk in range(K):
-                o_new = saturate(decay(state[kk], s) + drive[kk], *c.readout_range)
-                o_sig = Signal(signed(c.readout_bits), name=f"readout_next_{kk}")
-                m.d.comb += o_sig.eq(o_new)
-                if c.readout_reduce == "sum":
-                    reduced = saturate(logit[kk] + o_sig, *c.logit_range)
-                else:
-                    reduced = Mux(o_sig > logit[kk], o_sig, logit[kk])
-                m.d.sync += [state[kk].eq(o_sig), drive[kk].eq(0), logit[kk].eq(Mux(first, o_sig, reduced))]
-            m.d.sync += first.eq(0)
+        m.d.comb += readout.step.eq(sweep_done)        # the readout's timestep, every output at once
 
         # -- the accumulation of a learning sample: acc[k, j] += err[k] * E[j] ----------------------
         mac_valid = Signal()
@@ -416,34 +548,6 @@ class LearningEngine(CheckedComponent):
                 m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_UPDATE),
                              cmd.payload.post.eq(write_lane), cmd.payload.pre.eq(write_word),
                              cmd.payload.value.eq(write_value)]
-
-        # -- softmax registers -------------------------------------------------------------------------
-        top = Signal(signed(c.logit_bits))              # the largest logit
-        total = Signal(unsigned(SUMB))                  # sum of the exponents
-        rem = Signal(unsigned(SUMB + 1))
-        quo = Signal(unsigned(P + 1))
-        bit = Signal(range(P + 1))
-        dist_bits = softmax_distance_bits(c.logit_shift, cfg)
-        dist = Signal(unsigned(c.logit_bits + 1))
-        m.d.comb += dist.eq(top - logit_a[k])
-        dist_c = Signal(unsigned(dist_bits + 1))
-        m.d.comb += dist_c.eq(Mux(dist >= (1 << dist_bits), 1 << dist_bits, dist))
-        v = Signal(unsigned(dist_bits + 1 + _LOG2E_Q.bit_length()))
-        m.d.comb += v.eq((dist_c * _LOG2E_Q) >> (c.logit_shift + _LOG2E_FRAC - cfg.exp_frac_bits))
-        # Pipelined (the critical path otherwise): the exponent of output v_k from the registered v.
-        v_r = Signal.like(v)
-        v_k = Signal(range(K))
-        v_valid = Signal()
-        whole = v_r >> cfg.exp_frac_bits
-        frac = v_r[:cfg.exp_frac_bits] if cfg.exp_frac_bits else Const(0, 1)
-        entry = Array(Const(t, NUMB) for t in table)[frac]
-        exp_k = Signal(unsigned(NUMB))
-        m.d.comb += exp_k.eq(Mux(whole < cfg.exp_table_bits + 1, entry >> whole[:bits_for(NUMB + 1)], 0))
-        with m.If(v_valid):
-            m.d.sync += [num_a[v_k].eq(exp_k), total.eq(total + exp_k)]
-        ge = Signal()
-        m.d.comb += ge.eq(rem >= total)
-        quotient = Cat(ge, quo)[:P + 1]
 
         # -- control ------------------------------------------------------------------------------------
         with m.FSM(init="CLEAR"):
@@ -510,41 +614,23 @@ class LearningEngine(CheckedComponent):
             with m.State("LOGITS"):
                 m.d.comb += [self.logits.valid.eq(1), self.logits.payload.output.eq(k),
                              self.logits.payload.value.eq(logit_a[k])]
+                m.d.comb += [softmax.track.eq(self.logits.ready), softmax.index.eq(k)]
                 with m.If(self.logits.ready):
-                    m.d.sync += [k.eq(k + 1), top.eq(Mux((k == 0) | (logit_a[k] > top), logit_a[k], top))]
+                    m.d.sync += k.eq(k + 1)
                     with m.If(last_k):
-                        m.d.sync += [k.eq(0), total.eq(0)]
+                        m.d.sync += k.eq(0)
                         m.next = "LOGITS_DONE"
 
             with m.State("LOGITS_DONE"):
                 with m.If(learn):
-                    m.next = "EXP"
+                    m.d.comb += softmax.start.eq(1)
+                    m.next = "SOFTMAX"
                 with m.Else():
                     m.next = "CLEAR_SAMPLE"
 
-            with m.State("EXP"):                         # the exponent of every output, and their sum
-                m.d.sync += [v_r.eq(v), v_k.eq(k), v_valid.eq(1), k.eq(k + 1)]
-                with m.If(last_k):
-                    m.d.sync += k.eq(0)
-                    m.next = "EXP_LAST"
-
-            with m.State("EXP_LAST"):                    # the last exponent leaves the pipeline
-                m.d.sync += v_valid.eq(0)
-                m.next = "DIV_LOAD"
-
-            with m.State("DIV_LOAD"):
-                m.d.sync += [rem.eq(num_a[k]), quo.eq(0), bit.eq(0)]
-                m.next = "DIV"
-
-            with m.State("DIV"):                         # p_k = (exp_k << P) // total, one bit a cycle
-                m.d.sync += [quo.eq(quotient), rem.eq(Mux(ge, rem - total, rem) << 1), bit.eq(bit + 1)]
-                with m.If(bit == P):
-                    m.d.sync += [err_a[k].eq(Mux(label == k, 1 << P, 0) - quotient), k.eq(k + 1)]
-                    with m.If(last_k):
-                        m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
-                        m.next = "MAC"
-                    with m.Else():
-                        m.next = "DIV_LOAD"
+            with m.State("SOFTMAX"):                     # the errors of the sample's logits
+                with m.If(softmax.done):
+                    m.next = "MAC"
 
             with m.State("MAC"):                         # issue (k, j); the add follows a cycle later
                 m.d.comb += [t_rd.addr.eq(j), a_rd.addr.eq(n)]
@@ -562,9 +648,7 @@ class LearningEngine(CheckedComponent):
                 m.d.sync += j.eq(j + 1)
                 with m.If(last_j):
                     m.d.sync += j.eq(0)
-                    for kk in range(K):
-                        m.d.sync += [drive[kk].eq(0), state[kk].eq(0), logit[kk].eq(0)]
-                    m.d.sync += first.eq(1)
+                    m.d.comb += readout.clear.eq(1)
                     m.next = "IDLE"
 
             if sm is None:
