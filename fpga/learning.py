@@ -18,7 +18,8 @@ from ..model.learning import OP_END, OP_UPDATE, LearningConfig
 from ..model.snn import SRNNConfig
 from ..rtl.layouts import EventKind
 from ..rtl.learning import LearningCore
-from .board import BoardBuild, Lfsr, board_spec, build_top, synthesis_estimate
+from .board import BoardBuild, Lfsr, build_top, synthesis_estimate
+from .boards import board_spec
 
 __all__ = ["LearningSelfTest", "build_learning", "estimate_learning"]
 

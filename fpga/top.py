@@ -1,19 +1,13 @@
 """Board tops: the chip (a ``LearningCore`` or a ``Mosaic``) behind the host link.
 
 :class:`ChipTop` is the chip and its :class:`~.link.HostLink` with the UART pins as ports: what the
-full-board cosimulation drives (``cosim/board.py``) and what :class:`BoardTop` puts on a board (the
+full-board cosimulation drives (``cosim.board``) and what :class:`BoardTop` puts on a board (the
 pins through the board's ``uart`` resource; LED 0 toggles on every hidden spike, LED 1 on every logit).
-
-``BOARD_CHIPS`` are the networks each board carries by default: on the iCEBreaker's
-iCE40UP5K, the seed's 256-neuron SRNN (256 channels, 2 lanes, its weights in the four SPRAMs) with a
-5-way readout that learns on chip, at the readout and learning widths of ``UP5K_NETWORK`` and
-``UP5K_LEARNING`` (it then fills 5,273 of the 5,280 logic cells); on the ULX3S's ECP5-85F, the FSDD
-network (64 neurons) as a 4 x 4 Mosaic, the layout it was meta-trained for.
+The chip a board carries by default, its widths and its clock are the board's record (``fpga.boards``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -26,64 +20,36 @@ from ..model.snn import SRNNConfig
 from ..model.tiles import MosaicConfig
 from ..rtl.learning import LearningCore
 from ..rtl.mosaic import Mosaic
+from .boards import board_spec
 from .link import HostLink
 from .protocol import LinkConfig, Protocol
 
-__all__ = ["ChipTop", "BoardTop", "BOARD_CLOCKS", "BOARD_CHIPS", "UP5K_NETWORK", "UP5K_LEARNING", "board_chip",
-           "board_learning", "board_protocol", "build_board", "describe", "up5k_network"]
+__all__ = ["ChipTop", "BoardTop", "board_chip", "board_protocol", "build_board", "describe"]
 
-BOARD_CLOCKS = {"icebreaker": 12_000_000, "ulx3s-85f": 25_000_000}
 BAUD = 1_000_000                  # both boards' FTDI bridges take 1 Mbaud; both clocks divide it exactly
 
 
-# What the iCE40UP5K's 5,280 logic cells hold beside the core and the link: the readout and the
-# learning engine with these widths (the model reads the same config, so it stays bit-exact; the
-# defaults, readout_bits=24, logit_bits=32, acc_bits=40, ..., take about 1,000 cells more).
-UP5K_NETWORK = dict(readout_bits=14, logit_bits=20)
-UP5K_LEARNING = LearningConfig(acc_bits=20, elig_bits=14, prob_bits=10, exp_table_bits=12)
-
-
-# The network each board carries by default (``board_chip`` makes the ULX3S's a 4 x 4 Mosaic).
-BOARD_CHIPS = {
-    "icebreaker": SRNNConfig.make(channels=256, neurons=256, outputs=5, lanes=2, **UP5K_NETWORK),
-    "ulx3s-85f": SRNNConfig.make(channels=64, neurons=64, outputs=5, lanes=4),
-}
-
-
 def board_chip(board: str, network: SRNNConfig | None = None, grid: tuple[int, int] | None = None):
-    """The chip a board carries: ``network`` (default: the board's ``BOARD_CHIPS``) as a ``LearningCore``
-    on the iCEBreaker (``up5k_network`` gives a network the UP5K's widths), as a Mosaic of ``grid``
-    tiles (default 4x4) on the ULX3S. A Mosaic's ports take any routes (capacities = the neuron
-    count): the host loads the tables compiled from the weights."""
-    from .board import board_spec
-    board_spec(board)
-    network = network or BOARD_CHIPS[board]
-    if board == "icebreaker":
+    """The chip a board carries: ``network`` (default: the board's own) as a ``LearningCore``, or on a
+    board that carries a Mosaic as one of ``grid`` tiles (default: the board's). A Mosaic's ports take
+    any routes (capacities = the neuron count): the host loads the tables compiled from the weights."""
+    spec = board_spec(board)
+    network = network or spec.chip
+    if not spec.mosaic:
         return network
-    rows, cols = grid or (4, 4)
+    rows, cols = grid or spec.default_grid
     n = network.neurons
     return MosaicConfig.make(network, rows, cols, tile_capacity=n, between_capacity=n, corner_capacity=n)
 
 
-def up5k_network(network: SRNNConfig, keep=()) -> SRNNConfig:
-    """``network`` with the UP5K's readout widths (``UP5K_NETWORK``; fields in ``keep`` left as they are)."""
-    return dataclasses.replace(network, **{k: v for k, v in UP5K_NETWORK.items() if k not in keep})
-
-
-def board_learning(board: str) -> LearningConfig:
-    """The learning rule's widths a board carries by default."""
-    return UP5K_LEARNING if board == "icebreaker" else LearningConfig()
-
-
 def board_protocol(board: str, chip: SRNNConfig | MosaicConfig | None = None,
                    cfg: LearningConfig | None = None, baud: int = BAUD) -> Protocol:
-    """The protocol of ``chip`` (default: the board's ``BOARD_CHIPS``) with ``cfg`` (default: the
-    board's ``board_learning``) at the board's clock."""
-    cfg = board_learning(board) if cfg is None else cfg
-    from .board import board_spec
-    board_spec(board)
+    """The protocol of ``chip`` (default: the board's own) with ``cfg`` (default: the board's learning
+    widths) at the board's clock."""
+    spec = board_spec(board)
+    cfg = spec.learning if cfg is None else cfg
     chip = board_chip(board) if chip is None else chip
-    return Protocol(chip, cfg, LinkConfig(clock_hz=BOARD_CLOCKS[board], baud=baud))
+    return Protocol(chip, cfg, LinkConfig(clock_hz=spec.clock_hz, baud=baud))
 
 
 class ChipTop(wiring.Component):
@@ -181,9 +147,10 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
     ``{name}.report.json`` and ``{name}.report.md`` (utilisation per resource, Fmax against the board
     clock, critical path) under ``out_dir/board``. Returns the ``BoardBuild``."""
     from .board import build_top
-    if protocol.link.clock_hz != BOARD_CLOCKS[board]:
+    clock_hz = board_spec(board).clock_hz
+    if protocol.link.clock_hz != clock_hz:
         raise ValueError(f"the link is set for a {protocol.link.clock_hz} Hz clock; {board} runs at "
-                         f"{BOARD_CLOCKS[board]} Hz (use board_protocol).")
+                         f"{clock_hz} Hz (use board_protocol).")
     b = build_top(BoardTop(protocol, tables), protocol.config_dict(), board, out_dir, name)
     b.report.update(chip=describe(protocol), link=protocol.link.to_dict(), bitstream=str(b.bitstream),
                     identity=f"0x{protocol.identity:08x}")

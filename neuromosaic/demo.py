@@ -2,7 +2,7 @@
 
 1. meta-train a small SRNN with the hardware in the loop (integer forward pass, MAML);
 2. the deployable integer network (the checkpoint) with the readout and learning widths the iCE40UP5K
-   top carries (``fpga.top.UP5K_NETWORK``, ``UP5K_LEARNING``), and its
+   top carries (the iCEBreaker's record in ``fpga.boards``), and its
    seen / unseen few-shot accuracy with the chip's integer learning rule;
 3. the Verilog of the board top (the chip behind its UART host link);
 4. a few-shot episode (support set with learning, the on-chip update, the query set) on that Verilog
@@ -84,8 +84,9 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
     from .cosim.board import run_board_cosim
     from .cosim.runner import CosimError, generate_verilog
     from .fpga.board import BuildError
+    from .fpga.boards import BOARDS
     from .fpga.protocol import LinkConfig, Protocol
-    from .fpga.top import UP5K_LEARNING, ChipTop, board_protocol, build_board, describe, up5k_network
+    from .fpga.top import ChipTop, board_protocol, build_board, describe
     from .model.checkpoint import load_checkpoint
     from .model.data import load_source
     from .model.episode import checkpoint_episodes
@@ -112,7 +113,8 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
         # 2. the deployable integer network, with the UP5K's widths, and its accuracy
         bar.set_postfix_str(stages[1])
         ck = load_checkpoint(out / "checkpoint")
-        config, cfg = up5k_network(ck.config), UP5K_LEARNING       # the widths the UP5K carries
+        up5k = BOARDS["icebreaker"]
+        config, cfg = up5k.fitted(ck.config), up5k.learning       # the widths the UP5K carries
         ck = dataclasses.replace(ck, config=config)
         ds = load_source(tc.data, split="test", channels=tc.channels, steps=tc.steps)
         acc = evaluate(ck, ds, tc, tasks=20, inner_steps=1, rule="integer")

@@ -289,7 +289,7 @@ class MosaicDesign(Design):
 
 
 def _add_board_option(p: argparse.ArgumentParser) -> None:
-    from ..fpga.board import BOARDS
+    from ..fpga.boards import BOARDS
     p.add_argument("--board", choices=sorted(BOARDS), default="icebreaker", help="the board (default icebreaker)")
 
 
@@ -306,20 +306,24 @@ def _board_protocol(args):
     ``--checkpoint``, or of ``--network``/``--set``/``--learning-set`` and the core flags, or the
     board's default; on the ulx3s-85f a Mosaic of ``--grid`` tiles (default: the checkpoint's
     training layout, else 4x4)."""
-    from ..fpga.top import BOARD_CHIPS, board_chip, board_learning, board_protocol, up5k_network
-    net, cfg, ck = None, board_learning(args.board), None
+    from ..fpga.boards import BOARDS
+    from ..fpga.top import board_chip, board_protocol
+    spec = BOARDS[args.board]
+    net, cfg, ck = None, spec.learning, None
     if network_flags_given(args):
         net, rule, ck = network(args, base_name="small")
-        if args.learning_set or args.board != "icebreaker":
+        if args.learning_set:      # the board's learning widths, unless given
             cfg = rule
-    if args.board == "icebreaker":
+    if not spec.mosaic:
         if args.grid:
-            raise UsageError(f"--grid {args.grid} is for the ulx3s-85f's Mosaic; the icebreaker carries one "
+            mosaics = ", ".join(b.name for b in BOARDS.values() if b.mosaic)
+            raise UsageError(f"--grid {args.grid} is for the {mosaics}'s Mosaic; the {spec.name} carries one "
                              "LearningCore.")
-        if net is not None:        # the UP5K's readout widths, unless --set gives them
-            net = up5k_network(net, keep={item.partition("=")[0] for item in args.set})
+        if net is not None:        # the board's readout widths, unless --set gives them
+            net = spec.fitted(net, keep={item.partition("=")[0] for item in args.set})
         return board_protocol(args.board, board_chip(args.board, net), cfg, baud=args.baud), ck
-    tiles = grid(args, ck, (net or BOARD_CHIPS[args.board]).neurons, default="4x4")
+    rows, cols = spec.default_grid
+    tiles = grid(args, ck, (net or spec.chip).neurons, default=f"{rows}x{cols}")
     return board_protocol(args.board, board_chip(args.board, net, tiles), cfg, baud=args.baud), ck
 
 
@@ -363,10 +367,11 @@ class BoardDesign(Design):
         _add_chip_options(p)
 
     def build(self, args) -> int:
+        from ..fpga.boards import BOARDS
         from ..fpga.top import build_board
         from ..fpga.top import describe as describe_chip
         protocol, _ = _board_protocol(args)
-        minutes = "3-6" if args.board == "icebreaker" else "5-60 (the ECP5 placer on a large Mosaic is slow)"
+        minutes = BOARDS[args.board].build_minutes
         print(f"building the board top for {args.board}: {describe_chip(protocol)}, UART host link at "
               f"{protocol.link.baud:,} baud; Yosys + nextpnr take {minutes} minutes ...", flush=True)
         start = time.perf_counter()
