@@ -7,6 +7,8 @@ Everything here is ``model.learning`` bit for bit. :class:`GaloisLFSR` steps thr
 ``model.learning.adapt_readout_integer``, sequenced over its memories.
 """
 
+from typing import NamedTuple
+
 import torch
 from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -340,6 +342,47 @@ class Softmax(wiring.Component):
         return m
 
 
+class _Memories(NamedTuple):
+    """The learning engine's memory ports (the readout weights' are None with a synapse memory)."""
+    w_rd: object
+    w_wr: object
+    t_rd: object
+    t_wr: object
+    s_rd: object
+    s_wr: object
+    a_rd: object
+    a_wr: object
+
+
+class _EngineState:
+    """The learning engine's sequencing registers, shared by its datapath and its control states: the
+    output and neuron counters (``k``, ``j``; ``n = k * N + j``), the sample's ``label`` and ``learn``
+    bit, whether a spike is taken (``take_spike``) and whether the synapse memory's results are an
+    update's (``updating``), each pipeline's valid bit and indices (``sweep``: valid, j; ``mac``:
+    valid, k, n; ``upd``: valid, k, j, n) and this cycle's readout weight write (``write``: en, lane,
+    word, value)."""
+
+    def __init__(self, config: SRNNConfig):
+        K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
+        self.k, self.j, self.n = Signal(range(K), name="k"), Signal(range(N), name="j"), Signal(range(K * N), name="n")
+        self.last_j, self.last_k = self.j == N - 1, self.k == K - 1
+        self.label, self.learn = Signal(range(K), name="label"), Signal(name="learn")
+        self.take_spike, self.updating = Signal(name="take_spike"), Signal(name="updating")
+        self.sweep = (Signal(name="sweep_valid"), Signal(range(N), name="sweep_j"))
+        self.mac = (Signal(name="mac_valid"), Signal(range(K), name="mac_k"), Signal(range(K * N), name="mac_n"))
+        self.upd = (Signal(name="upd_valid"), Signal(range(K), name="upd_k"), Signal(range(N), name="upd_j"),
+                    Signal(range(K * N), name="upd_n"))
+        self.write = (Signal(name="write_en"), Signal(range(K), name="write_lane"), Signal(range(N), name="write_word"),
+                      Signal(signed(wb), name="write_value"))
+
+    def advance_kj(self, m):
+        """Next (k, j), j inner; returns the condition 'this was the last'."""
+        m.d.sync += [self.j.eq(Mux(self.last_j, 0, self.j + 1)), self.n.eq(self.n + 1)]
+        with m.If(self.last_j):
+            m.d.sync += self.k.eq(self.k + 1)
+        return self.last_j & self.last_k
+
+
 class LearningEngine(CheckedComponent):
     """The readout of the SRNN and its integer learning rule, generated from an :class:`SRNNConfig`
     and a :class:`LearningConfig`.
@@ -402,6 +445,7 @@ class LearningEngine(CheckedComponent):
             mask = (1 << wb) - 1
             self._init = [sum((rows[k][j] & mask) << (k * wb) for k in range(K)) for j in range(N)]
         self._synapses = None if synapses is None else SynapseMemory(_readout_memory(config, synapses, rows))
+        self._state = _EngineState(config)
         super().__init__({
             "spikes": In(stream.Signature(layouts.output_event(config.core))),
             "command": In(stream.Signature(layouts.struct(command_fields(config)))),
@@ -420,6 +464,7 @@ class LearningEngine(CheckedComponent):
         m = Module()
 
         # -- memories -------------------------------------------------------------------------------
+        w_rd = w_wr = None
         if sm is None:
             m.submodules.weight_memory = wmem = Memory(shape=unsigned(K * wb), depth=N, init=self._init)
             w_rd, w_wr = wmem.read_port(), wmem.write_port(granularity=wb)
@@ -438,27 +483,14 @@ class LearningEngine(CheckedComponent):
         m.submodules.readout = readout = Readout(c, cfg)
         m.submodules.softmax = softmax = Softmax(c, cfg)
         m.d.comb += softmax.logits.eq(readout.logits)
-        logit_a = Array(readout.logits[kk] for kk in range(K))
         err_a = Array(softmax.errors[kk] for kk in range(K))
-        label = Signal(range(K))
-        learn = Signal()
-        m.d.comb += softmax.label.eq(label)
-
-        k = Signal(range(K))
-        j = Signal(range(N))
-        n = Signal(range(K * N))                        # k * N + j
-        last_j, last_k = j == N - 1, k == K - 1
-
-        def advance_kj():
-            """Next (k, j), j inner; returns the condition 'this was the last'."""
-            m.d.sync += [j.eq(Mux(last_j, 0, j + 1)), n.eq(n + 1)]
-            with m.If(last_j):
-                m.d.sync += k.eq(k + 1)
-            return last_j & last_k
+        st = self._state
+        take_spike, updating = st.take_spike, st.updating
+        sweep_valid, sweep_j = st.sweep
+        mac_valid, mac_k, mac_n = st.mac
+        m.d.comb += softmax.label.eq(st.label)
 
         # -- spike events: one readout weight word a cycle, added to every output's drive -----------
-        take_spike = Signal()
-        updating = Signal()                             # the synapse memory's results are an update's
         if sm is None:                                  # the spike's weight word, a cycle after its read
             m.d.sync += readout.word.valid.eq(take_spike)
             m.d.comb += readout.word.payload.eq(w_rd.data)
@@ -469,8 +501,6 @@ class LearningEngine(CheckedComponent):
                          readout.result.payload.weight.eq(res.payload.weight)]
 
         # -- the trace sweep of a TICK (issue j, then update j one cycle later) ----------------------
-        sweep_valid = Signal()
-        sweep_j = Signal(range(N))
         tr = t_rd.data[:TB]
         elig = t_rd.data[TB:]
         tr_new = Signal(TB)
@@ -486,9 +516,6 @@ class LearningEngine(CheckedComponent):
         m.d.comb += readout.step.eq(sweep_done)        # the readout's timestep, every output at once
 
         # -- the accumulation of a learning sample: acc[k, j] += err[k] * E[j] ----------------------
-        mac_valid = Signal()
-        mac_k = Signal(range(K))
-        mac_n = Signal(range(K * N))
         acc_lo, acc_hi = signed_range(AB)
         mac_sum = Signal(signed(AB + EB + error_bits(cfg) + 1))
         m.d.comb += mac_sum.eq(a_rd.data + err_a[mac_k] * elig)
@@ -498,11 +525,30 @@ class LearningEngine(CheckedComponent):
             with m.If(mac_n == K * N - 1):
                 m.d.comb += mac_done.eq(1)
 
-        # -- the update: acc and old weight -> UpdateUnit -> the new weight written in one lane -------
-        upd_k = Signal(range(K))
-        upd_j = Signal(range(N))
-        upd_n = Signal(range(K * N))
-        upd_valid = Signal()
+        mem = _Memories(w_rd, w_wr, t_rd, t_wr, s_rd, s_wr, a_rd, a_wr)
+        pending, head = self._update_path(m, mem, upd)
+
+        # -- control ------------------------------------------------------------------------------------
+        with m.FSM(init="CLEAR"):
+            self._sample_states(m, mem, readout, softmax)
+            self._update_states(m, mem, upd, pending, head)
+        return m
+
+    def _update_path(self, m, mem, upd):
+        """The update's datapath: an accumulator and its old weight into the ``UpdateUnit``, its new
+        weight written into its lane of the weight word, or queued for the synapse memory as an update
+        command; returns the queue and its head (None, None without a synapse memory)."""
+        K, N, wb = self.config.outputs, self.config.neurons, self.config.readout_weight_bits
+        sm = self._synapses
+        res = None if sm is None else sm.results
+        st = self._state
+        k, n = st.k, st.n
+        updating = st.updating
+        upd_valid, upd_k, upd_j, upd_n = st.upd
+        write_en, write_lane, write_word, write_value = st.write
+        w_rd, w_wr = mem.w_rd, mem.w_wr
+        a_rd, a_wr = mem.a_rd, mem.a_wr
+        pending = head = None
         out_k = Signal(range(K))
         out_j = Signal(range(N))
         out_old = Signal(signed(wb))
@@ -520,10 +566,6 @@ class LearningEngine(CheckedComponent):
         with m.If(upd_valid):
             m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(upd_n), a_wr.data.eq(0)]      # consumed: cleared
             m.d.sync += [out_k.eq(upd_k), out_j.eq(upd_j), out_old.eq(old)]
-        write_lane = Signal(range(K))
-        write_word = Signal(range(N))
-        write_value = Signal(signed(wb))
-        write_en = Signal()
         if sm is None:
             m.d.comb += [w_wr.addr.eq(write_word), w_wr.data.eq(Cat(*[write_value] * K))]
             for kk in range(K):
@@ -548,154 +590,183 @@ class LearningEngine(CheckedComponent):
                 m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_UPDATE),
                              cmd.payload.post.eq(write_lane), cmd.payload.pre.eq(write_word),
                              cmd.payload.value.eq(write_value)]
+        return pending, head
 
-        # -- control ------------------------------------------------------------------------------------
-        with m.FSM(init="CLEAR"):
-            with m.State("CLEAR"):                       # after reset: every memory to zero
-                m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(n), a_wr.data.eq(0),
-                             t_wr.en.eq(k == 0), t_wr.addr.eq(j), t_wr.data.eq(0),
-                             s_wr.en.eq(k == 0), s_wr.addr.eq(j), s_wr.data.eq(0)]
-                with m.If(advance_kj()):
-                    m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
-                    m.next = "IDLE"
-
-            with m.State("IDLE"):
-                spike = self.spikes.payload.kind == layouts.EventKind.SPIKE
-                if sm is None:
-                    m.d.comb += [self.spikes.ready.eq(1),
-                                 self.command.ready.eq(~self.spikes.valid),
-                                 self.weights.ready.eq(~self.spikes.valid & ~self.command.valid),
-                                 take_spike.eq(self.spikes.valid & spike),
-                                 w_rd.addr.eq(self.spikes.payload.address)]
-                    idle = Const(1)
-                else:
-                    # A spike is a forward access; a TICK, a command or a load waits for its last result.
-                    cmd = sm.commands
-                    idle = ~sm.busy
-                    with m.If(self.spikes.valid & spike):
-                        m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_FORWARD),
-                                     cmd.payload.pre.eq(self.spikes.payload.address),
-                                     self.spikes.ready.eq(cmd.ready), take_spike.eq(cmd.ready)]
-                    with m.Elif(self.spikes.valid):
-                        m.d.comb += self.spikes.ready.eq(idle)
-                    m.d.comb += [self.command.ready.eq(~self.spikes.valid & idle),
-                                 self.weights.ready.eq(~self.spikes.valid & ~self.command.valid & cmd.ready)]
-                with m.If(self.spikes.valid):
-                    with m.If(spike):
-                        with m.If(take_spike):
-                            m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(self.spikes.payload.address), s_wr.data.eq(1)]
-                    with m.Elif(idle):
-                        m.d.sync += j.eq(0)
-                        m.next = "SWEEP"
-                with m.Elif(self.command.valid):
-                    with m.If(idle):
-                        m.d.sync += [label.eq(self.command.payload.label), learn.eq(self.command.payload.learn),
-                                     k.eq(0), j.eq(0), n.eq(0)]
-                        with m.If(self.command.payload.op == OP_END):
-                            m.next = "LOGITS"
-                        with m.Else():
-                            m.next = "UPDATE"
-                with m.Elif(self.weights.valid):
-                    m.d.comb += [write_en.eq(1), write_lane.eq(self.weights.payload.output),
-                                 write_word.eq(self.weights.payload.neuron),
-                                 write_value.eq(self.weights.payload.value)]
-
-            with m.State("SWEEP"):                       # issue trace j; its update follows a cycle later
-                m.d.comb += [t_rd.addr.eq(j), s_rd.addr.eq(j)]
-                m.d.sync += [sweep_valid.eq(1), sweep_j.eq(j), j.eq(j + 1)]
-                with m.If(last_j):
-                    m.d.sync += j.eq(0)
-                    m.next = "SWEEP_LAST"
-
-            with m.State("SWEEP_LAST"):
-                m.d.sync += sweep_valid.eq(0)
+    def _sample_states(self, m, mem, readout, softmax):
+        """The FSM's states of a sample: after reset every memory cleared; IDLE (spike events, TICKs,
+        commands, loads); the trace SWEEP of a TICK; the LOGITS at its end and, when it learns, the
+        errors (SOFTMAX) and their accumulation with the eligibilities (MAC); then its traces cleared."""
+        sm = self._synapses
+        st = self._state
+        k, j, n = st.k, st.j, st.n
+        last_j, last_k = st.last_j, st.last_k
+        label, learn = st.label, st.learn
+        take_spike = st.take_spike
+        sweep_valid, sweep_j = st.sweep
+        mac_valid, mac_k, mac_n = st.mac
+        write_en, write_lane, write_word, write_value = st.write
+        w_rd = mem.w_rd
+        t_rd, t_wr = mem.t_rd, mem.t_wr
+        s_rd, s_wr = mem.s_rd, mem.s_wr
+        a_rd, a_wr = mem.a_rd, mem.a_wr
+        logit_a = Array(readout.logits[kk] for kk in range(self.config.outputs))
+        with m.State("CLEAR"):                       # after reset: every memory to zero
+            m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(n), a_wr.data.eq(0),
+                         t_wr.en.eq(k == 0), t_wr.addr.eq(j), t_wr.data.eq(0),
+                         s_wr.en.eq(k == 0), s_wr.addr.eq(j), s_wr.data.eq(0)]
+            with m.If(st.advance_kj(m)):
+                m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
                 m.next = "IDLE"
 
-            with m.State("LOGITS"):
-                m.d.comb += [self.logits.valid.eq(1), self.logits.payload.output.eq(k),
-                             self.logits.payload.value.eq(logit_a[k])]
-                m.d.comb += [softmax.track.eq(self.logits.ready), softmax.index.eq(k)]
-                with m.If(self.logits.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(last_k):
-                        m.d.sync += k.eq(0)
-                        m.next = "LOGITS_DONE"
+        with m.State("IDLE"):
+            spike = self.spikes.payload.kind == layouts.EventKind.SPIKE
+            if sm is None:
+                m.d.comb += [self.spikes.ready.eq(1),
+                             self.command.ready.eq(~self.spikes.valid),
+                             self.weights.ready.eq(~self.spikes.valid & ~self.command.valid),
+                             take_spike.eq(self.spikes.valid & spike),
+                             w_rd.addr.eq(self.spikes.payload.address)]
+                idle = Const(1)
+            else:
+                # A spike is a forward access; a TICK, a command or a load waits for its last result.
+                cmd = sm.commands
+                idle = ~sm.busy
+                with m.If(self.spikes.valid & spike):
+                    m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_FORWARD),
+                                 cmd.payload.pre.eq(self.spikes.payload.address),
+                                 self.spikes.ready.eq(cmd.ready), take_spike.eq(cmd.ready)]
+                with m.Elif(self.spikes.valid):
+                    m.d.comb += self.spikes.ready.eq(idle)
+                m.d.comb += [self.command.ready.eq(~self.spikes.valid & idle),
+                             self.weights.ready.eq(~self.spikes.valid & ~self.command.valid & cmd.ready)]
+            with m.If(self.spikes.valid):
+                with m.If(spike):
+                    with m.If(take_spike):
+                        m.d.comb += [s_wr.en.eq(1), s_wr.addr.eq(self.spikes.payload.address), s_wr.data.eq(1)]
+                with m.Elif(idle):
+                    m.d.sync += j.eq(0)
+                    m.next = "SWEEP"
+            with m.Elif(self.command.valid):
+                with m.If(idle):
+                    m.d.sync += [label.eq(self.command.payload.label), learn.eq(self.command.payload.learn),
+                                 k.eq(0), j.eq(0), n.eq(0)]
+                    with m.If(self.command.payload.op == OP_END):
+                        m.next = "LOGITS"
+                    with m.Else():
+                        m.next = "UPDATE"
+            with m.Elif(self.weights.valid):
+                m.d.comb += [write_en.eq(1), write_lane.eq(self.weights.payload.output),
+                             write_word.eq(self.weights.payload.neuron),
+                             write_value.eq(self.weights.payload.value)]
 
-            with m.State("LOGITS_DONE"):
-                with m.If(learn):
-                    m.d.comb += softmax.start.eq(1)
-                    m.next = "SOFTMAX"
-                with m.Else():
-                    m.next = "CLEAR_SAMPLE"
+        with m.State("SWEEP"):                       # issue trace j; its update follows a cycle later
+            m.d.comb += [t_rd.addr.eq(j), s_rd.addr.eq(j)]
+            m.d.sync += [sweep_valid.eq(1), sweep_j.eq(j), j.eq(j + 1)]
+            with m.If(last_j):
+                m.d.sync += j.eq(0)
+                m.next = "SWEEP_LAST"
 
-            with m.State("SOFTMAX"):                     # the errors of the sample's logits
-                with m.If(softmax.done):
-                    m.next = "MAC"
+        with m.State("SWEEP_LAST"):
+            m.d.sync += sweep_valid.eq(0)
+            m.next = "IDLE"
 
-            with m.State("MAC"):                         # issue (k, j); the add follows a cycle later
-                m.d.comb += [t_rd.addr.eq(j), a_rd.addr.eq(n)]
-                m.d.sync += [mac_valid.eq(1), mac_k.eq(k), mac_n.eq(n)]
-                with m.If(advance_kj()):
-                    m.next = "MAC_LAST"
+        with m.State("LOGITS"):
+            m.d.comb += [self.logits.valid.eq(1), self.logits.payload.output.eq(k),
+                         self.logits.payload.value.eq(logit_a[k])]
+            m.d.comb += [softmax.track.eq(self.logits.ready), softmax.index.eq(k)]
+            with m.If(self.logits.ready):
+                m.d.sync += k.eq(k + 1)
+                with m.If(last_k):
+                    m.d.sync += k.eq(0)
+                    m.next = "LOGITS_DONE"
 
-            with m.State("MAC_LAST"):
-                m.d.sync += [mac_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
+        with m.State("LOGITS_DONE"):
+            with m.If(learn):
+                m.d.comb += softmax.start.eq(1)
+                m.next = "SOFTMAX"
+            with m.Else():
                 m.next = "CLEAR_SAMPLE"
 
-            with m.State("CLEAR_SAMPLE"):                # traces, eligibilities and spikes of the sample
-                m.d.comb += [t_wr.en.eq(1), t_wr.addr.eq(j), t_wr.data.eq(0),
-                             s_wr.en.eq(1), s_wr.addr.eq(j), s_wr.data.eq(0)]
-                m.d.sync += j.eq(j + 1)
-                with m.If(last_j):
-                    m.d.sync += j.eq(0)
-                    m.d.comb += readout.clear.eq(1)
-                    m.next = "IDLE"
+        with m.State("SOFTMAX"):                     # the errors of the sample's logits
+            with m.If(softmax.done):
+                m.next = "MAC"
 
-            if sm is None:
-                with m.State("UPDATE"):                  # issue (k, j): its accumulator and weight word
-                    m.d.comb += [a_rd.addr.eq(n), w_rd.addr.eq(j)]
-                    m.d.sync += [upd_valid.eq(1), upd_k.eq(k), upd_j.eq(j), upd_n.eq(n)]
-                    with m.If(advance_kj()):
+        with m.State("MAC"):                         # issue (k, j); the add follows a cycle later
+            m.d.comb += [t_rd.addr.eq(j), a_rd.addr.eq(n)]
+            m.d.sync += [mac_valid.eq(1), mac_k.eq(k), mac_n.eq(n)]
+            with m.If(st.advance_kj(m)):
+                m.next = "MAC_LAST"
+
+        with m.State("MAC_LAST"):
+            m.d.sync += [mac_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
+            m.next = "CLEAR_SAMPLE"
+
+        with m.State("CLEAR_SAMPLE"):                # traces, eligibilities and spikes of the sample
+            m.d.comb += [t_wr.en.eq(1), t_wr.addr.eq(j), t_wr.data.eq(0),
+                         s_wr.en.eq(1), s_wr.addr.eq(j), s_wr.data.eq(0)]
+            m.d.sync += j.eq(j + 1)
+            with m.If(last_j):
+                m.d.sync += j.eq(0)
+                m.d.comb += readout.clear.eq(1)
+                m.next = "IDLE"
+
+    def _update_states(self, m, mem, upd, pending, head):
+        """The FSM's states of an ``OP_UPDATE``: every readout weight through the update datapath, from
+        the weight memory, or output by output through the synapse memory's transposed accesses."""
+        N = self.config.neurons
+        sm = self._synapses
+        cmd = None if sm is None else sm.commands
+        st = self._state
+        k, j, n = st.k, st.j, st.n
+        last_k = st.last_k
+        updating = st.updating
+        upd_valid, upd_k, upd_j, upd_n = st.upd
+        write_en, write_lane, write_word, write_value = st.write
+        w_rd = mem.w_rd
+        a_rd = mem.a_rd
+        if sm is None:
+            with m.State("UPDATE"):                  # issue (k, j): its accumulator and weight word
+                m.d.comb += [a_rd.addr.eq(n), w_rd.addr.eq(j)]
+                m.d.sync += [upd_valid.eq(1), upd_k.eq(k), upd_j.eq(j), upd_n.eq(n)]
+                with m.If(st.advance_kj(m)):
+                    m.next = "UPDATE_DRAIN"
+
+            with m.State("UPDATE_DRAIN"):            # the last weight leaves the pipeline
+                m.d.sync += [upd_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
+                with m.If(~upd_valid & ~upd.out.valid):
+                    m.next = "IDLE"
+        else:
+            with m.State("UPDATE"):                  # output k's transposed access (n = k * N)
+                m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_TRANSPOSED),
+                             cmd.payload.post.eq(k)]
+                with m.If(cmd.ready):
+                    m.d.sync += updating.eq(1)
+                    m.next = "UPDATE_PAIRS"
+
+            with m.State("UPDATE_PAIRS"):            # until its last new weight is in the FIFO
+                with m.If(~sm.busy & ~upd_valid & ~upd.out.valid):
+                    m.d.sync += updating.eq(0)
+                    m.next = "UPDATE_WRITE"
+
+            with m.State("UPDATE_WRITE"):            # the new weights of output k, one update each
+                with m.If(pending.r_rdy):
+                    m.d.comb += [write_en.eq(1), write_lane.eq(k), write_word.eq(head.j),
+                                 write_value.eq(head.new), pending.r_en.eq(cmd.ready)]
+                    with m.If(cmd.ready):
+                        m.d.comb += [self.weight_write.valid.eq(1), self.weight_write.payload.output.eq(k),
+                                     self.weight_write.payload.neuron.eq(head.j),
+                                     self.weight_write.payload.old.eq(head.old),
+                                     self.weight_write.payload.new.eq(head.new)]
+                with m.Elif(pending.level == 0):
+                    m.d.sync += [k.eq(k + 1), n.eq(n + N)]
+                    m.next = "UPDATE"
+                    with m.If(last_k):
+                        m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
                         m.next = "UPDATE_DRAIN"
 
-                with m.State("UPDATE_DRAIN"):            # the last weight leaves the pipeline
-                    m.d.sync += [upd_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
-                    with m.If(~upd_valid & ~upd.out.valid):
-                        m.next = "IDLE"
-            else:
-                with m.State("UPDATE"):                  # output k's transposed access (n = k * N)
-                    m.d.comb += [cmd.valid.eq(1), cmd.payload.kind.eq(synapse_model.CMD_TRANSPOSED),
-                                 cmd.payload.post.eq(k)]
-                    with m.If(cmd.ready):
-                        m.d.sync += updating.eq(1)
-                        m.next = "UPDATE_PAIRS"
-
-                with m.State("UPDATE_PAIRS"):            # until its last new weight is in the FIFO
-                    with m.If(~sm.busy & ~upd_valid & ~upd.out.valid):
-                        m.d.sync += updating.eq(0)
-                        m.next = "UPDATE_WRITE"
-
-                with m.State("UPDATE_WRITE"):            # the new weights of output k, one update each
-                    with m.If(pending.r_rdy):
-                        m.d.comb += [write_en.eq(1), write_lane.eq(k), write_word.eq(head.j),
-                                     write_value.eq(head.new), pending.r_en.eq(cmd.ready)]
-                        with m.If(cmd.ready):
-                            m.d.comb += [self.weight_write.valid.eq(1), self.weight_write.payload.output.eq(k),
-                                         self.weight_write.payload.neuron.eq(head.j),
-                                         self.weight_write.payload.old.eq(head.old),
-                                         self.weight_write.payload.new.eq(head.new)]
-                    with m.Elif(pending.level == 0):
-                        m.d.sync += [k.eq(k + 1), n.eq(n + N)]
-                        m.next = "UPDATE"
-                        with m.If(last_k):
-                            m.d.sync += [k.eq(0), j.eq(0), n.eq(0)]
-                            m.next = "UPDATE_DRAIN"
-
-                with m.State("UPDATE_DRAIN"):            # the last update command is served
-                    with m.If(~sm.busy):
-                        m.next = "IDLE"
-
-        return m
+            with m.State("UPDATE_DRAIN"):            # the last update command is served
+                with m.If(~sm.busy):
+                    m.next = "IDLE"
 
 
 class SpikeMonitorSignature(wiring.Signature):
