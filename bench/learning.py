@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..cosim.learning import run_learning_cosim
+from ..cosim.options import FULL_RATE
 from ..fpga.learning import build_learning, estimate_learning
 from ..model.episode import ChipEpisode
 from ..model.learning import UPDATE_LATENCY, LearningConfig
@@ -55,10 +56,10 @@ def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor,
     ep = ChipEpisode("bench", w_out, hidden.repeat(1, 2, 1), [0, 1 % config.outputs], hidden, 2.0 ** 16, 1, [0],
                  w_core, x.unsqueeze(1).repeat(1, 2, 1), x.unsqueeze(1))
     if mosaic is None:
-        r = run_learning_cosim("verilator", config, cfg, episode_list=[ep], idle=0.0, backpressure=0.0, name="bench")
+        r = run_learning_cosim("verilator", config, cfg, episode_list=[ep], name="bench", options=FULL_RATE)
     else:
         from ..cosim.mosaic import run_mosaic_cosim
-        r = run_mosaic_cosim("verilator", mosaic, cfg, episode_list=[ep], idle=0.0, backpressure=0.0, name="bench")
+        r = run_mosaic_cosim("verilator", mosaic, cfg, episode_list=[ep], name="bench", options=FULL_RATE)
     t = r["timing"]
     starts = [c for kind, c in t["segments"] if kind == "spikes"]            # first input event of each sample
     update, writes, logits = t["update_cycles"][0], t["write_cycles"], t["logit_cycles"]

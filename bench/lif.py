@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..cosim.lif import run_lif_cosim
+from ..cosim.options import FULL_RATE
 from ..fpga.board import build
 from ..model.config import SEED_LIF, LIFConfig
 
@@ -26,8 +27,8 @@ def bench_lif(quick: bool = False, out: str | Path = "build/bench") -> dict:
     with tqdm(total=len(stages), desc="bench lif", unit="stage") as bar:
         # 1. Synaptic operations per clock under a saturated input stream (no idle, no backpressure).
         bar.set_postfix_str(stages[0])
-        r = run_lif_cosim("verilator", seed_cfg, steps=2 if quick else 8, saturated=64, idle=0.0,
-                          backpressure=0.0, name="bench-throughput")
+        r = run_lif_cosim("verilator", seed_cfg, steps=2 if quick else 8, saturated=64, name="bench-throughput",
+                          options=FULL_RATE)
         tp = r["throughput"]
         result.update(sop_per_cycle=round(tp["sop_per_cycle"], 4),
                       sop_per_cycle_goal=0.95 * seed_cfg.lanes,

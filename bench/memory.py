@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..cosim.lif import run_lif_cosim
 from ..cosim.lif.stimulus import synapse_memory
+from ..cosim.options import FULL_RATE
 from ..fpga.synapse import synapse_estimate
 from ..model import synapse as model
 from ..model.config import WRITE_LATENCY, LIFConfig
@@ -63,8 +64,8 @@ def throughput(organisation: str, density: float, layer: dict) -> dict:
     config, args = _core(organisation, density, layer)
     memory = synapse_memory(config, **args)
     sops = sum(1 for pre in range(memory.pre) for _, w in memory.forward(pre) if w != 0)
-    r = run_lif_cosim("verilator", config, seeds=1, steps=1, corners=False, idle=0.0, backpressure=0.0,
-                      synapses=args, forward_pass=True, name=f"bench-{density}")
+    r = run_lif_cosim("verilator", config, seeds=1, steps=1, corners=False,
+                      synapses=args, forward_pass=True, name=f"bench-{density}", options=FULL_RATE)
     t, counts = r["throughput"], r["synapse_counts"]
     ports = {}
     for _, name, write in trace_ports(memory):

@@ -61,7 +61,7 @@ def _readout_rows(config: SRNNConfig, cfg: LearningConfig, w_out, synapses) -> l
         if len(rows) != K or any(len(r) != N or min(r) < lo or max(r) > hi for r in rows):
             raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
     if synapses is not None:
-        _readout_memory(config, synapses, rows)
+        SynapseMemory.check(_readout_memory(config, synapses, rows))
     return rows
 
 

@@ -164,6 +164,7 @@ class LIFCore(CheckedComponent):
             if weights is not None:
                 raise ConfigError("give the initial weights either as weights= or in the synapse memory, not both.")
             _check_synapses(config, synapses)
+            SynapseMemory.check(synapses)
 
     def __init__(self, config: LIFConfig, weights=None, synapses: synapse_model.SynapseMemory | None = None):
         self._config = config

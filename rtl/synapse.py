@@ -43,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import synapse as model
 from ..model.config import ConfigError, bits_for
+from .checked import CheckedComponent
 from .layouts import struct
 
 __all__ = ["COUNTER_BITS", "trace_ports", "SynapseMemory"]
@@ -88,16 +89,19 @@ def _highest(m, bits, name):
     return pos
 
 
-class SynapseMemory(wiring.Component):
+class SynapseMemory(CheckedComponent):
     """The RTL of one organisation holding ``memory``'s contents (a ``model.synapse`` memory of one
     of the six organisations; a convolution in a matrix organisation is model-only)."""
 
-    def __init__(self, memory: model.SynapseMemory):
+    @classmethod
+    def check(cls, memory: model.SynapseMemory) -> None:
         if type(memory) not in model.ORGANISATIONS.values():
             raise ConfigError(f"{type(memory).__name__} has no RTL; allowed: a memory of one of the organisations "
                               f"{', '.join(model.ORGANISATIONS)} (make_memory without image= for the matrix ones).")
         if memory.name == "bitmap" and memory.bitmap_word & (memory.bitmap_word - 1):
             raise ConfigError(f"bitmap_word={memory.bitmap_word} has no RTL; allowed: a power of two.")
+
+    def __init__(self, memory: model.SynapseMemory):
         self._memory = memory
         self._contents = memory.contents()
         self._physical = {pm.name: pm for pm in memory.memories()}

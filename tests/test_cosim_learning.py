@@ -4,6 +4,7 @@ weight write (with its cycle) checked against the golden model."""
 
 import pytest
 from neuromosaic.cosim.learning import run_learning_cosim
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.model.learning import LearningConfig
 from neuromosaic.model.snn import SRNNConfig
@@ -27,7 +28,7 @@ def test_learning_cosim_20_random_episodes(sim):
 def test_learning_cosim_fails_on_one_wrong_rounding_bit(sim):
     """The model's rounding draw with its top bit inverted: the scoreboard must see a weight differ."""
     with pytest.raises(CosimError, match="weight write mismatch"):
-        run_learning_cosim(sim, CONFIG, episodes=3, fault="rounding-bit", name="pytest-fault")
+        run_learning_cosim(sim, CONFIG, episodes=3, name="pytest-fault", options=RunOptions(fault="rounding-bit"))
 
 
 def test_learning_cosim_engine_odd_widths():
@@ -36,8 +37,8 @@ def test_learning_cosim_engine_odd_widths():
                              readout_weight_bits=6, readout_decay_shift=4, logit_shift=8)
     cfg = LearningConfig(elig_bits=10, acc_bits=18, prob_bits=9, exp_frac_bits=3, exp_table_bits=11, rate_bits=5,
                          trace_frac_bits=5)
-    r = run_learning_cosim("verilator", config, cfg, episodes=8, core=False, idle=0.4, backpressure=0.5,
-                           rng_seed=5, name="pytest-odd")
+    r = run_learning_cosim("verilator", config, cfg, episodes=8, core=False, name="pytest-odd",
+                           options=RunOptions(idle=0.4, backpressure=0.5, seed=5))
     for what in ("logits_saturated", "eligibility_saturated", "accumulator_saturated", "weights_saturated"):
         assert r["coverage"][what] > 0, what
 

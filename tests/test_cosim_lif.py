@@ -2,6 +2,7 @@
 
 import pytest
 from neuromosaic.cosim.lif import run_lif_cosim
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.model.config import LIFConfig
 
@@ -22,13 +23,15 @@ def test_lif_cosim_passes(sim):
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_lif_cosim_odd_widths_one_lane_per_block(sim):
-    run_lif_cosim(sim, ODD, seeds=2, steps=30, idle=0.5, backpressure=0.5, rng_seed=3, name="pytest-odd")
+    run_lif_cosim(sim, ODD, seeds=2, steps=30, name="pytest-odd",
+                  options=RunOptions(idle=0.5, backpressure=0.5, seed=3))
 
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_lif_cosim_fails_on_wrong_model(sim):
     with pytest.raises(CosimError, match="state write mismatch"):
-        run_lif_cosim(sim, LIFConfig(), seeds=1, steps=10, fault="membrane-lsb", name="pytest-fault")
+        run_lif_cosim(sim, LIFConfig(), seeds=1, steps=10, name="pytest-fault",
+                      options=RunOptions(fault="membrane-lsb"))
 
 
 def test_lif_cosim_threshold_fault_caught_by_corner_case():
@@ -36,7 +39,8 @@ def test_lif_cosim_threshold_fault_caught_by_corner_case():
     directed threshold scenario produces."""
     small = LIFConfig(neurons=4, inputs=6, lanes=2)
     with pytest.raises(CosimError, match="mismatch"):
-        run_lif_cosim("verilator", small, seeds=1, steps=5, fault="threshold", name="pytest-threshold")
+        run_lif_cosim("verilator", small, seeds=1, steps=5, name="pytest-threshold",
+                      options=RunOptions(fault="threshold"))
 
 
 # A core whose weights live in a synapse memory: each organisation on one simulator (the
@@ -65,4 +69,4 @@ def test_lif_cosim_with_synapse_memory_catches_a_wrong_weight():
     config, synapses = _synapse_job("csr")
     with pytest.raises(CosimError, match="state write mismatch"):
         run_lif_cosim("verilator", config, seeds=1, steps=30, synapses={**synapses, "density": 0.8},
-                      fault="synapse-weight", name="pytest-synapse-fault")
+                      name="pytest-synapse-fault", options=RunOptions(fault="synapse-weight"))

@@ -6,6 +6,7 @@ import random
 
 import pytest
 from neuromosaic.cosim.board import run_board_cosim
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.fpga.host import Chip, LinkError
 from neuromosaic.fpga.protocol import (
@@ -138,5 +139,5 @@ def test_board_top_episode_through_the_uart_is_bit_exact():
 def test_board_scoreboard_catches_a_wrong_model():
     """The same top on Verilator, checked against a model whose rounding draw is wrong: must fail."""
     with pytest.raises(CosimError, match="mismatch|digest"):
-        run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=1, fault="rounding-bit",
-                        name="pytest-fault")
+        run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=1,
+                        name="pytest-fault", options=RunOptions(fault="rounding-bit"))

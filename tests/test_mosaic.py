@@ -9,6 +9,7 @@ import pytest
 import torch
 from neuromosaic.cosim.mosaic import episode_tables, run_mosaic_cosim
 from neuromosaic.cosim.mosaic.amaranth_sim import simulate_mosaic
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.model.checkpoint import load_checkpoint
 from neuromosaic.model.config import ConfigError, unpack_fields
@@ -94,7 +95,8 @@ def test_trained_network_on_a_2x2_mosaic_is_bit_exact_on_icarus(trained):
     assert r["checked"]["logits"] == 5 * 5 and r["checked"]["weight_writes"] == 5 * 16
     assert 0 < r["routes"] < 16 * 3                  # the compiled, sparse connectivity, not every route
     with pytest.raises(CosimError, match="hidden spike event mismatch"):
-        run_mosaic_cosim("icarus", mc, CFG, episode_list=episodes, w_rec=ck.w_rec, fault="deaf-tile", name="deaf")
+        run_mosaic_cosim("icarus", mc, CFG, episode_list=episodes, w_rec=ck.w_rec, name="deaf",
+                         options=RunOptions(fault="deaf-tile"))
     with pytest.raises(CosimError, match="recurrent synapses that w_rec lacks"):
         run_mosaic_cosim("icarus", mc, CFG, episode_list=episodes, w_rec=torch.zeros_like(ck.w_rec))
 

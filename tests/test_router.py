@@ -5,8 +5,9 @@ import json
 
 import pytest
 import torch
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.router.amaranth_sim import simulate_mesh, simulate_router
-from neuromosaic.cosim.router.testbench import FAULTS, mesh_scenario, router_scenario
+from neuromosaic.cosim.router.testbench import FAULTS, ROUTER_OPTIONS, mesh_scenario, router_scenario
 from neuromosaic.model.checkpoint import Checkpoint, save_checkpoint
 from neuromosaic.model.config import ConfigError
 from neuromosaic.model.golden import Mismatch
@@ -121,32 +122,34 @@ def test_routing_energy_counts_every_node_an_event_crosses():
 
 
 def test_router_rtl_matches_the_model_every_cycle():
-    r = simulate_router(router_scenario(seed=1, events=50), seed=3)
+    r = simulate_router(router_scenario(seed=1, events=50), options=ROUTER_OPTIONS.replace(seed=3))
     assert r["checked_cycles"] > 100 and r["events_out"] > r["events_in"]     # multicast
-    r = simulate_router(router_scenario("L", "NESW", seed=2, events=60), seed=1, idle=0.0, backpressure=0.5)
+    r = simulate_router(router_scenario("L", "NESW", seed=2, events=60),
+                        options=RunOptions(seed=1, idle=0.0, backpressure=0.5))
     assert r["events_out"] > 60
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_router_scoreboard_catches_each_wrong_rule(fault):
     with pytest.raises(Mismatch, match="the model says"):
-        simulate_router(router_scenario(seed=1, events=50), seed=3, fault=fault)
+        simulate_router(router_scenario(seed=1, events=50), options=ROUTER_OPTIONS.replace(seed=3, fault=fault))
 
 
 def test_mesh_rtl_matches_the_model_on_every_link_and_conserves_spikes():
-    r = simulate_mesh(mesh_scenario(seed=1, spikes_per_tile=12), seed=2, idle=0.0, backpressure=0.4)
+    r = simulate_mesh(mesh_scenario(seed=1, spikes_per_tile=12), options=RunOptions(seed=2, idle=0.0, backpressure=0.4))
     assert r["deliveries"] > 40 and r["link_events"] > r["deliveries"] and r["table_loads"] == 0
 
 
 def test_mesh_tables_load_through_the_table_port():
     s = mesh_scenario(rows=1, cols=3, seed=5, spikes_per_tile=10)
-    r = simulate_mesh(s, seed=1, load_tables=True)
+    r = simulate_mesh(s, load_tables=True, options=ROUTER_OPTIONS.replace(seed=1))
     assert r["table_loads"] == len(table_writes(s.tables)) > 10 and r["deliveries"] > 10
 
 
 def test_mesh_scoreboard_catches_a_wrong_router():
     with pytest.raises(Mismatch, match="the model says|differ from the model"):
-        simulate_mesh(mesh_scenario(seed=1, spikes_per_tile=12), seed=2, fault="fixed-priority")
+        simulate_mesh(mesh_scenario(seed=1, spikes_per_tile=12),
+                      options=ROUTER_OPTIONS.replace(seed=2, fault="fixed-priority"))
 
 
 def test_route_cli_reports_a_checkpoint_and_refuses_what_does_not_fit(tmp_path, capsys):

@@ -114,6 +114,7 @@ def test_update_scoreboard_catches_wrong_rounding():
 from neuromosaic.cosim.learning.amaranth_sim import simulate_learning  # noqa: E402
 from neuromosaic.cosim.learning.scoreboard import FAULTS  # noqa: E402
 from neuromosaic.cosim.learning.stimulus import readout_memory  # noqa: E402
+from neuromosaic.cosim.options import FULL_RATE, RunOptions  # noqa: E402
 from neuromosaic.model.episode import random_episode, random_network_episode  # noqa: E402
 from neuromosaic.model.golden import Mismatch  # noqa: E402
 
@@ -127,14 +128,14 @@ ODD_CFG = LearningConfig(elig_bits=10, acc_bits=18, prob_bits=9, exp_frac_bits=3
 
 def test_engine_episodes_match_the_model():
     cfg = LearningConfig()
-    r = simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(4)], seed=1)
+    r = simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(4)], options=RunOptions(seed=1))
     assert r["episodes"] == 4 and r["checked"]["weight_writes"] > 0 and r["checked"]["logits"] > 0
     assert r["coverage"]["weights_changed"] > 0
 
 
 def test_engine_odd_widths_saturate_everything():
-    r = simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(6)], seed=2,
-                          idle=0.4, backpressure=0.5)
+    r = simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(6)],
+                          options=RunOptions(seed=2, idle=0.4, backpressure=0.5))
     cov = r["coverage"]
     for what in ("logits_saturated", "eligibility_saturated", "accumulator_saturated", "weights_saturated"):
         assert cov[what] > 0, (what, cov)
@@ -152,7 +153,7 @@ def test_engine_cycle_contract():
     g = torch.Generator().manual_seed(0)
     raster = (torch.rand(6, 1, N, generator=g) < 0.3).to(torch.int64)
     ep = ChipEpisode("contract", torch.zeros(K, N, dtype=torch.int64), raster, [1], raster, 2.0 ** 16, 1, [1])
-    r = simulate_learning(CONFIG, cfg, [ep], idle=0.0, backpressure=0.0)
+    r = simulate_learning(CONFIG, cfg, [ep], options=FULL_RATE)
     t = r["timing"]
     (end_learn, end_query), (update,) = t["end_cycles"], t["update_cycles"]
     assert update - end_learn == (K + N + 2) + K * (P + 3) + K * N + 2
@@ -166,7 +167,8 @@ def test_core_episodes_match_the_model():
     """Through the whole network: input events, the recurrent LIF core, its hidden spikes, the engine."""
     config = SRNNConfig.make(channels=3, neurons=6, outputs=3, lanes=2)
     cfg = LearningConfig()
-    r = simulate_learning(config, cfg, [random_network_episode(config, cfg, s) for s in range(3)], seed=3)
+    r = simulate_learning(config, cfg, [random_network_episode(config, cfg, s) for s in range(3)],
+                          options=RunOptions(seed=3))
     assert r["checked"]["hidden_events"] > 100 and r["coverage"]["hidden_spikes"] > 0
     assert r["checked"]["weight_writes"] > 0
 
@@ -175,7 +177,8 @@ def test_core_episodes_match_the_model():
 def test_episode_scoreboard_catches_wrong_rounding(fault):
     cfg = LearningConfig()
     with pytest.raises(Mismatch, match="weight write mismatch"):
-        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault=fault)
+        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)],
+                          options=RunOptions(fault=fault))
 
 
 RRAM = LearningConfig(level_shift=2, write_noise_bits=3)
@@ -221,7 +224,7 @@ def test_rram_emulation_keeps_weights_on_levels_and_adds_noise():
 
 
 def test_engine_episodes_with_rram_emulation():
-    r = simulate_learning(CONFIG, RRAM, [random_episode(CONFIG, RRAM, s) for s in range(3)], seed=4)
+    r = simulate_learning(CONFIG, RRAM, [random_episode(CONFIG, RRAM, s) for s in range(3)], options=RunOptions(seed=4))
     assert r["checked"]["weight_writes"] > 0 and r["coverage"]["weights_changed"] > 0
 
 
@@ -239,23 +242,23 @@ def test_engine_with_synapse_memory_matches_the_model():
     update command per new weight: the same weights, logits and LFSR draws as the model."""
     cfg = LearningConfig()
     eps = [random_episode(CONFIG, cfg, s) for s in range(4)]
-    r = simulate_learning(CONFIG, cfg, eps, seed=1, synapses="dense")
-    plain = simulate_learning(CONFIG, cfg, eps, seed=1)
+    r = simulate_learning(CONFIG, cfg, eps, synapses="dense", options=RunOptions(seed=1))
+    plain = simulate_learning(CONFIG, cfg, eps, options=RunOptions(seed=1))
     assert r["checked"] == plain["checked"] and r["checked"]["weight_writes"] > 0
     assert r["coverage"]["weights_changed"] > 0
 
 
 def test_engine_with_synapse_memory_odd_widths():
-    simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(3)], seed=2, idle=0.4,
-                      backpressure=0.5, synapses="dense")
+    simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(3)], synapses="dense",
+                      options=RunOptions(seed=2, idle=0.4, backpressure=0.5))
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_engine_with_synapse_memory_catches_wrong_rounding(fault):
     cfg = LearningConfig()
     with pytest.raises(Mismatch, match="weight write mismatch"):
-        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault=fault,
-                          synapses="dense")
+        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)],
+                          synapses="dense", options=RunOptions(fault=fault))
 
 
 @pytest.mark.parametrize("organisation", ["bitmap", "csr"])
@@ -266,7 +269,7 @@ def test_engine_with_a_sparse_readout_updates_only_stored_synapses(organisation)
     cfg = LearningConfig()
     eps = [random_episode(CONFIG, cfg, s) for s in range(4)]
     spec = {"organisation": organisation, "density": 0.5, "seed": 3}
-    r = simulate_learning(CONFIG, cfg, eps, seed=1, synapses=spec)
+    r = simulate_learning(CONFIG, cfg, eps, synapses=spec, options=RunOptions(seed=1))
     stored = int(readout_memory(CONFIG, spec).structure().sum())
     assert 0 < stored < CONFIG.outputs * CONFIG.neurons
     assert r["checked"]["weight_writes"] == stored * sum(e.steps for e in eps)     # dense: every weight a step
@@ -276,8 +279,8 @@ def test_engine_with_a_sparse_readout_updates_only_stored_synapses(organisation)
 def test_sparse_readout_catches_wrong_rounding():
     cfg = LearningConfig()
     with pytest.raises(Mismatch, match="weight write mismatch"):
-        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)], fault="floor",
-                          synapses={"organisation": "csr", "density": 0.5})
+        simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(3)],
+                          synapses={"organisation": "csr", "density": 0.5}, options=RunOptions(fault="floor"))
 
 
 def test_engine_refuses_a_readout_memory_that_does_not_fit():
@@ -302,7 +305,7 @@ def test_learning_core_with_synapse_memories():
     the integer model's on the sparse core weights, every logit and weight write the model's."""
     cfg = LearningConfig()
     eps = [random_network_episode(CONFIG, cfg, s) for s in range(3)]
-    r = simulate_learning(CONFIG, cfg, eps, seed=2, synapses={"organisation": "bitmap", "density": 0.6},
-                          core_synapses={"organisation": "csr", "density": 0.5})
+    r = simulate_learning(CONFIG, cfg, eps, synapses={"organisation": "bitmap", "density": 0.6},
+                          core_synapses={"organisation": "csr", "density": 0.5}, options=RunOptions(seed=2))
     assert r["checked"]["hidden_events"] > 0 and r["checked"]["weight_writes"] > 0
     assert r["coverage"]["hidden_spikes"] > 0 and r["coverage"]["weights_changed"] > 0

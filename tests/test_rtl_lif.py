@@ -30,12 +30,12 @@ def test_core_matches_model(name):
 
 def test_core_matches_model_without_idle_or_backpressure():
     c = CONFIGS["one-block"]
-    simulate_lif(c, scenarios(c, seeds=2, steps=20, corners=False), idle=0.0, backpressure=0.0)
+    simulate_lif(c, scenarios(c, seeds=2, steps=20, corners=False), options=FULL_RATE)
 
 
 def test_core_matches_model_under_heavy_backpressure():
     c = CONFIGS["lanes2"]
-    r = simulate_lif(c, [random_scenario(c, 5, 20)], idle=0.6, backpressure=0.8)
+    r = simulate_lif(c, [random_scenario(c, 5, 20)], options=RunOptions(idle=0.6, backpressure=0.8))
     assert r["output_stall_cycles"] > 50
 
 
@@ -43,20 +43,21 @@ def test_core_matches_model_under_heavy_backpressure():
 def test_scoreboard_catches_a_wrong_model(fault):
     c = CONFIGS["lanes2"]
     with pytest.raises(Mismatch):
-        simulate_lif(c, [random_scenario(c, 0, 10)] + corner_scenarios(c), fault=fault)
+        simulate_lif(c, [random_scenario(c, 0, 10)] + corner_scenarios(c), options=RunOptions(fault=fault))
 
 
 def test_full_throughput_one_event_per_block_cycle():
     """Saturated input: one weight word read (lanes synaptic operations) per cycle, no bubbles."""
     from neuromosaic.cosim.lif.stimulus import saturated_scenario
     for c in (CONFIGS["lanes2"], CONFIGS["one-block"]):
-        r = simulate_lif(c, [saturated_scenario(c, 3, 20)], idle=0.0, backpressure=0.0)
+        r = simulate_lif(c, [saturated_scenario(c, 3, 20)], options=FULL_RATE)
         assert r["throughput"]["sop_per_cycle"] == c.lanes
 
 
 # -- a core whose weights live in a synapse memory -------------------------------------------
 from neuromosaic.cosim.lif.stimulus import synapse_memory, synapse_scenarios  # noqa: E402
 from neuromosaic.cosim.lif.testbench import SYNAPSE_FAULT  # noqa: E402
+from neuromosaic.cosim.options import FULL_RATE, RunOptions  # noqa: E402
 from neuromosaic.model import synapse as synapse_model  # noqa: E402
 from neuromosaic.model.config import ConfigError  # noqa: E402
 from neuromosaic.rtl.lif import LIFCore  # noqa: E402
@@ -90,8 +91,8 @@ def test_sparse_memory_skips_zero_weights():
     """The accumulation of a sparse organisation takes a cycle per stored synapse, not per neuron."""
     c, args = synapse_args("csr", density=0.25)
     dense = simulate_lif(c, synapse_scenarios(c, seeds=1, steps=20, **{**args, "organisation": "dense"}),
-                         idle=0.0, backpressure=0.0)["throughput"]
-    sparse = simulate_lif(c, synapse_scenarios(c, seeds=1, steps=20, **args), idle=0.0, backpressure=0.0)["throughput"]
+                         options=FULL_RATE)["throughput"]
+    sparse = simulate_lif(c, synapse_scenarios(c, seeds=1, steps=20, **args), options=FULL_RATE)["throughput"]
     assert dense["sop_per_cycle"] == 1.0 and sparse["sop_per_cycle"] >= 0.9
     assert sparse["event_phase_cycles"] < 0.5 * dense["event_phase_cycles"]
 
@@ -101,7 +102,7 @@ def test_synapse_core_scoreboard_catches_a_wrong_model(fault):
     _, args = synapse_args("bitmap", density=0.6)
     c = MATRIX_CORE.replace(current_bits=9)          # the current saturates within a step
     with pytest.raises(Mismatch):
-        simulate_lif(c, synapse_scenarios(c, seeds=1, steps=30, **args), fault=fault)
+        simulate_lif(c, synapse_scenarios(c, seeds=1, steps=30, **args), options=RunOptions(fault=fault))
 
 
 def test_synapse_memory_must_fit_the_core():

@@ -3,6 +3,7 @@ random contents against the traced model; faults caught; bad parameters refused.
 
 import pytest
 import torch
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.synapse.amaranth_sim import simulate_synapse
 from neuromosaic.cosim.synapse.testbench import synapse_scenario
 from neuromosaic.model.config import ConfigError
@@ -14,7 +15,8 @@ from neuromosaic.rtl.synapse import SynapseMemory
 @pytest.mark.parametrize("density", [0.1, 0.9])
 @pytest.mark.parametrize("organisation", list(ORGANISATIONS))
 def test_every_access_matches_the_model(organisation, density):
-    r = simulate_synapse(synapse_scenario(organisation, seed=int(density * 10), density=density), idle=0.4, seed=1)
+    r = simulate_synapse(synapse_scenario(organisation, seed=int(density * 10), density=density),
+                         options=RunOptions(idle=0.4, seed=1))
     assert r["checked"]["results"] > 0 and r["checked"]["accesses"] > r["checked"]["results"]
 
 
@@ -22,7 +24,7 @@ def test_every_access_matches_the_model(organisation, density):
 @pytest.mark.parametrize("fault, message", [("data", "access mismatch"), ("counter", "counter reads")])
 def test_faults_are_caught(organisation, fault, message):
     with pytest.raises(Mismatch, match=message):
-        simulate_synapse(synapse_scenario(organisation, seed=2), fault=fault)
+        simulate_synapse(synapse_scenario(organisation, seed=2), options=RunOptions(fault=fault))
 
 
 def test_forward_accesses_follow_each_other_without_bubbles():
@@ -31,7 +33,7 @@ def test_forward_accesses_follow_each_other_without_bubbles():
     for organisation in ("dense", "func-pure"):
         scenario = synapse_scenario(organisation, seed=3, updates=0)
         scenario.commands = [c for c in scenario.commands if c[0] == 0]
-        r = simulate_synapse(scenario, idle=0.0)
+        r = simulate_synapse(scenario, options=RunOptions(idle=0.0))
         assert r["last_result"] - r["first_command"] == 2 + r["results"] - 1
 
 

@@ -25,6 +25,7 @@ from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...model.tiles import MosaicConfig
 from ..learning.scoreboard import model_lfsr
+from ..options import RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["job_protocol", "host_session", "board_run", "run_board_cosim"]
@@ -41,7 +42,8 @@ def host_session(job: dict, protocol: Protocol, transport) -> dict:
     """What the host does in the cosimulation (in the driver's thread): every episode of the job, checked."""
     episodes = [ChipEpisode(**e) for e in torch.load(job["episodes_file"])]
     chip = Chip(protocol, transport, timeout=job.get("timeout", 0.05))
-    out = run_episodes(chip, protocol, episodes, lambda: model_lfsr(protocol.cfg, job.get("fault")))
+    fault = RunOptions(**job["options"]).fault
+    out = run_episodes(chip, protocol, episodes, lambda: model_lfsr(protocol.cfg, fault))
     if job.get("malformed"):
         out["malformed"] = check_malformed(chip, protocol, episodes[-1])
     out["bytes_sent"], out["bytes_received"] = chip.bytes_sent, chip.bytes_received
@@ -56,22 +58,24 @@ def board_run(sim: str, protocol: Protocol, *, waves: bool = False, verilog: str
 
 
 def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_seed: int = 0, episode_list=None,
-                    fault: str | None = None, malformed: bool = False, timeout: float = 0.05,
-                    waves: bool = False, name: str = "run", verilog: str | None = None) -> dict:
+                    options: RunOptions = RunOptions(), malformed: bool = False, timeout: float = 0.05,
+                    name: str = "run", verilog: str | None = None) -> dict:
     """Runs ``episodes`` random whole-network episodes (or ``episode_list``) on the board top through
-    its UART with the host driver (``verilog``: the top's Verilog, when already generated). Raises
-    :class:`CosimError` on any mismatch, NAK or silence."""
+    its UART with the host driver (``verilog``: the top's Verilog, when already generated; of
+    ``options`` the fault and the waves: the line has no idle pattern). Raises :class:`CosimError` on
+    any mismatch, NAK or silence."""
     if episode_list is None:
         if episodes < 1:
             raise CosimError(f"episodes={episodes}: at least 1 is needed.")
         episode_list = [random_network_episode(protocol.network, protocol.cfg, first_seed + i) for i in range(episodes)]
-    run = board_run(sim, protocol, waves=waves, verilog=verilog)
+    run = board_run(sim, protocol, waves=options.waves, verilog=verilog)
     path = run.build_dir / name / "episodes.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([dataclasses.asdict(e) for e in episode_list], path)
     key = "mosaic" if protocol.kind == "mosaic" else "config"
     job = {key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
-           "link": protocol.link.to_dict(), "episodes_file": str(path), "fault": fault, "malformed": malformed,
+           "link": protocol.link.to_dict(), "episodes_file": str(path), "options": options.to_job(),
+           "malformed": malformed,
            "timeout": timeout}
     result = run.test(TEST_MODULE, "board_episodes", job, name)
     checked = Counter()

@@ -11,6 +11,7 @@ import torch
 from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
+from ..options import RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 from .stimulus import core_memory, readout_memory
 
@@ -32,8 +33,7 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
-                       first_seed: int = 0, fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
-                       rng_seed: int = 0, waves: bool = False, episode_list=None, name: str = "run",
+                       first_seed: int = 0, options: RunOptions = RunOptions(), episode_list=None, name: str = "run",
                        core: bool = True, synapses=None, core_synapses=None) -> dict:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
@@ -48,10 +48,10 @@ def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = Learn
     if episode_list is not None and any(e.through_core != core for e in episode_list):
         raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
                          "rasters; through the core every episode needs them, into the engine none may have them.")
-    run = learning_run(sim, config, cfg, core=core, waves=waves, synapses=synapses, core_synapses=core_synapses)
+    run = learning_run(sim, config, cfg, core=core, waves=options.waves, synapses=synapses, core_synapses=core_synapses)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
-           "first_seed": first_seed, "fault": fault, "idle": idle, "backpressure": backpressure,
-           "rng_seed": rng_seed, "core": core, "synapses": synapses, "core_synapses": core_synapses}
+           "first_seed": first_seed, "options": options.to_job(), "core": core, "synapses": synapses,
+           "core_synapses": core_synapses}
     if episode_list is not None:
         path = run.build_dir / name / "episodes.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from ...rtl.learning import LearningCore, LearningEngine
 from ..amaranth_loop import back_to_back
+from ..options import RunOptions
 from .stimulus import core_memory, readout_memory
 from .testbench import LearningTestbench, stream_inputs
 
 __all__ = ["simulate_learning"]
 
 
-def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0.3, fault=None, vcd=None,
-                      synapses=None, core_synapses=None) -> dict:
+def simulate_learning(config, cfg, episodes, *, options: RunOptions = RunOptions(), vcd=None, synapses=None,
+                      core_synapses=None) -> dict:
     """Runs few-shot ``episodes`` on one ``LearningCore`` (episodes through the core: with
     ``w_core``) or ``LearningEngine`` (hidden rasters only), with a reset between them (the first
     starts from the reset at time 0), checked by :class:`~.testbench.LearningTestbench`.
@@ -22,7 +23,7 @@ def simulate_learning(config, cfg, episodes, *, seed=0, idle=0.2, backpressure=0
     result = back_to_back(
         LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout)
         if core else LearningEngine(config, cfg, synapses=readout),
-        lambda port: LearningTestbench(config, cfg, port, seed=seed, idle=idle, backpressure=backpressure,
-                                       fault=fault, core=core, synapses=synapses, core_synapses=core_synapses),
+        lambda port: LearningTestbench(config, cfg, port, options, core=core, synapses=synapses,
+                                       core_synapses=core_synapses),
         episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)
     return {**result, "episodes": len(episodes)}

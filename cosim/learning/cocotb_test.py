@@ -10,6 +10,7 @@ import cocotb
 import torch
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.learning.testbench import LearningTestbench, stream_inputs
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.model.episode import ChipEpisode, random_episode, random_network_episode
 from neuromosaic.model.learning import LearningConfig
 from neuromosaic.model.snn import SRNNConfig
@@ -29,9 +30,8 @@ async def learning_episodes(dut):
         else:
             make = random_network_episode if core else random_episode
             episodes = [make(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]
-        tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
-                               idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
-                               fault=job.get("fault"), core=core, synapses=job.get("synapses"),
+        tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]),
+                               core=core, synapses=job.get("synapses"),
                                core_synapses=job.get("core_synapses"),
                                core_loads=mosaic.core_load_words if mosaic else None)
         inputs = stream_inputs(core) + (("table",) if mosaic else ())

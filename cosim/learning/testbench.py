@@ -35,6 +35,7 @@ from ...model.golden import Mismatch
 from ...model.learning import OP_END, OP_UPDATE, LearningConfig, command_fields, rate_fields, readout_load_fields
 from ...model.snn import IntegerSRNN, SRNNConfig
 from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ..options import RunOptions
 from .scoreboard import LearningScoreboard
 from .stimulus import core_memory, readout_memory
 
@@ -50,18 +51,18 @@ class LearningTestbench:
     """Drives episodes into a ``LearningCore`` (``core=True``: input events, the core's weights,
     hidden spikes checked) or a ``LearningEngine`` (hidden spikes driven) and checks everything."""
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], *, seed: int = 0,
-                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None, core: bool = False,
-                 synapses=None, core_synapses=None, core_loads: Callable | None = None):
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], options: RunOptions, *,
+                 core: bool = False, synapses=None, core_synapses=None, core_loads: Callable | None = None):
         """``synapses``: the engine keeps its readout in that synapse memory (``readout_memory``; its
         update writes then have no fixed cycles, only their order; a sparse one restricts the
         episodes to its structure). ``core_synapses``: the LIF core of a ``LearningCore`` keeps its
         weights in that one (``core_memory``). ``core_loads``: the packed ``core_weights`` loads of an
         episode's ``w_core`` for a DUT that loads them its own way (a ``Mosaic``:
         ``MosaicConfig.core_load_words``); by default the LIF core's weight words."""
-        self.config, self.cfg, self.fault, self.core = config, cfg, fault, core
+        self.config, self.cfg, self.fault, self.core = config, cfg, options.fault, core
         self.core_loads = core_loads
-        rng = random.Random(seed)
+        idle, backpressure = options.idle, options.backpressure
+        rng = random.Random(options.seed)
         self.sb = LearningScoreboard(config, cfg)
         memory = readout_memory(config, synapses)
         self.sb.exact_timing = memory is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...model.config import LIFConfig
 from ...rtl.lif import LIFCore
+from ..options import RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 from .stimulus import random_scenario, required_coverage, synapse_memory
 
@@ -26,10 +27,8 @@ def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict 
 
 
 def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 50, corners: bool = True,
-                  fault: str | None = None, idle: float = 0.2, backpressure: float = 0.3,
-                  rng_seed: int = 0, waves: bool = False, scoreboard: bool = True,
-                  saturated: int = 0, synapses: dict | None = None, forward_pass: bool = False,
-                  name: str = "run") -> dict:
+                  options: RunOptions = RunOptions(), scoreboard: bool = True, saturated: int = 0,
+                  synapses: dict | None = None, forward_pass: bool = False, name: str = "run") -> dict:
     """Runs ``seeds`` random scenarios (and the directed corner cases) and returns the summary.
     With ``saturated=E`` it runs instead one stream of ``steps`` timesteps of E back-to-back spike
     events (for throughput). With ``synapses`` (``organisation`` and the other arguments of
@@ -39,10 +38,9 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
     :class:`CosimError` on any mismatch, hang, or missing coverage."""
     if seeds < 1 or steps < 1:
         raise CosimError(f"seeds={seeds}, steps={steps}: both must be at least 1.")
-    run = lif_run(sim, config, waves=waves, synapses=synapses)
-    job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "fault": fault,
-           "idle": idle, "backpressure": backpressure, "rng_seed": rng_seed, "saturated": saturated,
-           "synapses": synapses, "forward_pass": forward_pass}
+    run = lif_run(sim, config, waves=options.waves, synapses=synapses)
+    job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "options": options.to_job(),
+           "saturated": saturated, "synapses": synapses, "forward_pass": forward_pass}
     result = run.test(TEST_MODULE, "lif_scoreboard" if scoreboard else "lif_bare_loop", job, name)
     if scoreboard and corners and not saturated and synapses is None:
         missing = [k for k in required_coverage(config) if not result["coverage"].get(k)]

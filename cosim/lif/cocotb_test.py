@@ -9,6 +9,7 @@ import cocotb
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.lif.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
 from neuromosaic.cosim.lif.testbench import LIFTestbench
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.model.config import LIFConfig
 
 
@@ -24,9 +25,7 @@ async def _run(dut, scoreboard: bool):
             scns = [saturated_scenario(config, job["steps"], job["saturated"])]
         else:
             scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
-        tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
-                          idle=job.get("idle", 0.2), backpressure=job.get("backpressure", 0.3),
-                          fault=job.get("fault"), scoreboard=scoreboard,
+        tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]), scoreboard=scoreboard,
                           synapses=scns[0].memory if synapses else None)
         await run_back_to_back(dut, tb, scns,
                                lambda tb, index, scenario, cycle: tb.start(scenario, cycle, load_weights=index > 0),

@@ -25,6 +25,7 @@ from ...model.config import (
 )
 from ...model.golden import Mismatch
 from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ..options import RunOptions
 from ..synapse.testbench import check_counters
 from .scoreboard import LIFScoreboard, make_model
 from .stimulus import Scenario
@@ -36,12 +37,12 @@ STALL_LIMIT = 10_000    # cycles without any transfer or state write before the 
 
 
 class LIFTestbench:
-    def __init__(self, config: LIFConfig, port: Callable[[str], Port], *, seed: int = 0,
-                 idle: float = 0.2, backpressure: float = 0.3, fault: str | None = None,
+    def __init__(self, config: LIFConfig, port: Callable[[str], Port], options: RunOptions, *,
                  scoreboard: bool = True, synapses=None):
         """``synapses``: the model synapse memory of a core built with one (its organisation and
         structure; each scenario brings its contents)."""
-        self.config, self.fault = config, fault
+        self.config, self.fault = config, options.fault
+        seed, idle, backpressure = options.seed, options.idle, options.backpressure
         self._synapses = synapses
         self._port = port
         self._memory = None                        # the scenario's model synapse memory

@@ -22,6 +22,7 @@ from ...model.learning import LearningConfig
 from ...model.router import RoutingTables, compile_routes
 from ...model.tiles import MosaicConfig, mosaic_tables
 from ...rtl.mosaic import Mosaic
+from ..options import RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
@@ -49,13 +50,13 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
 
 
 def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 2,
-                     first_seed: int = 0, episode_list=None, w_rec=None, fault: str | None = None,
-                     idle: float = 0.2, backpressure: float = 0.3, rng_seed: int = 0, waves: bool = False,
+                     first_seed: int = 0, episode_list=None, w_rec=None, options: RunOptions = RunOptions(),
                      name: str = "run") -> dict:
     """Runs ``episodes`` random whole-network episodes (seeds ``first_seed..``; every source routed to
     every other tile), or ``episode_list`` with the tables of ``w_rec`` (a trained network's
     ``[post, pre]`` recurrent weights; the episodes' core weights must have no synapse outside it).
-    Returns the summary; raises :class:`CosimError` on any mismatch or hang."""
+    ``options.fault`` is a fault of the tables (``FAULTS``); the model stays right. Returns the summary;
+    raises :class:`CosimError` on any mismatch or hang."""
     if episode_list is None:
         if episodes < 1:
             raise CosimError(f"episodes={episodes}: at least 1 is needed.")
@@ -66,13 +67,13 @@ def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningC
         if w_rec is not None and bool(((e.w_core[:, mc.network.channels:] != 0) & (torch.as_tensor(w_rec) == 0)).any()):
             raise CosimError(f"episode {e.name} has recurrent synapses that w_rec lacks; the tables would not carry "
                              "them. Compile the tables from the episode's own weights.")
-    tables = episode_tables(mc, w_rec, fault)
-    run = mosaic_run(sim, mc, cfg, tables, waves=waves)
+    tables = episode_tables(mc, w_rec, options.fault)
+    run = mosaic_run(sim, mc, cfg, tables, waves=options.waves)
     path = run.build_dir / name / "episodes.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([dataclasses.asdict(e) for e in episode_list], path)
     job = {"mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg), "episodes_file": str(path),
-           "idle": idle, "backpressure": backpressure, "rng_seed": rng_seed, "core": True}
+           "options": options.replace(fault=None).to_job(), "core": True}
     result = run.test(TEST_MODULE, "learning_episodes", job, name)
     result.update(sim=sim, build_dir=str(run.build_dir), episodes=len(episode_list),
                   routes=sum(len(d) for d in tables.destinations))

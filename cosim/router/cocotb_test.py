@@ -4,12 +4,12 @@ deterministic), so the testbench predicts from the same tables the Verilog was g
 
 import cocotb
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.router.testbench import MeshTestbench, RouterTestbench, mesh_scenario, router_scenario
 
 
 def _bench(job, dut, cls, scenario, **more):
-    return cls(scenario, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0), idle=job.get("idle", 0.3),
-               backpressure=job.get("backpressure", 0.3), fault=job.get("fault"), **more)
+    return cls(scenario, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]), **more)
 
 
 @cocotb.test()

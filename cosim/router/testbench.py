@@ -27,9 +27,12 @@ from ...model.router import (
     mesh_table_fields,
     table_writes,
 )
+from ..options import RunOptions
 
-__all__ = ["RouterTestbench", "MeshTestbench", "router_scenario", "mesh_scenario", "FAULTS"]
+__all__ = ["RouterTestbench", "MeshTestbench", "router_scenario", "mesh_scenario", "FAULTS", "ROUTER_OPTIONS"]
 
+# The router's run defaults: more idle input cycles than the cores' (sparser traffic per port).
+ROUTER_OPTIONS = RunOptions(idle=0.3)
 # Faults of the model that the scoreboard must catch (each changes one rule of the router).
 FAULTS = ("fixed-priority", "deeper-fifo", "drop-last-port")
 
@@ -90,11 +93,10 @@ def router_scenario(in_ports="NESW", out_ports="NESW", sources: int = 16, fifo_d
 class RouterTestbench:
     """One router against :class:`~neuromosaic.model.router.RouterModel`, every output every cycle."""
 
-    def __init__(self, scenario: RouterScenario, port, *, seed: int = 0, idle: float = 0.3,
-                 backpressure: float = 0.3, fault: str | None = None):
+    def __init__(self, scenario: RouterScenario, port, options: RunOptions):
         self.s = scenario
-        self.rng = random.Random(seed)
-        self.idle, self.backpressure = idle, backpressure
+        self.rng = random.Random(options.seed)
+        self.idle, self.backpressure, fault = options.idle, options.backpressure, options.fault
         self.model = _FaultyRouter(scenario.in_ports, scenario.out_ports, scenario.fifo_depth, scenario.tables,
                                    fault=fault)
         self.ins = [(port(f"in_{p}__valid"), port(f"in_{p}__ready"), port(f"in_{p}__payload"))
@@ -178,12 +180,11 @@ class MeshTestbench:
     ``load_tables`` the tables are first written through the fabric's table port, one entry a cycle
     (the fabric then starts with empty tables)."""
 
-    def __init__(self, scenario: MeshScenario, port, *, seed: int = 0, idle: float = 0.3,
-                 backpressure: float = 0.3, fault: str | None = None, load_tables: bool = False):
+    def __init__(self, scenario: MeshScenario, port, options: RunOptions, *, load_tables: bool = False):
         self.s = scenario
         mesh = self.mesh = scenario.tables.mesh
-        self.rng = random.Random(seed)
-        self.idle, self.backpressure = idle, backpressure
+        self.rng = random.Random(options.seed)
+        self.idle, self.backpressure, fault = options.idle, options.backpressure, options.fault
         self.model = MeshModel(scenario.tables)
         if fault:
             for key, node in self.model.nodes.items():

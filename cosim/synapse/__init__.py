@@ -4,6 +4,7 @@ through cocotb, every access, result and counter checked against ``model.synapse
 from __future__ import annotations
 
 from ...rtl.synapse import SynapseMemory
+from ..options import RunOptions
 from ..runner import CocotbRun, generate_verilog
 from .testbench import synapse_scenario
 
@@ -12,9 +13,8 @@ __all__ = ["run_synapse_cosim"]
 TEST_MODULE = "neuromosaic.cosim.synapse.cocotb_test"
 
 
-def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: float = 0.4, idle: float = 0.2,
-                      fault: str | None = None, rng_seed: int = 0, waves: bool = False, name: str = "run",
-                      **scenario) -> dict:
+def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: float = 0.4,
+                      options: RunOptions = RunOptions(), name: str = "run", **scenario) -> dict:
     """Builds the RTL of ``organisation`` holding the random scenario ``seed`` (a matrix, or a kernel
     for the functional organisations; ``scenario``: more arguments of
     :func:`~.testbench.synapse_scenario`) and runs its commands on ``sim``. Raises
@@ -22,8 +22,8 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
     scenario_args = {"organisation": organisation, "seed": seed, "density": density, **scenario}
     scenario = synapse_scenario(**scenario_args)
     verilog = generate_verilog(SynapseMemory(scenario.memory), "synapse_memory")
-    run = CocotbRun(sim, verilog, "synapse_memory", waves=waves)
-    job = {"scenario": scenario_args, "idle": idle, "fault": fault, "rng_seed": rng_seed}
+    run = CocotbRun(sim, verilog, "synapse_memory", waves=options.waves)
+    job = {"scenario": scenario_args, "options": options.to_job()}
     result = run.test(TEST_MODULE, "synapse_scoreboard", job, name)
     result.update(sim=sim, organisation=scenario.memory.name, build_dir=str(run.build_dir))
     return result

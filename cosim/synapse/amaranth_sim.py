@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from ...rtl.synapse import SynapseMemory
 from ..amaranth_loop import back_to_back
+from ..options import RunOptions
 from .testbench import SynapseTestbench
 
 __all__ = ["simulate_synapse"]
 
 
-def simulate_synapse(scenario, *, seed=0, idle=0.2, fault=None, vcd=None) -> dict:
+def simulate_synapse(scenario, *, options: RunOptions = RunOptions(), vcd=None) -> dict:
     """Runs a synapse memory scenario on the RTL of its organisation, checked by
     :class:`~.testbench.SynapseTestbench`."""
     return back_to_back(
         SynapseMemory(scenario.memory),
-        lambda port: SynapseTestbench(scenario.memory, port, seed=seed, idle=idle, fault=fault),
+        lambda port: SynapseTestbench(scenario.memory, port, options),
         [scenario], lambda tb, index, item, cycle: tb.start(item, cycle), ("commands",), vcd)

@@ -7,6 +7,7 @@ testbench predicts from the same memory the Verilog was generated from.
 
 import cocotb
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.synapse.testbench import SynapseTestbench, synapse_scenario
 
 
@@ -15,8 +16,7 @@ async def synapse_scoreboard(dut):
     """Every access and result against the golden model, then the access counters."""
     async def body(job, clock):
         scenario = synapse_scenario(**job["scenario"])
-        tb = SynapseTestbench(scenario.memory, lambda n: cocotb_port(dut, n), seed=job.get("rng_seed", 0),
-                              idle=job.get("idle", 0.2), fault=job.get("fault"))
+        tb = SynapseTestbench(scenario.memory, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]))
         await run_back_to_back(dut, tb, [scenario], lambda tb, index, item, cycle: tb.start(item, cycle),
                                ("commands",), (), clock)
         return tb.finish()

@@ -22,6 +22,7 @@ from ...model.config import ConfigError, pack_fields, signed_range, unpack_field
 from ...model.golden import Mismatch
 from ...rtl.synapse import trace_ports
 from ..agents import Port, StreamSource, ValidMonitor
+from ..options import RunOptions
 
 __all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters"]
 
@@ -112,8 +113,8 @@ class _AccessMonitor:
 class SynapseTestbench:
     """Drives the commands of a scenario with random idle cycles and checks every access and result."""
 
-    def __init__(self, memory: model.SynapseMemory, port: Callable[[str], Port], *, seed: int = 0,
-                 idle: float = 0.2, fault: str | None = None):
+    def __init__(self, memory: model.SynapseMemory, port: Callable[[str], Port], options: RunOptions):
+        fault, seed, idle = options.fault, options.seed, options.idle
         if fault is not None and fault not in FAULTS:
             raise ConfigError(f"fault {fault!r} is unknown; allowed: {', '.join(FAULTS)}.")
         self.fault, self.port = fault, port

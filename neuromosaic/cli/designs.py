@@ -99,8 +99,12 @@ def _cosim_each(args, header: str, run, summary: str) -> int:
     return 1 if failed else 0
 
 
-def _stimulus(args) -> dict:
-    return {"idle": args.idle, "backpressure": args.backpressure, "rng_seed": args.rng_seed, "waves": args.waves}
+def _options(args):
+    """The run options of the flags (a design without a stimulus pattern has no idle flags)."""
+    from ..cosim.options import RunOptions
+    pattern = {"idle": args.idle, "backpressure": args.backpressure, "seed": args.rng_seed} if hasattr(args, "idle") \
+        else {}
+    return RunOptions(fault=args.fault, waves=args.waves, **pattern)
 
 
 class LIFDesign(Design):
@@ -138,8 +142,8 @@ class LIFDesign(Design):
         return _cosim_each(
             args, f"cosim lif on {{sim}}: {args.seeds} seeds x {args.steps} steps + corner cases, "
                   f"{config.neurons} neurons x {config.inputs} inputs, {config.lanes} lanes",
-            lambda sim: run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, fault=args.fault,
-                                      name="cli", **_stimulus(args)),
+            lambda sim: run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, options=_options(args),
+                                      name="cli"),
             "{r[scenarios]} scenarios, {r[cycles]} cycles, {ck[state_writes]} state writes and {ck[output_events]} "
             "output events")
 
@@ -222,7 +226,7 @@ class LearningDesign(Design):
             args, f"cosim learning on {{sim}}: {args.episodes} random few-shot episodes through {what}, "
                   f"{describe(config)}",
             lambda sim: run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
-                                           fault=args.fault, core=not args.engine, name="cli", **_stimulus(args)),
+                                           core=not args.engine, options=_options(args), name="cli"),
             "{r[episodes]} episodes, {r[cycles]} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
             + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
 
@@ -282,8 +286,7 @@ class MosaicDesign(Design):
             args, f"cosim mosaic on {{sim}}: {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} neurons, "
                   f"{describe(config)}; {what}",
             lambda sim: run_mosaic_cosim(sim, mc, cfg, episodes=args.episodes, first_seed=args.first_seed,
-                                         episode_list=episodes, w_rec=w_rec, fault=args.fault, name="cli",
-                                         **_stimulus(args)),
+                                         episode_list=episodes, w_rec=w_rec, options=_options(args), name="cli"),
             "{r[episodes]} episodes, {r[cycles]} cycles, {ck[hidden_events]} hidden spike events, {ck[logits]} "
             "logits and {ck[weight_writes]} weight writes")
 
@@ -358,7 +361,7 @@ class BoardDesign(Design):
                   f"by the host driver; {args.episodes} random few-shot episodes"
                   + (", then malformed frames" if args.malformed else ""),
             lambda sim: run_board_cosim(sim, protocol, episodes=args.episodes, first_seed=args.first_seed,
-                                        fault=args.fault, malformed=args.malformed, waves=args.waves, name="cli"),
+                                        malformed=args.malformed, options=_options(args), name="cli"),
             "{r[cycles]} cycles, {r[bytes_sent]} bytes sent and {r[bytes_received]} received; {ck[logits]} logits, "
             "{ck[hidden_events]} hidden spike events and {ck[weight_writes]} weight writes")
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 
+from ..cosim.options import RunOptions
 from ..model.config import SEED_LIF, LIFConfig
 
 __all__ = ["UsageError", "RUN_DEFAULTS", "add_core_options", "core_config", "add_network_options", "network",
@@ -26,15 +27,7 @@ class UsageError(Exception):
     """A bad flag value or input file; printed as one line, exit status 2."""
 
 
-@dataclasses.dataclass(frozen=True)
-class RunDefaults:
-    """The defaults of a cosimulation run's stimulus options, written once."""
-    idle: float = 0.2             # probability of an idle input cycle
-    backpressure: float = 0.3     # probability of a not-ready output cycle
-    rng_seed: int = 0             # seed of the idle/backpressure pattern
-
-
-RUN_DEFAULTS = RunDefaults()
+RUN_DEFAULTS = RunOptions()
 
 
 def print_json(obj) -> None:
@@ -201,7 +194,7 @@ def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimu
                        help=f"probability of an idle input cycle (default {RUN_DEFAULTS.idle})")
         g.add_argument("--backpressure", type=float, default=RUN_DEFAULTS.backpressure,
                        help=f"probability of a not-ready output cycle (default {RUN_DEFAULTS.backpressure})")
-        g.add_argument("--rng-seed", type=int, default=RUN_DEFAULTS.rng_seed,
+        g.add_argument("--rng-seed", type=int, default=RUN_DEFAULTS.seed,
                        help="seed of the idle/backpressure pattern")
 
 

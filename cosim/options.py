@@ -1,0 +1,65 @@
+"""How a cosimulation drives its design, and what it reports: defined once for every design.
+
+:class:`RunOptions` travels into the simulator as the job's ``options`` (a dict only there);
+:class:`CosimResult` comes back from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..model.config import ConfigError
+
+__all__ = ["RunOptions", "FULL_RATE", "CosimResult"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The stimulus pattern and checks of one run: the probability of an idle cycle on each input
+    stream and of a not-ready cycle on each output stream, the seed of that pattern, a deliberately
+    wrong model (``fault``: the run must then fail) and waveforms (``waves``, cocotb runs)."""
+    idle: float = 0.2
+    backpressure: float = 0.3
+    seed: int = 0
+    fault: str | None = None
+    waves: bool = False
+
+    def __post_init__(self):
+        for name in ("idle", "backpressure"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v < 1.0):
+                raise ConfigError(f"{name}={v} is not allowed; use a probability in [0, 1).")
+
+    def replace(self, **changes) -> "RunOptions":
+        return dataclasses.replace(self, **changes)
+
+    def to_job(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FULL_RATE = RunOptions(idle=0.0, backpressure=0.0)     # every stream at full rate: throughput runs
+
+
+@dataclass
+class CosimResult:
+    """What a run checked: its simulator, the cycles it ran and their speed, the transactions checked
+    and the coverage bins hit (name -> count), where it was built, and the design's own figures
+    (``details``: scenarios, episodes, timing, ...)."""
+    sim: str
+    cycles: int
+    wall_s: float
+    cycles_per_s: float
+    checked: dict = field(default_factory=dict)
+    coverage: dict = field(default_factory=dict)
+    build_dir: str = ""
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_job_result(cls, sim: str, result: dict, build_dir) -> "CosimResult":
+        """The result the cocotb test wrote (JSON) as a :class:`CosimResult`."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"sim", "build_dir", "details"}
+        details = {k: v for k, v in result.items() if k not in own and k != "passed"}
+        return cls(sim, result["cycles"], result["wall_s"], result["cycles_per_s"], result.get("checked", {}),
+                   result.get("coverage", {}), str(build_dir), details)
