@@ -239,7 +239,8 @@ class LIFConfig:
     # -- weight memory organisation (dense): word address and lane of synapse (post, pre) ------
     def weight_word_address(self, pre: int, block: int) -> int:
         """Address of the word holding the weights from input ``pre`` to neurons
-        ``block*lanes .. block*lanes+lanes-1`` (lane l = neuron block*lanes+l)."""
+        ``block*lanes .. block*lanes+lanes-1`` (lane l = neuron block*lanes+l); ints or the RTL's
+        signals."""
         return pre * self.blocks + block
 
     def pack_weight_word(self, weights_of_block) -> int:

@@ -221,7 +221,8 @@ class LIFCore(CheckedComponent):
         # read, or the synapse memory's result carried along (``p_weights``) in its lane.
         if sm is None:
             m.d.comb += [
-                wmem.addr.eq(Mux(wmem.write_enable, self.weights.payload.address, rd_pre * B + rd_block)),
+                wmem.addr.eq(Mux(wmem.write_enable, self.weights.payload.address,
+                                 c.weight_word_address(rd_pre, rd_block))),
                 wmem.write_data.eq(self.weights.payload.data),
             ]
         else:

@@ -77,11 +77,6 @@ class SpikeDataset(torch.utils.data.Dataset):
     def classes(self) -> list[int]:
         return sorted(set(self.labels.tolist()))
 
-    def subset(self, indices) -> "SpikeDataset":
-        idx = torch.as_tensor(indices, dtype=torch.int64)
-        return SpikeDataset(self.rasters[idx], self.labels[idx], [self.speakers[i] for i in idx.tolist()],
-                            self.class_names, self.source, dict(self.info))
-
     def reduce_channels(self, channels: int, augment: bool = True) -> "SpikeDataset":
         """Strided sub-sampling to ``channels``; with ``augment`` every offset is kept, so the
         dataset grows by the stride (seed 000's code does this for SHD's 700 -> 256)."""
