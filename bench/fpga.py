@@ -78,16 +78,16 @@ def _link(quick: bool) -> dict:
     link = LinkConfig(clock_hz=4_000_000, baud=1_000_000, buffer_bytes=64)
     start = time.perf_counter()
     r = run_board_cosim("verilator", Protocol(net, LearningConfig(), link), episodes=1 if quick else 2, name="bench")
-    seconds = r["cycles"] / link.clock_hz                      # link time: simulated seconds at the link's clock
-    moved = r["bytes_sent"] + r["bytes_received"]
+    seconds = r.cycles / link.clock_hz                      # link time: simulated seconds at the link's clock
+    moved = r.details["bytes_sent"] + r.details["bytes_received"]
     line = link.baud / 10                                      # 8N1: 10 bits a byte
     return {"chip": f"{net.channels} channels, {net.neurons} neurons, {net.outputs} outputs",
-            "baud": link.baud, "clock_hz": link.clock_hz, "episodes": len(r["episodes"]),
-            "bytes_to_chip": r["bytes_sent"], "bytes_from_chip": r["bytes_received"],
+            "baud": link.baud, "clock_hz": link.clock_hz, "episodes": len(r.details["episodes"]),
+            "bytes_to_chip": r.details["bytes_sent"], "bytes_from_chip": r.details["bytes_received"],
             "link_seconds": round(seconds, 4), "effective_bytes_per_s": round(moved / seconds),
             "line_rate_bytes_per_s_each_way": round(line),
             "utilisation_of_one_direction": round(moved / seconds / line, 3),
-            "checked": r["checked"], "wall_s": round(time.perf_counter() - start, 1),
+            "checked": r.checked, "wall_s": round(time.perf_counter() - start, 1),
             "note": "stop-and-wait: every frame waits for its ACK; records (logits, spikes) share the return line"}
 
 

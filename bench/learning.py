@@ -60,7 +60,7 @@ def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor,
     else:
         from ..cosim.mosaic import run_mosaic_cosim
         r = run_mosaic_cosim("verilator", mosaic, cfg, episode_list=[ep], name="bench", options=FULL_RATE)
-    t = r["timing"]
+    t = r.details["timing"]
     starts = [c for kind, c in t["segments"] if kind == "spikes"]            # first input event of each sample
     update, writes, logits = t["update_cycles"][0], t["write_cycles"], t["logit_cycles"]
     weights = config.outputs * config.neurons
@@ -81,8 +81,8 @@ def measure_inner_step(config: SRNNConfig, cfg: LearningConfig, x: torch.Tensor,
         "inference_cycles": inference,
         "inner_step_cycles": inner,
         "inner_step_over_inference": round(inner / inference, 3),
-        "checked": r["checked"],
-        "verilator_cycles_per_s": round(r["cycles_per_s"]),
+        "checked": r.checked,
+        "verilator_cycles_per_s": round(r.cycles_per_s),
     }
 
 

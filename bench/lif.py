@@ -29,11 +29,11 @@ def bench_lif(quick: bool = False, out: str | Path = "build/bench") -> dict:
         bar.set_postfix_str(stages[0])
         r = run_lif_cosim("verilator", seed_cfg, steps=2 if quick else 8, saturated=64, name="bench-throughput",
                           options=FULL_RATE)
-        tp = r["throughput"]
+        tp = r.details["throughput"]
         result.update(sop_per_cycle=round(tp["sop_per_cycle"], 4),
                       sop_per_cycle_goal=0.95 * seed_cfg.lanes,
                       sop_per_cycle_with_timesteps=round(tp["sop_per_cycle_with_timesteps"], 4),
-                      events_per_timestep=64, throughput_checked_state_writes=r["checked"]["state_writes"])
+                      events_per_timestep=64, throughput_checked_state_writes=r.checked["state_writes"])
         bar.update()
 
         # 2. Cosimulation speed, scoreboarded vs a bare clock loop with the same stimulus, per simulator.
@@ -44,10 +44,10 @@ def bench_lif(quick: bool = False, out: str | Path = "build/bench") -> dict:
             bare = run_lif_cosim(sim, cosim_cfg, scoreboard=False, name="bench-bare", **kw)
             full = run_lif_cosim(sim, cosim_cfg, scoreboard=True, name="bench-scoreboard", **kw)
             result["cosim"][sim] = {
-                "cosim_cycles_per_s": round(full["cycles_per_s"]),
-                "bare_loop_cycles_per_s": round(bare["cycles_per_s"]),
-                "scoreboard_ratio": round(full["cycles_per_s"] / bare["cycles_per_s"], 3),
-                "cycles": full["cycles"],
+                "cosim_cycles_per_s": round(full.cycles_per_s),
+                "bare_loop_cycles_per_s": round(bare.cycles_per_s),
+                "scoreboard_ratio": round(full.cycles_per_s / bare.cycles_per_s, 3),
+                "cycles": full.cycles,
             }
             bar.update()
         result["cosim"]["scoreboard_ratio_goal"] = 0.5

@@ -66,7 +66,7 @@ def throughput(organisation: str, density: float, layer: dict) -> dict:
     sops = sum(1 for pre in range(memory.pre) for _, w in memory.forward(pre) if w != 0)
     r = run_lif_cosim("verilator", config, seeds=1, steps=1, corners=False,
                       synapses=args, forward_pass=True, name=f"bench-{density}", options=FULL_RATE)
-    t, counts = r["throughput"], r["synapse_counts"]
+    t, counts = r.details["throughput"], r.details["synapse_counts"]
     ports = {}
     for _, name, write in trace_ports(memory):
         ports[name] = ports.get(name, 0) + (not write)
@@ -77,7 +77,7 @@ def throughput(organisation: str, density: float, layer: dict) -> dict:
            "cycles": cycles, "sop_per_cycle": round(sops / cycles, 4), "memory_bound_cycles": round(bound),
            "memory_bound_sop_per_cycle": round(sops / bound, 4) if bound else 0.0,
            "fraction_of_limit": round(bound / cycles, 4), "reads": {k: v["reads"] for k, v in counts.items()},
-           "checked_state_writes": r["checked"]["state_writes"]}
+           "checked_state_writes": r.checked["state_writes"]}
     if organisation in SPARSE:
         out["fraction_of_limit_goal"] = 0.9
     return out

@@ -4,10 +4,13 @@ counterpart is ``cocotb_loop``."""
 
 from __future__ import annotations
 
+import time
+
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from .agents import Port
+from .options import CosimResult
 
 __all__ = ["back_to_back"]
 
@@ -19,11 +22,12 @@ def _resolve(dut, name):
     return obj.as_value() if hasattr(obj, "as_value") else obj
 
 
-def back_to_back(dut, make_tb, items, start, inputs, vcd=None) -> dict:
+def back_to_back(dut, make_tb, items, start, inputs, vcd=None) -> CosimResult:
     """Runs ``items`` on ``dut`` one after the other with a two-cycle synchronous reset between
     them (the first starts from the reset at time 0): ``make_tb(port)`` builds the testbench,
     ``start(tb, index, item, cycle)`` begins an item, then ``drive`` and ``sample`` once a cycle
-    until ``tb.done``. ``inputs``: the stream ports whose ``valid`` drops during a reset."""
+    until ``tb.done``. ``inputs``: the stream ports whose ``valid`` drops during a reset. Returns what
+    ``tb.finish()`` reports as a :class:`~.options.CosimResult` of the simulator ``"amaranth"``."""
     m = Module()
     m.domains.sync = cd = ClockDomain()
     m.submodules.dut = dut
@@ -56,9 +60,12 @@ def back_to_back(dut, make_tb, items, start, inputs, vcd=None) -> dict:
         result.update(tb.finish(), cycles=cycle)
 
     sim.add_testbench(testbench)
+    began = time.perf_counter()
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return result
+    wall = time.perf_counter() - began
+    result.update(wall_s=wall, cycles_per_s=result["cycles"] / wall if wall else 0.0)
+    return CosimResult.from_job_result("amaranth", result, "")

@@ -138,12 +138,13 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
         try:
             r = run_board_cosim(sim, sim_protocol, episode_list=[episode], malformed=True, timeout=0.2, name="demo",
                                 verilog=verilog_text)
-            e = r["episodes"][0]
+            e = r.details["episodes"][0]
             right = sum(p == q for p, q in zip(e["predictions"], e["query_labels"]))
-            summary["episode"] = {"passed": True, "checked": r["checked"], "cycles": r["cycles"],
-                                  "bytes_to_chip": r["bytes_sent"], "bytes_from_chip": r["bytes_received"],
+            d = r.details
+            summary["episode"] = {"passed": True, "checked": r.checked, "cycles": r.cycles,
+                                  "bytes_to_chip": d["bytes_sent"], "bytes_from_chip": d["bytes_received"],
                                   "query_right": right, "queries": len(e["predictions"]),
-                                  "malformed_refused": len(r["malformed"]["rejected"]),
+                                  "malformed_refused": len(r.details["malformed"]["rejected"]),
                                   "seconds": round(time.perf_counter() - start, 1)}
             final_w = predict_episode(config, cfg, episode).final_w
             predicted = integer_readout(config, episode.query, final_w).tolist()

@@ -18,8 +18,8 @@ CONFIG = SRNNConfig.make(channels=4, neurons=16, outputs=5, lanes=4)
 @pytest.mark.parametrize("sim", SIMS)
 def test_learning_cosim_20_random_episodes(sim):
     r = run_learning_cosim(sim, CONFIG, episodes=20, name="pytest-pass")
-    assert r["passed"] and r["episodes"] == 20
-    checked, cov = r["checked"], r["coverage"]
+    assert r.details["episodes"] == 20
+    checked, cov = r.checked, r.coverage
     assert checked["weight_writes"] > 1000 and checked["logits"] > 500 and checked["hidden_events"] > 10_000
     assert cov["weights_changed"] > 0 and cov["weights_saturated"] > 0
 
@@ -40,14 +40,14 @@ def test_learning_cosim_engine_odd_widths():
     r = run_learning_cosim("verilator", config, cfg, episodes=8, core=False, name="pytest-odd",
                            options=RunOptions(idle=0.4, backpressure=0.5, seed=5))
     for what in ("logits_saturated", "eligibility_saturated", "accumulator_saturated", "weights_saturated"):
-        assert r["coverage"][what] > 0, what
+        assert r.coverage[what] > 0, what
 
 
 def test_learning_cosim_rram_emulation():
     """Conductance levels 4 apart and write noise drawn from the same LFSR, through the whole network."""
     cfg = LearningConfig(level_shift=2, write_noise_bits=3)
     r = run_learning_cosim("verilator", CONFIG, cfg, episodes=4, first_seed=100, name="pytest-rram")
-    assert r["checked"]["weight_writes"] > 100 and r["coverage"]["weights_changed"] > 0
+    assert r.checked["weight_writes"] > 100 and r.coverage["weights_changed"] > 0
 
 
 @pytest.mark.parametrize("sim, organisation", [("verilator", "bitmap"), ("verilator", "dense"), ("icarus", "csr")])
@@ -57,7 +57,7 @@ def test_learning_cosim_engine_with_synapse_memory(sim, organisation):
     config = SRNNConfig.make(channels=4, neurons=8, outputs=5)
     spec = {"organisation": organisation, "density": 0.6, "seed": 1}
     r = run_learning_cosim(sim, config, episodes=4, core=False, synapses=spec, name=f"pytest-{organisation}")
-    assert r["passed"] and r["checked"]["weight_writes"] > 0 and r["coverage"]["weights_changed"] > 0
+    assert r.checked["weight_writes"] > 0 and r.coverage["weights_changed"] > 0
 
 
 @pytest.mark.parametrize("sim, core_org, readout_org", [("verilator", "csr", "bitmap"), ("icarus", "bitmap", "csr")])
@@ -66,4 +66,4 @@ def test_learning_cosim_core_with_synapse_memories(sim, core_org, readout_org):
     config = SRNNConfig.make(channels=4, neurons=8, outputs=5)
     r = run_learning_cosim(sim, config, episodes=2, synapses={"organisation": readout_org, "density": 0.6},
                            core_synapses={"organisation": core_org, "density": 0.5}, name="pytest-core-synapses")
-    assert r["passed"] and r["checked"]["hidden_events"] > 0 and r["checked"]["weight_writes"] > 0
+    assert r.checked["hidden_events"] > 0 and r.checked["weight_writes"] > 0

@@ -17,8 +17,8 @@ ODD = LIFConfig(neurons=6, inputs=7, lanes=3, weight_bits=5, current_bits=9, mem
 @pytest.mark.parametrize("sim", SIMS)
 def test_lif_cosim_passes(sim):
     r = run_lif_cosim(sim, LIFConfig(), seeds=3, steps=40, name="pytest-pass")
-    assert r["passed"] and r["scenarios"] == 3 + 4
-    assert r["checked"]["state_writes"] > 10_000 and r["checked"]["output_events"] > 100
+    assert r.details["scenarios"] == 3 + 4
+    assert r.checked["state_writes"] > 10_000 and r.checked["output_events"] > 100
 
 
 @pytest.mark.parametrize("sim", SIMS)
@@ -61,8 +61,8 @@ def _synapse_job(org):
 def test_lif_cosim_with_synapse_memory(sim, org):
     config, synapses = _synapse_job(org)
     r = run_lif_cosim(sim, config, seeds=2, steps=20, synapses=synapses, name=f"pytest-{org}")
-    assert r["passed"] and r["scenarios"] == 2 and r["coverage"]["spikes"] > 0
-    assert r["checked"]["synapse_counters"] > 0
+    assert r.details["scenarios"] == 2 and r.coverage["spikes"] > 0
+    assert r.checked["synapse_counters"] > 0
 
 
 def test_lif_cosim_with_synapse_memory_catches_a_wrong_weight():

@@ -16,10 +16,10 @@ SIMS = ["verilator", "icarus"]
 @pytest.mark.parametrize("organisation", list(ORGANISATIONS))
 def test_synapse_cosim_passes(sim, organisation):
     r = run_synapse_cosim(sim, organisation, seed=5, density=0.3, name="pytest-pass", options=RunOptions(idle=0.3))
-    assert r["passed"] and r["organisation"] == organisation
-    assert r["checked"]["commands"] > 50 and r["checked"]["results"] > 100 and r["checked"]["accesses"] > 300
+    assert r.details["organisation"] == organisation
+    assert r.checked["commands"] > 50 and r.checked["results"] > 100 and r.checked["accesses"] > 300
     written = "kernel" if organisation == "func-pure" else "weights"
-    assert r["counts"][written]["writes"] == 12          # every update reached the memory
+    assert r.details["counts"][written]["writes"] == 12          # every update reached the memory
 
 
 @pytest.mark.parametrize("sim, fault, message", [("verilator", "data", "access mismatch"),

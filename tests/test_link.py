@@ -129,10 +129,10 @@ def test_board_top_episode_through_the_uart_is_bit_exact():
     the weight-write digest match the model; then six malformed frames are each refused with the
     right reason and none is executed."""
     r = run_board_cosim("icarus", Protocol(SMALL, link=SIM_LINK), episodes=1, malformed=True, name="pytest")
-    ck = r["checked"]
+    ck = r.checked
     assert ck["logits"] > 0 and ck["hidden_events"] > 0
     assert ck["weight_writes"] > 0 and ck["weight_writes"] % (3 * 8) == 0      # whole updates of 3 x 8 weights
-    assert len(r["malformed"]["rejected"]) == 6 and r["info"]["neurons"] == 8
+    assert len(r.details["malformed"]["rejected"]) == 6 and r.details["info"]["neurons"] == 8
 
 
 @pytest.mark.cosim

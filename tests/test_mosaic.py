@@ -77,8 +77,8 @@ def test_impossible_mosaics_are_refused():
 def test_random_episode_on_the_mosaic_in_the_amaranth_simulator():
     episode = random_network_episode(SMALL.network, CFG, 2)
     r = simulate_mosaic(SMALL, CFG, [episode])
-    assert r["checked"]["hidden_events"] > int(episode.support.sum()) > 0
-    assert r["checked"]["weight_writes"] == episode.steps * 5 * 16
+    assert r.checked["hidden_events"] > int(episode.support.sum()) > 0
+    assert r.checked["weight_writes"] == episode.steps * 5 * 16
     # without any route into the last tile, its neurons miss the other tiles' spikes: caught
     with pytest.raises(Mismatch, match="hidden spike event mismatch"):
         simulate_mosaic(SMALL, CFG, [episode], tables=episode_tables(SMALL, None, "deaf-tile"))
@@ -91,9 +91,9 @@ def test_trained_network_on_a_2x2_mosaic_is_bit_exact_on_icarus(trained):
     spikes = int(episodes[0].support.sum() + episodes[0].query.sum())
     assert spikes > 0, "the trained network must spike for the test to mean anything"
     r = run_mosaic_cosim("icarus", mc, CFG, episode_list=episodes, w_rec=ck.w_rec, name="trained")
-    assert r["passed"] and r["checked"]["hidden_events"] == spikes + 5 * episodes[0].support.shape[0]
-    assert r["checked"]["logits"] == 5 * 5 and r["checked"]["weight_writes"] == 5 * 16
-    assert 0 < r["routes"] < 16 * 3                  # the compiled, sparse connectivity, not every route
+    assert r.checked["hidden_events"] == spikes + 5 * episodes[0].support.shape[0]
+    assert r.checked["logits"] == 5 * 5 and r.checked["weight_writes"] == 5 * 16
+    assert 0 < r.details["routes"] < 16 * 3                  # the compiled, sparse connectivity, not every route
     with pytest.raises(CosimError, match="hidden spike event mismatch"):
         run_mosaic_cosim("icarus", mc, CFG, episode_list=episodes, w_rec=ck.w_rec, name="deaf",
                          options=RunOptions(fault="deaf-tile"))

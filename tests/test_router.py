@@ -123,10 +123,10 @@ def test_routing_energy_counts_every_node_an_event_crosses():
 
 def test_router_rtl_matches_the_model_every_cycle():
     r = simulate_router(router_scenario(seed=1, events=50), options=ROUTER_OPTIONS.replace(seed=3))
-    assert r["checked_cycles"] > 100 and r["events_out"] > r["events_in"]     # multicast
+    assert r.details["checked_cycles"] > 100 and r.details["events_out"] > r.details["events_in"]     # multicast
     r = simulate_router(router_scenario("L", "NESW", seed=2, events=60),
                         options=RunOptions(seed=1, idle=0.0, backpressure=0.5))
-    assert r["events_out"] > 60
+    assert r.details["events_out"] > 60
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -137,13 +137,14 @@ def test_router_scoreboard_catches_each_wrong_rule(fault):
 
 def test_mesh_rtl_matches_the_model_on_every_link_and_conserves_spikes():
     r = simulate_mesh(mesh_scenario(seed=1, spikes_per_tile=12), options=RunOptions(seed=2, idle=0.0, backpressure=0.4))
-    assert r["deliveries"] > 40 and r["link_events"] > r["deliveries"] and r["table_loads"] == 0
+    d = r.details
+    assert d["deliveries"] > 40 and d["link_events"] > d["deliveries"] and d["table_loads"] == 0
 
 
 def test_mesh_tables_load_through_the_table_port():
     s = mesh_scenario(rows=1, cols=3, seed=5, spikes_per_tile=10)
     r = simulate_mesh(s, load_tables=True, options=ROUTER_OPTIONS.replace(seed=1))
-    assert r["table_loads"] == len(table_writes(s.tables)) > 10 and r["deliveries"] > 10
+    assert r.details["table_loads"] == len(table_writes(s.tables)) > 10 and r.details["deliveries"] > 10
 
 
 def test_mesh_scoreboard_catches_a_wrong_router():

@@ -129,14 +129,14 @@ ODD_CFG = LearningConfig(elig_bits=10, acc_bits=18, prob_bits=9, exp_frac_bits=3
 def test_engine_episodes_match_the_model():
     cfg = LearningConfig()
     r = simulate_learning(CONFIG, cfg, [random_episode(CONFIG, cfg, s) for s in range(4)], options=RunOptions(seed=1))
-    assert r["episodes"] == 4 and r["checked"]["weight_writes"] > 0 and r["checked"]["logits"] > 0
-    assert r["coverage"]["weights_changed"] > 0
+    assert r.details["episodes"] == 4 and r.checked["weight_writes"] > 0 and r.checked["logits"] > 0
+    assert r.coverage["weights_changed"] > 0
 
 
 def test_engine_odd_widths_saturate_everything():
     r = simulate_learning(ODD, ODD_CFG, [random_episode(ODD, ODD_CFG, s) for s in range(6)],
                           options=RunOptions(seed=2, idle=0.4, backpressure=0.5))
-    cov = r["coverage"]
+    cov = r.coverage
     for what in ("logits_saturated", "eligibility_saturated", "accumulator_saturated", "weights_saturated"):
         assert cov[what] > 0, (what, cov)
 
@@ -154,7 +154,7 @@ def test_engine_cycle_contract():
     raster = (torch.rand(6, 1, N, generator=g) < 0.3).to(torch.int64)
     ep = ChipEpisode("contract", torch.zeros(K, N, dtype=torch.int64), raster, [1], raster, 2.0 ** 16, 1, [1])
     r = simulate_learning(CONFIG, cfg, [ep], options=FULL_RATE)
-    t = r["timing"]
+    t = r.details["timing"]
     (end_learn, end_query), (update,) = t["end_cycles"], t["update_cycles"]
     assert update - end_learn == (K + N + 2) + K * (P + 3) + K * N + 2
     assert t["write_cycles"] == list(range(update + UPDATE_LATENCY, update + UPDATE_LATENCY + K * N))
@@ -169,8 +169,8 @@ def test_core_episodes_match_the_model():
     cfg = LearningConfig()
     r = simulate_learning(config, cfg, [random_network_episode(config, cfg, s) for s in range(3)],
                           options=RunOptions(seed=3))
-    assert r["checked"]["hidden_events"] > 100 and r["coverage"]["hidden_spikes"] > 0
-    assert r["checked"]["weight_writes"] > 0
+    assert r.checked["hidden_events"] > 100 and r.coverage["hidden_spikes"] > 0
+    assert r.checked["weight_writes"] > 0
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -225,7 +225,7 @@ def test_rram_emulation_keeps_weights_on_levels_and_adds_noise():
 
 def test_engine_episodes_with_rram_emulation():
     r = simulate_learning(CONFIG, RRAM, [random_episode(CONFIG, RRAM, s) for s in range(3)], options=RunOptions(seed=4))
-    assert r["checked"]["weight_writes"] > 0 and r["coverage"]["weights_changed"] > 0
+    assert r.checked["weight_writes"] > 0 and r.coverage["weights_changed"] > 0
 
 
 def test_level_shift_leaving_one_level_is_refused():
@@ -244,8 +244,8 @@ def test_engine_with_synapse_memory_matches_the_model():
     eps = [random_episode(CONFIG, cfg, s) for s in range(4)]
     r = simulate_learning(CONFIG, cfg, eps, synapses="dense", options=RunOptions(seed=1))
     plain = simulate_learning(CONFIG, cfg, eps, options=RunOptions(seed=1))
-    assert r["checked"] == plain["checked"] and r["checked"]["weight_writes"] > 0
-    assert r["coverage"]["weights_changed"] > 0
+    assert r.checked == plain.checked and r.checked["weight_writes"] > 0
+    assert r.coverage["weights_changed"] > 0
 
 
 def test_engine_with_synapse_memory_odd_widths():
@@ -272,8 +272,8 @@ def test_engine_with_a_sparse_readout_updates_only_stored_synapses(organisation)
     r = simulate_learning(CONFIG, cfg, eps, synapses=spec, options=RunOptions(seed=1))
     stored = int(readout_memory(CONFIG, spec).structure().sum())
     assert 0 < stored < CONFIG.outputs * CONFIG.neurons
-    assert r["checked"]["weight_writes"] == stored * sum(e.steps for e in eps)     # dense: every weight a step
-    assert r["coverage"]["weights_changed"] > 0 and r["coverage"]["weights_written_zero"] > 0
+    assert r.checked["weight_writes"] == stored * sum(e.steps for e in eps)     # dense: every weight a step
+    assert r.coverage["weights_changed"] > 0 and r.coverage["weights_written_zero"] > 0
 
 
 def test_sparse_readout_catches_wrong_rounding():
@@ -307,5 +307,5 @@ def test_learning_core_with_synapse_memories():
     eps = [random_network_episode(CONFIG, cfg, s) for s in range(3)]
     r = simulate_learning(CONFIG, cfg, eps, synapses={"organisation": "bitmap", "density": 0.6},
                           core_synapses={"organisation": "csr", "density": 0.5}, options=RunOptions(seed=2))
-    assert r["checked"]["hidden_events"] > 0 and r["checked"]["weight_writes"] > 0
-    assert r["coverage"]["hidden_spikes"] > 0 and r["coverage"]["weights_changed"] > 0
+    assert r.checked["hidden_events"] > 0 and r.checked["weight_writes"] > 0
+    assert r.coverage["hidden_spikes"] > 0 and r.coverage["weights_changed"] > 0

@@ -23,8 +23,8 @@ CONFIGS = {
 def test_core_matches_model(name):
     c = CONFIGS[name]
     r = simulate_lif(c, scenarios(c, seeds=2, steps=25))
-    assert r["checked"]["state_writes"] > 0 and r["checked"]["output_events"] > 0
-    missing = [k for k in required_coverage(c) if not r["coverage"].get(k)]
+    assert r.checked["state_writes"] > 0 and r.checked["output_events"] > 0
+    missing = [k for k in required_coverage(c) if not r.coverage.get(k)]
     assert not missing, f"corner cases never hit: {missing}"
 
 
@@ -36,7 +36,7 @@ def test_core_matches_model_without_idle_or_backpressure():
 def test_core_matches_model_under_heavy_backpressure():
     c = CONFIGS["lanes2"]
     r = simulate_lif(c, [random_scenario(c, 5, 20)], options=RunOptions(idle=0.6, backpressure=0.8))
-    assert r["output_stall_cycles"] > 50
+    assert r.details["output_stall_cycles"] > 50
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -51,7 +51,7 @@ def test_full_throughput_one_event_per_block_cycle():
     from neuromosaic.cosim.lif.stimulus import saturated_scenario
     for c in (CONFIGS["lanes2"], CONFIGS["one-block"]):
         r = simulate_lif(c, [saturated_scenario(c, 3, 20)], options=FULL_RATE)
-        assert r["throughput"]["sop_per_cycle"] == c.lanes
+        assert r.details["throughput"]["sop_per_cycle"] == c.lanes
 
 
 # -- a core whose weights live in a synapse memory -------------------------------------------
@@ -81,18 +81,18 @@ def test_core_with_synapse_memory_matches_model(org):
     scns = synapse_scenarios(c, seeds=2, steps=20, **args)
     assert scns[1].loads and not torch.equal(scns[0].weights, scns[1].weights)
     r = simulate_lif(c, scns)
-    assert r["coverage"]["spikes"] > 0 and r["checked"]["output_events"] > 2 * 20
-    assert r["checked"]["synapse_counters"] == 2 * 2 * len(scns[0].memory.memories())
-    sops = r["throughput"]["synaptic_operations"]
-    assert sops == r["checked"]["state_writes"] - 2 * 20 * c.blocks - 2 * c.blocks   # less the sweeps and clears
+    assert r.coverage["spikes"] > 0 and r.checked["output_events"] > 2 * 20
+    assert r.checked["synapse_counters"] == 2 * 2 * len(scns[0].memory.memories())
+    sops = r.details["throughput"]["synaptic_operations"]
+    assert sops == r.checked["state_writes"] - 2 * 20 * c.blocks - 2 * c.blocks   # less the sweeps and clears
 
 
 def test_sparse_memory_skips_zero_weights():
     """The accumulation of a sparse organisation takes a cycle per stored synapse, not per neuron."""
     c, args = synapse_args("csr", density=0.25)
     dense = simulate_lif(c, synapse_scenarios(c, seeds=1, steps=20, **{**args, "organisation": "dense"}),
-                         options=FULL_RATE)["throughput"]
-    sparse = simulate_lif(c, synapse_scenarios(c, seeds=1, steps=20, **args), options=FULL_RATE)["throughput"]
+                         options=FULL_RATE).details["throughput"]
+    sparse = simulate_lif(c, synapse_scenarios(c, seeds=1, steps=20, **args), options=FULL_RATE).details["throughput"]
     assert dense["sop_per_cycle"] == 1.0 and sparse["sop_per_cycle"] >= 0.9
     assert sparse["event_phase_cycles"] < 0.5 * dense["event_phase_cycles"]
 

@@ -17,7 +17,7 @@ from neuromosaic.rtl.synapse import SynapseMemory
 def test_every_access_matches_the_model(organisation, density):
     r = simulate_synapse(synapse_scenario(organisation, seed=int(density * 10), density=density),
                          options=RunOptions(idle=0.4, seed=1))
-    assert r["checked"]["results"] > 0 and r["checked"]["accesses"] > r["checked"]["results"]
+    assert r.checked["results"] > 0 and r.checked["accesses"] > r.checked["results"]
 
 
 @pytest.mark.parametrize("organisation", list(ORGANISATIONS))
@@ -34,7 +34,7 @@ def test_forward_accesses_follow_each_other_without_bubbles():
         scenario = synapse_scenario(organisation, seed=3, updates=0)
         scenario.commands = [c for c in scenario.commands if c[0] == 0]
         r = simulate_synapse(scenario, options=RunOptions(idle=0.0))
-        assert r["last_result"] - r["first_command"] == 2 + r["results"] - 1
+        assert r.details["last_result"] - r.details["first_command"] == 2 + r.details["results"] - 1
 
 
 def test_bad_parameters_are_refused():

@@ -25,7 +25,7 @@ from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...model.tiles import MosaicConfig
 from ..learning.scoreboard import model_lfsr
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["job_protocol", "host_session", "board_run", "run_board_cosim"]
@@ -59,7 +59,7 @@ def board_run(sim: str, protocol: Protocol, *, waves: bool = False, verilog: str
 
 def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_seed: int = 0, episode_list=None,
                     options: RunOptions = RunOptions(), malformed: bool = False, timeout: float = 0.05,
-                    name: str = "run", verilog: str | None = None) -> dict:
+                    name: str = "run", verilog: str | None = None) -> CosimResult:
     """Runs ``episodes`` random whole-network episodes (or ``episode_list``) on the board top through
     its UART with the host driver (``verilog``: the top's Verilog, when already generated; of
     ``options`` the fault and the waves: the line has no idle pattern). Raises :class:`CosimError` on
@@ -83,8 +83,8 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
         checked.update(e["checked"])
     rejected = len(result.get("malformed", {}).get("rejected", []))
     result.update(checked=dict(checked), coverage={"rejected_frames": rejected},
-                  sim=sim, build_dir=str(run.build_dir), seconds_per_cycle=1 / protocol.link.clock_hz)
-    return result
+                  seconds_per_cycle=1 / protocol.link.clock_hz)
+    return CosimResult.from_job_result(sim, result, run.build_dir)
 
 
 

@@ -11,7 +11,7 @@ import torch
 from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 from .stimulus import core_memory, readout_memory
 
@@ -34,7 +34,7 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, options: RunOptions = RunOptions(), episode_list=None, name: str = "run",
-                       core: bool = True, synapses=None, core_synapses=None) -> dict:
+                       core: bool = True, synapses=None, core_synapses=None) -> CosimResult:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
     default), else into the ``LearningEngine`` alone (hidden spikes). ``synapses``: the readout in a
@@ -58,5 +58,4 @@ def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = Learn
         torch.save([dataclasses.asdict(e) for e in episode_list], path)
         job["episodes_file"] = str(path)
     result = run.test(TEST_MODULE, "learning_episodes", job, name)
-    result.update(sim=sim, build_dir=str(run.build_dir))
-    return result
+    return CosimResult.from_job_result(sim, result, run.build_dir)

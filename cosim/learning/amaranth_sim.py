@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...rtl.learning import LearningCore, LearningEngine
 from ..amaranth_loop import back_to_back
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from .stimulus import core_memory, readout_memory
 from .testbench import LearningTestbench, stream_inputs
 
@@ -12,7 +12,7 @@ __all__ = ["simulate_learning"]
 
 
 def simulate_learning(config, cfg, episodes, *, options: RunOptions = RunOptions(), vcd=None, synapses=None,
-                      core_synapses=None) -> dict:
+                      core_synapses=None) -> CosimResult:
     """Runs few-shot ``episodes`` on one ``LearningCore`` (episodes through the core: with
     ``w_core``) or ``LearningEngine`` (hidden rasters only), with a reset between them (the first
     starts from the reset at time 0), checked by :class:`~.testbench.LearningTestbench`.
@@ -26,4 +26,5 @@ def simulate_learning(config, cfg, episodes, *, options: RunOptions = RunOptions
         lambda port: LearningTestbench(config, cfg, port, options, core=core, synapses=synapses,
                                        core_synapses=core_synapses),
         episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle), stream_inputs(core), vcd)
-    return {**result, "episodes": len(episodes)}
+    result.details["episodes"] = len(episodes)
+    return result

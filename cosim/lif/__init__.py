@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...model.config import LIFConfig
 from ...rtl.lif import LIFCore
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 from .stimulus import random_scenario, required_coverage, synapse_memory
 
@@ -28,7 +28,7 @@ def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict 
 
 def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 50, corners: bool = True,
                   options: RunOptions = RunOptions(), scoreboard: bool = True, saturated: int = 0,
-                  synapses: dict | None = None, forward_pass: bool = False, name: str = "run") -> dict:
+                  synapses: dict | None = None, forward_pass: bool = False, name: str = "run") -> CosimResult:
     """Runs ``seeds`` random scenarios (and the directed corner cases) and returns the summary.
     With ``saturated=E`` it runs instead one stream of ``steps`` timesteps of E back-to-back spike
     events (for throughput). With ``synapses`` (``organisation`` and the other arguments of
@@ -47,5 +47,4 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
         if missing:
             raise CosimError(f"{sim}: the corner cases {', '.join(missing)} never happened; the stimulus "
                              f"does not cover this configuration.")
-    result.update(sim=sim, build_dir=str(run.build_dir))
-    return result
+    return CosimResult.from_job_result(sim, result, run.build_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...model.config import LIFConfig
 from ...rtl.lif import LIFCore
 from ..amaranth_loop import back_to_back
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from .stimulus import Scenario
 from .testbench import LIFTestbench
 
@@ -13,7 +13,7 @@ __all__ = ["simulate_lif"]
 
 
 def simulate_lif(config: LIFConfig, scenarios: list[Scenario], *, options: RunOptions = RunOptions(),
-                 vcd=None) -> dict:
+                 vcd=None) -> CosimResult:
     """Runs ``scenarios`` back to back on one core, with a reset between them. The first uses the
     weights the core was elaborated with; the others load theirs through the weight port. Scenarios
     with a synapse memory (``stimulus.synapse_scenarios``) run on a core built with the first one's."""

@@ -22,7 +22,7 @@ from ...model.learning import LearningConfig
 from ...model.router import RoutingTables, compile_routes
 from ...model.tiles import MosaicConfig, mosaic_tables
 from ...rtl.mosaic import Mosaic
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, CosimError, generate_verilog
 
 __all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
@@ -51,7 +51,7 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
 
 def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 2,
                      first_seed: int = 0, episode_list=None, w_rec=None, options: RunOptions = RunOptions(),
-                     name: str = "run") -> dict:
+                     name: str = "run") -> CosimResult:
     """Runs ``episodes`` random whole-network episodes (seeds ``first_seed..``; every source routed to
     every other tile), or ``episode_list`` with the tables of ``w_rec`` (a trained network's
     ``[post, pre]`` recurrent weights; the episodes' core weights must have no synapse outside it).
@@ -75,6 +75,6 @@ def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningC
     job = {"mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg), "episodes_file": str(path),
            "options": options.replace(fault=None).to_job(), "core": True}
     result = run.test(TEST_MODULE, "learning_episodes", job, name)
-    result.update(sim=sim, build_dir=str(run.build_dir), episodes=len(episode_list),
+    result.update(episodes=len(episode_list),
                   routes=sum(len(d) for d in tables.destinations))
-    return result
+    return CosimResult.from_job_result(sim, result, run.build_dir)

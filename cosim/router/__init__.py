@@ -4,7 +4,7 @@ cocotb, checked cycle by cycle against ``model.router`` (``testbench``)."""
 from __future__ import annotations
 
 from ...rtl.router import MeshFabric, Router
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, generate_verilog
 from .testbench import ROUTER_OPTIONS, mesh_scenario, router_scenario
 
@@ -13,7 +13,7 @@ __all__ = ["run_router_cosim", "run_mesh_cosim"]
 TEST_MODULE = "neuromosaic.cosim.router.cocotb_test"
 
 
-def run_router_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, name: str = "run", **scenario) -> dict:
+def run_router_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, name: str = "run", **scenario) -> CosimResult:
     """One router with random tables and traffic (``scenario``: arguments of
     :func:`~.testbench.router_scenario`). Raises :class:`~..runner.CosimError` on any mismatch."""
     s = router_scenario(**scenario)
@@ -21,12 +21,11 @@ def run_router_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, name: st
     run = CocotbRun(sim, verilog, "router", waves=options.waves)
     job = {"scenario": scenario, "options": options.to_job()}
     result = run.test(TEST_MODULE, "router_scoreboard", job, name)
-    result.update(sim=sim, build_dir=str(run.build_dir))
-    return result
+    return CosimResult.from_job_result(sim, result, run.build_dir)
 
 
 def run_mesh_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, load_tables: bool = False, name: str = "run",
-                   **scenario) -> dict:
+                   **scenario) -> CosimResult:
     """The mesh fabric of a random compiled connectivity (``scenario``: arguments of
     :func:`~.testbench.mesh_scenario`) under random spikes and backpressure; ``options.idle=0`` saturates
     the injectors; ``load_tables``: the fabric starts empty and the testbench writes the tables through
@@ -36,5 +35,4 @@ def run_mesh_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, load_table
     run = CocotbRun(sim, verilog, "mesh_fabric", waves=options.waves)
     job = {"scenario": scenario, "options": options.to_job(), "load_tables": load_tables}
     result = run.test(TEST_MODULE, "mesh_scoreboard", job, name)
-    result.update(sim=sim, build_dir=str(run.build_dir))
-    return result
+    return CosimResult.from_job_result(sim, result, run.build_dir)

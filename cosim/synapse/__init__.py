@@ -4,7 +4,7 @@ through cocotb, every access, result and counter checked against ``model.synapse
 from __future__ import annotations
 
 from ...rtl.synapse import SynapseMemory
-from ..options import RunOptions
+from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, generate_verilog
 from .testbench import synapse_scenario
 
@@ -14,7 +14,7 @@ TEST_MODULE = "neuromosaic.cosim.synapse.cocotb_test"
 
 
 def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: float = 0.4,
-                      options: RunOptions = RunOptions(), name: str = "run", **scenario) -> dict:
+                      options: RunOptions = RunOptions(), name: str = "run", **scenario) -> CosimResult:
     """Builds the RTL of ``organisation`` holding the random scenario ``seed`` (a matrix, or a kernel
     for the functional organisations; ``scenario``: more arguments of
     :func:`~.testbench.synapse_scenario`) and runs its commands on ``sim``. Raises
@@ -25,5 +25,5 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
     run = CocotbRun(sim, verilog, "synapse_memory", waves=options.waves)
     job = {"scenario": scenario_args, "options": options.to_job()}
     result = run.test(TEST_MODULE, "synapse_scoreboard", job, name)
-    result.update(sim=sim, organisation=scenario.memory.name, build_dir=str(run.build_dir))
-    return result
+    result["organisation"] = scenario.memory.name
+    return CosimResult.from_job_result(sim, result, run.build_dir)

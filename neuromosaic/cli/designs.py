@@ -78,7 +78,8 @@ def _check_counts(args, *names: str) -> None:
 
 def _cosim_each(args, header: str, run, summary: str) -> int:
     """Runs ``run(sim)`` on each simulator of ``--sim``: prints the header, then PASS with ``summary``
-    (formatted with the result) and the coverage, or FAIL with the mismatch. Exit status 1 on a FAIL."""
+    (formatted with the result ``r``, its details ``d`` and its checked counts ``ck``) and the
+    coverage, or FAIL with the mismatch. Exit status 1 on a FAIL."""
     from ..cosim.runner import CosimError
     failed = False
     for sim in ["verilator", "icarus"] if args.sim == "both" else [args.sim]:
@@ -90,12 +91,12 @@ def _cosim_each(args, header: str, run, summary: str) -> int:
             print(f"FAIL {e}")
             failed = True
             continue
-        ck = defaultdict(int, r["checked"])
-        print(f"PASS {sim}: " + summary.format(r=r, ck=ck) + f" matched the golden model ({r['cycles_per_s']:.0f} "
-              f"cycles/s, {time.perf_counter() - start:.1f} s)")
+        ck = defaultdict(int, r.checked)
+        print(f"PASS {sim}: " + summary.format(r=r, d=r.details, ck=ck) + f" matched the golden model "
+              f"({r.cycles_per_s:.0f} cycles/s, {time.perf_counter() - start:.1f} s)")
         if args.waves:
-            print(f"  waves in {r['build_dir']}")
-        print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r["coverage"].items())))
+            print(f"  waves in {r.build_dir}")
+        print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r.coverage.items())))
     return 1 if failed else 0
 
 
@@ -144,7 +145,7 @@ class LIFDesign(Design):
                   f"{config.neurons} neurons x {config.inputs} inputs, {config.lanes} lanes",
             lambda sim: run_lif_cosim(sim, config, seeds=args.seeds, steps=args.steps, options=_options(args),
                                       name="cli"),
-            "{r[scenarios]} scenarios, {r[cycles]} cycles, {ck[state_writes]} state writes and {ck[output_events]} "
+            "{d[scenarios]} scenarios, {r.cycles} cycles, {ck[state_writes]} state writes and {ck[output_events]} "
             "output events")
 
     def add_build_arguments(self, p):
@@ -227,7 +228,7 @@ class LearningDesign(Design):
                   f"{describe(config)}",
             lambda sim: run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
                                            core=not args.engine, options=_options(args), name="cli"),
-            "{r[episodes]} episodes, {r[cycles]} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
+            "{d[episodes]} episodes, {r.cycles} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
             + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
 
 
@@ -287,7 +288,7 @@ class MosaicDesign(Design):
                   f"{describe(config)}; {what}",
             lambda sim: run_mosaic_cosim(sim, mc, cfg, episodes=args.episodes, first_seed=args.first_seed,
                                          episode_list=episodes, w_rec=w_rec, options=_options(args), name="cli"),
-            "{r[episodes]} episodes, {r[cycles]} cycles, {ck[hidden_events]} hidden spike events, {ck[logits]} "
+            "{d[episodes]} episodes, {r.cycles} cycles, {ck[hidden_events]} hidden spike events, {ck[logits]} "
             "logits and {ck[weight_writes]} weight writes")
 
 
@@ -362,7 +363,7 @@ class BoardDesign(Design):
                   + (", then malformed frames" if args.malformed else ""),
             lambda sim: run_board_cosim(sim, protocol, episodes=args.episodes, first_seed=args.first_seed,
                                         malformed=args.malformed, options=_options(args), name="cli"),
-            "{r[cycles]} cycles, {r[bytes_sent]} bytes sent and {r[bytes_received]} received; {ck[logits]} logits, "
+            "{r.cycles} cycles, {d[bytes_sent]} bytes sent and {d[bytes_received]} received; {ck[logits]} logits, "
             "{ck[hidden_events]} hidden spike events and {ck[weight_writes]} weight writes")
 
     def add_build_arguments(self, p):
