@@ -27,7 +27,7 @@ def _add_designs(sub, verb: str, designs: dict, chosen: str | None) -> None:
     for name, design in designs.items():
         if verb in design.verbs():
             p = sub.add_parser(name, help=design.help, description=design.help)
-            p.set_defaults(func=lambda args, d=design, v=verb: d.run(v, args))
+            p.set_defaults(func=lambda args, d=design, v=verb: d.perform(v, args))
             if name == chosen:
                 design.add_arguments(verb, p)
 
@@ -53,7 +53,7 @@ def build_parser(argv: list[str] = ()) -> argparse.ArgumentParser:
                  _word(argv, 2) if verb == "fpga" and _word(argv, 1) == "build" else None)
     fr = fsub.add_parser("run", help="run few-shot episodes on a board through its serial port, checked bit for bit "
                                      "against the golden model")
-    fr.set_defaults(func=lambda args: FPGA_DESIGNS["chip"].run("run", args))
+    fr.set_defaults(func=lambda args: FPGA_DESIGNS["chip"].perform("run", args))
     if verb == "fpga" and _word(argv, 1) == "run":
         FPGA_DESIGNS["chip"].add_arguments("run", fr)
     for name, (help_text, add_arguments) in COMMANDS.items():

@@ -48,7 +48,8 @@ class Design:
     def add_arguments(self, verb: str, p: argparse.ArgumentParser) -> None:
         getattr(self, f"add_{verb}_arguments")(p)
 
-    def run(self, verb: str, args) -> int:
+    def perform(self, verb: str, args) -> int:
+        """Runs ``verb`` on the parsed flags; the exit status."""
         return getattr(self, verb)(args)
 
 
@@ -394,10 +395,7 @@ class BoardDesign(Design):
         p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each reply (default 2)")
         _add_chip_options(p)
 
-    def run(self, verb: str, args) -> int:
-        return self.run_board(args) if verb == "run" else super().run(verb, args)
-
-    def run_board(self, args) -> int:
+    def run(self, args) -> int:
         """Few-shot episodes on a real board through its serial port, checked against the golden model."""
         from ..fpga.host import Chip, LinkError, SerialTransport
         from ..fpga.session import run_episodes
