@@ -45,23 +45,15 @@ from .synapse import SynapseMemory
 __all__ = ["GaloisLFSR", "UpdateUnit", "LearningEngine", "LearningCore", "WeightWriteSignature",
            "SpikeMonitorSignature"]
 
-def _readout_rows(config: SRNNConfig, cfg: LearningConfig, w_out, synapses) -> list | None:
-    """Checks a learning engine's arguments (an RRAM emulation with at least 2 levels, the initial
-    readout, its synapse memory); returns the initial readout as rows of ints (None without one)."""
-    if not isinstance(config, SRNNConfig):
-        raise TypeError(f"config must be an SRNNConfig, not {config!r}")
-    level_bounds(config.readout_weight_range, cfg.level_shift)
-    if synapses is not None and w_out is not None and not isinstance(synapses, str):
-        raise ConfigError("give the initial readout either as w_out= or in the synapse memory, not both.")
-    rows = None
-    if w_out is not None:
-        K, N = config.outputs, config.neurons
-        rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
-        lo, hi = config.readout_weight_range
-        if len(rows) != K or any(len(r) != N or min(r) < lo or max(r) > hi for r in rows):
-            raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
-    if synapses is not None:
-        SynapseMemory.check(_readout_memory(config, synapses, rows))
+def _readout_rows(config: SRNNConfig, w_out) -> list | None:
+    """The initial readout as ``[outputs][neurons]`` ints in the weights' range (None without one)."""
+    if w_out is None:
+        return None
+    K, N = config.outputs, config.neurons
+    rows = [[int(v) for v in row] for row in (w_out.tolist() if hasattr(w_out, "tolist") else w_out)]
+    lo, hi = config.readout_weight_range
+    if len(rows) != K or any(len(r) != N or min(r) < lo or max(r) > hi for r in rows):
+        raise ConfigError(f"initial readout weights must be [{K}][{N}] integers in {lo}..{hi}.")
     return rows
 
 
@@ -433,13 +425,21 @@ class LearningEngine(CheckedComponent):
 
     @classmethod
     def check(cls, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None, synapses=None) -> None:
-        _readout_rows(config, cfg, w_out, synapses)
+        """An RRAM emulation with at least 2 levels, the initial readout, its synapse memory."""
+        if not isinstance(config, SRNNConfig):
+            raise TypeError(f"config must be an SRNNConfig, not {config!r}")
+        level_bounds(config.readout_weight_range, cfg.level_shift)
+        if synapses is not None and w_out is not None and not isinstance(synapses, str):
+            raise ConfigError("give the initial readout either as w_out= or in the synapse memory, not both.")
+        rows = _readout_rows(config, w_out)
+        if synapses is not None:
+            SynapseMemory.check(_readout_memory(config, synapses, rows))
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), w_out=None,
                  synapses: str | None = None):
         self.config, self.cfg = config, cfg
         K, N, wb = config.outputs, config.neurons, config.readout_weight_bits
-        rows = _readout_rows(config, cfg, w_out, synapses)
+        rows = _readout_rows(config, w_out)
         self._init = []
         if rows is not None:
             mask = (1 << wb) - 1

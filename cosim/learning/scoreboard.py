@@ -62,7 +62,6 @@ class LearningScoreboard:
         self._writes: deque = deque()       # ((cycle, output, neuron, old, new), inner step)
         self._update_writes: list = []      # writes of the updates not yet taken, in order
         self._hidden: deque = deque()       # (packed output event, sample description), through the core
-        self.final_w: torch.Tensor | None = None
         self.exact_timing = True
         self.structure: torch.Tensor | None = None   # the stored synapses of a sparse readout memory
 
@@ -75,15 +74,7 @@ class LearningScoreboard:
         self._update_writes.extend(p.update_writes)
         self._hidden.extend(p.hidden)
         self.coverage.update(p.coverage)
-        self.final_w = p.final_w
         return p.transactions
-
-    def take_update_writes(self) -> list[list[tuple]]:
-        """The predicted writes of every update not yet taken, per update, in order: (output, neuron,
-        old, new); the scoreboard then expects none (for a check that sees only their digest)."""
-        out = [writes for writes, _ in self._update_writes]
-        self._update_writes = []
-        return out
 
     def on_update(self, cycle: int) -> None:
         """An OP_UPDATE was taken in ``cycle``: its writes are due from ``cycle + UPDATE_LATENCY``, one a

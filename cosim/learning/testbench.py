@@ -133,7 +133,6 @@ class LearningTestbench:
                                           query=net.hidden(episode.query_x).long())
         m, q = episode.quantised_rate(c, self.cfg)
         self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
-        self.sb.final_w = None
         plan = self.sb.predict(episode, self.fault) if self.core else \
             self.sb.predict(dataclasses.replace(episode, support_x=None, query_x=None), self.fault)
         self._plan = deque()
