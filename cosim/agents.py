@@ -19,7 +19,7 @@ import random
 from collections import deque
 from typing import Callable
 
-__all__ = ["Port", "StreamSource", "StreamSink", "ValidMonitor"]
+__all__ = ["Port", "SequenceSource", "StreamSink", "ValidMonitor", "stream_ports"]
 
 
 class Port:
@@ -30,40 +30,63 @@ class Port:
         self.name, self.get, self.set = name, get, set
 
 
-class StreamSource:
-    """Drives a valid/ready stream from a queue of packed payloads, with random idle cycles.
-    Valid never depends on ready; the payload is held until it is taken."""
+class SequenceSource:
+    """Drives one or more valid/ready streams (``streams``: name -> (valid, ready, payload) ports)
+    from one queue of ``(stream, payload)`` in order: one word offered at a time, after random idle
+    cycles, held until it is taken (valid never depends on ready). A word of one stream therefore
+    never overtakes an earlier word of another. ``on_transfer``: name -> ``f(cycle, word)``.
 
-    def __init__(self, valid: Port, ready: Port, payload: Port, *, rng: random.Random | None = None,
-                 idle: float = 0.0, on_transfer: Callable[[int, int], None] | None = None):
-        self.valid, self.ready, self.payload = valid, ready, payload
-        self.rng, self.idle, self.on_transfer = rng or random.Random(0), idle, on_transfer
-        self.queue: deque[int] = deque()
-        self._offering = False
+    The batch harness (``cosim.harness.StreamPlayer``) plays the same queue in the same way; its
+    records come back through :meth:`taken`."""
+
+    def __init__(self, streams: dict, *, rng: random.Random | None = None, idle: float = 0.0,
+                 on_transfer: dict | None = None):
+        self.streams = dict(streams)
+        self.names = list(self.streams)
+        self.rng, self.idle = rng or random.Random(0), idle
+        self.on_transfer = dict(on_transfer or {})
+        self.queue: deque[tuple[str, int]] = deque()
+        self._offering: str | None = None      # the stream whose word is offered, until it is taken
+        self._raised: str | None = None        # the stream whose valid is high
         self.transfers = 0
 
-    def send(self, words) -> None:
-        self.queue.extend(words)
+    def send(self, stream: str, words) -> None:
+        if stream not in self.streams:
+            raise ValueError(f"stream {stream!r} is not one of this source's: {', '.join(self.names)}.")
+        self.queue.extend((stream, w) for w in words)
 
     @property
     def done(self) -> bool:
-        return not self.queue and not self._offering
+        return not self.queue
 
     def drive(self) -> None:
-        if not self._offering and self.queue and not (self.idle and self.rng.random() < self.idle):
-            self._offering = True
-            self.payload.set(self.queue[0])
-            self.valid.set(1)
-        elif not self._offering:
-            self.valid.set(0)
+        if self._offering is None and self.queue and not (self.idle and self.rng.random() < self.idle):
+            stream, word = self.queue[0]
+            if self._raised not in (None, stream):
+                self.streams[self._raised][0].set(0)
+            valid, _, payload = self.streams[stream]
+            payload.set(word)
+            valid.set(1)
+            self._offering = self._raised = stream
+        elif self._offering is None and self._raised is not None:
+            self.streams[self._raised][0].set(0)
+            self._raised = None
 
     def sample(self, cycle: int) -> None:
-        if self._offering and self.ready.get():
-            word = self.queue.popleft()
-            self._offering = False
-            self.transfers += 1
-            if self.on_transfer is not None:
-                self.on_transfer(cycle, word)
+        if self._offering is not None and self.streams[self._offering][1].get():
+            self._offering = None
+            self.taken(cycle)
+
+    def taken(self, cycle: int, stream: str | None = None) -> None:
+        """The head of the queue was taken in ``cycle`` (``stream``: the stream the harness says
+        it went to, checked against the queue)."""
+        name, word = self.queue.popleft()
+        if stream is not None and stream != name:
+            raise AssertionError(f"the harness played {stream} where the queue has {name}.")
+        self.transfers += 1
+        handler = self.on_transfer.get(name)
+        if handler is not None:
+            handler(cycle, word)
 
 
 class StreamSink:
@@ -85,12 +108,16 @@ class StreamSink:
     def sample(self, cycle: int) -> None:
         if self.valid.get():
             if self._ready:
-                self.transfers += 1
-                self.last_word = word = self.payload.get()
-                if self.on_transfer is not None:
-                    self.on_transfer(cycle, word)
+                self.take(cycle, self.payload.get())
             else:
                 self.stall_cycles += 1
+
+    def take(self, cycle: int, word: int) -> None:
+        """``word`` was taken in ``cycle``."""
+        self.transfers += 1
+        self.last_word = word
+        if self.on_transfer is not None:
+            self.on_transfer(cycle, word)
 
 
 class ValidMonitor:
@@ -104,4 +131,13 @@ class ValidMonitor:
 
     def sample(self, cycle: int) -> None:
         if self.valid.get():
-            self.on_valid(cycle, self.payload.get())
+            self.observe(cycle, self.payload.get())
+
+    def observe(self, cycle: int, word: int) -> None:
+        """``word`` was on the port in ``cycle``."""
+        self.on_valid(cycle, word)
+
+
+def stream_ports(port, name: str) -> tuple[Port, Port, Port]:
+    """The (valid, ready, payload) ports of the stream ``name`` (``port``: a testbench's accessor)."""
+    return port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload")

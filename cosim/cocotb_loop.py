@@ -36,12 +36,13 @@ def cocotb_port(dut, name: str) -> Port:
     return Port(name, get, set)
 
 
-async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) -> None:
+async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) -> list[int]:
     """Starts the clock and runs ``items`` one after the other, each after two cycles of synchronous
     reset: ``start(tb, index, item, cycle)`` begins one, then ``tb.drive()`` after each rising edge
     and ``tb.sample(cycle)`` once the signals settle, until ``tb.done``. ``inputs``/``outputs``: the
     stream ports whose ``valid``/``ready`` start at 0 (``valid`` also during every reset).
-    ``clock["cycle"]`` counts the cycles as they pass (it is there when a mismatch raises)."""
+    ``clock["cycle"]`` counts the cycles as they pass (it is there when a mismatch raises). Returns
+    the cycles each item took."""
     dut.rst.value = 1           # before the first edge: Icarus starts undriven inputs at X
     Clock(dut.clk, 10, unit="ns").start()
     for name in inputs:
@@ -50,6 +51,7 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
         getattr(dut, f"{name}__ready").value = 0
     edge, settle = RisingEdge(dut.clk), ReadOnly()
     clock.setdefault("cycle", 0)
+    spans = []
     for index, item in enumerate(items):
         # Two cycles of synchronous reset; the cycle count is then the first cycle after it.
         await edge
@@ -58,7 +60,8 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
             getattr(dut, f"{name}__valid").value = 0
         await edge
         clock["cycle"] += 2
-        start(tb, index, item, clock["cycle"])
+        first_cycle = clock["cycle"]
+        start(tb, index, item, first_cycle)
         first = True
         while not tb.done:
             await edge
@@ -69,6 +72,8 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
             await settle
             tb.sample(clock["cycle"])
             clock["cycle"] += 1
+        spans.append(clock["cycle"] - first_cycle)
+    return spans
 
 
 async def run_job(body) -> None:

@@ -19,12 +19,17 @@ __all__ = ["RunOptions", "FULL_RATE", "CosimResult"]
 class RunOptions:
     """The stimulus pattern and checks of one run: the probability of an idle cycle on each input
     stream and of a not-ready cycle on each output stream, the seed of that pattern, a deliberately
-    wrong model (``fault``: the run must then fail) and waveforms (``waves``, cocotb runs)."""
+    wrong model (``fault``: the run must then fail), waveforms (``waves``, cocotb runs) and
+    ``per_cycle``: cocotb drives and samples every clock cycle from Python (the agents of
+    ``cosim.agents``, for debugging) instead of through the design's batch harness
+    (``cosim.harness``, Python woken once per batch; the default). The pattern of a seed differs
+    between the two (Python's ``random`` there, the harness's LFSRs here); the checks are the same."""
     idle: float = 0.2
     backpressure: float = 0.3
     seed: int = 0
     fault: str | None = None
     waves: bool = False
+    per_cycle: bool = False
 
     def __post_init__(self):
         for name in ("idle", "backpressure"):

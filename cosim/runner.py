@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "CocotbRun"]
+__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "harness_run", "CocotbRun"]
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NEUROMOSAIC_BUILD", "build"))
@@ -78,6 +78,20 @@ def icarus_time_zero_fix(verilog_text: str) -> str:
 def generate_verilog(component, name: str) -> str:
     from amaranth.back import verilog
     return verilog.convert(component, name=name, emit_src=False)
+
+
+def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bool = False) -> tuple["CocotbRun", dict]:
+    """The simulator build of ``dut`` inside its batch harness (``cosim.harness.Harness``: a player for
+    ``streams``, recorders for ``sinks`` and ``monitors``), with the harness's layout for the job."""
+    import dataclasses
+
+    from amaranth.back import verilog
+
+    from .harness import Harness
+    harness = Harness(dut, streams=streams, sinks=sinks, monitors=monitors)
+    top = f"{name}_harness"
+    text = verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
+    return CocotbRun(sim, text, top, waves=waves), dataclasses.asdict(harness.layout)
 
 
 class CocotbRun:

@@ -6,41 +6,49 @@ from __future__ import annotations
 from ...model.config import LIFConfig
 from ...rtl.lif import LIFCore
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, generate_verilog
+from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
 from .stimulus import random_scenario, required_coverage, synapse_memory
+from .testbench import HARNESS_PORTS
 
 __all__ = ["lif_run", "run_lif_cosim"]
 
 TEST_MODULE = "neuromosaic.cosim.lif.cocotb_test"
 
 
-def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict | None = None) -> CocotbRun:
+def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict | None = None,
+            per_cycle: bool = False) -> tuple[CocotbRun, dict | None]:
     """Builds (or reuses) the simulator model of a core whose weight memory starts with the weights
     of the first random scenario; later scenarios load theirs through the weight port. ``synapses``:
-    the core keeps its weights in a synapse memory, ``stimulus.synapse_memory(config, **synapses)``."""
+    the core keeps its weights in a synapse memory, ``stimulus.synapse_memory(config, **synapses)``.
+    The core sits in its batch harness (returned with its layout) unless ``per_cycle``."""
     if synapses is None:
         core = LIFCore(config, random_scenario(config, 0, 0).weights)
     else:
         core = LIFCore(config, synapses=synapse_memory(config, **synapses))
-    verilog = generate_verilog(core, "lif_core")
-    return CocotbRun(sim, verilog, "lif_core", waves=waves)
+    if per_cycle:
+        return CocotbRun(sim, generate_verilog(core, "lif_core"), "lif_core", waves=waves), None
+    return harness_run(sim, core, "lif_core", waves=waves, **HARNESS_PORTS)
 
 
 def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 50, corners: bool = True,
                   options: RunOptions = RunOptions(), scoreboard: bool = True, saturated: int = 0,
-                  synapses: dict | None = None, forward_pass: bool = False, name: str = "run") -> CosimResult:
+                  synapses: dict | None = None, forward_pass: bool = False, name: str = "run",
+                  item_cycles: list[int] | None = None) -> CosimResult:
     """Runs ``seeds`` random scenarios (and the directed corner cases) and returns the summary.
     With ``saturated=E`` it runs instead one stream of ``steps`` timesteps of E back-to-back spike
     events (for throughput). With ``synapses`` (``organisation`` and the other arguments of
     ``stimulus.synapse_memory``) the core keeps its weights in that synapse memory and runs
     ``stimulus.synapse_scenarios`` (no corner cases: the memory's structure is fixed), or with
     ``forward_pass`` one ``stimulus.synapse_pass_scenario`` (for throughput). Raises
-    :class:`CosimError` on any mismatch, hang, or missing coverage."""
+    :class:`CosimError` on any mismatch, hang, or missing coverage. Without the ``scoreboard`` a
+    batch run (``options.per_cycle`` false) runs each scenario for the ``item_cycles`` a checked run
+    of it took (its ``details["item_cycles"]``): the stimulus alone, at the simulator's own speed."""
     if seeds < 1 or steps < 1:
         raise CosimError(f"seeds={seeds}, steps={steps}: both must be at least 1.")
-    run = lif_run(sim, config, waves=options.waves, synapses=synapses)
+    run, layout = lif_run(sim, config, waves=options.waves, synapses=synapses, per_cycle=options.per_cycle)
     job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "options": options.to_job(),
-           "saturated": saturated, "synapses": synapses, "forward_pass": forward_pass}
+           "saturated": saturated, "synapses": synapses, "forward_pass": forward_pass, "layout": layout,
+           "item_cycles": item_cycles}
     result = run.test(TEST_MODULE, "lif_scoreboard" if scoreboard else "lif_bare_loop", job, name)
     if scoreboard and corners and not saturated and synapses is None:
         missing = [k for k in required_coverage(config) if not result["coverage"].get(k)]

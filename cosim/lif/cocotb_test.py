@@ -6,6 +6,7 @@ JSON to the path the job names.
 """
 
 import cocotb
+from neuromosaic.cosim.batch_loop import run_batched
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.lif.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
 from neuromosaic.cosim.lif.testbench import LIFTestbench
@@ -25,12 +26,19 @@ async def _run(dut, scoreboard: bool):
             scns = [saturated_scenario(config, job["steps"], job["saturated"])]
         else:
             scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
-        tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]), scoreboard=scoreboard,
+        options = RunOptions(**job["options"])
+        tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), options, scoreboard=scoreboard,
                           synapses=scns[0].memory if synapses else None)
-        await run_back_to_back(dut, tb, scns,
-                               lambda tb, index, scenario, cycle: tb.start(scenario, cycle, load_weights=index > 0),
-                               ("events", "weights"), ("spikes",), clock)
-        return {**tb.finish(), "scoreboard": scoreboard, "scenarios": len(scns)}
+
+        def start(tb, index, scenario, cycle):
+            tb.start(scenario, cycle, load_weights=index > 0)
+
+        if job["layout"]:
+            spans = await run_batched(dut, tb, scns, start, job["layout"], options, clock, check=scoreboard,
+                                      item_cycles=job.get("item_cycles"))
+        else:
+            spans = await run_back_to_back(dut, tb, scns, start, ("events", "weights"), ("spikes",), clock)
+        return {**tb.finish(), "scoreboard": scoreboard, "scenarios": len(scns), "item_cycles": spans}
 
     await run_job(body)
 

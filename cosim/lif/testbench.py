@@ -24,13 +24,16 @@ from ...model.config import (
     unpack_fields,
 )
 from ...model.golden import Mismatch
-from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ..agents import Port, SequenceSource, StreamSink, ValidMonitor, stream_ports
 from ..options import RunOptions
 from ..synapse.testbench import check_counters
 from .scoreboard import LIFScoreboard, make_model
 from .stimulus import Scenario
 
-__all__ = ["LIFTestbench", "STALL_LIMIT", "SYNAPSE_FAULT"]
+__all__ = ["LIFTestbench", "STALL_LIMIT", "SYNAPSE_FAULT", "HARNESS_PORTS"]
+
+# What the batch harness plays and records around the core (``cosim.harness.Harness``).
+HARNESS_PORTS = {"streams": ("weights", "events"), "sinks": ("spikes",), "monitors": ("state_write",)}
 
 SYNAPSE_FAULT = "synapse-weight"   # with a synapse memory: the model memory holds one wrong weight
 STALL_LIMIT = 10_000    # cycles without any transfer or state write before the test calls it a hang
@@ -49,13 +52,13 @@ class LIFTestbench:
         rng = random.Random(seed)
         self.scoreboard = LIFScoreboard(config) if scoreboard else None
         sb = self.scoreboard
-        self.weights = StreamSource(port("weights__valid"), port("weights__ready"), port("weights__payload"),
-                                    rng=rng, idle=idle, on_transfer=self._on_load if sb and synapses else None)
-        self.events = StreamSource(port("events__valid"), port("events__ready"), port("events__payload"),
-                                   rng=rng, idle=idle, on_transfer=self._on_input if sb else None)
-        self.spikes = StreamSink(port("spikes__valid"), port("spikes__ready"), port("spikes__payload"),
-                                 rng=rng, backpressure=backpressure, on_transfer=sb.on_output if sb else None)
-        self.agents = [self.weights, self.events, self.spikes]
+        # Weight loads, then the events: the core serves events before loads.
+        self.source = SequenceSource({s: stream_ports(port, s) for s in HARNESS_PORTS["streams"]}, rng=rng, idle=idle,
+                                     on_transfer={"weights": self._on_load if sb and synapses else None,
+                                                  "events": self._on_input if sb else None})
+        self.spikes = StreamSink(*stream_ports(port, "spikes"), rng=rng, backpressure=backpressure,
+                                 on_transfer=sb.on_output if sb else None)
+        self.agents = [self.source, self.spikes]
         if sb:
             self.agents.append(ValidMonitor(port("state_write__valid"), port("state_write__payload"),
                                             self._on_state_write))
@@ -65,7 +68,6 @@ class LIFTestbench:
         phase = config.state_write_fields[0]      # the first field of the verification port's word
         assert phase.name == "phase"
         self._phase_mask = (1 << phase.bits) - 1
-        self._held_tokens: list[int] = []
         self._last_progress = 0
         self.ticks_out = 0
 
@@ -131,20 +133,19 @@ class LIFTestbench:
             self.scoreboard.reset(make_model(c, scenario.weights, model_fault), first_cycle, memory)
         if memory is not None:
             fields = synapse_model.load_fields(memory)
-            self.weights.send(pack_fields(fields, {**synapse_model.neuron_values(memory, "post", post),
+            self.source.send("weights", (pack_fields(fields, {**synapse_model.neuron_values(memory, "post", post),
                                                    **synapse_model.neuron_values(memory, "pre", pre), "value": v})
-                              for post, pre, v in scenario.loads)
+                              for post, pre, v in scenario.loads))
         elif load_weights:
-            self.weights.send(c.weight_load_words(scenario.weights))
-        # Events wait until every weight is loaded: the core serves events before loads.
-        self._held_tokens = [pack_fields(c.input_event_fields, {"kind": k, "address": a})
-                             for k, a in scenario.tokens]
+            self.source.send("weights", c.weight_load_words(scenario.weights))
+        self.source.send("events", [pack_fields(c.input_event_fields, {"kind": k, "address": a})
+                                    for k, a in scenario.tokens])
         self._expected_ticks = self.ticks_out + scenario.steps
         self._last_progress = first_cycle
 
     @property
     def done(self) -> bool:
-        busy = self._held_tokens or not self.weights.done or not self.events.done
+        busy = not self.source.done
         if self.scoreboard:
             finished = not busy and self.scoreboard.idle
             if finished and self._memory is not None:
@@ -159,17 +160,14 @@ class LIFTestbench:
 
     # -- the per-cycle hooks ----------------------------------------------------------------------
     def drive(self) -> None:
-        if self._held_tokens and self.weights.done:
-            self.events.send(self._held_tokens)
-            self._held_tokens = []
         for a in self.agents:
             a.drive()
 
     def sample(self, cycle: int) -> None:
-        before = self.events.transfers + self.weights.transfers + self.spikes.transfers
+        before = self.source.transfers + self.spikes.transfers
         for a in self.agents:
             a.sample(cycle)
-        if self.events.transfers + self.weights.transfers + self.spikes.transfers != before:
+        if self.source.transfers + self.spikes.transfers != before:
             self._last_progress = cycle
             if not self.scoreboard and self.spikes.last_word is not None:
                 if unpack_fields(self.config.output_event_fields, self.spikes.last_word)["kind"] == EVENT_TICK:

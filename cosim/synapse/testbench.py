@@ -21,7 +21,7 @@ from ...model import synapse as model
 from ...model.config import ConfigError, pack_fields, signed_range, unpack_fields
 from ...model.golden import Mismatch
 from ...rtl.synapse import trace_ports
-from ..agents import Port, StreamSource, ValidMonitor
+from ..agents import Port, SequenceSource, ValidMonitor, stream_ports
 from ..options import RunOptions
 
 __all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters"]
@@ -128,8 +128,8 @@ class SynapseTestbench:
         self._result_fields = model.result_fields(memory)
         self._command_fields = model.command_fields(memory)
         rng = random.Random(seed)
-        self.commands = StreamSource(port("commands__valid"), port("commands__ready"), port("commands__payload"),
-                                     rng=rng, idle=idle, on_transfer=self._on_command)
+        self.commands = SequenceSource({"commands": stream_ports(port, "commands")}, rng=rng, idle=idle,
+                                       on_transfer={"commands": self._on_command})
         self.agents = [self.commands]
         self.busy = port("busy")
         self._expected = {name: deque() for _, name, _ in self._ports}
@@ -152,7 +152,7 @@ class SynapseTestbench:
             fields = {"kind": kind, "value": value, **model.neuron_values(mem, "post", post),
                       **model.neuron_values(mem, "pre", pre)}
             words.append(pack_fields(self._command_fields, fields))
-        self.commands.send(words)
+        self.commands.send("commands", words)
         self._progress = cycle
 
     def _on_command(self, cycle: int, word: int) -> None:

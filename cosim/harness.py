@@ -1,0 +1,268 @@
+"""The batch verification harness: an Amaranth wrapper around a design under test that lets a
+testbench drive and watch it in bulk, so that the simulator runs many cycles between two wake-ups of
+Python instead of stopping at every clock edge.
+
+* A :class:`StreamPlayer` feeds one or more of the design's input streams, in one order, from a
+  buffer memory that the testbench fills in bulk: one entry (stream tag, payload) at a time, held
+  until it is taken, with idle cycles drawn from a seeded LFSR before each new offer.
+* A :class:`TransferRecorder` writes every transfer of one monitored port (a stream's valid and
+  ready, or a valid-only verification port) with its cycle number into a buffer memory that the
+  testbench drains in bulk; the player has one too, for the cycles its entries were taken in.
+* Each output stream's ready follows an LFSR pattern (backpressure).
+
+The harness's own registers ignore the reset: the testbench resets the design between items and
+keeps the cycle counter, the buffers and the patterns running. Every port of the design that the
+harness does not take over appears on the harness's top level under its flattened name
+(``rate``, ``synapse_counters__reads__0``), so a testbench reads and writes it as before.
+
+The buffers' memories are reached by the simulator's hierarchy (``player.entries``,
+``record_<port>.entries``); :class:`HarnessLayout` names every control and memory and is what the
+Python side (``cosim.batch_loop``) reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Cat, Const, Elaboratable, Module, ResetSignal, Shape, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+__all__ = ["CYCLE_BITS", "PATTERN_BITS", "HarnessLayout", "PatternLFSR", "StreamPlayer", "TransferRecorder",
+           "Harness", "lfsr_states"]
+
+CYCLE_BITS = 40          # the cycle number of every record: about 3 hours of simulated cycles at 100 MHz
+POINTER_BITS = 32        # buffer pointers count entries, never wrap within a run
+PATTERN_BITS = 16        # a probability is a threshold on 16 bits of the pattern LFSR
+LFSR_BITS = 32
+LFSR_TAPS = 0x80200003   # x^32 + x^22 + x^2 + x + 1 (maximal length), Galois form, shifting right
+
+
+def lfsr_states(seed: int, count: int) -> list[int]:
+    """The initial states of ``count`` pattern LFSRs of a run with ``seed``: distinct and non-zero."""
+    states = []
+    for i in range(count):
+        x = (seed * 0x9E3779B1 + (i + 1) * 0x85EBCA77) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x2C1B3C6D) & 0xFFFFFFFF
+        x ^= x >> 12
+        states.append(x or 0x1)
+    return states
+
+
+def _advance(bits: list, steps: int) -> list:
+    """The state bits of the Galois LFSR after ``steps`` shifts, as XORs of the current bits
+    (``bits[i]``: an expression for bit i): one cycle of the pattern draws ``steps`` fresh bits."""
+    taps = [(LFSR_TAPS >> i) & 1 for i in range(LFSR_BITS)]
+    state = [[i] for i in range(LFSR_BITS)]           # each bit as the set of current bits it XORs
+    for _ in range(steps):
+        out = state[0]
+        state = [sorted(set(state[i + 1]) ^ set(out)) if taps[i] else state[i + 1] for i in range(LFSR_BITS - 1)] \
+            + [out]
+    result = []
+    for terms in state:
+        e = Const(0, 1)
+        for t in terms:
+            e = e ^ bits[t]
+        result.append(e)
+    return result
+
+
+class PatternLFSR(Elaboratable):
+    """A 32-bit LFSR advanced by ``PATTERN_BITS`` shifts a cycle; ``hit`` is high in a cycle when its
+    low ``PATTERN_BITS`` bits are below ``threshold`` (a probability of ``threshold / 2**16``).
+    ``load`` sets the state to ``seed`` (the testbench's per-run state from :func:`lfsr_states`)."""
+
+    def __init__(self):
+        self.seed = Signal(LFSR_BITS)
+        self.load = Signal()
+        self.threshold = Signal(PATTERN_BITS)
+        self.hit = Signal()
+        self.state = Signal(LFSR_BITS, init=1, reset_less=True)
+
+    def elaborate(self, platform):
+        m = Module()
+        nxt = Cat(*_advance([self.state[i] for i in range(LFSR_BITS)], PATTERN_BITS))
+        with m.If(self.load):
+            m.d.sync += self.state.eq(self.seed)
+        with m.Else():
+            m.d.sync += self.state.eq(nxt)
+        m.d.comb += self.hit.eq(self.state[:PATTERN_BITS] < self.threshold)
+        return m
+
+
+class StreamPlayer(Elaboratable):
+    """Feeds the input streams ``widths`` (name -> payload bits) in the order of its buffer's
+    entries (``tag`` = the stream's index in ``widths``, in the low bits, then the payload), one
+    entry offered at a time and held until taken; a new offer waits out the idle draws of ``idle``.
+
+    The testbench writes entries at ``wptr % depth`` and then raises ``wptr``; ``rptr`` counts the
+    entries taken. ``taken`` pulses in the cycle an entry is taken (with its ``tag``)."""
+
+    def __init__(self, widths: dict[str, int], depth: int):
+        self.names = list(widths)
+        self.tag_bits = max(1, (len(widths) - 1).bit_length())
+        self.width = self.tag_bits + max(widths.values())
+        self.depth = depth
+        self.entries = Memory(shape=unsigned(self.width), depth=depth, init=[])
+        self.wptr = Signal(POINTER_BITS)
+        self.rptr = Signal(POINTER_BITS, reset_less=True)
+        self.idle = PatternLFSR()
+        self.valid = {n: Signal(name=f"{n}_valid") for n in self.names}
+        self.ready = {n: Signal(name=f"{n}_ready") for n in self.names}
+        self.payload = Signal(self.width - self.tag_bits)
+        self.tag = Signal(self.tag_bits)
+        self.taken = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.entries = self.entries
+        m.submodules.idle = self.idle
+        read = self.entries.read_port(domain="comb")
+        self.entries.write_port()           # the testbench writes the memory; the port keeps it a RAM
+        offering = Signal(reset_less=True)  # an entry offered in an earlier cycle and not yet taken
+        have = Signal()
+        valid = Signal()
+        m.d.comb += [
+            read.addr.eq(self.rptr),
+            self.tag.eq(read.data[:self.tag_bits]),
+            self.payload.eq(read.data[self.tag_bits:]),
+            have.eq(self.wptr != self.rptr),
+            valid.eq(have & (offering | ~self.idle.hit) & ~ResetSignal()),
+        ]
+        ready = Const(0, 1)
+        for i, n in enumerate(self.names):
+            mine = self.tag == i
+            m.d.comb += self.valid[n].eq(valid & mine)
+            ready = ready | (mine & self.ready[n])
+        m.d.comb += self.taken.eq(valid & ready)
+        m.d.sync += offering.eq(valid & ~ready)
+        with m.If(self.taken):
+            m.d.sync += self.rptr.eq(self.rptr + 1)
+        return m
+
+
+class TransferRecorder(Elaboratable):
+    """Writes ``(cycle, data)`` at ``wptr % depth`` in every cycle in which ``strobe`` is high (outside
+    the reset), the cycle number in the low ``CYCLE_BITS`` bits; ``wptr`` counts the records."""
+
+    def __init__(self, data_bits: int, depth: int):
+        self.data_bits, self.depth = data_bits, depth
+        self.width = CYCLE_BITS + data_bits
+        self.entries = Memory(shape=unsigned(self.width), depth=depth, init=[])
+        self.strobe = Signal()
+        self.data = Signal(data_bits)
+        self.cycle = Signal(CYCLE_BITS)
+        self.wptr = Signal(POINTER_BITS, reset_less=True)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.entries = self.entries
+        write = self.entries.write_port()
+        record = self.strobe & ~ResetSignal()
+        m.d.comb += [write.addr.eq(self.wptr), write.data.eq(Cat(self.cycle, self.data)), write.en.eq(record)]
+        with m.If(record):
+            m.d.sync += self.wptr.eq(self.wptr + 1)
+        return m
+
+
+@dataclass
+class HarnessLayout:
+    """What the Python side needs to know of a harness: its player's streams (in tag order) and
+    their payload bits, the recorded ports in dispatch order (``("player", None)`` first: the
+    player's own record of taken entries, then each sink and monitor), the buffers' depth and the
+    names of the top-level controls."""
+    streams: list[str]
+    recorders: list[str]                 # port names; "player" is the player's record of taken entries
+    sinks: list[str]
+    depth: int
+    record_bits: dict = field(default_factory=dict)
+
+    def recorder_path(self, port: str) -> str:
+        return f"record_{port}"
+
+
+class Harness(Elaboratable):
+    """The harness around ``dut`` (an Amaranth component): ``streams`` are its input streams fed by
+    one :class:`StreamPlayer` in one order, ``sinks`` its output streams (recorded, with a ready
+    pattern), ``monitors`` its valid-only verification ports (``valid``, ``payload``; recorded).
+    Every other member of ``dut`` is passed through under its flattened name; inputs among them
+    that are streams left out (``valid``) are tied to zero by the testbench as before.
+
+    Controls on the top level: ``h_cycle`` (the cycle counter), ``h_seed``/``h_seed_load`` (set the
+    pattern LFSRs, one state per player then per sink), ``h_idle``/``h_backpressure`` (thresholds),
+    ``h_player_wptr``/``h_player_rptr``, ``h_record_<port>_wptr`` and ``h_stall_<sink>`` (the cycles
+    in which a sink held back a valid word)."""
+
+    def __init__(self, dut, *, streams: list[str], sinks: list[str], monitors: list[str], depth: int = 1024):
+        self.dut, self.depth = dut, depth
+        self.streams, self.sinks, self.monitors = list(streams), list(sinks), list(monitors)
+        handled = set(self.streams) | set(self.sinks) | set(self.monitors)
+        self._passed = [(path, member) for path, member in dut.signature.members.flatten()
+                        if not member.is_signature and path[0] not in handled]
+        for path, member in self._passed:
+            if member.dimensions:
+                raise ValueError(f"port {'__'.join(map(str, path))} is an array; the harness passes plain ports only.")
+        self.cycle = Signal(CYCLE_BITS, name="h_cycle", reset_less=True)
+        self.seeds = [Signal(LFSR_BITS, name=f"h_seed_{i}") for i in range(1 + len(self.sinks))]
+        self.seed_load = Signal(name="h_seed_load")
+        self.idle = Signal(PATTERN_BITS, name="h_idle")
+        self.backpressure = Signal(PATTERN_BITS, name="h_backpressure")
+        widths = {s: len(getattr(dut, s).payload.as_value()) for s in self.streams}
+        self.player = StreamPlayer(widths, depth)
+        self.player_wptr = Signal(POINTER_BITS, name="h_player_wptr")
+        self.player_rptr = Signal(POINTER_BITS, name="h_player_rptr")
+        self.recorders = {"player": TransferRecorder(self.player.tag_bits, depth)}
+        for port in self.sinks + self.monitors:
+            self.recorders[port] = TransferRecorder(len(getattr(dut, port).payload.as_value()), depth)
+        self.record_wptr = {p: Signal(POINTER_BITS, name=f"h_record_{p}_wptr") for p in self.recorders}
+        self.stalls = {s: Signal(POINTER_BITS, name=f"h_stall_{s}", reset_less=True) for s in self.sinks}
+        self.patterns = [PatternLFSR() for _ in self.sinks]
+        self.passed = {"__".join(map(str, path)): Signal(Shape.cast(member.shape).width, name="__".join(map(str, path)))
+                       for path, member in self._passed}
+
+    @property
+    def layout(self) -> HarnessLayout:
+        return HarnessLayout(self.streams, list(self.recorders), self.sinks, self.depth,
+                             {p: r.data_bits for p, r in self.recorders.items()})
+
+    def ports(self) -> list[Signal]:
+        """Every top-level port (for ``verilog.convert(..., ports=...)``)."""
+        return [self.cycle, *self.seeds, self.seed_load, self.idle, self.backpressure, self.player_wptr,
+                self.player_rptr, *self.record_wptr.values(), *self.stalls.values(), *self.passed.values()]
+
+    def elaborate(self, platform):
+        m = Module()
+        dut = self.dut
+        m.submodules.dut = dut
+        m.submodules.player = player = self.player
+        m.d.sync += self.cycle.eq(self.cycle + 1)
+        m.d.comb += [player.wptr.eq(self.player_wptr), self.player_rptr.eq(player.rptr),
+                     player.idle.threshold.eq(self.idle), player.idle.seed.eq(self.seeds[0]),
+                     player.idle.load.eq(self.seed_load)]
+        for s in self.streams:
+            port = getattr(dut, s)
+            m.d.comb += [port.valid.eq(player.valid[s]), port.payload.eq(player.payload),
+                         player.ready[s].eq(port.ready)]
+        for i, (s, pattern) in enumerate(zip(self.sinks, self.patterns)):
+            m.submodules[f"pattern_{s}"] = pattern
+            m.d.comb += [pattern.threshold.eq(self.backpressure), pattern.seed.eq(self.seeds[1 + i]),
+                         pattern.load.eq(self.seed_load), getattr(dut, s).ready.eq(~pattern.hit)]
+            with m.If(getattr(dut, s).valid & pattern.hit & ~ResetSignal()):
+                m.d.sync += self.stalls[s].eq(self.stalls[s] + 1)
+        for p, rec in self.recorders.items():
+            m.submodules[f"record_{p}"] = rec
+            m.d.comb += [rec.cycle.eq(self.cycle), self.record_wptr[p].eq(rec.wptr)]
+            if p == "player":
+                m.d.comb += [rec.strobe.eq(player.taken), rec.data.eq(player.tag)]
+            else:
+                port = getattr(dut, p)
+                strobe = port.valid & port.ready if p in self.sinks else port.valid
+                m.d.comb += [rec.strobe.eq(strobe), rec.data.eq(port.payload.as_value())]
+        for (path, member), sig in zip(self._passed, self.passed.values()):
+            inner = dut
+            for part in path:
+                inner = inner[part] if isinstance(part, int) else getattr(inner, part)
+            inner = inner.as_value() if hasattr(inner, "as_value") else inner
+            m.d.comb += (inner.eq(sig) if member.flow == wiring.In else sig.eq(inner))
+        return m
