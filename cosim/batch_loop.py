@@ -17,6 +17,7 @@ Only this module and ``cocotb_loop`` import cocotb; they run inside the simulato
 from __future__ import annotations
 
 import itertools
+import time
 
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
@@ -159,7 +160,8 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
     the harness plays the source's queue and the loop dispatches the records until ``tb.done``.
     ``idle_inputs``: passed-through input streams held idle. ``check=False`` (with ``item_cycles``,
     the cycles each item took in a checked run): the same stimulus with nothing dispatched, for the
-    simulator's own speed. Returns the cycles each item took; ``clock["cycle"]`` follows the run."""
+    simulator's own speed. Returns the cycles each item took; ``clock["cycle"]`` follows the run and
+    ``clock["setup_s"]`` sums the seconds spent in ``start``."""
     source = next(a for a in tb.agents if isinstance(a, SequenceSource))
     recorders = _Recorders(dut, layout, tb.agents, check)
     player = _Player(dut, layout, source)
@@ -184,7 +186,9 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
         dut.rst.value = 0
         first = int(dut.h_cycle.value)
         clock["cycle"] = first
+        began = time.perf_counter()
         start(tb, index, item, first)
+        clock["setup_s"] = clock.get("setup_s", 0.0) + time.perf_counter() - began
         taken_before = source.transfers
         recorders.last_record = first
         tail = FIRST_TAIL

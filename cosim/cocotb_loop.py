@@ -41,8 +41,8 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
     reset: ``start(tb, index, item, cycle)`` begins one, then ``tb.drive()`` after each rising edge
     and ``tb.sample(cycle)`` once the signals settle, until ``tb.done``. ``inputs``/``outputs``: the
     stream ports whose ``valid``/``ready`` start at 0 (``valid`` also during every reset).
-    ``clock["cycle"]`` counts the cycles as they pass (it is there when a mismatch raises). Returns
-    the cycles each item took."""
+    ``clock["cycle"]`` counts the cycles as they pass (it is there when a mismatch raises),
+    ``clock["setup_s"]`` the seconds spent in ``start``. Returns the cycles each item took."""
     dut.rst.value = 1           # before the first edge: Icarus starts undriven inputs at X
     Clock(dut.clk, 10, unit="ns").start()
     for name in inputs:
@@ -61,7 +61,9 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
         await edge
         clock["cycle"] += 2
         first_cycle = clock["cycle"]
+        began = time.perf_counter()
         start(tb, index, item, first_cycle)
+        clock["setup_s"] = clock.get("setup_s", 0.0) + time.perf_counter() - began
         first = True
         while not tb.done:
             await edge
@@ -81,7 +83,8 @@ async def run_job(body) -> None:
     runs ``await body(job, clock)`` (a dict of results; ``clock`` as in :func:`run_back_to_back`),
     writes the result (passed, or the mismatch as ``error``; cycles and speed) as JSON to the path the
     job names, and fails the test on a mismatch."""
-    job = json.loads(open(os.environ["NEUROMOSAIC_JOB"]).read())
+    with open(os.environ["NEUROMOSAIC_JOB"]) as f:
+        job = json.load(f)
     result = {"passed": False}
     clock = {"cycle": 0}
     start = time.perf_counter()
@@ -91,7 +94,8 @@ async def run_job(body) -> None:
         result["error"] = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
     wall = time.perf_counter() - start
     cycle = clock["cycle"]
-    result.update(cycles=cycle, wall_s=wall, cycles_per_s=cycle / wall if wall else 0.0)
+    result.update(cycles=cycle, wall_s=wall, cycles_per_s=cycle / wall if wall else 0.0,
+                  setup_s=clock.get("setup_s", 0.0))
     with open(job["result"], "w") as f:
         json.dump(result, f)
     assert result["passed"], result.get("error")

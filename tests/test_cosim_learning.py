@@ -31,6 +31,20 @@ def test_learning_cosim_fails_on_one_wrong_rounding_bit(sim):
         run_learning_cosim(sim, CONFIG, episodes=3, name="pytest-fault", options=RunOptions(fault="rounding-bit"))
 
 
+@pytest.mark.parametrize("sim", SIMS)
+def test_learning_cosim_fails_when_the_model_is_one_cycle_off(sim):
+    """The design right, the model's first weight write one cycle late: caught with its cycle."""
+    with pytest.raises(CosimError, match=r"weight write mismatch in cycle \d+ .*DUT sent \(cycle"):
+        run_learning_cosim(sim, CONFIG, episodes=2, name="pytest-late", options=RunOptions(fault="write-cycle"))
+
+
+def test_learning_cosim_per_cycle_agents_check_the_same_transactions():
+    batch = run_learning_cosim("verilator", CONFIG, episodes=3, name="pytest-modes")
+    per_cycle = run_learning_cosim("verilator", CONFIG, episodes=3, name="pytest-modes",
+                                   options=RunOptions(per_cycle=True))
+    assert batch.checked == per_cycle.checked and batch.checked["weight_writes"] > 0
+
+
 def test_learning_cosim_engine_odd_widths():
     """The engine alone with narrow widths: logits, eligibilities, accumulators and weights at their rails."""
     config = SRNNConfig.make(channels=3, neurons=7, outputs=4, lanes=1, readout_bits=12, logit_bits=13,

@@ -34,6 +34,22 @@ def test_lif_cosim_fails_on_wrong_model(sim):
                       options=RunOptions(fault="membrane-lsb"))
 
 
+@pytest.mark.parametrize("sim", SIMS)
+def test_lif_cosim_fails_when_the_model_is_one_cycle_off(sim):
+    """The design right, the model's first state write one cycle late: the batch records keep cycles."""
+    with pytest.raises(CosimError, match="state write mismatch in cycle"):
+        run_lif_cosim(sim, LIFConfig(), seeds=1, steps=10, corners=False, name="pytest-late",
+                      options=RunOptions(fault="write-cycle"))
+
+
+def test_lif_cosim_per_cycle_agents_check_the_same_transactions():
+    """The per-cycle agents (debugging) and the batch harness check every transaction of the same stimulus."""
+    kw = dict(seeds=2, steps=20, corners=False, name="pytest-modes")
+    batch = run_lif_cosim("verilator", LIFConfig(), **kw)
+    per_cycle = run_lif_cosim("verilator", LIFConfig(), options=RunOptions(per_cycle=True), **kw)
+    assert batch.checked == per_cycle.checked and batch.checked["state_writes"] > 1000
+
+
 def test_lif_cosim_threshold_fault_caught_by_corner_case():
     """Firing at U > theta instead of U >= theta differs only when U == theta exactly, which the
     directed threshold scenario produces."""

@@ -12,8 +12,9 @@ from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, generate_verilog
+from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
 from .stimulus import core_memory, readout_memory
+from .testbench import harness_ports
 
 __all__ = ["learning_run", "run_learning_cosim"]
 
@@ -21,37 +22,47 @@ TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 
 
 def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
-                 waves: bool = False, synapses=None, core_synapses=None) -> CocotbRun:
+                 waves: bool = False, synapses=None, core_synapses=None,
+                 per_cycle: bool = False) -> tuple[CocotbRun, dict | None]:
     """Builds (or reuses) the simulator model of a learning core (or engine) for these configs, with
     its readout in the synapse memory ``stimulus.readout_memory(config, synapses)`` and the
-    core's weights in ``stimulus.core_memory(config, core_synapses)`` if given."""
+    core's weights in ``stimulus.core_memory(config, core_synapses)`` if given; in its batch harness
+    (returned with the harness's layout) unless ``per_cycle``."""
     top = "learning_core" if core else "learning_engine"
     readout = readout_memory(config, synapses)
     dut = LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout) \
         if core else LearningEngine(config, cfg, synapses=readout)
-    return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves)
+    if per_cycle:
+        return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves), None
+    return harness_run(sim, dut, top, waves=waves, **harness_ports(core))
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, options: RunOptions = RunOptions(), episode_list=None, name: str = "run",
-                       core: bool = True, synapses=None, core_synapses=None) -> CosimResult:
+                       core: bool = True, synapses=None, core_synapses=None, scoreboard: bool = True,
+                       item_cycles: list[int] | None = None) -> CosimResult:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
     default), else into the ``LearningEngine`` alone (hidden spikes). ``synapses``: the readout in a
     synapse memory (an organisation name or a dict of ``stimulus.readout_memory``);
     ``core_synapses``: the core's weights in one (through the core only; ``stimulus.core_memory``).
-    Raises :class:`CosimError` on any mismatch or hang."""
+    Without the ``scoreboard``, a batch run plays each episode for the ``item_cycles`` a checked run
+    of it took, checking nothing (the simulator's own speed). Raises :class:`CosimError` on any
+    mismatch or hang."""
     if core_synapses is not None and not core:
         raise CosimError("core_synapses= applies to the whole network; run it with core=True.")
+    if not scoreboard and not options.per_cycle and item_cycles is None:
+        raise CosimError("a batch run without the scoreboard needs the item_cycles of a checked run.")
     if episode_list is None and episodes < 1:
         raise CosimError(f"episodes={episodes}: at least 1 is needed.")
     if episode_list is not None and any(e.through_core != core for e in episode_list):
         raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
                          "rasters; through the core every episode needs them, into the engine none may have them.")
-    run = learning_run(sim, config, cfg, core=core, waves=options.waves, synapses=synapses, core_synapses=core_synapses)
+    run, layout = learning_run(sim, config, cfg, core=core, waves=options.waves, synapses=synapses,
+                               core_synapses=core_synapses, per_cycle=options.per_cycle)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
            "first_seed": first_seed, "options": options.to_job(), "core": core, "synapses": synapses,
-           "core_synapses": core_synapses}
+           "core_synapses": core_synapses, "layout": layout, "scoreboard": scoreboard, "item_cycles": item_cycles}
     if episode_list is not None:
         path = run.build_dir / name / "episodes.pt"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ to the path the job names.
 
 import cocotb
 import torch
+from neuromosaic.cosim.batch_loop import run_batched
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.learning.testbench import LearningTestbench, stream_inputs
 from neuromosaic.cosim.options import RunOptions
@@ -30,13 +31,23 @@ async def learning_episodes(dut):
         else:
             make = random_network_episode if core else random_episode
             episodes = [make(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]
-        tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]),
+        options = RunOptions(**job["options"])
+        check = job.get("scoreboard", True)
+        tb = LearningTestbench(config, cfg, lambda n: cocotb_port(dut, n), options,
                                core=core, synapses=job.get("synapses"),
                                core_synapses=job.get("core_synapses"),
-                               core_loads=mosaic.core_load_words if mosaic else None)
-        inputs = stream_inputs(core) + (("table",) if mosaic else ())
-        await run_back_to_back(dut, tb, episodes, lambda tb, index, episode, cycle: tb.start(episode, cycle),
-                               inputs, ("logits",), clock)
-        return {**tb.finish(), "episodes": len(episodes)}
+                               core_loads=mosaic.core_load_words if mosaic else None, scoreboard=check)
+
+        def start(tb, index, episode, cycle):
+            tb.start(episode, cycle)
+
+        if job.get("layout"):
+            spans = await run_batched(dut, tb, episodes, start, job["layout"], options, clock,
+                                      idle_inputs=("table",) if mosaic else (), check=check,
+                                      item_cycles=job.get("item_cycles"))
+        else:
+            inputs = stream_inputs(core) + (("table",) if mosaic else ())
+            spans = await run_back_to_back(dut, tb, episodes, start, inputs, ("logits",), clock)
+        return {**(tb.finish() if check else {}), "episodes": len(episodes), "item_cycles": spans}
 
     await run_job(body)

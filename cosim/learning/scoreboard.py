@@ -20,7 +20,7 @@ from ...model.golden import Mismatch, predict_episode
 from ...model.learning import LFSR, UPDATE_LATENCY, LearningConfig, logit_fields, weight_write_fields
 from ...model.snn import SRNNConfig
 
-__all__ = ["LearningScoreboard", "FAULTS", "model_lfsr"]
+__all__ = ["LearningScoreboard", "FAULTS", "ROUNDING_FAULTS", "WRITE_CYCLE_FAULT", "model_lfsr"]
 
 
 class _RoundingBitFault(LFSR):
@@ -39,16 +39,19 @@ class _FloorFault(LFSR):
         return 0
 
 
-FAULTS = {"rounding-bit": _RoundingBitFault, "floor": _FloorFault}
+ROUNDING_FAULTS = {"rounding-bit": _RoundingBitFault, "floor": _FloorFault}
+# The design right, the model one cycle off on one transfer: the scoreboard expects the first weight write
+# of the run's first update one cycle late.
+WRITE_CYCLE_FAULT = "write-cycle"
+FAULTS = (*ROUNDING_FAULTS, WRITE_CYCLE_FAULT)
 
 
 def model_lfsr(cfg: LearningConfig, fault: str | None) -> LFSR:
-    """The model's rounding PRNG: the rule's own, or a deliberately wrong one (``FAULTS``)."""
-    if fault is None:
-        return LFSR(cfg)
-    if fault not in FAULTS:
+    """The model's rounding PRNG: the rule's own, or a deliberately wrong one (``ROUNDING_FAULTS``;
+    the other ``FAULTS`` leave the rule alone)."""
+    if fault not in FAULTS and fault is not None:
         raise ValueError(f"fault {fault!r} is unknown; allowed: {', '.join(FAULTS)}.")
-    return FAULTS[fault](cfg)
+    return ROUNDING_FAULTS[fault](cfg) if fault in ROUNDING_FAULTS else LFSR(cfg)
 
 
 class LearningScoreboard:
@@ -62,17 +65,24 @@ class LearningScoreboard:
         self._writes: deque = deque()       # ((cycle, output, neuron, old, new), inner step)
         self._update_writes: list = []      # writes of the updates not yet taken, in order
         self._hidden: deque = deque()       # (packed output event, sample description), through the core
+        self._query_labels: deque = deque()  # the label of each query sample whose logits are to come
+        self._query_logits: list = []        # (DUT value, model value) of the current query sample
+        self.accuracy = Counter()            # queries, chip_correct (the DUT's logits), model_correct
         self.exact_timing = True
         self.structure: torch.Tensor | None = None   # the stored synapses of a sparse readout memory
+        self._late_write: bool | None = None         # WRITE_CYCLE_FAULT: the first update's first write late
 
     def predict(self, episode: ChipEpisode, fault: str | None = None) -> list[tuple]:
         """Predicts ``episode`` (``model.golden.predict_episode``, with the rounding of ``fault``) and
         expects its logits, weight writes and (through the core) hidden spike events; returns the
         transactions to send, in order."""
+        if self._late_write is None:
+            self._late_write = fault == WRITE_CYCLE_FAULT
         p = predict_episode(self.config, self.cfg, episode, lfsr=model_lfsr(self.cfg, fault), structure=self.structure)
         self._logits.extend(p.logits)
         self._update_writes.extend(p.update_writes)
         self._hidden.extend(p.hidden)
+        self._query_labels.extend(episode.query_labels or [0] * episode.query.shape[1])
         self.coverage.update(p.coverage)
         return p.transactions
 
@@ -81,7 +91,10 @@ class LearningScoreboard:
         cycle (``exact_timing``), or in that order no earlier (a readout in a synapse memory)."""
         writes, what = self._update_writes.pop(0)
         for i, (k, j, old, new) in enumerate(writes):
-            self._writes.append(((cycle + UPDATE_LATENCY + i, k, j, old, new), what))
+            late = int(bool(self._late_write) and i == 0)
+            self._writes.append(((cycle + UPDATE_LATENCY + i + late, k, j, old, new), what))
+        if writes:
+            self._late_write = False
 
     def _check(self, expected: deque, got, thing: str, fields: str, cycle: int, show=lambda v: v) -> None:
         """Compares what the DUT did with the model's next prediction of that kind."""
@@ -95,8 +108,23 @@ class LearningScoreboard:
 
     def on_logit(self, cycle: int, word: int) -> None:
         f = unpack_fields(logit_fields(self.config), word)
+        want, what = self._logits[0] if self._logits else (None, "")
         self._check(self._logits, (f["output"], f["value"]), "logit", "(output, value)", cycle)
         self.checked["logits"] += 1
+        if what.startswith("query"):
+            self._score_query(f["value"], want[1])
+
+    def _score_query(self, got: int, want: int) -> None:
+        """A query sample's logits, one by one: once all are in, its class by the chip's logits and by
+        the model's (the first largest), each against the label."""
+        self._query_logits.append((got, want))
+        if len(self._query_logits) == self.config.outputs:
+            label = self._query_labels.popleft()
+            for who, values in (("chip", [g for g, _ in self._query_logits]), ("model", [w for _, w in
+                                                                                       self._query_logits])):
+                self.accuracy[f"{who}_correct"] += int(values.index(max(values)) == label)
+            self.accuracy["queries"] += 1
+            self._query_logits = []
 
     def on_weight_write(self, cycle: int, word: int) -> None:
         f = unpack_fields(weight_write_fields(self.config), word)
@@ -111,6 +139,12 @@ class LearningScoreboard:
         self._check(self._hidden, word, "hidden spike event", "(address, kind)", cycle,
                     lambda w: tuple(unpack_fields(fields, w).values()))
         self.checked["hidden_events"] += 1
+
+    def discard(self) -> None:
+        """Forgets every prediction not yet checked (a run that checks nothing)."""
+        for pending in (self._logits, self._writes, self._update_writes, self._hidden, self._query_labels,
+                        self._query_logits):
+            pending.clear()
 
     @property
     def idle(self) -> bool:

@@ -22,6 +22,7 @@ cycle.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from collections import deque
 from typing import Callable
@@ -34,12 +35,12 @@ from ...model.episode import ChipEpisode, input_tokens, spike_tokens
 from ...model.golden import Mismatch
 from ...model.learning import OP_END, OP_UPDATE, LearningConfig, command_fields, rate_fields, readout_load_fields
 from ...model.snn import IntegerSRNN, SRNNConfig
-from ..agents import Port, StreamSink, StreamSource, ValidMonitor
+from ..agents import Port, SequenceSource, StreamSink, ValidMonitor, stream_ports
 from ..options import RunOptions
 from .scoreboard import LearningScoreboard
 from .stimulus import core_memory, readout_memory
 
-__all__ = ["LearningTestbench", "stream_inputs"]
+__all__ = ["LearningTestbench", "stream_inputs", "harness_ports"]
 
 
 def stream_inputs(core: bool) -> tuple[str, ...]:
@@ -47,19 +48,35 @@ def stream_inputs(core: bool) -> tuple[str, ...]:
     return ("events", "command", "weights", "core_weights") if core else ("spikes", "command", "weights")
 
 
+def _plan_streams(core: bool) -> dict[str, str]:
+    """The input stream of each kind of segment of an episode's plan."""
+    streams = {"core_load": "core_weights", "load": "weights", "spikes": "events" if core else "spikes",
+               "command": "command"}
+    return streams if core else {k: v for k, v in streams.items() if k != "core_load"}
+
+
+def harness_ports(core: bool) -> dict:
+    """What the batch harness (``cosim.harness.Harness``) plays and records around the DUT."""
+    return {"streams": tuple(_plan_streams(core).values()), "sinks": ("logits",),
+            "monitors": ("weight_write", "hidden") if core else ("weight_write",)}
+
+
 class LearningTestbench:
     """Drives episodes into a ``LearningCore`` (``core=True``: input events, the core's weights,
     hidden spikes checked) or a ``LearningEngine`` (hidden spikes driven) and checks everything."""
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig, port: Callable[[str], Port], options: RunOptions, *,
-                 core: bool = False, synapses=None, core_synapses=None, core_loads: Callable | None = None):
+                 core: bool = False, synapses=None, core_synapses=None, core_loads: Callable | None = None,
+                 scoreboard: bool = True):
         """``synapses``: the engine keeps its readout in that synapse memory (``readout_memory``; its
         update writes then have no fixed cycles, only their order; a sparse one restricts the
         episodes to its structure). ``core_synapses``: the LIF core of a ``LearningCore`` keeps its
         weights in that one (``core_memory``). ``core_loads``: the packed ``core_weights`` loads of an
         episode's ``w_core`` for a DUT that loads them its own way (a ``Mosaic``:
-        ``MosaicConfig.core_load_words``); by default the LIF core's weight words."""
+        ``MosaicConfig.core_load_words``); by default the LIF core's weight words. Without the
+        ``scoreboard`` nothing is checked (the predictions still give the episode's transactions)."""
         self.config, self.cfg, self.fault, self.core = config, cfg, options.fault, core
+        self.scoreboard = scoreboard
         self.core_loads = core_loads
         idle, backpressure = options.idle, options.backpressure
         rng = random.Random(options.seed)
@@ -71,30 +88,27 @@ class LearningTestbench:
         if self.core_memory is not None and not core:
             raise ValueError("core_synapses applies to a LearningCore (core=True), not to the engine alone.")
 
-        def source(name, on_transfer=None):
-            return StreamSource(port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload"),
-                                rng=rng, idle=idle, on_transfer=on_transfer)
-
         self.rate = port("rate")
-        self.weights = source("weights")
-        self.spikes = source("events" if core else "spikes")
-        self.command = source("command", self._on_command)
-        self.logits = StreamSink(port("logits__valid"), port("logits__ready"), port("logits__payload"),
-                                 rng=rng, backpressure=backpressure, on_transfer=self._on_logit)
-        self.sources = {"load": self.weights, "spikes": self.spikes, "command": self.command}
-        self.agents = [self.weights, self.spikes, self.command, self.logits,
+        self._streams = _plan_streams(core)
+        kinds = {stream: kind for kind, stream in self._streams.items()}
+        # One source for every input stream: one segment of the plan after the other, in order (the next
+        # sample's events must not overtake this sample's END).
+        self.source = SequenceSource({s: stream_ports(port, s) for s in self._streams.values()}, rng=rng, idle=idle,
+                                     on_transfer={s: functools.partial(self._on_input, kinds[s])
+                                                  for s in self._streams.values()})
+        self.logits = StreamSink(*stream_ports(port, "logits"), rng=rng, backpressure=backpressure,
+                                 on_transfer=self._on_logit)
+        self.agents = [self.source, self.logits,
                        ValidMonitor(port("weight_write__valid"), port("weight_write__payload"), self._on_write)]
         if core:
-            self.sources["core_load"] = source("core_weights")
-            self.agents += [self.sources["core_load"],
-                            ValidMonitor(port("hidden__valid"), port("hidden__payload"), self.sb.on_hidden)]
-        self._plan: deque = deque()
+            self.agents.append(ValidMonitor(port("hidden__valid"), port("hidden__payload"), self.sb.on_hidden))
         self._last_progress = 0
         self.stall_limit = 4 * config.outputs * config.neurons + 20_000
         # Timing, for the benchmark: the cycle of each segment's first transfer, of every OP_UPDATE,
         # OP_END, logit and weight write.
         self.segments: list[tuple[str, int]] = []
-        self._segment = None
+        self._segment_lengths: deque = deque()    # (kind, words) of the plan's segments not yet begun
+        self._segment_left = 0
         self.update_cycles: list[int] = []
         self.end_cycles: list[int] = []
         self.logit_cycles: list[int] = []
@@ -108,6 +122,14 @@ class LearningTestbench:
         self.sb.on_weight_write(cycle, word)
         self.write_cycles.append(cycle)
 
+    def _on_input(self, kind: str, cycle: int, word: int) -> None:
+        if not self._segment_left:
+            kind, self._segment_left = self._segment_lengths.popleft()
+            self.segments.append((kind, cycle))
+        self._segment_left -= 1
+        if kind == "command":
+            self._on_command(cycle, word)
+
     def _on_command(self, cycle: int, word: int) -> None:
         if unpack_fields(command_fields(self.config), word)["op"] == OP_UPDATE:
             self.update_cycles.append(cycle)
@@ -117,7 +139,10 @@ class LearningTestbench:
 
     def start(self, episode: ChipEpisode, first_cycle: int) -> None:
         """Begins ``episode`` right after a reset whose first free cycle is ``first_cycle``."""
-        self.sb.finish()                # nothing of the previous episode may be left
+        if self.scoreboard:
+            self.sb.finish()            # nothing of the previous episode may be left
+        else:
+            self.sb.discard()
         c = self.config
         if self.core and not episode.through_core:
             raise ValueError(f"episode {episode.name} has no core weights and input rasters; the LearningCore "
@@ -135,46 +160,42 @@ class LearningTestbench:
         self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
         plan = self.sb.predict(episode, self.fault) if self.core else \
             self.sb.predict(dataclasses.replace(episode, support_x=None, query_x=None), self.fault)
-        self._plan = deque()
+        segments = []
         if self.core and cm is not None:
             fields, w = synapse_model.load_fields(cm), episode.w_core.tolist()
-            self._plan.append(("core_load", [
+            segments.append(("core_load", [
                 pack_fields(fields, {**synapse_model.neuron_values(cm, "post", post),
                                      **synapse_model.neuron_values(cm, "pre", pre), "value": w[post][pre]})
                 for post, pre in torch.nonzero(cm.structure()).tolist()]))
         elif self.core and self.core_loads is not None:
-            self._plan.append(("core_load", list(self.core_loads(episode.w_core))))
+            segments.append(("core_load", list(self.core_loads(episode.w_core))))
         elif self.core:
-            self._plan.append(("core_load", c.core.weight_load_words(episode.w_core)))
+            segments.append(("core_load", c.core.weight_load_words(episode.w_core)))
         lf = readout_load_fields(c)
         w = episode.w_out.tolist()
-        self._plan.append(("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
+        segments.append(("load", [pack_fields(lf, {"output": k, "neuron": j, "value": w[k][j]})
                                     for k in range(c.outputs) for j in range(c.neurons)
                                     if structure is None or structure[k, j]]))
         cf = command_fields(c)
         for item in plan:
             if item[0] == "sample":
                 _, raster, x, label, learn = item
-                self._plan.append(("spikes", input_tokens(c, x) if self.core else spike_tokens(c, raster)))
-                self._plan.append(("command", [pack_fields(cf, {"op": OP_END, "label": label, "learn": learn})]))
+                segments.append(("spikes", input_tokens(c, x) if self.core else spike_tokens(c, raster)))
+                segments.append(("command", [pack_fields(cf, {"op": OP_END, "label": label, "learn": learn})]))
             else:
-                self._plan.append(("command", [pack_fields(cf, {"op": OP_UPDATE, "label": 0, "learn": 0})]))
+                segments.append(("command", [pack_fields(cf, {"op": OP_UPDATE, "label": 0, "learn": 0})]))
+        for kind, words in segments:
+            words = list(words)
+            if words:
+                self.source.send(self._streams[kind], words)
+                self._segment_lengths.append((kind, len(words)))
         self._last_progress = first_cycle
 
     @property
-    def _sources_done(self) -> bool:
-        return all(src.done for src in self.sources.values())
-
-    @property
     def done(self) -> bool:
-        return not self._plan and self._sources_done and self.sb.idle
+        return self.source.done and self.sb.idle
 
     def drive(self) -> None:
-        # One segment at a time: the next sample's events must not overtake this sample's END.
-        if self._plan and self._sources_done:
-            kind, words = self._plan.popleft()
-            self.sources[kind].send(words)
-            self._segment = (kind, self.sources[kind], self.sources[kind].transfers)
         for a in self.agents:
             a.drive()
 
@@ -182,9 +203,6 @@ class LearningTestbench:
         before = self._progress()
         for a in self.agents:
             a.sample(cycle)
-        if self._segment and self._segment[1].transfers > self._segment[2]:
-            self.segments.append((self._segment[0], cycle))
-            self._segment = None
         if self._progress() != before:
             self._last_progress = cycle
         if cycle - self._last_progress > self.stall_limit:
@@ -192,13 +210,14 @@ class LearningTestbench:
                            f"{self.stall_limit} cycles (cycle {cycle}).")
 
     def _progress(self) -> tuple:
-        return (tuple(src.transfers for src in self.sources.values()), self.logits.transfers,
-                self.sb.checked["weight_writes"], self.sb.checked["hidden_events"])
+        return (self.source.transfers, self.logits.transfers, self.sb.checked["weight_writes"],
+                self.sb.checked["hidden_events"])
 
     def finish(self) -> dict:
         self.sb.finish()
         return {"checked": dict(self.sb.checked), "coverage": dict(self.sb.coverage),
-                "logit_stall_cycles": self.logits.stall_cycles, "timing": self.timing()}
+                "accuracy": dict(self.sb.accuracy), "logit_stall_cycles": self.logits.stall_cycles,
+                "timing": self.timing()}
 
     def timing(self) -> dict:
         return {"segments": self.segments, "update_cycles": self.update_cycles, "end_cycles": self.end_cycles,

@@ -45,6 +45,8 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
     of it took (its ``details["item_cycles"]``): the stimulus alone, at the simulator's own speed."""
     if seeds < 1 or steps < 1:
         raise CosimError(f"seeds={seeds}, steps={steps}: both must be at least 1.")
+    if not scoreboard and not options.per_cycle and item_cycles is None:
+        raise CosimError("a batch run without the scoreboard needs the item_cycles of a checked run.")
     run, layout = lif_run(sim, config, waves=options.waves, synapses=synapses, per_cycle=options.per_cycle)
     job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "options": options.to_job(),
            "saturated": saturated, "synapses": synapses, "forward_pass": forward_pass, "layout": layout,

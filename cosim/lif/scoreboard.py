@@ -34,7 +34,7 @@ from ...model.config import (
 from ...model.golden import Mismatch
 from ...model.lif import IntegerLIF, LIFState
 
-__all__ = ["LIFScoreboard", "FAULTS", "make_model"]
+__all__ = ["LIFScoreboard", "FAULTS", "WRITE_CYCLE_FAULT", "make_model"]
 
 
 class _WrongThreshold(IntegerLIF):
@@ -73,7 +73,11 @@ class _WrongSaturation(IntegerLIF):
         return LIFState(current, state.membrane, state.refractory)
 
 
-FAULTS = {"threshold": _WrongThreshold, "membrane-lsb": _MembraneOffByOne, "saturation": _WrongSaturation}
+# The design right, the model one cycle off on one transfer: the scoreboard expects the first state write
+# of the run's first spike event one cycle late (the model itself is the rule's own).
+WRITE_CYCLE_FAULT = "write-cycle"
+FAULTS = {"threshold": _WrongThreshold, "membrane-lsb": _MembraneOffByOne, "saturation": _WrongSaturation,
+          WRITE_CYCLE_FAULT: IntegerLIF}
 
 
 def make_model(config: LIFConfig, weights, fault: str | None = None) -> IntegerLIF:
@@ -86,8 +90,10 @@ def make_model(config: LIFConfig, weights, fault: str | None = None) -> IntegerL
 
 
 class LIFScoreboard:
-    def __init__(self, config: LIFConfig, name: str = "lif"):
+    def __init__(self, config: LIFConfig, name: str = "lif", fault: str | None = None):
+        """``fault``: with ``WRITE_CYCLE_FAULT`` one predicted write is a cycle late (the run must fail)."""
         self.config = config
+        self._late_write = fault == WRITE_CYCLE_FAULT
         self.name = name
         self.coverage: Counter = Counter()
         self.checked = Counter()
@@ -120,6 +126,8 @@ class LIFScoreboard:
         tok = unpack_fields(self.config.input_event_fields, word)
         c = self.config
         if tok["kind"] == EVENT_SPIKE:
+            if self._late_write:
+                cycle, self._late_write = cycle + 1, False
             self._step_inputs.add(tok["address"])
             self._step_events += 1
             if self._memory is not None:

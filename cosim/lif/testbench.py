@@ -50,7 +50,7 @@ class LIFTestbench:
         self._port = port
         self._memory = None                        # the scenario's model synapse memory
         rng = random.Random(seed)
-        self.scoreboard = LIFScoreboard(config) if scoreboard else None
+        self.scoreboard = LIFScoreboard(config, fault=self.fault) if scoreboard else None
         sb = self.scoreboard
         # Weight loads, then the events: the core serves events before loads.
         self.source = SequenceSource({s: stream_ports(port, s) for s in HARNESS_PORTS["streams"]}, rng=rng, idle=idle,

@@ -22,8 +22,9 @@ from ...model.learning import LearningConfig
 from ...model.router import RoutingTables, compile_routes
 from ...model.tiles import MosaicConfig, mosaic_tables
 from ...rtl.mosaic import Mosaic
+from ..learning.testbench import harness_ports
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, generate_verilog
+from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
 
 __all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
 
@@ -44,19 +45,24 @@ def episode_tables(mc: MosaicConfig, w_rec=None, fault: str | None = None) -> Ro
 
 
 def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingTables, *,
-               waves: bool = False) -> CocotbRun:
-    """Builds (or reuses) the simulator model of the Mosaic of ``mc`` with ``tables``."""
-    return CocotbRun(sim, generate_verilog(Mosaic(mc, cfg, tables=tables), "mosaic"), "mosaic", waves=waves)
+               waves: bool = False, per_cycle: bool = False) -> tuple[CocotbRun, dict | None]:
+    """Builds (or reuses) the simulator model of the Mosaic of ``mc`` with ``tables``, in its batch
+    harness (returned with the harness's layout) unless ``per_cycle``."""
+    dut = Mosaic(mc, cfg, tables=tables)
+    if per_cycle:
+        return CocotbRun(sim, generate_verilog(dut, "mosaic"), "mosaic", waves=waves), None
+    return harness_run(sim, dut, "mosaic", waves=waves, **harness_ports(True))
 
 
 def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 2,
                      first_seed: int = 0, episode_list=None, w_rec=None, options: RunOptions = RunOptions(),
-                     name: str = "run") -> CosimResult:
+                     name: str = "run", scoreboard: bool = True, item_cycles: list[int] | None = None) -> CosimResult:
     """Runs ``episodes`` random whole-network episodes (seeds ``first_seed..``; every source routed to
     every other tile), or ``episode_list`` with the tables of ``w_rec`` (a trained network's
     ``[post, pre]`` recurrent weights; the episodes' core weights must have no synapse outside it).
-    ``options.fault`` is a fault of the tables (``FAULTS``); the model stays right. Returns the summary;
-    raises :class:`CosimError` on any mismatch or hang."""
+    ``options.fault`` is a fault of the tables (``FAULTS``); the model stays right. Without the
+    ``scoreboard``, a batch run plays each episode for the ``item_cycles`` a checked run of it took.
+    Returns the summary; raises :class:`CosimError` on any mismatch or hang."""
     if episode_list is None:
         if episodes < 1:
             raise CosimError(f"episodes={episodes}: at least 1 is needed.")
@@ -68,12 +74,13 @@ def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningC
             raise CosimError(f"episode {e.name} has recurrent synapses that w_rec lacks; the tables would not carry "
                              "them. Compile the tables from the episode's own weights.")
     tables = episode_tables(mc, w_rec, options.fault)
-    run = mosaic_run(sim, mc, cfg, tables, waves=options.waves)
+    run, layout = mosaic_run(sim, mc, cfg, tables, waves=options.waves, per_cycle=options.per_cycle)
     path = run.build_dir / name / "episodes.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([dataclasses.asdict(e) for e in episode_list], path)
     job = {"mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg), "episodes_file": str(path),
-           "options": options.replace(fault=None).to_job(), "core": True}
+           "options": options.replace(fault=None).to_job(), "core": True, "layout": layout, "scoreboard": scoreboard,
+           "item_cycles": item_cycles}
     result = run.test(TEST_MODULE, "learning_episodes", job, name)
     result.update(episodes=len(episode_list),
                   routes=sum(len(d) for d in tables.destinations))

@@ -19,6 +19,7 @@ __all__ = ["COMMANDS"]
 # bench name -> (module of ``bench/``, its function, the flags it takes besides quick and out)
 BENCHES = {
     "lif": ("lif", "bench_lif", ()),
+    "cosim": ("cosim", "bench_cosim", ()),
     "learning": ("learning", "bench_learning", ("fsdd",)),
     "memory": ("memory", "bench_memory", ()),
     "data": ("data", "bench_data", ("fsdd",)),

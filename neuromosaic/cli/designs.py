@@ -65,7 +65,8 @@ def _add_verilog_output(p: argparse.ArgumentParser, default_name: str) -> None:
 
 
 def _add_episodes(p: argparse.ArgumentParser, default: int) -> None:
-    p.add_argument("--episodes", type=int, default=default, help=f"few-shot episodes (default {default})")
+    p.add_argument("--episodes", "--tasks", dest="episodes", type=int, default=default,
+                   help=f"few-shot episodes; with --checkpoint, its meta-test tasks (default {default})")
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first episode")
 
 
@@ -95,6 +96,11 @@ def _cosim_each(args, header: str, run, summary: str) -> int:
         ck = defaultdict(int, r.checked)
         print(f"PASS {sim}: " + summary.format(r=r, d=r.details, ck=ck) + f" matched the golden model "
               f"({r.cycles_per_s:.0f} cycles/s, {time.perf_counter() - start:.1f} s)")
+        accuracy = r.details.get("accuracy") or {}
+        if accuracy.get("queries"):
+            n = accuracy["queries"]
+            print(f"  query accuracy on chip {accuracy['chip_correct']}/{n} = {accuracy['chip_correct'] / n:.1%}, "
+                  f"golden model {accuracy['model_correct']}/{n} = {accuracy['model_correct'] / n:.1%}")
         if args.waves:
             print(f"  waves in {r.build_dir}")
         print("  coverage: " + ", ".join(f"{k}={v}" for k, v in sorted(r.coverage.items())))
@@ -104,8 +110,8 @@ def _cosim_each(args, header: str, run, summary: str) -> int:
 def _options(args):
     """The run options of the flags (a design without a stimulus pattern has no idle flags)."""
     from ..cosim.options import RunOptions
-    pattern = {"idle": args.idle, "backpressure": args.backpressure, "seed": args.rng_seed} if hasattr(args, "idle") \
-        else {}
+    pattern = {"idle": args.idle, "backpressure": args.backpressure, "seed": args.rng_seed,
+               "per_cycle": args.per_cycle} if hasattr(args, "idle") else {}
     return RunOptions(fault=args.fault, waves=args.waves, **pattern)
 
 
@@ -113,7 +119,8 @@ class LIFDesign(Design):
     name = "lif"
     help = "the LIF core: random and corner scenarios; on a board, its self-test"
     faults = {"threshold": "fires only strictly above threshold", "membrane-lsb": "one LSB on neuron 0's membrane",
-              "saturation": "the current wraps instead of saturating"}
+              "saturation": "the current wraps instead of saturating",
+              "write-cycle": "the design right, the model's first state write one cycle late"}
 
     def add_verilog_arguments(self, p):
         _add_verilog_output(p, "lif_core")
@@ -185,13 +192,14 @@ def _load_weights(path: str | None, config):
     return w
 
 
-LEARNING_FAULTS = {"rounding-bit": "the rounding draw's top bit inverted", "floor": "no stochastic rounding"}
+ROUNDING_FAULTS = {"rounding-bit": "the rounding draw's top bit inverted", "floor": "no stochastic rounding"}
+WRITE_CYCLE = {"write-cycle": "the design right, the model's first weight write one cycle late"}
 
 
 class LearningDesign(Design):
     name = "learning"
     help = "the LIF core, its recurrence and the learning engine (LearningCore), or the engine alone"
-    faults = LEARNING_FAULTS
+    faults = {**ROUNDING_FAULTS, **WRITE_CYCLE}
 
     def add_verilog_arguments(self, p):
         _add_verilog_output(p, "learning_core, or learning_engine")
@@ -215,20 +223,36 @@ class LearningDesign(Design):
     def add_cosim_arguments(self, p):
         _add_episodes(p, 20)
         p.add_argument("--engine", action="store_true", help="the engine alone, driven with hidden spikes")
+        p.add_argument("--shots", type=int, default=25, help="with --checkpoint: support samples per task, the "
+                       "classes in turn (default 25: 5-way 5-shot)")
+        p.add_argument("--queries", type=int, default=10, help="with --checkpoint: query samples per task (default 10)")
         add_run_options(p, self.faults)
         add_network_options(p)
 
     def cosim(self, args) -> int:
         from ..cosim.learning import run_learning_cosim
+        from ..model.episode import checkpoint_episodes
         check_fault(args, self.faults, self.name)
-        _check_counts(args, "episodes")
-        config, cfg, _ = network(args)
-        what = "the learning engine" if args.engine else "LIF core + learning engine"
+        _check_counts(args, "episodes", "shots", "queries")
+        config, cfg, ck = network(args)
+        if ck is not None and args.engine:
+            raise UsageError("--engine drives hidden spikes of random episodes; a checkpoint's tasks run through the "
+                             "whole network (leave out --engine).")
+        through = "the learning engine" if args.engine else "LIF core + learning engine"
+        episodes = None
+        if ck is None:
+            what = f"{args.episodes} random few-shot episodes through {through}"
+        else:
+            what = (f"{args.episodes} meta-test tasks of {args.checkpoint} ({args.shots} support, {args.queries} "
+                    f"query samples each) through {through}")
+            print("loading the checkpoint's data ...", flush=True)
+            episodes = checkpoint_episodes(ck, args.episodes, seed=args.first_seed, shots=args.shots,
+                                           queries=args.queries)
         return _cosim_each(
-            args, f"cosim learning on {{sim}}: {args.episodes} random few-shot episodes through {what}, "
-                  f"{describe(config)}",
+            args, f"cosim learning on {{sim}}: {what}, {describe(config)}",
             lambda sim: run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
-                                           core=not args.engine, options=_options(args), name="cli"),
+                                           episode_list=episodes, core=not args.engine, options=_options(args),
+                                           name="cli"),
             "{d[episodes]} episodes, {r.cycles} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
             + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
 
@@ -335,7 +359,7 @@ def _board_protocol(args):
 class BoardDesign(Design):
     name = "board"
     help = "the board top: the chip behind its UART host link, driven by the host driver"
-    faults = LEARNING_FAULTS
+    faults = ROUNDING_FAULTS         # the link has no cycle contract
 
     def add_cosim_arguments(self, p):
         _add_episodes(p, 20)

@@ -184,7 +184,8 @@ def add_sim_option(p: argparse.ArgumentParser) -> None:
 
 def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimulus: bool = True) -> None:
     """``--sim``, ``--waves``, ``--fault`` (one of ``faults``: name -> what it breaks) and, with
-    ``stimulus``, the idle and backpressure pattern."""
+    ``stimulus`` (a design run through its batch harness), the idle and backpressure pattern and
+    ``--per-cycle``."""
     g = p.add_argument_group("run")
     add_sim_option(g)
     g.add_argument("--fault", metavar="NAME", help="check against a deliberately wrong model; the run must fail ("
@@ -196,6 +197,9 @@ def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimu
                        help=f"probability of a not-ready output cycle (default {RUN_DEFAULTS.backpressure})")
         g.add_argument("--rng-seed", type=int, default=RUN_DEFAULTS.seed,
                        help="seed of the idle/backpressure pattern")
+        g.add_argument("--per-cycle", action="store_true",
+                       help="drive and check every cycle from Python (slow; for debugging) instead of through the "
+                            "design's batch harness")
 
 
 def check_fault(args, faults, design: str) -> None:
