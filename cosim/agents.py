@@ -19,7 +19,7 @@ import random
 from collections import deque
 from typing import Callable
 
-__all__ = ["Port", "SequenceSource", "StreamSink", "ValidMonitor", "stream_ports"]
+__all__ = ["Port", "SequenceSource", "StreamSink", "ValidMonitor", "FieldMonitor", "stream_ports"]
 
 
 class Port:
@@ -136,6 +136,30 @@ class ValidMonitor:
     def observe(self, cycle: int, word: int) -> None:
         """``word`` was on the port in ``cycle``."""
         self.on_valid(cycle, word)
+
+
+class FieldMonitor:
+    """Reports every cycle in which ``valid`` is high with the values of ``fields`` (ports, in the
+    order the harness records them, LSB first): ``on_valid(cycle, *values)``."""
+
+    def __init__(self, valid: Port, fields: list[Port], on_valid: Callable[..., None]):
+        self.valid, self.fields, self.on_valid = valid, list(fields), on_valid
+        self.widths: list[int] | None = None      # the fields' bits, given by the batch loop
+
+    def drive(self) -> None:
+        pass
+
+    def sample(self, cycle: int) -> None:
+        if self.valid.get():
+            self.on_valid(cycle, *(f.get() for f in self.fields))
+
+    def observe(self, cycle: int, word: int) -> None:
+        """The fields packed in ``word`` (``widths``) were on the port in ``cycle``."""
+        values = []
+        for bits in self.widths:
+            values.append(word & ((1 << bits) - 1))
+            word >>= bits
+        self.on_valid(cycle, *values)
 
 
 def stream_ports(port, name: str) -> tuple[Port, Port, Port]:

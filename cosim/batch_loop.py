@@ -23,7 +23,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
 from ..model.golden import Mismatch
-from .agents import SequenceSource, StreamSink, ValidMonitor
+from .agents import FieldMonitor, SequenceSource, StreamSink, ValidMonitor
 from .harness import CYCLE_BITS, PATTERN_BITS, lfsr_states
 from .options import RunOptions
 
@@ -47,7 +47,7 @@ def agent_ports(agents) -> tuple[list[str], list[str], list[str]]:
             streams += a.names
         elif isinstance(a, StreamSink):
             sinks.append(a.valid.name.rsplit("__", 1)[0])
-        elif isinstance(a, ValidMonitor):
+        elif isinstance(a, (ValidMonitor, FieldMonitor)):
             monitors.append(a.valid.name.rsplit("__", 1)[0])
     return streams, sinks, monitors
 
@@ -74,8 +74,10 @@ class _Recorders:
         for a in agents:
             if isinstance(a, SequenceSource):
                 by_port["player"] = a
-            elif isinstance(a, (StreamSink, ValidMonitor)):
+            elif isinstance(a, (StreamSink, ValidMonitor, FieldMonitor)):
                 by_port[a.valid.name.rsplit("__", 1)[0]] = a
+                if isinstance(a, FieldMonitor):
+                    a.widths = layout["record_fields"][a.valid.name.rsplit("__", 1)[0]]
         self.agents = [by_port[p] for p in self.names]
         self.memories = [getattr(self.dut, f"record_{p}").entries for p in self.names]
         self.streams = layout["streams"]

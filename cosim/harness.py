@@ -176,10 +176,27 @@ class HarnessLayout:
     recorders: list[str]                 # port names; "player" is the player's record of taken entries
     sinks: list[str]
     depth: int
-    record_bits: dict = field(default_factory=dict)
+    record_fields: dict = field(default_factory=dict)   # port -> the bits of each recorded field, LSB first
 
     def recorder_path(self, port: str) -> str:
         return f"record_{port}"
+
+
+def _member(obj, path: str):
+    """The member ``path`` (a flattened name: ``trace__wr0``) of ``obj``."""
+    for part in path.split("__"):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return obj
+
+
+def _value(obj):
+    return obj.as_value() if hasattr(obj, "as_value") else obj
+
+
+def monitor_fields(dut, port: str) -> list[tuple[str, object]]:
+    """The recorded fields of a valid-only port of ``dut``: every member but ``valid``, in order."""
+    obj = _member(dut, port)
+    return [(name, _value(getattr(obj, name))) for name in obj.signature.members if name != "valid"]
 
 
 class Harness(Elaboratable):
@@ -199,7 +216,8 @@ class Harness(Elaboratable):
         self.streams, self.sinks, self.monitors = list(streams), list(sinks), list(monitors)
         handled = set(self.streams) | set(self.sinks) | set(self.monitors)
         self._passed = [(path, member) for path, member in dut.signature.members.flatten()
-                        if not member.is_signature and path[0] not in handled]
+                        if not member.is_signature and not any("__".join(map(str, path[:n])) in handled
+                                                               for n in range(1, len(path) + 1))]
         for path, member in self._passed:
             if member.dimensions:
                 raise ValueError(f"port {'__'.join(map(str, path))} is an array; the harness passes plain ports only.")
@@ -213,8 +231,10 @@ class Harness(Elaboratable):
         self.player_wptr = Signal(POINTER_BITS, name="h_player_wptr")
         self.player_rptr = Signal(POINTER_BITS, name="h_player_rptr")
         self.recorders = {"player": TransferRecorder(self.player.tag_bits, depth)}
-        for port in self.sinks + self.monitors:
-            self.recorders[port] = TransferRecorder(len(getattr(dut, port).payload.as_value()), depth)
+        self.fields = {port: [("payload", len(getattr(dut, port).payload.as_value()))] for port in self.sinks}
+        self.fields.update({port: [(n, len(v)) for n, v in monitor_fields(dut, port)] for port in self.monitors})
+        for port, fields in self.fields.items():
+            self.recorders[port] = TransferRecorder(sum(bits for _, bits in fields), depth)
         self.record_wptr = {p: Signal(POINTER_BITS, name=f"h_record_{p}_wptr") for p in self.recorders}
         self.stalls = {s: Signal(POINTER_BITS, name=f"h_stall_{s}", reset_less=True) for s in self.sinks}
         self.patterns = [PatternLFSR() for _ in self.sinks]
@@ -224,7 +244,7 @@ class Harness(Elaboratable):
     @property
     def layout(self) -> HarnessLayout:
         return HarnessLayout(self.streams, list(self.recorders), self.sinks, self.depth,
-                             {p: r.data_bits for p, r in self.recorders.items()})
+                             {p: [bits for _, bits in f] for p, f in self.fields.items()})
 
     def ports(self) -> list[Signal]:
         """Every top-level port (for ``verilog.convert(..., ports=...)``)."""
@@ -255,14 +275,13 @@ class Harness(Elaboratable):
             m.d.comb += [rec.cycle.eq(self.cycle), self.record_wptr[p].eq(rec.wptr)]
             if p == "player":
                 m.d.comb += [rec.strobe.eq(player.taken), rec.data.eq(player.tag)]
-            else:
+            elif p in self.sinks:
                 port = getattr(dut, p)
-                strobe = port.valid & port.ready if p in self.sinks else port.valid
-                m.d.comb += [rec.strobe.eq(strobe), rec.data.eq(port.payload.as_value())]
+                m.d.comb += [rec.strobe.eq(port.valid & port.ready), rec.data.eq(port.payload.as_value())]
+            else:
+                m.d.comb += [rec.strobe.eq(_member(dut, p).valid),
+                             rec.data.eq(Cat(*(v for _, v in monitor_fields(dut, p))))]
         for (path, member), sig in zip(self._passed, self.passed.values()):
-            inner = dut
-            for part in path:
-                inner = inner[part] if isinstance(part, int) else getattr(inner, part)
-            inner = inner.as_value() if hasattr(inner, "as_value") else inner
+            inner = _value(_member(dut, "__".join(map(str, path))))
             m.d.comb += (inner.eq(sig) if member.flow == wiring.In else sig.eq(inner))
         return m

@@ -8,6 +8,7 @@ simulator build for it, and turns a failing cocotb run into one exception with t
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -15,8 +16,10 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "harness_run", "CocotbRun"]
+__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "cached_verilog", "harness_run",
+           "CocotbRun"]
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NEUROMOSAIC_BUILD", "build"))
@@ -80,9 +83,37 @@ def generate_verilog(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
-def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bool = False) -> tuple["CocotbRun", dict]:
+@functools.lru_cache(maxsize=1)
+def _generator_digest() -> str:
+    """A digest of the sources that generate Verilog (the RTL, the model's layouts, the harness)."""
+    package = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted([*package.glob("rtl/*.py"), *package.glob("model/*.py"), package / "cosim" / "harness.py"]):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def cached_verilog(what: dict, make: Callable[[], str], build_root: Path | None = None) -> str:
+    """The Verilog that ``make()`` generates for the design ``what`` describes (JSON: its kind, configs,
+    tables), kept under the build root by the digest of ``what`` and of the generating sources: a
+    large design (a 4x4 Mosaic) is elaborated once, not at every run."""
+    key = hashlib.sha256((json.dumps(what, sort_keys=True, default=str) + _generator_digest()).encode()).hexdigest()
+    path = Path(build_root or DEFAULT_BUILD_ROOT).resolve() / "verilog" / f"{key[:20]}.v"
+    if path.exists():
+        return path.read_text()
+    text = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
+def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bool = False,
+                cache: dict | None = None) -> tuple["CocotbRun", dict]:
     """The simulator build of ``dut`` inside its batch harness (``cosim.harness.Harness``: a player for
-    ``streams``, recorders for ``sinks`` and ``monitors``), with the harness's layout for the job."""
+    ``streams``, recorders for ``sinks`` and ``monitors``), with the harness's layout for the job.
+    ``cache``: the description of ``dut`` under which its Verilog is kept (``cached_verilog``)."""
     import dataclasses
 
     from amaranth.back import verilog
@@ -90,7 +121,11 @@ def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bo
     from .harness import Harness
     harness = Harness(dut, streams=streams, sinks=sinks, monitors=monitors)
     top = f"{name}_harness"
-    text = verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
+
+    def make():
+        return verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
+
+    text = make() if cache is None else cached_verilog({**cache, "harness": top}, make)
     return CocotbRun(sim, text, top, waves=waves), dataclasses.asdict(harness.layout)
 
 

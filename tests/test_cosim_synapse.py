@@ -28,3 +28,10 @@ def test_synapse_cosim_fails_on_wrong_model(sim, fault, message):
     with pytest.raises(CosimError, match=message):
         run_synapse_cosim(sim, "csr", seed=5, density=0.3, name="pytest-fault",
                           options=RunOptions(idle=0.3, fault=fault))
+
+
+def test_synapse_cosim_per_cycle_agents_check_the_same_transactions():
+    kw = dict(seed=2, density=0.5, name="pytest-modes")
+    batch = run_synapse_cosim("verilator", "bitmap", **kw)
+    per_cycle = run_synapse_cosim("verilator", "bitmap", options=RunOptions(per_cycle=True), **kw)
+    assert batch.checked == per_cycle.checked and batch.details["counts"] == per_cycle.details["counts"]

@@ -69,6 +69,7 @@ class LIFTestbench:
         assert phase.name == "phase"
         self._phase_mask = (1 << phase.bits) - 1
         self._last_progress = 0
+        self.stall_limit = STALL_LIMIT
         self.ticks_out = 0
 
     def _on_input(self, cycle: int, word: int) -> None:

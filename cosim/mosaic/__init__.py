@@ -24,7 +24,7 @@ from ...model.tiles import MosaicConfig, mosaic_tables
 from ...rtl.mosaic import Mosaic
 from ..learning.testbench import harness_ports
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
+from ..runner import CocotbRun, CosimError, cached_verilog, generate_verilog, harness_run
 
 __all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
 
@@ -49,9 +49,12 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
     """Builds (or reuses) the simulator model of the Mosaic of ``mc`` with ``tables``, in its batch
     harness (returned with the harness's layout) unless ``per_cycle``."""
     dut = Mosaic(mc, cfg, tables=tables)
+    what = {"design": "mosaic", "mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg),
+            "destinations": tables.destinations}
     if per_cycle:
-        return CocotbRun(sim, generate_verilog(dut, "mosaic"), "mosaic", waves=waves), None
-    return harness_run(sim, dut, "mosaic", waves=waves, **harness_ports(True))
+        text = cached_verilog(what, lambda: generate_verilog(dut, "mosaic"))
+        return CocotbRun(sim, text, "mosaic", waves=waves), None
+    return harness_run(sim, dut, "mosaic", waves=waves, cache=what, **harness_ports(True))
 
 
 def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 2,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ...rtl.synapse import SynapseMemory
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, generate_verilog
-from .testbench import synapse_scenario
+from ..runner import CocotbRun, generate_verilog, harness_run
+from .testbench import harness_ports, synapse_scenario
 
 __all__ = ["run_synapse_cosim"]
 
@@ -17,13 +17,18 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
                       options: RunOptions = RunOptions(), name: str = "run", **scenario) -> CosimResult:
     """Builds the RTL of ``organisation`` holding the random scenario ``seed`` (a matrix, or a kernel
     for the functional organisations; ``scenario``: more arguments of
-    :func:`~.testbench.synapse_scenario`) and runs its commands on ``sim``. Raises
+    :func:`~.testbench.synapse_scenario`) and runs its commands on ``sim``, in the batch harness
+    unless ``options.per_cycle``. Raises
     :class:`~.runner.CosimError` on any mismatch or hang."""
     scenario_args = {"organisation": organisation, "seed": seed, "density": density, **scenario}
     scenario = synapse_scenario(**scenario_args)
-    verilog = generate_verilog(SynapseMemory(scenario.memory), "synapse_memory")
-    run = CocotbRun(sim, verilog, "synapse_memory", waves=options.waves)
-    job = {"scenario": scenario_args, "options": options.to_job()}
+    dut = SynapseMemory(scenario.memory)
+    if options.per_cycle:
+        run = CocotbRun(sim, generate_verilog(dut, "synapse_memory"), "synapse_memory", waves=options.waves)
+        layout = None
+    else:
+        run, layout = harness_run(sim, dut, "synapse_memory", waves=options.waves, **harness_ports(scenario.memory))
+    job = {"scenario": scenario_args, "options": options.to_job(), "layout": layout}
     result = run.test(TEST_MODULE, "synapse_scoreboard", job, name)
     result["organisation"] = scenario.memory.name
     return CosimResult.from_job_result(sim, result, run.build_dir)

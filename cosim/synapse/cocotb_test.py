@@ -6,6 +6,7 @@ testbench predicts from the same memory the Verilog was generated from.
 """
 
 import cocotb
+from neuromosaic.cosim.batch_loop import run_batched
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
 from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.synapse.testbench import SynapseTestbench, synapse_scenario
@@ -16,9 +17,16 @@ async def synapse_scoreboard(dut):
     """Every access and result against the golden model, then the access counters."""
     async def body(job, clock):
         scenario = synapse_scenario(**job["scenario"])
-        tb = SynapseTestbench(scenario.memory, lambda n: cocotb_port(dut, n), RunOptions(**job["options"]))
-        await run_back_to_back(dut, tb, [scenario], lambda tb, index, item, cycle: tb.start(item, cycle),
-                               ("commands",), (), clock)
+        options = RunOptions(**job["options"])
+        tb = SynapseTestbench(scenario.memory, lambda n: cocotb_port(dut, n), options)
+
+        def start(tb, index, item, cycle):
+            tb.start(item, cycle)
+
+        if job.get("layout"):
+            await run_batched(dut, tb, [scenario], start, job["layout"], options, clock)
+        else:
+            await run_back_to_back(dut, tb, [scenario], start, ("commands",), (), clock)
         return tb.finish()
 
     await run_job(body)

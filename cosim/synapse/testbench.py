@@ -10,6 +10,7 @@ scoreboard catches it.
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,10 +22,11 @@ from ...model import synapse as model
 from ...model.config import ConfigError, pack_fields, signed_range, unpack_fields
 from ...model.golden import Mismatch
 from ...rtl.synapse import trace_ports
-from ..agents import Port, SequenceSource, ValidMonitor, stream_ports
+from ..agents import FieldMonitor, Port, SequenceSource, ValidMonitor, stream_ports
 from ..options import RunOptions
 
-__all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters"]
+__all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters",
+           "harness_ports"]
 
 STALL_LIMIT = 2_000       # cycles without a command, access or result before the test calls it a hang
 FAULTS = ("data", "counter")
@@ -82,6 +84,13 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
     return SynapseScenario(mem, reads)
 
 
+def harness_ports(memory: model.SynapseMemory) -> dict:
+    """What the batch harness plays and records around the memory: its commands, every trace port
+    and the results (in the testbench's agent order)."""
+    return {"streams": ("commands",), "sinks": (),
+            "monitors": tuple(f"trace__{p}" for p, _, _ in trace_ports(memory)) + ("results",)}
+
+
 def check_counters(port: Callable[[str], Port], prefix: str, counts: dict, who: str) -> int:
     """Compares a synapse memory's access counters (the DUT ports ``<prefix><memory>_reads`` and
     ``_writes``) with the model's ``counts``; returns how many were checked."""
@@ -94,20 +103,6 @@ def check_counters(port: Callable[[str], Port], prefix: str, counts: dict, who: 
                                f"{want[kind]}.")
             checked += 1
     return checked
-
-
-class _AccessMonitor:
-    """Reports each access a trace port shows: ``on_access(cycle, port, address, data)``."""
-
-    def __init__(self, port: str, valid: Port, address: Port, data: Port, on_access):
-        self.port, self.valid, self.address, self.data, self.on_access = port, valid, address, data, on_access
-
-    def drive(self) -> None:
-        pass
-
-    def sample(self, cycle: int) -> None:
-        if self.valid.get():
-            self.on_access(cycle, self.port, self.address.get(), self.data.get())
 
 
 class SynapseTestbench:
@@ -136,12 +131,14 @@ class SynapseTestbench:
         self._results: deque = deque()
         self.checked = {"accesses": 0, "results": 0, "commands": 0}
         for p, _, _ in self._ports:
-            self.agents.append(_AccessMonitor(p, port(f"trace__{p}__valid"), port(f"trace__{p}__address"),
-                                              port(f"trace__{p}__data"), self._on_access))
+            self.agents.append(FieldMonitor(port(f"trace__{p}__valid"), [port(f"trace__{p}__{f}") for f in
+                                                                         ("address", "data")],
+                                            functools.partial(self._on_access_of, p)))
         self.agents.append(ValidMonitor(port("results__valid"), port("results__payload"), self._on_result))
         self._write_port = {p: w for p, _, w in self._ports}
         self._memory_of = {p: name for p, name, _ in self._ports}
         self._progress = 0
+        self.stall_limit = STALL_LIMIT
         self.first_command = self.last_result = None
 
     # -- stimulus -----------------------------------------------------------------------------------
@@ -173,7 +170,7 @@ class SynapseTestbench:
         self._progress = cycle
 
     # -- checking -----------------------------------------------------------------------------------
-    def _on_access(self, cycle: int, port: str, address: int, data: int) -> None:
+    def _on_access_of(self, port: str, cycle: int, address: int, data: int) -> None:
         name, write = self._memory_of[port], self._write_port[port]
         got = (name, "write" if write else "read", address, data)
         queue = self._expected[name]
@@ -212,14 +209,13 @@ class SynapseTestbench:
             raise Mismatch(f"synapse memory: nothing happened for {STALL_LIMIT} cycles (cycle {cycle}); "
                            f"{len(self.commands.queue)} commands not taken, {self._pending()} predicted "
                            "accesses and results missing.")
-        self._busy = self.busy.get()
 
     def _pending(self) -> int:
         return len(self._results) + sum(len(q) for q in self._expected.values())
 
     @property
     def done(self) -> bool:
-        return self.commands.done and not self._pending() and not getattr(self, "_busy", 1)
+        return self.commands.done and not self._pending() and not self.busy.get()
 
     def finish(self) -> dict:
         if self._pending():

@@ -1,0 +1,91 @@
+"""The batch harness's parts in Amaranth's simulator: the pattern LFSR's rate and seeding, the player's
+order and hold, the recorder's cycle stamps."""
+
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+from neuromosaic.cosim.batch_loop import threshold
+from neuromosaic.cosim.harness import CYCLE_BITS, PatternLFSR, StreamPlayer, TransferRecorder, lfsr_states
+
+
+def _run(top, bench):
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def _pattern(seed_state: int, probability: float, cycles: int) -> list[int]:
+    lfsr = PatternLFSR()
+    hits = []
+
+    async def bench(ctx):
+        ctx.set(lfsr.seed, seed_state)
+        ctx.set(lfsr.threshold, threshold(probability))
+        ctx.set(lfsr.load, 1)
+        await ctx.tick()
+        ctx.set(lfsr.load, 0)
+        for _ in range(cycles):
+            hits.append(ctx.get(lfsr.hit))
+            await ctx.tick()
+
+    _run(lfsr, bench)
+    return hits
+
+
+def test_pattern_lfsr_hits_at_its_probability_and_follows_its_seed():
+    a, b = lfsr_states(0, 2)
+    hits = _pattern(a, 0.3, 4000)
+    assert 0.27 < sum(hits) / len(hits) < 0.33
+    assert _pattern(a, 0.3, 200) == hits[:200]            # a seed gives the same pattern every run
+    assert _pattern(b, 0.3, 200) != hits[:200]            # another seed another one
+    assert sum(_pattern(a, 0.0, 500)) == 0
+
+
+def test_player_offers_entries_in_order_and_holds_each_until_taken():
+    player = StreamPlayer({"a": 4, "b": 6}, depth=8)
+    entries = [(0, 3), (1, 40), (1, 41), (0, 9)]               # (tag, payload)
+    seen = []
+
+    async def bench(ctx):
+        for i, (tag, payload) in enumerate(entries):
+            ctx.set(player.entries.data[i], payload << player.tag_bits | tag)
+        ctx.set(player.wptr, len(entries))
+        held = None
+        for cycle in range(40):
+            ready = cycle % 3 == 0                              # not ready two cycles in three
+            ctx.set(player.ready["a"], ready)
+            ctx.set(player.ready["b"], ready)
+            valid = [n for n in ("a", "b") if ctx.get(player.valid[n])]
+            assert len(valid) <= 1
+            if valid:
+                word = (valid[0], ctx.get(player.payload))
+                assert held in (None, word)                     # an offer is held until taken
+                held = word
+                if ready:
+                    seen.append(word)
+                    held = None
+            await ctx.tick()
+        assert ctx.get(player.rptr) == len(entries)
+
+    _run(player, bench)
+    assert seen == [("a", 3), ("b", 40), ("b", 41), ("a", 9)]
+
+
+def test_recorder_stamps_each_transfer_with_its_cycle():
+    rec = TransferRecorder(8, depth=16)
+    m = Module()
+    m.submodules.rec = rec
+    strobes = {2: 7, 3: 8, 9: 200}
+
+    async def bench(ctx):
+        for cycle in range(12):
+            ctx.set(rec.cycle, cycle)
+            ctx.set(rec.strobe, cycle in strobes)
+            ctx.set(rec.data, strobes.get(cycle, 0))
+            await ctx.tick()
+        assert ctx.get(rec.wptr) == 3
+        words = [ctx.get(rec.entries.data[i]) for i in range(3)]
+        got = [(w & ((1 << CYCLE_BITS) - 1), w >> CYCLE_BITS) for w in words]
+        assert got == sorted(strobes.items())
+
+    _run(m, bench)
