@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..model.config import ConfigError
 
-__all__ = ["RunOptions", "FULL_RATE", "CosimResult"]
+__all__ = ["RunOptions", "FULL_RATE", "CosimResult", "merge_job_results"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,31 @@ class CosimResult:
         details = {k: v for k, v in result.items() if k not in own and k != "passed"}
         return cls(sim, result["cycles"], result["wall_s"], result["cycles_per_s"], result.get("checked", {}),
                    result.get("coverage", {}), str(build_dir), details)
+
+
+def merge_job_results(results: list[dict]) -> dict:
+    """The results of one run's shares (run at once, in order) as one: counts added, lists joined, the
+    wall time the longest share's, the speed all cycles over it."""
+    if len(results) == 1:
+        return results[0]
+    merged: dict = {}
+    for r in results:
+        for key, value in r.items():
+            if key not in merged:
+                merged[key] = value if not isinstance(value, dict) else dict(value)
+            elif isinstance(value, bool) or key in ("wall_s", "cycles_per_s"):
+                continue
+            elif isinstance(value, (int, float)):
+                merged[key] += value
+            elif isinstance(value, list):
+                merged[key] = merged[key] + value
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        merged[key][k] = merged[key].get(k, 0) + v
+                    elif isinstance(v, list):
+                        merged[key][k] = merged[key].get(k, []) + v
+    merged["wall_s"] = max(r["wall_s"] for r in results)
+    merged["cycles_per_s"] = merged["cycles"] / merged["wall_s"] if merged["wall_s"] else 0.0
+    merged["shares"] = len(results)
+    return merged

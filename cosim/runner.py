@@ -165,6 +165,23 @@ class CocotbRun:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def test_many(self, test_module: str, testcase: str, jobs: list[tuple[dict, str]]) -> list[dict]:
+        """Runs ``testcase`` once per ``(job, name)``, as many simulator processes at once as there
+        are jobs (each in its own folder, on the one build); returns the results in order. Raises
+        :class:`CosimError` (the first failure in order) once all have ended."""
+        import concurrent.futures
+        import copy
+
+        def one(job_name):
+            other = copy.copy(self)
+            other.runner = copy.copy(self.runner)
+            return other.test(test_module, testcase, *job_name)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            futures = [pool.submit(one, j) for j in jobs]
+            concurrent.futures.wait(futures)
+        return [f.result() for f in futures]
+
     def test(self, test_module: str, testcase: str, job: dict, name: str) -> dict:
         """Runs ``testcase`` of ``test_module`` with ``job`` (JSON) and returns the result the test
         wrote. Raises :class:`CosimError` with the test's own message on failure."""

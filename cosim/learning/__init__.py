@@ -11,12 +11,12 @@ import torch
 from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
-from ..options import CosimResult, RunOptions
+from ..options import CosimResult, RunOptions, merge_job_results
 from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
 from .stimulus import core_memory, readout_memory
 from .testbench import harness_ports
 
-__all__ = ["learning_run", "run_learning_cosim"]
+__all__ = ["learning_run", "run_learning_cosim", "run_episode_jobs"]
 
 TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 
@@ -40,14 +40,15 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
                        first_seed: int = 0, options: RunOptions = RunOptions(), episode_list=None, name: str = "run",
                        core: bool = True, synapses=None, core_synapses=None, scoreboard: bool = True,
-                       item_cycles: list[int] | None = None) -> CosimResult:
+                       item_cycles: list[int] | None = None, workers: int = 1) -> CosimResult:
     """Runs ``episodes`` random episodes (seeds ``first_seed..``), or the given ``episode_list``, and
     returns the summary. ``core``: through the whole network (``LearningCore``, input events; the
     default), else into the ``LearningEngine`` alone (hidden spikes). ``synapses``: the readout in a
     synapse memory (an organisation name or a dict of ``stimulus.readout_memory``);
     ``core_synapses``: the core's weights in one (through the core only; ``stimulus.core_memory``).
     Without the ``scoreboard``, a batch run plays each episode for the ``item_cycles`` a checked run
-    of it took, checking nothing (the simulator's own speed). Raises :class:`CosimError` on any
+    of it took, checking nothing (the simulator's own speed). ``workers``: the episodes split over
+    that many simulator processes at once (on one build). Raises :class:`CosimError` on any
     mismatch or hang."""
     if core_synapses is not None and not core:
         raise CosimError("core_synapses= applies to the whole network; run it with core=True.")
@@ -62,11 +63,28 @@ def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = Learn
                                core_synapses=core_synapses, per_cycle=options.per_cycle)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
            "first_seed": first_seed, "options": options.to_job(), "core": core, "synapses": synapses,
-           "core_synapses": core_synapses, "layout": layout, "scoreboard": scoreboard, "item_cycles": item_cycles}
-    if episode_list is not None:
-        path = run.build_dir / name / "episodes.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save([dataclasses.asdict(e) for e in episode_list], path)
-        job["episodes_file"] = str(path)
-    result = run.test(TEST_MODULE, "learning_episodes", job, name)
-    return CosimResult.from_job_result(sim, result, run.build_dir)
+           "core_synapses": core_synapses, "layout": layout, "scoreboard": scoreboard}
+    return run_episode_jobs(run, job, name, episode_list, episodes, first_seed, item_cycles, workers)
+
+
+def run_episode_jobs(run: CocotbRun, job: dict, name: str, episode_list, episodes: int, first_seed: int,
+                     item_cycles, workers: int) -> CosimResult:
+    """Runs the episodes of ``job`` (``episode_list``, or ``episodes`` random ones from ``first_seed``)
+    on ``run``, split into ``workers`` consecutive shares run at once, and returns the merged result."""
+    count = len(episode_list) if episode_list is not None else episodes
+    workers = max(1, min(workers, count))
+    bounds = [count * i // workers for i in range(workers + 1)]
+    jobs = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        part = f"{name}-{i}" if workers > 1 else name
+        share = {**job, "episodes": b - a, "first_seed": first_seed + a,
+                 "item_cycles": None if item_cycles is None else item_cycles[a:b]}
+        if episode_list is not None:
+            path = run.build_dir / part / "episodes.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save([dataclasses.asdict(e) for e in episode_list[a:b]], path)
+            share["episodes_file"] = str(path)
+        jobs.append((share, part))
+    results = run.test_many(TEST_MODULE, "learning_episodes", jobs) if workers > 1 else \
+        [run.test(TEST_MODULE, "learning_episodes", *jobs[0])]
+    return CosimResult.from_job_result(run.sim, merge_job_results(results), run.build_dir)

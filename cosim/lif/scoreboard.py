@@ -104,6 +104,10 @@ class LIFScoreboard:
         phase, block, _ = config.state_write_fields
         self._block_shift, self._data_shift = phase.bits, phase.bits + block.bits
         self._outputs: deque = deque()    # (kind, address, not-before cycle)
+        fields = config.neuron_state_fields
+        self._record_layout = [(f.name, sum(g.bits for g in fields[:k]), (1 << f.bits) - 1)
+                               for k, f in enumerate(fields)]
+        self._record_bits = config.neuron_state_bits
         self._step_inputs: set = set()
         self._step_events = 0
 
@@ -159,20 +163,23 @@ class LIFScoreboard:
         """The state memory words of ``state`` (or of block ``only``), packed as the RTL stores them
         (the layout of ``neuron_state_fields``, lane 0 at the LSB)."""
         c = self.config
-        fields = c.neuron_state_fields
-        masks = [(1 << f.bits) - 1 for f in fields]
-        offsets = [sum(f.bits for f in fields[:k]) for k in range(len(fields))]
         first = 0 if only is None else only * c.lanes          # the records of the blocks asked for only
         last = c.neurons if only is None else first + c.lanes
-        columns = [getattr(state, f.name)[first:last].tolist() for f in fields]
-        records = [sum((v & mk) << off for v, mk, off in zip(values, masks, offsets))
-                   for values in zip(*columns)]
-        rec_bits = c.neuron_state_bits
+        if self._record_bits < 63:                             # one record fits an int64: pack them at once
+            record = torch.zeros(last - first, dtype=torch.int64)
+            for name, offset, mask in self._record_layout:
+                record |= (getattr(state, name)[first:last] & mask) << offset
+            records = record.tolist()
+        else:
+            columns = [getattr(state, name)[first:last].tolist() for name, _, _ in self._record_layout]
+            records = [sum((v & mask) << offset for v, (_, offset, mask) in zip(values, self._record_layout))
+                       for values in zip(*columns)]
+        lanes, bits = c.lanes, self._record_bits
         words = []
-        for b in range((last - first) // c.lanes):
+        for b in range(0, len(records), lanes):
             word = 0
-            for lane, rec in enumerate(records[b * c.lanes:(b + 1) * c.lanes]):
-                word |= rec << (lane * rec_bits)
+            for lane, rec in enumerate(records[b:b + lanes]):
+                word |= rec << (lane * bits)
             words.append(word)
         return words
 

@@ -22,13 +22,13 @@ from ...model.learning import LearningConfig
 from ...model.router import RoutingTables, compile_routes
 from ...model.tiles import MosaicConfig, mosaic_tables
 from ...rtl.mosaic import Mosaic
+from ..learning import run_episode_jobs
 from ..learning.testbench import harness_ports
 from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, CosimError, cached_verilog, generate_verilog, harness_run
 
 __all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
 
-TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 FAULTS = ("deaf-tile",)
 
 
@@ -59,12 +59,14 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
 
 def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 2,
                      first_seed: int = 0, episode_list=None, w_rec=None, options: RunOptions = RunOptions(),
-                     name: str = "run", scoreboard: bool = True, item_cycles: list[int] | None = None) -> CosimResult:
+                     name: str = "run", scoreboard: bool = True, item_cycles: list[int] | None = None,
+                     workers: int = 1) -> CosimResult:
     """Runs ``episodes`` random whole-network episodes (seeds ``first_seed..``; every source routed to
     every other tile), or ``episode_list`` with the tables of ``w_rec`` (a trained network's
     ``[post, pre]`` recurrent weights; the episodes' core weights must have no synapse outside it).
     ``options.fault`` is a fault of the tables (``FAULTS``); the model stays right. Without the
-    ``scoreboard``, a batch run plays each episode for the ``item_cycles`` a checked run of it took.
+    ``scoreboard``, a batch run plays each episode for the ``item_cycles`` a checked run of it took;
+    ``workers`` splits the episodes over that many simulator processes at once.
     Returns the summary; raises :class:`CosimError` on any mismatch or hang."""
     if episode_list is None:
         if episodes < 1:
@@ -78,13 +80,8 @@ def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningC
                              "them. Compile the tables from the episode's own weights.")
     tables = episode_tables(mc, w_rec, options.fault)
     run, layout = mosaic_run(sim, mc, cfg, tables, waves=options.waves, per_cycle=options.per_cycle)
-    path = run.build_dir / name / "episodes.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save([dataclasses.asdict(e) for e in episode_list], path)
-    job = {"mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg), "episodes_file": str(path),
-           "options": options.replace(fault=None).to_job(), "core": True, "layout": layout, "scoreboard": scoreboard,
-           "item_cycles": item_cycles}
-    result = run.test(TEST_MODULE, "learning_episodes", job, name)
-    result.update(episodes=len(episode_list),
-                  routes=sum(len(d) for d in tables.destinations))
-    return CosimResult.from_job_result(sim, result, run.build_dir)
+    job = {"mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg),
+           "options": options.replace(fault=None).to_job(), "core": True, "layout": layout, "scoreboard": scoreboard}
+    result = run_episode_jobs(run, job, name, episode_list, len(episode_list), 0, item_cycles, workers)
+    result.details["routes"] = sum(len(d) for d in tables.destinations)
+    return result

@@ -9,6 +9,7 @@ heavy imports (torch, Amaranth, cocotb) happen inside the verbs, when one runs.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -62,6 +63,17 @@ def _write_verilog(dut, name: str, output: str) -> None:
 def _add_verilog_output(p: argparse.ArgumentParser, default_name: str) -> None:
     p.add_argument("-o", "--output", required=True, help="Verilog file to write")
     p.add_argument("--name", default=None, help=f"top module name (default {default_name})")
+
+
+def _add_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=None,
+                   help="simulator processes at once, the episodes shared among them (default: the CPU cores)")
+
+
+def _jobs(args) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} is not allowed; use 1 or more.")
+    return args.jobs or os.cpu_count() or 1
 
 
 def _add_episodes(p: argparse.ArgumentParser, default: int) -> None:
@@ -226,6 +238,7 @@ class LearningDesign(Design):
         p.add_argument("--shots", type=int, default=25, help="with --checkpoint: support samples per task, the "
                        "classes in turn (default 25: 5-way 5-shot)")
         p.add_argument("--queries", type=int, default=10, help="with --checkpoint: query samples per task (default 10)")
+        _add_jobs(p)
         add_run_options(p, self.faults)
         add_network_options(p)
 
@@ -252,7 +265,7 @@ class LearningDesign(Design):
             args, f"cosim learning on {{sim}}: {what}, {describe(config)}",
             lambda sim: run_learning_cosim(sim, config, cfg, episodes=args.episodes, first_seed=args.first_seed,
                                            episode_list=episodes, core=not args.engine, options=_options(args),
-                                           name="cli"),
+                                           name="cli", workers=_jobs(args)),
             "{d[episodes]} episodes, {r.cycles} cycles, {ck[weight_writes]} weight writes, {ck[logits]} logits"
             + ("" if args.engine else " and {ck[hidden_events]} hidden spike events"))
 
@@ -286,6 +299,7 @@ class MosaicDesign(Design):
         _add_episodes(p, 20)
         p.add_argument("--shots", type=int, default=2, help="with --checkpoint: support samples per task (default 2)")
         p.add_argument("--queries", type=int, default=2, help="with --checkpoint: query samples per task (default 2)")
+        _add_jobs(p)
         add_run_options(p, self.faults)
         add_network_options(p)
         add_mesh_options(p)
@@ -312,7 +326,8 @@ class MosaicDesign(Design):
             args, f"cosim mosaic on {{sim}}: {mc.mesh.rows}x{mc.mesh.cols} tiles of {mc.neurons_per_tile} neurons, "
                   f"{describe(config)}; {what}",
             lambda sim: run_mosaic_cosim(sim, mc, cfg, episodes=args.episodes, first_seed=args.first_seed,
-                                         episode_list=episodes, w_rec=w_rec, options=_options(args), name="cli"),
+                                         episode_list=episodes, w_rec=w_rec, options=_options(args), name="cli",
+                                         workers=_jobs(args)),
             "{d[episodes]} episodes, {r.cycles} cycles, {ck[hidden_events]} hidden spike events, {ck[logits]} "
             "logits and {ck[weight_writes]} weight writes")
 
