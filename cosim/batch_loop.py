@@ -25,7 +25,7 @@ from cocotb.triggers import FallingEdge, Timer
 from ..model.golden import Mismatch
 from .agents import FieldMonitor, SequenceSource, StreamSink, ValidMonitor
 from .harness import CYCLE_BITS, PATTERN_BITS, lfsr_states
-from .options import RunOptions
+from .options import RunOptions, report_progress
 
 __all__ = ["run_batched", "agent_ports", "threshold"]
 
@@ -225,6 +225,7 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
                 recorders.skip()
                 player.skip_taken()
         spans.append(now - first)
+        report_progress(clock, index + 1)
     for name, sink in sinks.items():
         sink.stall_cycles = int(getattr(dut, f"h_stall_{name}").value)
     return spans

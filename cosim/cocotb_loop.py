@@ -10,6 +10,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from .agents import Port
+from .options import report_progress
 
 __all__ = ["cocotb_port", "run_back_to_back", "run_job"]
 
@@ -75,6 +76,7 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
             tb.sample(clock["cycle"])
             clock["cycle"] += 1
         spans.append(clock["cycle"] - first_cycle)
+        report_progress(clock, index + 1)
     return spans
 
 
@@ -86,7 +88,7 @@ async def run_job(body) -> None:
     with open(os.environ["NEUROMOSAIC_JOB"]) as f:
         job = json.load(f)
     result = {"passed": False}
-    clock = {"cycle": 0}
+    clock = {"cycle": 0, "progress": job.get("progress")}
     start = time.perf_counter()
     try:
         result.update(await body(job, clock), passed=True)

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from dataclasses import dataclass, field
 
 from ..model.config import ConfigError
 
-__all__ = ["RunOptions", "FULL_RATE", "CosimResult", "merge_job_results"]
+__all__ = ["RunOptions", "FULL_RATE", "CosimResult", "merge_job_results", "report_progress"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,14 @@ def merge_job_results(results: list[dict]) -> dict:
     merged["cycles_per_s"] = merged["cycles"] / merged["wall_s"] if merged["wall_s"] else 0.0
     merged["shares"] = len(results)
     return merged
+
+
+def report_progress(clock: dict, items: int) -> None:
+    """Inside a simulator: ``items`` of the job are done by cycle ``clock["cycle"]``; written (atomically)
+    to the job's ``progress`` file, which the launcher shows."""
+    path = clock.get("progress")
+    if path:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"items": items, "cycles": clock.get("cycle", 0)}, f)
+        os.replace(tmp, path)

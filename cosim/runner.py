@@ -126,14 +126,17 @@ def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bo
         return verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
 
     text = make() if cache is None else cached_verilog({**cache, "harness": top}, make)
-    return CocotbRun(sim, text, top, waves=waves), dataclasses.asdict(harness.layout)
+    return CocotbRun(sim, text, top, waves=waves, reachable=("entries",)), dataclasses.asdict(harness.layout)
 
 
 class CocotbRun:
     """One Verilog top, built once for a simulator, on which cocotb test cases run."""
 
     def __init__(self, sim: str, verilog_text: str, toplevel: str, *, waves: bool = False,
-                 build_root: Path | None = None):
+                 build_root: Path | None = None, reachable: tuple[str, ...] | None = None):
+        """``reachable``: on Verilator, only the top level's ports and the memories named so are
+        reachable from Python; everything else is left to Verilator to optimise (a batch harness needs
+        no more). By default every signal is (cocotb's own choice: slower, for per-cycle debugging)."""
         check_simulator(sim)
         from cocotb_tools.runner import get_runner
 
@@ -141,15 +144,25 @@ class CocotbRun:
             verilog_text = icarus_time_zero_fix(verilog_text)
 
         self.sim, self.toplevel, self.waves = sim, toplevel, waves
-        digest = hashlib.sha256(verilog_text.encode()).hexdigest()[:12]
+        build_args = ["-Wno-fatal", "-O3"] if sim == "verilator" else []
+        if waves and sim == "verilator":
+            build_args.append("--trace-fst")
+        control = None
+        if sim == "verilator" and reachable is not None:
+            control = "`verilator_config\n" + f'public_flat_rw -module "{toplevel}" -var "*"\n' + \
+                "".join(f'public_flat_rw -module "*" -var "{name}"\n' for name in reachable)
+            build_args += ["--no-public-flat-rw",        # after cocotb's own --public-flat-rw
+                           "-CFLAGS", "-O2"]             # the model's C++ optimised for speed, not size (-Os)
+        digest = hashlib.sha256(f"{verilog_text}{control}{build_args}".encode()).hexdigest()[:12]
         root = Path(build_root or DEFAULT_BUILD_ROOT).resolve()
         self.build_dir = root / "cosim" / sim / f"{toplevel}-{digest}{'-waves' if waves else ''}"
         self.build_dir.mkdir(parents=True, exist_ok=True)
         self.verilog_path = self.build_dir / f"{toplevel}.v"
         self.runner = get_runner(sim)
-        build_args = ["-Wno-fatal", "-O3"] if sim == "verilator" else []
-        if waves and sim == "verilator":
-            build_args.append("--trace-fst")
+        sources = [self.verilog_path]
+        if control is not None:
+            sources.append(self.build_dir / "public.vlt")
+            sources[-1].write_text(control)
         marker = self.build_dir / ".built"
         # Parallel test workers may want the same model: one builds it, the others wait and reuse it.
         with open(self.build_dir / ".lock", "w") as lock:
@@ -158,7 +171,7 @@ class CocotbRun:
                 if not self.verilog_path.exists() or self.verilog_path.read_text() != verilog_text:
                     self.verilog_path.write_text(verilog_text)
                     marker.unlink(missing_ok=True)
-                self.runner.build(sources=[self.verilog_path], hdl_toplevel=toplevel, build_dir=self.build_dir,
+                self.runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=self.build_dir,
                                   build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                                   always=not marker.exists(), log_file=self.build_dir / "build.log")
                 marker.touch()
@@ -189,10 +202,13 @@ class CocotbRun:
         test_dir.mkdir(parents=True, exist_ok=True)
         job_path, result_path = test_dir / "job.json", test_dir / "result.json"
         result_path.unlink(missing_ok=True)
-        job_path.write_text(json.dumps({**job, "result": str(result_path)}))
+        progress = test_dir / "progress.json"
+        progress.unlink(missing_ok=True)
+        job_path.write_text(json.dumps({**job, "result": str(result_path), "progress": str(progress)}))
         xml = test_dir / "results.xml"
         try:
-            self.runner.test(test_module=test_module, hdl_toplevel=self.toplevel, testcase=testcase,
+            self.runner.test(test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                             testcase=testcase,
                              build_dir=self.build_dir, test_dir=test_dir, results_xml=xml,
                              extra_env={"NEUROMOSAIC_JOB": str(job_path)}, waves=self.waves,
                              log_file=test_dir / "sim.log")

@@ -15,6 +15,7 @@ and the demo.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -42,6 +43,24 @@ class ChipEpisode:
     w_core: torch.Tensor | None = None
     support_x: torch.Tensor | None = None
     query_x: torch.Tensor | None = None
+
+    def to_file(self) -> dict:
+        """The episode as plain values for ``torch.save``, its integer tensors as compact as their
+        values allow (a task's rasters are most of its bytes); :meth:`from_file` restores it."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if torch.is_tensor(v) and not v.is_floating_point():
+                small = next((t for t in (torch.int8, torch.int16, torch.int32)
+                              if v.numel() == 0 or (int(v.min()) >= torch.iinfo(t).min and
+                                                    int(v.max()) <= torch.iinfo(t).max)), torch.int64)
+                v = v.to(small)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_file(cls, d: dict) -> "ChipEpisode":
+        return cls(**{k: v.long() if torch.is_tensor(v) and not v.is_floating_point() else v for k, v in d.items()})
 
     @property
     def through_core(self) -> bool:

@@ -40,7 +40,7 @@ def job_protocol(job: dict) -> Protocol:
 
 def host_session(job: dict, protocol: Protocol, transport) -> dict:
     """What the host does in the cosimulation (in the driver's thread): every episode of the job, checked."""
-    episodes = [ChipEpisode(**e) for e in torch.load(job["episodes_file"])]
+    episodes = [ChipEpisode.from_file(e) for e in torch.load(job["episodes_file"])]
     chip = Chip(protocol, transport, timeout=job.get("timeout", 0.05))
     fault = RunOptions(**job["options"]).fault
     out = run_episodes(chip, protocol, episodes, lambda: model_lfsr(protocol.cfg, fault))
@@ -71,7 +71,7 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
     run = board_run(sim, protocol, waves=options.waves, verilog=verilog)
     path = run.build_dir / name / "episodes.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save([dataclasses.asdict(e) for e in episode_list], path)
+    torch.save([e.to_file() for e in episode_list], path)
     key = "mosaic" if protocol.kind == "mosaic" else "config"
     job = {key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
            "link": protocol.link.to_dict(), "episodes_file": str(path), "options": options.to_job(),

@@ -5,8 +5,11 @@ cocotb, whole few-shot episodes checked against the golden model (``testbench``,
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
 
 import torch
+from tqdm import tqdm
 
 from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
@@ -82,9 +85,39 @@ def run_episode_jobs(run: CocotbRun, job: dict, name: str, episode_list, episode
         if episode_list is not None:
             path = run.build_dir / part / "episodes.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save([dataclasses.asdict(e) for e in episode_list[a:b]], path)
+            torch.save([e.to_file() for e in episode_list[a:b]], path)
             share["episodes_file"] = str(path)
         jobs.append((share, part))
-    results = run.test_many(TEST_MODULE, "learning_episodes", jobs) if workers > 1 else \
-        [run.test(TEST_MODULE, "learning_episodes", *jobs[0])]
+    with _Progress(run, [part for _, part in jobs], count):
+        results = run.test_many(TEST_MODULE, "learning_episodes", jobs) if workers > 1 else \
+            [run.test(TEST_MODULE, "learning_episodes", *jobs[0])]
     return CosimResult.from_job_result(run.sim, merge_job_results(results), run.build_dir)
+
+
+class _Progress:
+    """Shows the episodes the shares of a run have done (their progress files), every few seconds."""
+
+    def __init__(self, run: CocotbRun, parts: list[str], total: int):
+        self.files = [run.build_dir / part / "progress.json" for part in parts]
+        self.total, self.sim = total, run.sim
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._show, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _show(self):
+        with tqdm(total=self.total, desc=f"episodes on {self.sim}", unit="episode", leave=False) as bar:
+            while not self._stop.wait(2.0):
+                done = 0
+                for f in self.files:
+                    try:
+                        done += json.loads(f.read_text())["items"]
+                    except (OSError, ValueError, KeyError):
+                        pass
+                bar.update(done - bar.n)

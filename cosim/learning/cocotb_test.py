@@ -27,7 +27,7 @@ async def learning_episodes(dut):
         cfg = LearningConfig(**job["learning"])
         core = job.get("core", True)
         if job.get("episodes_file"):
-            episodes = [ChipEpisode(**e) for e in torch.load(job["episodes_file"])]
+            episodes = [ChipEpisode.from_file(e) for e in torch.load(job["episodes_file"])]
         else:
             make = random_network_episode if core else random_episode
             episodes = [make(config, cfg, job["first_seed"] + i) for i in range(job["episodes"])]
