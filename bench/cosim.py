@@ -121,9 +121,14 @@ def bench_cosim(quick: bool = False, out: str | Path = "build/bench") -> dict:
                 result[name][sim] = _compare(lambda options, scoreboard, item_cycles:
                                              run(sim, options, scoreboard, item_cycles))
                 result[name][sim]["wall_s"] = round(time.perf_counter() - start, 1)
+                _write(out / "cosim.partial.json", result)   # after every run: an interrupted bench keeps what it has
                 bar.update()
-    path = out / "cosim.json"
+    _write(out / "cosim.json", result)
+    (out / "cosim.partial.json").unlink(missing_ok=True)
+    return result
+
+
+def _write(path: Path, result: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(path)
-    return result

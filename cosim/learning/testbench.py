@@ -22,7 +22,6 @@ cycle.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import random
 from collections import deque
 from typing import Callable
@@ -90,12 +89,10 @@ class LearningTestbench:
 
         self.rate = port("rate")
         self._streams = _plan_streams(core)
-        kinds = {stream: kind for kind, stream in self._streams.items()}
         # One source for every input stream: one segment of the plan after the other, in order (the next
         # sample's events must not overtake this sample's END).
         self.source = SequenceSource({s: stream_ports(port, s) for s in self._streams.values()}, rng=rng, idle=idle,
-                                     on_transfer={s: functools.partial(self._on_input, kinds[s])
-                                                  for s in self._streams.values()})
+                                     on_transfer={s: self._on_input for s in self._streams.values()})
         self.logits = StreamSink(*stream_ports(port, "logits"), rng=rng, backpressure=backpressure,
                                  on_transfer=self._on_logit)
         self.agents = [self.source, self.logits,
@@ -103,12 +100,14 @@ class LearningTestbench:
         if core:
             self.agents.append(ValidMonitor(port("hidden__valid"), port("hidden__payload"), self.sb.on_hidden))
         self._last_progress = 0
-        self.stall_limit = 4 * config.outputs * config.neurons + 20_000
+        # The longest quiet stretch: the update pass, or a TICK whose every neuron fired (each spike comes
+        # back as a recurrent event of the core's blocks cycles, with nothing at the ports meanwhile).
+        self.stall_limit = 4 * config.outputs * config.neurons + 2 * config.neurons * config.core.blocks + 20_000
         # Timing, for the benchmark: the cycle of each segment's first transfer, of every OP_UPDATE,
         # OP_END, logit and weight write.
         self.segments: list[tuple[str, int]] = []
         self._segment_lengths: deque = deque()    # (kind, words) of the plan's segments not yet begun
-        self._segment_left = 0
+        self._segment, self._segment_left = None, 0   # the segment being taken, and its words left
         self.update_cycles: list[int] = []
         self.end_cycles: list[int] = []
         self.logit_cycles: list[int] = []
@@ -122,12 +121,13 @@ class LearningTestbench:
         self.sb.on_weight_write(cycle, word)
         self.write_cycles.append(cycle)
 
-    def _on_input(self, kind: str, cycle: int, word: int) -> None:
+    def _on_input(self, cycle: int, word: int) -> None:
+        """A word of the plan was taken: the segments' timing, and the commands' effect."""
         if not self._segment_left:
-            kind, self._segment_left = self._segment_lengths.popleft()
-            self.segments.append((kind, cycle))
+            self._segment, self._segment_left = self._segment_lengths.popleft()
+            self.segments.append((self._segment, cycle))
         self._segment_left -= 1
-        if kind == "command":
+        if self._segment == "command":
             self._on_command(cycle, word)
 
     def _on_command(self, cycle: int, word: int) -> None:
