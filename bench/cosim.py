@@ -59,9 +59,9 @@ def bench_episode(config: SRNNConfig, cfg: LearningConfig, *, steps: int, suppor
 
 def _compare(run) -> dict:
     """Runs ``run(options, scoreboard, item_cycles)`` checked in the harness, per cycle, and bare."""
-    checked = run(RunOptions(), True, None)
+    checked = run(RunOptions(optimise=True), True, None)
     per_cycle = run(RunOptions(per_cycle=True), True, None)
-    bare = run(RunOptions(), False, checked.details["item_cycles"])
+    bare = run(RunOptions(optimise=True), False, checked.details["item_cycles"])
     bare_speed = bare.cycles / max(1e-9, bare.wall_s - bare.details.get("setup_s", 0.0))
     return {
         "cycles": checked.cycles, "checked": checked.checked,

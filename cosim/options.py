@@ -25,13 +25,16 @@ class RunOptions:
     ``per_cycle``: cocotb drives and samples every clock cycle from Python (the agents of
     ``cosim.agents``, for debugging) instead of through the design's batch harness
     (``cosim.harness``, Python woken once per batch; the default). The pattern of a seed differs
-    between the two (Python's ``random`` there, the harness's LFSRs here); the checks are the same."""
+    between the two (Python's ``random`` there, the harness's LFSRs here); the checks are the same.
+    ``optimise``: compile the Verilator model of a harness for speed (-O2: slower to build, faster to
+    run; for long runs) instead of for size (Verilator's -Os: short runs, the tests)."""
     idle: float = 0.2
     backpressure: float = 0.3
     seed: int = 0
     fault: str | None = None
     waves: bool = False
     per_cycle: bool = False
+    optimise: bool = False
 
     def __post_init__(self):
         for name in ("idle", "backpressure"):

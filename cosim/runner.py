@@ -110,10 +110,11 @@ def cached_verilog(what: dict, make: Callable[[], str], build_root: Path | None 
 
 
 def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bool = False,
-                cache: dict | None = None) -> tuple["CocotbRun", dict]:
+                cache: dict | None = None, optimise: bool = False) -> tuple["CocotbRun", dict]:
     """The simulator build of ``dut`` inside its batch harness (``cosim.harness.Harness``: a player for
     ``streams``, recorders for ``sinks`` and ``monitors``), with the harness's layout for the job.
-    ``cache``: the description of ``dut`` under which its Verilog is kept (``cached_verilog``)."""
+    ``cache``: the description of ``dut`` under which its Verilog is kept (``cached_verilog``);
+    ``optimise``: see :class:`CocotbRun`."""
     import dataclasses
 
     from amaranth.back import verilog
@@ -126,17 +127,20 @@ def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bo
         return verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
 
     text = make() if cache is None else cached_verilog({**cache, "harness": top}, make)
-    return CocotbRun(sim, text, top, waves=waves, reachable=("entries",)), dataclasses.asdict(harness.layout)
+    run = CocotbRun(sim, text, top, waves=waves, reachable=("entries",), optimise=optimise)
+    return run, dataclasses.asdict(harness.layout)
 
 
 class CocotbRun:
     """One Verilog top, built once for a simulator, on which cocotb test cases run."""
 
     def __init__(self, sim: str, verilog_text: str, toplevel: str, *, waves: bool = False,
-                 build_root: Path | None = None, reachable: tuple[str, ...] | None = None):
+                 build_root: Path | None = None, reachable: tuple[str, ...] | None = None,
+                 optimise: bool = False):
         """``reachable``: on Verilator, only the top level's ports and the memories named so are
         reachable from Python; everything else is left to Verilator to optimise (a batch harness needs
-        no more). By default every signal is (cocotb's own choice: slower, for per-cycle debugging)."""
+        no more). By default every signal is (cocotb's own choice: slower, for per-cycle debugging).
+        ``optimise``: Verilator compiles the model's C++ with -O2 (for long runs) instead of -Os."""
         check_simulator(sim)
         from cocotb_tools.runner import get_runner
 
@@ -151,8 +155,9 @@ class CocotbRun:
         if sim == "verilator" and reachable is not None:
             control = "`verilator_config\n" + f'public_flat_rw -module "{toplevel}" -var "*"\n' + \
                 "".join(f'public_flat_rw -module "*" -var "{name}"\n' for name in reachable)
-            build_args += ["--no-public-flat-rw",        # after cocotb's own --public-flat-rw
-                           "-CFLAGS", "-O2"]             # the model's C++ optimised for speed, not size (-Os)
+            build_args.append("--no-public-flat-rw")     # after cocotb's own --public-flat-rw
+        if sim == "verilator" and optimise:
+            build_args += ["-CFLAGS", "-O2"]             # the model's C++ optimised for speed, not size (-Os)
         digest = hashlib.sha256(f"{verilog_text}{control}{build_args}".encode()).hexdigest()[:12]
         root = Path(build_root or DEFAULT_BUILD_ROOT).resolve()
         self.build_dir = root / "cosim" / sim / f"{toplevel}-{digest}{'-waves' if waves else ''}"

@@ -26,7 +26,7 @@ TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 
 def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: bool = True,
                  waves: bool = False, synapses=None, core_synapses=None,
-                 per_cycle: bool = False) -> tuple[CocotbRun, dict | None]:
+                 per_cycle: bool = False, optimise: bool = False) -> tuple[CocotbRun, dict | None]:
     """Builds (or reuses) the simulator model of a learning core (or engine) for these configs, with
     its readout in the synapse memory ``stimulus.readout_memory(config, synapses)`` and the
     core's weights in ``stimulus.core_memory(config, core_synapses)`` if given; in its batch harness
@@ -37,7 +37,7 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
         if core else LearningEngine(config, cfg, synapses=readout)
     if per_cycle:
         return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves), None
-    return harness_run(sim, dut, top, waves=waves, **harness_ports(core))
+    return harness_run(sim, dut, top, waves=waves, optimise=optimise, **harness_ports(core))
 
 
 def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 20,
@@ -63,7 +63,7 @@ def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = Learn
         raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
                          "rasters; through the core every episode needs them, into the engine none may have them.")
     run, layout = learning_run(sim, config, cfg, core=core, waves=options.waves, synapses=synapses,
-                               core_synapses=core_synapses, per_cycle=options.per_cycle)
+                               core_synapses=core_synapses, per_cycle=options.per_cycle, optimise=options.optimise)
     job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes,
            "first_seed": first_seed, "options": options.to_job(), "core": core, "synapses": synapses,
            "core_synapses": core_synapses, "layout": layout, "scoreboard": scoreboard}

@@ -16,7 +16,7 @@ TEST_MODULE = "neuromosaic.cosim.lif.cocotb_test"
 
 
 def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict | None = None,
-            per_cycle: bool = False) -> tuple[CocotbRun, dict | None]:
+            per_cycle: bool = False, optimise: bool = False) -> tuple[CocotbRun, dict | None]:
     """Builds (or reuses) the simulator model of a core whose weight memory starts with the weights
     of the first random scenario; later scenarios load theirs through the weight port. ``synapses``:
     the core keeps its weights in a synapse memory, ``stimulus.synapse_memory(config, **synapses)``.
@@ -27,7 +27,7 @@ def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict 
         core = LIFCore(config, synapses=synapse_memory(config, **synapses))
     if per_cycle:
         return CocotbRun(sim, generate_verilog(core, "lif_core"), "lif_core", waves=waves), None
-    return harness_run(sim, core, "lif_core", waves=waves, **HARNESS_PORTS)
+    return harness_run(sim, core, "lif_core", waves=waves, optimise=optimise, **HARNESS_PORTS)
 
 
 def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 50, corners: bool = True,
@@ -47,7 +47,8 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
         raise CosimError(f"seeds={seeds}, steps={steps}: both must be at least 1.")
     if not scoreboard and not options.per_cycle and item_cycles is None:
         raise CosimError("a batch run without the scoreboard needs the item_cycles of a checked run.")
-    run, layout = lif_run(sim, config, waves=options.waves, synapses=synapses, per_cycle=options.per_cycle)
+    run, layout = lif_run(sim, config, waves=options.waves, synapses=synapses, per_cycle=options.per_cycle,
+                          optimise=options.optimise)
     job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "options": options.to_job(),
            "saturated": saturated, "synapses": synapses, "forward_pass": forward_pass, "layout": layout,
            "item_cycles": item_cycles}

@@ -45,7 +45,7 @@ def episode_tables(mc: MosaicConfig, w_rec=None, fault: str | None = None) -> Ro
 
 
 def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingTables, *,
-               waves: bool = False, per_cycle: bool = False) -> tuple[CocotbRun, dict | None]:
+               waves: bool = False, per_cycle: bool = False, optimise: bool = False) -> tuple[CocotbRun, dict | None]:
     """Builds (or reuses) the simulator model of the Mosaic of ``mc`` with ``tables``, in its batch
     harness (returned with the harness's layout) unless ``per_cycle``."""
     dut = Mosaic(mc, cfg, tables=tables)
@@ -54,7 +54,7 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
     if per_cycle:
         text = cached_verilog(what, lambda: generate_verilog(dut, "mosaic"))
         return CocotbRun(sim, text, "mosaic", waves=waves), None
-    return harness_run(sim, dut, "mosaic", waves=waves, cache=what, **harness_ports(True))
+    return harness_run(sim, dut, "mosaic", waves=waves, cache=what, optimise=optimise, **harness_ports(True))
 
 
 def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), *, episodes: int = 2,
@@ -79,7 +79,8 @@ def run_mosaic_cosim(sim: str, mc: MosaicConfig, cfg: LearningConfig = LearningC
             raise CosimError(f"episode {e.name} has recurrent synapses that w_rec lacks; the tables would not carry "
                              "them. Compile the tables from the episode's own weights.")
     tables = episode_tables(mc, w_rec, options.fault)
-    run, layout = mosaic_run(sim, mc, cfg, tables, waves=options.waves, per_cycle=options.per_cycle)
+    run, layout = mosaic_run(sim, mc, cfg, tables, waves=options.waves, per_cycle=options.per_cycle,
+                             optimise=options.optimise)
     job = {"mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg),
            "options": options.replace(fault=None).to_job(), "core": True, "layout": layout, "scoreboard": scoreboard}
     result = run_episode_jobs(run, job, name, episode_list, len(episode_list), 0, item_cycles, workers)

@@ -27,7 +27,8 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
         run = CocotbRun(sim, generate_verilog(dut, "synapse_memory"), "synapse_memory", waves=options.waves)
         layout = None
     else:
-        run, layout = harness_run(sim, dut, "synapse_memory", waves=options.waves, **harness_ports(scenario.memory))
+        run, layout = harness_run(sim, dut, "synapse_memory", waves=options.waves, optimise=options.optimise,
+                                  **harness_ports(scenario.memory))
     job = {"scenario": scenario_args, "options": options.to_job(), "layout": layout}
     result = run.test(TEST_MODULE, "synapse_scoreboard", job, name)
     result["organisation"] = scenario.memory.name
