@@ -27,7 +27,7 @@ class RunOptions:
     (``cosim.harness``, Python woken once per batch; the default). The pattern of a seed differs
     between the two (Python's ``random`` there, the harness's LFSRs here); the checks are the same.
     ``optimise``: compile the Verilator model of a harness for speed (-O2: slower to build, faster to
-    run; for long runs) instead of for size (Verilator's -Os: short runs, the tests)."""
+    run; for long runs: ``--fast-model``) instead of for size (Verilator's -Os: short runs, the tests)."""
     idle: float = 0.2
     backpressure: float = 0.3
     seed: int = 0

@@ -123,7 +123,7 @@ def _options(args):
     """The run options of the flags (a design without a stimulus pattern has no idle flags)."""
     from ..cosim.options import RunOptions
     pattern = {"idle": args.idle, "backpressure": args.backpressure, "seed": args.rng_seed,
-               "per_cycle": args.per_cycle, "optimise": True} if hasattr(args, "idle") else {}
+               "per_cycle": args.per_cycle, "optimise": args.fast_model} if hasattr(args, "idle") else {}
     return RunOptions(fault=args.fault, waves=args.waves, **pattern)
 
 

@@ -200,6 +200,8 @@ def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimu
         g.add_argument("--per-cycle", action="store_true",
                        help="drive and check every cycle from Python (slow; for debugging) instead of through the "
                             "design's batch harness")
+        g.add_argument("--fast-model", action="store_true",
+                       help="compile the Verilator model for speed (-O2): slower to build, faster to run (long runs)")
 
 
 def check_fault(args, faults, design: str) -> None:
