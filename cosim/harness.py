@@ -178,9 +178,6 @@ class HarnessLayout:
     depth: int
     record_fields: dict = field(default_factory=dict)   # port -> the bits of each recorded field, LSB first
 
-    def recorder_path(self, port: str) -> str:
-        return f"record_{port}"
-
 
 def _member(obj, path: str):
     """The member ``path`` (a flattened name: ``trace__wr0``) of ``obj``."""
