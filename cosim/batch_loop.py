@@ -38,6 +38,11 @@ def threshold(probability: float) -> int:
     return min((1 << PATTERN_BITS) - 1, round(probability * (1 << PATTERN_BITS)))
 
 
+def _port(agent) -> str:
+    """The DUT port an agent watches (``logits`` for ``logits__valid``)."""
+    return agent.valid.name.rsplit("__", 1)[0]
+
+
 def agent_ports(agents) -> tuple[list[str], list[str], list[str]]:
     """The harness ports a testbench's agents ask for: the source's streams (in its order), the
     sinks and the monitors (in the agents' order)."""
@@ -46,9 +51,9 @@ def agent_ports(agents) -> tuple[list[str], list[str], list[str]]:
         if isinstance(a, SequenceSource):
             streams += a.names
         elif isinstance(a, StreamSink):
-            sinks.append(a.valid.name.rsplit("__", 1)[0])
+            sinks.append(_port(a))
         elif isinstance(a, (ValidMonitor, FieldMonitor)):
-            monitors.append(a.valid.name.rsplit("__", 1)[0])
+            monitors.append(_port(a))
     return streams, sinks, monitors
 
 
@@ -75,9 +80,9 @@ class _Recorders:
             if isinstance(a, SequenceSource):
                 by_port["player"] = a
             elif isinstance(a, (StreamSink, ValidMonitor, FieldMonitor)):
-                by_port[a.valid.name.rsplit("__", 1)[0]] = a
+                by_port[_port(a)] = a
                 if isinstance(a, FieldMonitor):
-                    a.widths = layout["record_fields"][a.valid.name.rsplit("__", 1)[0]]
+                    a.widths = layout["record_fields"][_port(a)]
         self.agents = [by_port[p] for p in self.names]
         self.memories = [getattr(self.dut, f"record_{p}").entries for p in self.names]
         self.streams = layout["streams"]
@@ -127,7 +132,7 @@ class _Player:
         self.dut, self.depth, self.source = dut, layout["depth"], source
         self.memory = dut.player.entries
         self.tags = {s: i for i, s in enumerate(layout["streams"])}
-        self.tag_bits = max(1, (len(layout["streams"]) - 1).bit_length())
+        self.tag_bits = layout["tag_bits"]
         self.written = 0
 
     @property
@@ -167,8 +172,8 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
     source = next(a for a in tb.agents if isinstance(a, SequenceSource))
     recorders = _Recorders(dut, layout, tb.agents, check)
     player = _Player(dut, layout, source)
-    sinks = {a.valid.name.rsplit("__", 1)[0]: a for a in tb.agents if isinstance(a, StreamSink)}
-    stall_limit = getattr(tb, "stall_limit", 10_000)
+    sinks = {_port(a): a for a in tb.agents if isinstance(a, StreamSink)}
+    stall_limit = tb.stall_limit
     dut.rst.value = 1
     dut.h_player_wptr.value = 0
     dut.h_idle.value = threshold(options.idle)

@@ -176,6 +176,7 @@ class HarnessLayout:
     recorders: list[str]                 # port names; "player" is the player's record of taken entries
     sinks: list[str]
     depth: int
+    tag_bits: int                        # the player's stream tag, in the low bits of each entry
     record_fields: dict = field(default_factory=dict)   # port -> the bits of each recorded field, LSB first
 
 
@@ -240,7 +241,7 @@ class Harness(Elaboratable):
 
     @property
     def layout(self) -> HarnessLayout:
-        return HarnessLayout(self.streams, list(self.recorders), self.sinks, self.depth,
+        return HarnessLayout(self.streams, list(self.recorders), self.sinks, self.depth, self.player.tag_bits,
                              {p: [bits for _, bits in f] for p, f in self.fields.items()})
 
     def ports(self) -> list[Signal]:
