@@ -1,15 +1,18 @@
 """The batch run loop under cocotb: a testbench's agents played and recorded by the design's harness
 (``cosim.harness``), Python woken once per batch of cycles instead of at every clock edge.
 
-Python runs at the falling edge of the clock, when every register is stable. At each wake it drains
-every recorder, sorts the records by cycle (and, within a cycle, by the order of the agents, as the
-per-cycle loop samples them) and hands each to its agent exactly as a per-cycle sample would: the
-player's records to :meth:`~.agents.SequenceSource.taken`, a sink's to
-:meth:`~.agents.StreamSink.take`, a monitor's to :meth:`~.agents.ValidMonitor.observe`. Then it
-refills the player and sleeps for as many cycles as can pass without the player running dry (one
-entry is taken per cycle at most) or a recorder overflowing (one record per cycle at most). The
-records, and so every check, are the same whenever Python wakes; the wake-up points themselves
-depend only on the run, so a run is reproducible from its seed.
+The harness runs from its own clock (``Harness(clock=True)``): no Python process toggles it, and
+Python waits in whole periods from time 0, so it always runs at a falling edge of the clock, when
+every register is stable. At each wake it drains every recorder, sorts the records by cycle (and,
+within a cycle, by the order of the agents, as the per-cycle loop samples them) and hands each to
+its agent exactly as a per-cycle sample would: the player's records to
+:meth:`~.agents.SequenceSource.taken`, a sink's to :meth:`~.agents.StreamSink.take`, a monitor's to
+:meth:`~.agents.ValidMonitor.observe`. Then it refills the player and sleeps until the player runs
+low (``h_player_hungry``), or for as many cycles as can pass without a recorder overflowing (one
+record per cycle at most), whichever comes first; once every entry is taken, for short and then
+doubling spans until the testbench is done. The records, and so every check, are the same whenever
+Python wakes; the wake-up points themselves depend only on the run, so a run is reproducible from
+its seed.
 
 Only this module and ``cocotb_loop`` import cocotb; they run inside the simulator.
 """
@@ -19,18 +22,17 @@ from __future__ import annotations
 import itertools
 import time
 
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, Timer
+from cocotb.triggers import First, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 from ..model.golden import Mismatch
 from .agents import FieldMonitor, SequenceSource, StreamSink, ValidMonitor
-from .harness import CYCLE_BITS, PATTERN_BITS, lfsr_states
+from .harness import CYCLE_BITS, INPUT_LATENCY, PATTERN_BITS, PERIOD_NS, lfsr_states
 from .options import RunOptions, report_progress
 
 __all__ = ["run_batched", "agent_ports", "threshold"]
 
-PERIOD_NS = 10
-FIRST_TAIL = 16          # cycles to the first wake once every input is taken (then doubling)
+FIRST_TAIL = 16          # cycles to the first wake once every entry is taken (then doubling)
 
 
 def threshold(probability: float) -> int:
@@ -57,13 +59,58 @@ def agent_ports(agents) -> tuple[list[str], list[str], list[str]]:
     return streams, sinks, monitors
 
 
+class _Wire:
+    """A harness port or buffer entry read and written through the simulator's own handle: cocotb's
+    value objects cost several times the simulator call, and the harness's controls and buffers only
+    ever hold 0/1 bits (Amaranth memories start at zero). A write takes effect at once, not at
+    cocotb's next read-write phase: the harness uses a buffer entry only after a later write of its
+    pointer has made it valid, and Python writes only at falling edges."""
+    __slots__ = ("raw", "width")
+
+    def __init__(self, handle):
+        self.raw, self.width = handle._handle, len(handle)
+
+    def read(self) -> int:
+        return int(self.raw.get_signal_val_binstr(), 2)
+
+    def write(self, value: int) -> None:
+        self.raw.set_signal_val_binstr(0, format(value, f"0{self.width}b"))
+
+
+class _Buffer:
+    """One of the harness's buffer memories (``depth`` entries, addressed modulo the depth), each
+    entry reached as a :class:`_Wire` is; an entry's simulator handle is looked up on first use."""
+
+    def __init__(self, memory, depth: int):
+        self.memory, self.depth = memory, depth
+        self.width = len(memory[0])
+        self._get: list = [None] * depth
+        self._set: list = [None] * depth
+
+    def _bind(self, slot: int) -> None:
+        raw = self.memory[slot]._handle
+        self._get[slot], self._set[slot] = raw.get_signal_val_binstr, raw.set_signal_val_binstr
+
+    def read(self, index: int) -> int:
+        slot = index % self.depth
+        if self._get[slot] is None:
+            self._bind(slot)
+        return int(self._get[slot](), 2)
+
+    def write(self, index: int, value: int) -> None:
+        slot = index % self.depth
+        if self._set[slot] is None:
+            self._bind(slot)
+        self._set[slot](0, format(value, f"0{self.width}b"))
+
+
 class _Recorders:
     """The harness's record buffers as seen from Python: drained in bulk, dispatched in order."""
 
     def __init__(self, dut, layout: dict, agents, check: bool = True):
         self.dut, self.depth = dut, layout["depth"]
         self.names = layout["recorders"]
-        self.pointers = [getattr(dut, f"h_record_{p}_wptr") for p in self.names]
+        self.pointers = [_Wire(getattr(dut, f"h_record_{p}_wptr")) for p in self.names]
         self.read = [0] * len(self.names)
         self.last_record = 0
         if check:
@@ -84,21 +131,30 @@ class _Recorders:
                 if isinstance(a, FieldMonitor):
                     a.widths = layout["record_fields"][_port(a)]
         self.agents = [by_port[p] for p in self.names]
-        self.memories = [getattr(self.dut, f"record_{p}").entries for p in self.names]
+        self.buffers = [_Buffer(getattr(self.dut, f"record_{p}").entries, self.depth) for p in self.names]
         self.streams = layout["streams"]
+        self.tag_mask = (1 << layout["tag_bits"]) - 1
+        self.run_shift = CYCLE_BITS + layout["tag_bits"]
 
     def drain(self) -> int:
-        """Dispatches every record written so far, in cycle order; returns how many."""
+        """Dispatches every record written so far, in cycle order (a run of the player's takes as
+        one record per take); returns how many."""
         records = []
         mask = (1 << CYCLE_BITS) - 1
-        for index, (memory, pointer) in enumerate(zip(self.memories, self.pointers)):
-            end, start = int(pointer.value), self.read[index]
+        for index, (buffer, pointer) in enumerate(zip(self.buffers, self.pointers)):
+            end, start = pointer.read(), self.read[index]
             if end - start > self.depth:
                 raise AssertionError(f"the harness's {self.names[index]} recorder overflowed "
                                      f"({end - start} records for {self.depth} entries).")
-            for i in range(start, end):
-                v = memory[i % self.depth].value.to_unsigned()
-                records.append((v & mask, index, v >> CYCLE_BITS))
+            if index == 0:          # the player's runs of takes: (first cycle, tag, length - 1)
+                for i in range(start, end):
+                    v = buffer.read(i)
+                    cycle, tag, last = v & mask, (v >> CYCLE_BITS) & self.tag_mask, v >> self.run_shift
+                    records.extend((cycle + k, 0, tag) for k in range(last + 1))
+            else:
+                for i in range(start, end):
+                    v = buffer.read(i)
+                    records.append((v & mask, index, v >> CYCLE_BITS))
             self.read[index] = end
         records.sort(key=lambda r: (r[0], r[1]))
         for cycle, index, data in records:
@@ -117,7 +173,7 @@ class _Recorders:
         """Empties the buffers without looking at the records (a run with checking off)."""
         n = 0
         for index, pointer in enumerate(self.pointers):
-            end = int(pointer.value)
+            end = pointer.read()
             n += end - self.read[index]
             self.read[index] = end
         return n
@@ -126,11 +182,14 @@ class _Recorders:
 class _Player:
     """The harness's player as seen from Python: the source's queue, written ahead into the buffer.
     ``written`` counts the entries ever written (the harness's ``h_player_wptr``); the source counts
-    those taken, so the queue's first ``buffered`` words are in the buffer."""
+    those whose take has been dispatched, so the queue's first ``buffered`` words are in the buffer.
+    The harness's ``h_player_rptr`` counts the takes themselves: a run of takes is recorded when it
+    ends, so the harness may have taken more than the records say."""
 
     def __init__(self, dut, layout: dict, source: SequenceSource):
         self.dut, self.depth, self.source = dut, layout["depth"], source
-        self.memory = dut.player.entries
+        self.buffer = _Buffer(dut.player.entries, self.depth)
+        self.wptr, self.rptr, self.low = (_Wire(getattr(dut, f"h_player_{n}")) for n in ("wptr", "rptr", "low"))
         self.tags = {s: i for i, s in enumerate(layout["streams"])}
         self.tag_bits = layout["tag_bits"]
         self.written = 0
@@ -144,18 +203,34 @@ class _Player:
         """Every queued word is in the buffer."""
         return self.buffered >= len(self.source.queue)
 
+    @property
+    def drained(self) -> bool:
+        """Every queued word is in the buffer and the harness has taken them all."""
+        return self.exhausted and self.rptr.read() == self.written
+
     def refill(self) -> None:
+        """Writes the next queued words into every entry the harness has taken."""
         buffered = self.buffered
-        new = list(itertools.islice(self.source.queue, buffered, self.depth))
+        free = self.depth - (self.written - self.rptr.read())
+        new = list(itertools.islice(self.source.queue, buffered, buffered + free))
         for stream, word in new:
-            self.memory[self.written % self.depth].value = (word << self.tag_bits) | self.tags[stream]
+            self.buffer.write(self.written, (word << self.tag_bits) | self.tags[stream])
             self.written += 1
         if new:
-            self.dut.h_player_wptr.value = self.written
+            self.wptr.write(self.written)
+
+    async def sleep(self, cycles: int, low: int) -> None:
+        """Sleeps ``cycles`` or until the player holds no more than ``low`` entries, whichever comes
+        first; returns at a falling edge of the clock."""
+        self.low.write(low)
+        await First(Timer(cycles * PERIOD_NS, unit="ns"), RisingEdge(self.dut.h_player_hungry))
+        phase = get_sim_time("ns") % PERIOD_NS
+        if phase:           # woken at the rising edge in which the player ran low
+            await Timer(PERIOD_NS - phase, unit="ns")
 
     def skip_taken(self) -> None:
         """Takes from the queue what the harness took (a run with checking off dispatches nothing)."""
-        for _ in range(int(self.dut.h_player_rptr.value) - self.source.transfers):
+        for _ in range(self.rptr.read() - self.source.transfers):
             self.source.queue.popleft()
             self.source.transfers += 1
 
@@ -174,8 +249,10 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
     player = _Player(dut, layout, source)
     sinks = {_port(a): a for a in tb.agents if isinstance(a, StreamSink)}
     stall_limit = tb.stall_limit
+    h_cycle = _Wire(dut.h_cycle)
     dut.rst.value = 1
-    dut.h_player_wptr.value = 0
+    player.wptr.write(0)
+    player.low.write(0)
     dut.h_idle.value = threshold(options.idle)
     dut.h_backpressure.value = threshold(options.backpressure)
     for i, state in enumerate(lfsr_states(options.seed, 1 + len(layout["sinks"]))):
@@ -183,20 +260,18 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
     for name in idle_inputs:
         getattr(dut, f"{name}__valid").value = 0
     dut.h_seed_load.value = 1
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    await FallingEdge(dut.clk)
+    await Timer(PERIOD_NS, unit="ns")       # the harness's own clock: one rising edge, then a falling one
     dut.h_seed_load.value = 0
     spans = []
     for index, item in enumerate(items):
         dut.rst.value = 1
         await Timer(2 * PERIOD_NS, unit="ns")
         dut.rst.value = 0
-        first = int(dut.h_cycle.value)
+        first = h_cycle.read() + INPUT_LATENCY      # the design's first cycle out of reset
         clock["cycle"] = first
         began = time.perf_counter()
         start(tb, index, item, first)
         clock["setup_s"] = clock.get("setup_s", 0.0) + time.perf_counter() - began
-        taken_before = source.transfers
         recorders.last_record = first
         tail = FIRST_TAIL
         now = first
@@ -206,20 +281,17 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
                 break
             if not check and now - first >= item_cycles[index]:
                 break
-            wait = layout["depth"]
-            if not player.exhausted:
-                wait = min(wait, max(1, player.buffered))
-            elif source.done:
-                wait, tail = min(wait, tail), min(2 * tail, layout["depth"])
-            else:                   # the last entries: half the time they should take at this item's pace
-                pace = (now - first) / max(1, source.transfers - taken_before)
-                wait = min(wait, max(FIRST_TAIL, int(pace * player.buffered / 2)))
+            wait = layout["depth"]          # no recorder can fill up meanwhile (one record a cycle at most)
             if check:
                 wait = min(wait, max(1, recorders.last_record + stall_limit + 1 - now))
             else:
                 wait = min(wait, item_cycles[index] - (now - first))
-            await Timer(wait * PERIOD_NS, unit="ns")
-            now = int(dut.h_cycle.value)
+            if source.done or player.drained:   # every entry taken: the item's last outputs are due
+                wait, tail = min(wait, tail), min(2 * tail, layout["depth"])
+                await Timer(wait * PERIOD_NS, unit="ns")
+            else:                           # or until the player runs low (dry, once it has the whole queue)
+                await player.sleep(wait, 0 if player.exhausted else layout["depth"] // 4)
+            now = h_cycle.read()
             clock["cycle"] = now
             if check:
                 if recorders.drain():

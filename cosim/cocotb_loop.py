@@ -16,25 +16,40 @@ __all__ = ["cocotb_port", "run_back_to_back", "run_job"]
 
 
 def cocotb_port(dut, name: str) -> Port:
-    """A :class:`~.agents.Port` for the flattened signal ``name`` of ``dut``; reading an X or Z
-    fails with the signal's name."""
-    handle = getattr(dut, name)
-    if len(handle) == 1:
-        def get():
-            v = handle.value
-            try:
-                return int(v)          # a scalar reads as Logic
-            except ValueError:
-                when = cocotb.sim_time() if hasattr(cocotb, "sim_time") else "?"
-                raise AssertionError(f"{name} is {v!r} at {when}") from None
-    else:
-        def get():
-            return handle.value.to_unsigned()
+    """A :class:`~.agents.Port` for the flattened signal ``name`` of ``dut``, looked up on first use
+    (a batch harness leaves the streams its player drives unreachable); reading an X or Z fails
+    with the signal's name."""
+    port = Port(name, None, None)
 
-    def set(v):
-        handle.value = v
+    def bind():
+        handle = getattr(dut, name)
+        if len(handle) == 1:
+            def get():
+                v = handle.value
+                try:
+                    return int(v)          # a scalar reads as Logic
+                except ValueError:
+                    when = cocotb.sim_time() if hasattr(cocotb, "sim_time") else "?"
+                    raise AssertionError(f"{name} is {v!r} at {when}") from None
+        else:
+            def get():
+                return handle.value.to_unsigned()
 
-    return Port(name, get, set)
+        def set(v):
+            handle.value = v
+
+        port.get, port.set = get, set
+
+    def first_get():
+        bind()
+        return port.get()
+
+    def first_set(v):
+        bind()
+        port.set(v)
+
+    port.get, port.set = first_get, first_set
+    return port
 
 
 async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) -> list[int]:

@@ -7,11 +7,20 @@ Python instead of stopping at every clock edge.
   until it is taken, with idle cycles drawn from a seeded LFSR before each new offer.
 * A :class:`TransferRecorder` writes every transfer of one monitored port (a stream's valid and
   ready, or a valid-only verification port) with its cycle number into a buffer memory that the
-  testbench drains in bulk; the player has one too, for the cycles its entries were taken in.
+  testbench drains in bulk; the player has one too, for the cycles its entries were taken in
+  (run-length coded by :class:`TakeRuns`: one record per run of takes in consecutive cycles).
 * Each output stream's ready follows an LFSR pattern (backpressure).
+* With ``clock=True`` the harness runs from its own free-running clock (:func:`clock_model`, a
+  Verilog model scheduled by the simulator itself), so no testbench process toggles ``clk``: between
+  two wake-ups of Python the simulator runs at its own speed. The design's reset is then the top-level
+  input ``rst``.
 
-The harness's own registers ignore the reset: the testbench resets the design between items and
-keeps the cycle counter, the buffers and the patterns running. Every port of the design that the
+Every top-level input (the controls, the design's passed-through inputs and, with its own clock,
+the reset) is registered once at the harness's boundary (``INPUT_LATENCY``): what the testbench
+writes at a falling edge takes effect one cycle later, and the simulator never re-evaluates the
+design's logic for inputs that change only when Python wakes. The harness's own registers ignore
+the reset: the testbench resets the design between items and keeps the cycle counter, the buffers
+and the patterns running. Every port of the design that the
 harness does not take over appears on the harness's top level under its flattened name
 (``rate``, ``synapse_counters__reads__0``), so a testbench reads and writes it as before.
 
@@ -24,18 +33,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, ResetSignal, Shape, Signal, unsigned
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Shape,
+                          Signal, unsigned)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-__all__ = ["CYCLE_BITS", "PATTERN_BITS", "HarnessLayout", "PatternLFSR", "StreamPlayer", "TransferRecorder",
-           "Harness", "lfsr_states"]
+__all__ = ["CYCLE_BITS", "INPUT_LATENCY", "PATTERN_BITS", "PERIOD_NS", "RUN_BITS", "HarnessLayout", "PatternLFSR",
+           "StreamPlayer", "TakeRuns", "TransferRecorder", "Harness", "clock_model", "lfsr_states"]
 
 CYCLE_BITS = 40          # the cycle number of every record: about 3 hours of simulated cycles at 100 MHz
 POINTER_BITS = 32        # buffer pointers count entries, never wrap within a run
 PATTERN_BITS = 16        # a probability is a threshold on 16 bits of the pattern LFSR
 LFSR_BITS = 32
 LFSR_TAPS = 0x80200003   # x^32 + x^22 + x^2 + x + 1 (maximal length), Galois form, shifting right
+PERIOD_NS = 10           # the clock period, in the simulators' time unit (1 ns)
+INPUT_LATENCY = 1        # cycles from a write of a top-level input to its effect (the input registers)
+RUN_BITS = 8             # a record of the player's takes covers up to 2**RUN_BITS consecutive entries
+CLOCK_MODULE = "harness_clock"
+
+
+def clock_model() -> str:
+    """The Verilog model of the harness's free-running clock: low at time 0, a rising edge at
+    ``PERIOD_NS / 2`` and then every ``PERIOD_NS``, so a testbench that waits in whole periods
+    from time 0 always wakes at a falling edge, when every register is stable. A simulation model,
+    not hardware: Verilator runs it with ``--timing``."""
+    half = PERIOD_NS // 2
+    return (f"module {CLOCK_MODULE}(output reg clk);\n  initial clk = 1'b0;\n  always #{half} clk = ~clk;\n"
+            "endmodule\n")
 
 
 def lfsr_states(seed: int, count: int) -> list[int]:
@@ -96,8 +120,10 @@ class StreamPlayer(Elaboratable):
     entries (``tag`` = the stream's index in ``widths``, in the low bits, then the payload), one
     entry offered at a time and held until taken; a new offer waits out the idle draws of ``idle``.
 
-    The testbench writes entries at ``wptr % depth`` and then raises ``wptr``; ``rptr`` counts the
-    entries taken. ``taken`` pulses in the cycle an entry is taken (with its ``tag``)."""
+    The testbench writes entries at ``wptr % depth`` and, at least one cycle later, raises ``wptr``
+    (the harness's input registers give that cycle): the memory is read through a register, loaded
+    at every edge from the entry at the next read pointer. ``rptr`` counts the entries taken.
+    ``taken`` pulses in the cycle an entry is taken (with its ``tag``)."""
 
     def __init__(self, widths: dict[str, int], depth: int):
         self.names = list(widths)
@@ -118,13 +144,17 @@ class StreamPlayer(Elaboratable):
         m = Module()
         m.submodules.entries = self.entries
         m.submodules.idle = self.idle
-        read = self.entries.read_port(domain="comb")
+        # A registered read of the entry at the next read pointer: no logic hangs combinationally off a
+        # memory that the testbench writes through the simulator (it would be re-evaluated at every step).
+        read = self.entries.read_port(domain="sync", transparent_for=())
         self.entries.write_port()           # the testbench writes the memory; the port keeps it a RAM
         offering = Signal(reset_less=True)  # an entry offered in an earlier cycle and not yet taken
         have = Signal()
         valid = Signal()
+        rptr_next = Signal(POINTER_BITS)
         m.d.comb += [
-            read.addr.eq(self.rptr),
+            rptr_next.eq(self.rptr + self.taken),
+            read.addr.eq(rptr_next),
             self.tag.eq(read.data[:self.tag_bits]),
             self.payload.eq(read.data[self.tag_bits:]),
             have.eq(self.wptr != self.rptr),
@@ -136,18 +166,49 @@ class StreamPlayer(Elaboratable):
             m.d.comb += self.valid[n].eq(valid & mine)
             ready = ready | (mine & self.ready[n])
         m.d.comb += self.taken.eq(valid & ready)
-        m.d.sync += offering.eq(valid & ~ready)
-        with m.If(self.taken):
-            m.d.sync += self.rptr.eq(self.rptr + 1)
+        m.d.sync += [offering.eq(valid & ~ready), self.rptr.eq(rptr_next)]
+        return m
+
+
+class TakeRuns(Elaboratable):
+    """Run-length coding of the player's takes: a run is up to ``2**RUN_BITS`` entries of one stream
+    taken in consecutive cycles. When a run ends (a cycle without a take, another stream, or a full
+    run), ``done`` is high for one cycle with the run's first ``cycle``, its ``tag`` and ``length - 1``
+    (``last``): the exact cycle of every take, in one record per run instead of one per take (a
+    weight load takes an entry every cycle). The registers ignore the reset: a run that ends as a
+    reset begins is still reported."""
+
+    def __init__(self, tag_bits: int):
+        self.strobe = Signal()
+        self.tag = Signal(tag_bits)
+        self.cycle = Signal(CYCLE_BITS)
+        self.done = Signal()
+        self.start = Signal(CYCLE_BITS, reset_less=True)
+        self.run_tag = Signal(tag_bits, reset_less=True)
+        self.last = Signal(RUN_BITS, reset_less=True)
+
+    def elaborate(self, platform):
+        m = Module()
+        running = Signal(reset_less=True)
+        extend = Signal()
+        m.d.comb += [extend.eq(self.strobe & running & (self.tag == self.run_tag) & (self.last != (1 << RUN_BITS) - 1)),
+                     self.done.eq(running & ~extend)]
+        with m.If(extend):
+            m.d.sync += self.last.eq(self.last + 1)
+        with m.Elif(self.strobe):
+            m.d.sync += [running.eq(1), self.start.eq(self.cycle), self.run_tag.eq(self.tag), self.last.eq(0)]
+        with m.Else():
+            m.d.sync += running.eq(0)
         return m
 
 
 class TransferRecorder(Elaboratable):
     """Writes ``(cycle, data)`` at ``wptr % depth`` in every cycle in which ``strobe`` is high (outside
-    the reset), the cycle number in the low ``CYCLE_BITS`` bits; ``wptr`` counts the records."""
+    the reset, unless ``in_reset``), the cycle number in the low ``CYCLE_BITS`` bits; ``wptr`` counts
+    the records."""
 
-    def __init__(self, data_bits: int, depth: int):
-        self.data_bits, self.depth = data_bits, depth
+    def __init__(self, data_bits: int, depth: int, *, in_reset: bool = False):
+        self.data_bits, self.depth, self.in_reset = data_bits, depth, in_reset
         self.width = CYCLE_BITS + data_bits
         self.entries = Memory(shape=unsigned(self.width), depth=depth, init=[])
         self.strobe = Signal()
@@ -159,7 +220,7 @@ class TransferRecorder(Elaboratable):
         m = Module()
         m.submodules.entries = self.entries
         write = self.entries.write_port()
-        record = self.strobe & ~ResetSignal()
+        record = self.strobe if self.in_reset else self.strobe & ~ResetSignal()
         m.d.comb += [write.addr.eq(self.wptr), write.data.eq(Cat(self.cycle, self.data)), write.en.eq(record)]
         with m.If(record):
             m.d.sync += self.wptr.eq(self.wptr + 1)
@@ -206,11 +267,16 @@ class Harness(Elaboratable):
 
     Controls on the top level: ``h_cycle`` (the cycle counter), ``h_seed``/``h_seed_load`` (set the
     pattern LFSRs, one state per player then per sink), ``h_idle``/``h_backpressure`` (thresholds),
-    ``h_player_wptr``/``h_player_rptr``, ``h_record_<port>_wptr`` and ``h_stall_<sink>`` (the cycles
-    in which a sink held back a valid word)."""
+    ``h_player_wptr``/``h_player_rptr``, ``h_player_hungry`` (high while the player holds no more
+    than ``h_player_low`` entries: the testbench sleeps until it rises), ``h_record_<port>_wptr`` and
+    ``h_stall_<sink>`` (the cycles in which a sink held back a valid word). ``clock``: the harness drives its clock domain from
+    :func:`clock_model` (an instance of it; the Verilog must include the model) and takes the reset
+    as the input ``rst``; otherwise ``clk`` and ``rst`` are the usual inputs (Amaranth's simulator)."""
 
-    def __init__(self, dut, *, streams: list[str], sinks: list[str], monitors: list[str], depth: int = 1024):
-        self.dut, self.depth = dut, depth
+    def __init__(self, dut, *, streams: list[str], sinks: list[str], monitors: list[str], depth: int = 1024,
+                 clock: bool = False):
+        self.dut, self.depth, self.clock = dut, depth, clock
+        self.reset = Signal(name="rst") if clock else None
         self.streams, self.sinks, self.monitors = list(streams), list(sinks), list(monitors)
         handled = set(self.streams) | set(self.sinks) | set(self.monitors)
         self._passed = [(path, member) for path, member in dut.signature.members.flatten()
@@ -228,7 +294,10 @@ class Harness(Elaboratable):
         self.player = StreamPlayer(widths, depth)
         self.player_wptr = Signal(POINTER_BITS, name="h_player_wptr")
         self.player_rptr = Signal(POINTER_BITS, name="h_player_rptr")
-        self.recorders = {"player": TransferRecorder(self.player.tag_bits, depth)}
+        self.player_low = Signal(POINTER_BITS, name="h_player_low")
+        self.player_hungry = Signal(name="h_player_hungry")
+        self.runs = TakeRuns(self.player.tag_bits)
+        self.recorders = {"player": TransferRecorder(self.player.tag_bits + RUN_BITS, depth, in_reset=True)}
         self.fields = {port: [("payload", len(getattr(dut, port).payload.as_value()))] for port in self.sinks}
         self.fields.update({port: [(n, len(v)) for n, v in monitor_fields(dut, port)] for port in self.monitors})
         for port, fields in self.fields.items():
@@ -247,39 +316,59 @@ class Harness(Elaboratable):
     def ports(self) -> list[Signal]:
         """Every top-level port (for ``verilog.convert(..., ports=...)``)."""
         return [self.cycle, *self.seeds, self.seed_load, self.idle, self.backpressure, self.player_wptr,
-                self.player_rptr, *self.record_wptr.values(), *self.stalls.values(), *self.passed.values()]
+                self.player_rptr, self.player_low, self.player_hungry, *self.record_wptr.values(),
+                *self.stalls.values(), *self.passed.values(), *([self.reset] if self.clock else [])]
 
     def elaborate(self, platform):
         m = Module()
         dut = self.dut
+        registered = {}
+
+        def pin(port: Signal, init: int = 0) -> Signal:
+            """A top-level input as the harness and the design see it: one cycle later."""
+            if port.name not in registered:
+                registered[port.name] = Signal(len(port), name=f"{port.name}_q", init=init, reset_less=True)
+                m.d.sync += registered[port.name].eq(port)
+            return registered[port.name]
+
+        if self.clock:
+            m.domains.sync = ClockDomain()
+            m.submodules.clock = Instance(CLOCK_MODULE, o_clk=ClockSignal())
+            m.d.comb += ResetSignal().eq(pin(self.reset, init=1))     # in reset from time 0
         m.submodules.dut = dut
         m.submodules.player = player = self.player
         m.d.sync += self.cycle.eq(self.cycle + 1)
-        m.d.comb += [player.wptr.eq(self.player_wptr), self.player_rptr.eq(player.rptr),
-                     player.idle.threshold.eq(self.idle), player.idle.seed.eq(self.seeds[0]),
-                     player.idle.load.eq(self.seed_load)]
+        m.d.comb += [player.wptr.eq(pin(self.player_wptr)), self.player_rptr.eq(player.rptr),
+                     self.player_hungry.eq((pin(self.player_wptr) - player.rptr)[:POINTER_BITS] <=
+                                           pin(self.player_low)),
+                     player.idle.threshold.eq(pin(self.idle)), player.idle.seed.eq(pin(self.seeds[0])),
+                     player.idle.load.eq(pin(self.seed_load))]
         for s in self.streams:
             port = getattr(dut, s)
             m.d.comb += [port.valid.eq(player.valid[s]), port.payload.eq(player.payload),
                          player.ready[s].eq(port.ready)]
         for i, (s, pattern) in enumerate(zip(self.sinks, self.patterns)):
             m.submodules[f"pattern_{s}"] = pattern
-            m.d.comb += [pattern.threshold.eq(self.backpressure), pattern.seed.eq(self.seeds[1 + i]),
-                         pattern.load.eq(self.seed_load), getattr(dut, s).ready.eq(~pattern.hit)]
+            m.d.comb += [pattern.threshold.eq(pin(self.backpressure)), pattern.seed.eq(pin(self.seeds[1 + i])),
+                         pattern.load.eq(pin(self.seed_load)), getattr(dut, s).ready.eq(~pattern.hit)]
             with m.If(getattr(dut, s).valid & pattern.hit & ~ResetSignal()):
                 m.d.sync += self.stalls[s].eq(self.stalls[s] + 1)
+        m.submodules.runs = runs = self.runs
+        m.d.comb += [runs.strobe.eq(player.taken), runs.tag.eq(player.tag), runs.cycle.eq(self.cycle)]
         for p, rec in self.recorders.items():
             m.submodules[f"record_{p}"] = rec
-            m.d.comb += [rec.cycle.eq(self.cycle), self.record_wptr[p].eq(rec.wptr)]
-            if p == "player":
-                m.d.comb += [rec.strobe.eq(player.taken), rec.data.eq(player.tag)]
+            m.d.comb += self.record_wptr[p].eq(rec.wptr)
+            if p == "player":           # one record per run of takes, stamped with its first cycle
+                m.d.comb += [rec.strobe.eq(runs.done), rec.cycle.eq(runs.start),
+                             rec.data.eq(Cat(runs.run_tag, runs.last))]
             elif p in self.sinks:
                 port = getattr(dut, p)
-                m.d.comb += [rec.strobe.eq(port.valid & port.ready), rec.data.eq(port.payload.as_value())]
+                m.d.comb += [rec.strobe.eq(port.valid & port.ready), rec.cycle.eq(self.cycle),
+                             rec.data.eq(port.payload.as_value())]
             else:
-                m.d.comb += [rec.strobe.eq(_member(dut, p).valid),
+                m.d.comb += [rec.strobe.eq(_member(dut, p).valid), rec.cycle.eq(self.cycle),
                              rec.data.eq(Cat(*(v for _, v in monitor_fields(dut, p))))]
         for (path, member), sig in zip(self._passed, self.passed.values()):
             inner = _value(_member(dut, "__".join(map(str, path))))
-            m.d.comb += (inner.eq(sig) if member.flow == wiring.In else sig.eq(inner))
+            m.d.comb += (inner.eq(pin(sig)) if member.flow == wiring.In else sig.eq(inner))
         return m

@@ -26,7 +26,7 @@ class RunOptions:
     ``cosim.agents``, for debugging) instead of through the design's batch harness
     (``cosim.harness``, Python woken once per batch; the default). The pattern of a seed differs
     between the two (Python's ``random`` there, the harness's LFSRs here); the checks are the same.
-    ``optimise``: compile the Verilator model of a harness for speed (-O2: slower to build, faster to
+    ``optimise``: compile the Verilator model for speed (-O2: slower to build, faster to
     run; for long runs: ``--fast-model``) instead of for size (Verilator's -Os: short runs, the tests)."""
     idle: float = 0.2
     backpressure: float = 0.3

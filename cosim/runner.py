@@ -7,6 +7,7 @@ simulator build for it, and turns a failing cocotb run into one exception with t
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "cached_verilog", "harness_run",
-           "CocotbRun"]
+           "CocotbRun", "Reachable"]
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NEUROMOSAIC_BUILD", "build"))
@@ -115,32 +116,41 @@ def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bo
     ``streams``, recorders for ``sinks`` and ``monitors``), with the harness's layout for the job.
     ``cache``: the description of ``dut`` under which its Verilog is kept (``cached_verilog``);
     ``optimise``: see :class:`CocotbRun`."""
-    import dataclasses
-
     from amaranth.back import verilog
 
-    from .harness import Harness
-    harness = Harness(dut, streams=streams, sinks=sinks, monitors=monitors)
+    from .harness import Harness, clock_model
+    harness = Harness(dut, streams=streams, sinks=sinks, monitors=monitors, clock=True)
     top = f"{name}_harness"
 
     def make():
         return verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
 
     text = make() if cache is None else cached_verilog({**cache, "harness": top}, make)
-    run = CocotbRun(sim, text, top, waves=waves, reachable=("entries",), optimise=optimise)
+    reachable = Reachable(ports=tuple(p.name for p in harness.ports()), memories=("entries",))
+    run = CocotbRun(sim, text + clock_model(), top, waves=waves, reachable=reachable, optimise=optimise, timing=True)
     return run, dataclasses.asdict(harness.layout)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reachable:
+    """What a Verilator build keeps reachable from Python: the top level's ``ports`` (by name) and
+    the memories named ``memories`` in any module."""
+    ports: tuple[str, ...]
+    memories: tuple[str, ...] = ()
 
 
 class CocotbRun:
     """One Verilog top, built once for a simulator, on which cocotb test cases run."""
 
     def __init__(self, sim: str, verilog_text: str, toplevel: str, *, waves: bool = False,
-                 build_root: Path | None = None, reachable: tuple[str, ...] | None = None,
-                 optimise: bool = False):
-        """``reachable``: on Verilator, only the top level's ports and the memories named so are
+                 build_root: Path | None = None, reachable: Reachable | None = None,
+                 optimise: bool = False, timing: bool = False):
+        """``reachable``: on Verilator, only the top level's ports and the memories it names are
         reachable from Python; everything else is left to Verilator to optimise (a batch harness needs
-        no more). By default every signal is (cocotb's own choice: slower, for per-cycle debugging).
-        ``optimise``: Verilator compiles the model's C++ with -O2 (for long runs) instead of -Os."""
+        no more: logic that depends on a signal Python could write is re-evaluated at every step). By
+        default every signal is (cocotb's own choice: slower, for per-cycle debugging).
+        ``optimise``: Verilator compiles the model's C++ with -O2 (for long runs) instead of -Os.
+        ``timing``: the Verilog has delays (a harness's clock model) for Verilator to schedule."""
         check_simulator(sim)
         from cocotb_tools.runner import get_runner
 
@@ -153,9 +163,12 @@ class CocotbRun:
             build_args.append("--trace-fst")
         control = None
         if sim == "verilator" and reachable is not None:
-            control = "`verilator_config\n" + f'public_flat_rw -module "{toplevel}" -var "*"\n' + \
-                "".join(f'public_flat_rw -module "*" -var "{name}"\n' for name in reachable)
+            control = "`verilator_config\n" + \
+                "".join(f'public_flat_rw -module "{toplevel}" -var "{name}"\n' for name in reachable.ports) + \
+                "".join(f'public_flat_rw -module "*" -var "{name}"\n' for name in reachable.memories)
             build_args.append("--no-public-flat-rw")     # after cocotb's own --public-flat-rw
+        if sim == "verilator" and timing:
+            build_args += ["--timing", "-CFLAGS", "-fcoroutines"]   # C++20 coroutines: g++ needs the flag
         if sim == "verilator" and optimise:
             build_args += ["-CFLAGS", "-O2"]             # the model's C++ optimised for speed, not size (-Os)
         digest = hashlib.sha256(f"{verilog_text}{control}{build_args}".encode()).hexdigest()[:12]

@@ -252,17 +252,22 @@ class LIFConfig:
         """The weight memory's initial contents for a ``[neurons, inputs]`` integer matrix."""
         w = [[int(x) for x in row] for row in _as_rows(weights)]
         self.check_weights(w)
+        mask = (1 << self.weight_bits) - 1
         words = []
-        for pre in range(self.inputs):
+        for pre in range(self.inputs):      # pack_weight_word of every block, the checked weights masked
+            column = [row[pre] & mask for row in w]
             for block in range(self.blocks):
-                lanes = [w[block * self.lanes + l][pre] for l in range(self.lanes)]
-                words.append(self.pack_weight_word(lanes))
+                word = 0
+                for lane, x in enumerate(column[block * self.lanes:(block + 1) * self.lanes]):
+                    word |= x << (lane * self.weight_bits)
+                words.append(word)
         return words
 
     def weight_load_words(self, weights) -> list[int]:
-        """The packed ``weight_load_fields`` loads that write ``weights`` into the weight memory."""
-        return [pack_fields(self.weight_load_fields, {"address": a, "data": d})
-                for a, d in enumerate(self.weight_words(weights))]
+        """The packed ``weight_load_fields`` loads that write ``weights`` into the weight memory
+        (the address at the LSB; every address and word fits its field by construction)."""
+        shift = self.weight_address_bits
+        return [a | (d << shift) for a, d in enumerate(self.weight_words(weights))]
 
     def check_weights(self, weights) -> None:
         rows = _as_rows(weights)

@@ -67,3 +67,21 @@ def test_config_dict_round_trip_and_unknown_field():
     assert LIFConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ConfigError, match="unknown LIF config field 'neuronz'"):
         LIFConfig.from_dict({"neuronz": 3})
+
+
+def test_weight_words_pack_each_block_and_load_its_address():
+    """The weight memory's words (every block's lanes, lane 0 at the LSB) and their loads, against
+    the field packing they must equal, on weights that reach both ends of the range."""
+    import random
+    c = LIFConfig(inputs=6, neurons=8, lanes=4, weight_bits=5)
+    lo, hi = c.weight_range
+    rng = random.Random(3)
+    w = [[rng.choice([lo, hi, 0, -1, rng.randint(lo, hi)]) for _ in range(c.inputs)] for _ in range(c.neurons)]
+    words = c.weight_words(w)
+    assert words == [c.pack_weight_word([w[b * c.lanes + lane][pre] for lane in range(c.lanes)])
+                     for pre in range(c.inputs) for b in range(c.blocks)]
+    assert c.weight_load_words(w) == [pack_fields(c.weight_load_fields, {"address": a, "data": d})
+                                      for a, d in enumerate(words)]
+    w[5][2] = hi + 1
+    with pytest.raises(ConfigError):
+        c.weight_words(w)

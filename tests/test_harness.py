@@ -1,10 +1,10 @@
 """The batch harness's parts in Amaranth's simulator: the pattern LFSR's rate and seeding, the player's
-order and hold, the recorder's cycle stamps."""
+order and hold, the recorder's cycle stamps, the run-length coding of the player's takes."""
 
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 from neuromosaic.cosim.batch_loop import threshold
-from neuromosaic.cosim.harness import CYCLE_BITS, PatternLFSR, StreamPlayer, TransferRecorder, lfsr_states
+from neuromosaic.cosim.harness import CYCLE_BITS, RUN_BITS, PatternLFSR, StreamPlayer, TakeRuns, TransferRecorder, lfsr_states
 
 
 def _run(top, bench):
@@ -49,6 +49,7 @@ def test_player_offers_entries_in_order_and_holds_each_until_taken():
     async def bench(ctx):
         for i, (tag, payload) in enumerate(entries):
             ctx.set(player.entries.data[i], payload << player.tag_bits | tag)
+        await ctx.tick()                                        # entries written a cycle before they count
         ctx.set(player.wptr, len(entries))
         held = None
         for cycle in range(40):
@@ -89,3 +90,28 @@ def test_recorder_stamps_each_transfer_with_its_cycle():
         assert got == sorted(strobes.items())
 
     _run(m, bench)
+
+
+def test_take_runs_give_every_take_its_cycle():
+    """Runs of takes (consecutive cycles, one stream) come out as (first cycle, tag, length - 1), split
+    at a gap, at a change of stream and at the longest run; expanding them gives every take back."""
+    longest = 1 << RUN_BITS
+    takes = {c: 0 for c in range(3, 8)}                      # one run
+    takes.update({c: 1 for c in range(8, 10)})               # another stream right after it
+    takes.update({c: 1 for c in range(12, 13 + longest)})    # after a gap, longer than the longest run
+    takes.update({c: 0 for c in (14 + longest, 16 + longest)})
+    runs = TakeRuns(tag_bits=1)
+    records = []
+
+    async def bench(ctx):
+        for cycle in range(20 + longest):
+            ctx.set(runs.cycle, cycle)
+            ctx.set(runs.strobe, cycle in takes)
+            ctx.set(runs.tag, takes.get(cycle, 0))
+            if ctx.get(runs.done):
+                records.append((ctx.get(runs.start), ctx.get(runs.run_tag), ctx.get(runs.last)))
+            await ctx.tick()
+
+    _run(runs, bench)
+    assert len(records) == 6
+    assert {start + k: tag for start, tag, last in records for k in range(last + 1)} == takes

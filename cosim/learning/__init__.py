@@ -36,7 +36,7 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
     dut = LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout) \
         if core else LearningEngine(config, cfg, synapses=readout)
     if per_cycle:
-        return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves), None
+        return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves, optimise=optimise), None
     return harness_run(sim, dut, top, waves=waves, optimise=optimise, **harness_ports(core))
 
 

@@ -26,7 +26,7 @@ def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict 
     else:
         core = LIFCore(config, synapses=synapse_memory(config, **synapses))
     if per_cycle:
-        return CocotbRun(sim, generate_verilog(core, "lif_core"), "lif_core", waves=waves), None
+        return CocotbRun(sim, generate_verilog(core, "lif_core"), "lif_core", waves=waves, optimise=optimise), None
     return harness_run(sim, core, "lif_core", waves=waves, optimise=optimise, **HARNESS_PORTS)
 
 

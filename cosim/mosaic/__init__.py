@@ -53,7 +53,7 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
             "destinations": tables.destinations}
     if per_cycle:
         text = cached_verilog(what, lambda: generate_verilog(dut, "mosaic"))
-        return CocotbRun(sim, text, "mosaic", waves=waves), None
+        return CocotbRun(sim, text, "mosaic", waves=waves, optimise=optimise), None
     return harness_run(sim, dut, "mosaic", waves=waves, cache=what, optimise=optimise, **harness_ports(True))
 
 

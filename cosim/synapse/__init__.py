@@ -24,7 +24,8 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
     scenario = synapse_scenario(**scenario_args)
     dut = SynapseMemory(scenario.memory)
     if options.per_cycle:
-        run = CocotbRun(sim, generate_verilog(dut, "synapse_memory"), "synapse_memory", waves=options.waves)
+        run = CocotbRun(sim, generate_verilog(dut, "synapse_memory"), "synapse_memory", waves=options.waves,
+                        optimise=options.optimise)
         layout = None
     else:
         run, layout = harness_run(sim, dut, "synapse_memory", waves=options.waves, optimise=options.optimise,
