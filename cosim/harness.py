@@ -33,8 +33,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Shape,
-                          Signal, unsigned)
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Elaboratable,
+    Instance,
+    Module,
+    ResetSignal,
+    Shape,
+    Signal,
+    unsigned,
+)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -191,7 +202,8 @@ class TakeRuns(Elaboratable):
         m = Module()
         running = Signal(reset_less=True)
         extend = Signal()
-        m.d.comb += [extend.eq(self.strobe & running & (self.tag == self.run_tag) & (self.last != (1 << RUN_BITS) - 1)),
+        full = self.last == (1 << RUN_BITS) - 1
+        m.d.comb += [extend.eq(self.strobe & running & (self.tag == self.run_tag) & ~full),
                      self.done.eq(running & ~extend)]
         with m.If(extend):
             m.d.sync += self.last.eq(self.last + 1)
@@ -269,9 +281,11 @@ class Harness(Elaboratable):
     pattern LFSRs, one state per player then per sink), ``h_idle``/``h_backpressure`` (thresholds),
     ``h_player_wptr``/``h_player_rptr``, ``h_player_hungry`` (high while the player holds no more
     than ``h_player_low`` entries: the testbench sleeps until it rises), ``h_record_<port>_wptr`` and
-    ``h_stall_<sink>`` (the cycles in which a sink held back a valid word). ``clock``: the harness drives its clock domain from
-    :func:`clock_model` (an instance of it; the Verilog must include the model) and takes the reset
-    as the input ``rst``; otherwise ``clk`` and ``rst`` are the usual inputs (Amaranth's simulator)."""
+    ``h_stall_<sink>`` (the cycles in which a sink held back a valid word).
+
+    ``clock``: the harness drives its clock domain from :func:`clock_model` (an instance of it; the
+    Verilog must include the model) and takes the reset as the input ``rst``; otherwise ``clk`` and
+    ``rst`` are the usual inputs (Amaranth's simulator)."""
 
     def __init__(self, dut, *, streams: list[str], sinks: list[str], monitors: list[str], depth: int = 1024,
                  clock: bool = False):

@@ -4,7 +4,15 @@ order and hold, the recorder's cycle stamps, the run-length coding of the player
 from amaranth.hdl import Module
 from amaranth.sim import Simulator
 from neuromosaic.cosim.batch_loop import threshold
-from neuromosaic.cosim.harness import CYCLE_BITS, RUN_BITS, PatternLFSR, StreamPlayer, TakeRuns, TransferRecorder, lfsr_states
+from neuromosaic.cosim.harness import (
+    CYCLE_BITS,
+    RUN_BITS,
+    PatternLFSR,
+    StreamPlayer,
+    TakeRuns,
+    TransferRecorder,
+    lfsr_states,
+)
 
 
 def _run(top, bench):
