@@ -116,11 +116,10 @@ def bench_cosim(quick: bool = False, out: str | Path = "build/bench") -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     designs = _designs(quick)
-    result: dict = {}
+    result: dict = {name: {"design": description} for name, (description, _) in designs.items()}
     with tqdm(total=len(designs) * len(SIMS), desc="bench cosim", unit="run") as bar:
-        for name, (description, run) in designs.items():
-            result[name] = {"design": description}
-            for sim in SIMS:
+        for sim in SIMS:                        # every design on the faster simulator first
+            for name, (_, run) in designs.items():
                 bar.set_postfix_str(f"{name} on {sim}")
                 start = time.perf_counter()
                 result[name][sim] = _compare(lambda options, scoreboard, item_cycles:

@@ -79,7 +79,8 @@ class _Wire:
 
 class _Buffer:
     """One of the harness's buffer memories (``depth`` entries, addressed modulo the depth), each
-    entry reached as a :class:`_Wire` is; an entry's simulator handle is looked up on first use."""
+    entry read and written through its simulator handle as a :class:`_Wire` is; an entry's handle is
+    looked up on first use."""
 
     def __init__(self, memory, depth: int):
         self.memory, self.depth = memory, depth

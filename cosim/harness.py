@@ -20,9 +20,9 @@ the reset) is registered once at the harness's boundary (``INPUT_LATENCY``): wha
 writes at a falling edge takes effect one cycle later, and the simulator never re-evaluates the
 design's logic for inputs that change only when Python wakes. The harness's own registers ignore
 the reset: the testbench resets the design between items and keeps the cycle counter, the buffers
-and the patterns running. Every port of the design that the
-harness does not take over appears on the harness's top level under its flattened name
-(``rate``, ``synapse_counters__reads__0``), so a testbench reads and writes it as before.
+and the patterns running. Every port of the design that the harness does not take over appears on
+the harness's top level under its flattened name (``rate``, ``synapse_counters__reads__0``), so a
+testbench reads and writes it as before.
 
 The buffers' memories are reached by the simulator's hierarchy (``player.entries``,
 ``record_<port>.entries``); :class:`HarnessLayout` names every control and memory and is what the
