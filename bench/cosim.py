@@ -29,10 +29,11 @@ from ..cosim.options import RunOptions
 from ..model.config import LIFConfig
 from ..model.episode import ChipEpisode
 from ..model.learning import LearningConfig
+from ..model.mosaic import hop_matrix, tile_of
 from ..model.snn import NETWORKS, IntegerSRNN, SRNNConfig
 from ..model.tiles import MosaicConfig
 
-__all__ = ["bench_cosim", "bench_episode"]
+__all__ = ["bench_cosim", "bench_episode", "small_world"]
 
 SIMS = ("verilator", "icarus")
 # Steps of each sample of the learning core's episode: the seed's samples have 100; 30 keeps the loading
@@ -42,13 +43,16 @@ LEARNING_STEPS = 30
 
 
 def bench_episode(config: SRNNConfig, cfg: LearningConfig, *, steps: int, support: int = 2, queries: int = 1,
-                  rate: float = 0.06, seed: int = 0) -> ChipEpisode:
+                  rate: float = 0.06, seed: int = 0, recurrent_mask: torch.Tensor | None = None) -> ChipEpisode:
     """A short episode through the whole network: zero-mean random core weights with a small
-    excitatory bias, ``support`` samples with learning on (one per class), one update, ``queries``
-    samples; each channel sends an event with probability ``rate`` per step."""
+    excitatory bias (recurrent ones only where ``recurrent_mask`` [post, pre] is set, if given),
+    ``support`` samples with learning on (one per class), one update, ``queries`` samples; each
+    channel sends an event with probability ``rate`` per step."""
     g = torch.Generator().manual_seed(seed)
     lo, hi = config.core.weight_range
     w_core = (torch.randint(lo // 2, hi // 2 + 1, (config.neurons, config.core.inputs), generator=g) + hi // 8)
+    if recurrent_mask is not None:
+        w_core[:, config.channels:] *= recurrent_mask.to(w_core.dtype)
     olo, ohi = config.readout_weight_range
     w_out = torch.randint(olo // 4, ohi // 4 + 1, (config.outputs, config.neurons), generator=g)
     net = IntegerSRNN(config, w_core[:, :config.channels], w_core[:, config.channels:], w_out)
@@ -60,6 +64,16 @@ def bench_episode(config: SRNNConfig, cfg: LearningConfig, *, steps: int, suppor
     labels = [i % config.outputs for i in range(support)]
     return ChipEpisode("bench", w_out, net.hidden(sx).to(torch.int64), labels, net.hidden(qx).to(torch.int64),
                        2.0 ** 16, 1, labels[:queries], w_core, sx, qx)
+
+
+def small_world(config: SRNNConfig, rows: int, cols: int) -> torch.Tensor:
+    """A routable recurrent layout [post, pre] for a ``rows`` x ``cols`` Mosaic: every synapse inside a
+    tile, and from the first neuron of each tile to the tiles one hop away."""
+    tiles = tile_of(config.neurons, rows * cols)
+    hops = hop_matrix(rows, cols)[tiles][:, tiles]
+    first = torch.zeros(config.neurons, dtype=torch.bool)
+    first[::config.neurons // (rows * cols)] = True
+    return (hops == 0) | ((hops == 1) & first.view(1, -1))
 
 
 def _compare(run) -> dict:
@@ -86,7 +100,6 @@ def _designs(quick: bool) -> dict:
     learning_net = NETWORKS["small" if quick else "seed"]
     episode = bench_episode(learning_net, cfg, steps=4 if quick else LEARNING_STEPS)
     fsdd = SRNNConfig.make(channels=8, neurons=16, outputs=5, lanes=1) if quick else NETWORKS["fsdd"]
-    mosaic_episode = bench_episode(fsdd, cfg, steps=3 if quick else 4, rate=0.1)
 
     def lif_run(sim, options, scoreboard, item_cycles):
         return run_lif_cosim(sim, lif, seeds=seeds, steps=steps, corners=False, options=options, scoreboard=scoreboard,
@@ -98,9 +111,12 @@ def _designs(quick: bool) -> dict:
 
     def mosaic(rows, cols):
         mc = MosaicConfig.make(fsdd, rows, cols)
+        episode = bench_episode(fsdd, cfg, steps=3 if quick else 4, rate=0.1,
+                                recurrent_mask=small_world(fsdd, rows, cols))
+        w_rec = episode.w_core[:, fsdd.channels:]
 
         def run(sim, options, scoreboard, item_cycles):
-            return run_mosaic_cosim(sim, mc, cfg, episode_list=[mosaic_episode], options=options,
+            return run_mosaic_cosim(sim, mc, cfg, episode_list=[episode], w_rec=w_rec, options=options,
                                     scoreboard=scoreboard, item_cycles=item_cycles, name="bench-cosim")
         return run
 
