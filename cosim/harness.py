@@ -56,7 +56,6 @@ CYCLE_BITS = 40          # the cycle number of every record: about 3 hours of si
 POINTER_BITS = 32        # buffer pointers count entries, never wrap within a run
 PATTERN_BITS = 16        # a probability is a threshold on 16 bits of the pattern LFSR
 LFSR_BITS = 32
-LFSR_TAPS = 0x80200003   # x^32 + x^22 + x^2 + x + 1 (maximal length), Galois form, shifting right
 PERIOD_NS = 10           # the clock period, in the simulators' time unit (1 ns)
 INPUT_LATENCY = 1        # cycles from a write of a top-level input to its effect (the input registers)
 RUN_BITS = 8             # a record of the player's takes covers up to 2**RUN_BITS consecutive entries
@@ -85,27 +84,18 @@ def lfsr_states(seed: int, count: int) -> list[int]:
     return states
 
 
-def _advance(bits: list, steps: int) -> list:
-    """The state bits of the Galois LFSR after ``steps`` shifts, as XORs of the current bits
-    (``bits[i]``: an expression for bit i): one cycle of the pattern draws ``steps`` fresh bits."""
-    taps = [(LFSR_TAPS >> i) & 1 for i in range(LFSR_BITS)]
-    state = [[i] for i in range(LFSR_BITS)]           # each bit as the set of current bits it XORs
-    for _ in range(steps):
-        out = state[0]
-        state = [sorted(set(state[i + 1]) ^ set(out)) if taps[i] else state[i + 1] for i in range(LFSR_BITS - 1)] \
-            + [out]
-    result = []
-    for terms in state:
-        e = Const(0, 1)
-        for t in terms:
-            e = e ^ bits[t]
-        result.append(e)
-    return result
+def _xorshift(x):
+    """One step of Marsaglia's xorshift32 (13, 17, 5), a linear generator over GF(2) whose period is
+    every non-zero state: three word-wide shift-XORs, cheap for an event-driven simulator (Icarus
+    evaluates an XOR network bit by bit)."""
+    x = x ^ (x << 13)[:LFSR_BITS]
+    x = x ^ (x >> 17)
+    return x ^ (x << 5)[:LFSR_BITS]
 
 
 class PatternLFSR(Elaboratable):
-    """A 32-bit LFSR advanced by ``PATTERN_BITS`` shifts a cycle; ``hit`` is high in a cycle when its
-    low ``PATTERN_BITS`` bits are below ``threshold`` (a probability of ``threshold / 2**16``).
+    """A 32-bit xorshift LFSR stepped once a cycle; ``hit`` is high in a cycle when its low
+    ``PATTERN_BITS`` bits are below ``threshold`` (a probability of ``threshold / 2**16``).
     ``load`` sets the state to ``seed`` (the testbench's per-run state from :func:`lfsr_states`)."""
 
     def __init__(self):
@@ -117,7 +107,7 @@ class PatternLFSR(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        nxt = Cat(*_advance([self.state[i] for i in range(LFSR_BITS)], PATTERN_BITS))
+        nxt = _xorshift(self.state)
         with m.If(self.load):
             m.d.sync += self.state.eq(self.seed)
         with m.Else():
