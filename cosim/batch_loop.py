@@ -79,30 +79,23 @@ class _Wire:
 
 class _Buffer:
     """One of the harness's buffer memories (``depth`` entries, addressed modulo the depth), each
-    entry read and written through its simulator handle as a :class:`_Wire` is; an entry's handle is
-    looked up on first use."""
+    entry a :class:`_Wire`, looked up on first use."""
 
     def __init__(self, memory, depth: int):
         self.memory, self.depth = memory, depth
-        self.width = len(memory[0])
-        self._get: list = [None] * depth
-        self._set: list = [None] * depth
+        self.entries: list[_Wire | None] = [None] * depth
 
-    def _bind(self, slot: int) -> None:
-        raw = self.memory[slot]._handle
-        self._get[slot], self._set[slot] = raw.get_signal_val_binstr, raw.set_signal_val_binstr
+    def entry(self, index: int) -> _Wire:
+        slot = index % self.depth
+        if self.entries[slot] is None:
+            self.entries[slot] = _Wire(self.memory[slot])
+        return self.entries[slot]
 
     def read(self, index: int) -> int:
-        slot = index % self.depth
-        if self._get[slot] is None:
-            self._bind(slot)
-        return int(self._get[slot](), 2)
+        return self.entry(index).read()
 
     def write(self, index: int, value: int) -> None:
-        slot = index % self.depth
-        if self._set[slot] is None:
-            self._bind(slot)
-        self._set[slot](0, format(value, f"0{self.width}b"))
+        self.entry(index).write(value)
 
 
 class _Recorders:
