@@ -19,7 +19,7 @@ import random
 from collections import deque
 from typing import Callable
 
-__all__ = ["Port", "SequenceSource", "StreamSink", "ValidMonitor", "FieldMonitor", "stream_ports"]
+__all__ = ["Port", "SequenceSource", "StreamSink", "ValidMonitor", "FieldMonitor", "Watch", "stream_ports"]
 
 
 class Port:
@@ -34,20 +34,25 @@ class SequenceSource:
     """Drives one or more valid/ready streams (``streams``: name -> (valid, ready, payload) ports)
     from one queue of ``(stream, payload)`` in order: one word offered at a time, after random idle
     cycles, held until it is taken (valid never depends on ready). A word of one stream therefore
-    never overtakes an earlier word of another. ``on_transfer``: name -> ``f(cycle, word)``.
+    never overtakes an earlier word of another. ``on_transfer``: name -> ``f(cycle, word)``;
+    ``on_offer``: ``f(cycle)`` in the first cycle of each offer. ``after``: another source whose
+    words all go first (a table load before the traffic): this one offers nothing until that one
+    is done.
 
     The batch harness (``cosim.harness.StreamPlayer``) plays the same queue in the same way; its
-    records come back through :meth:`taken`."""
+    records come back through :meth:`taken` (and :meth:`offered`)."""
 
     def __init__(self, streams: dict, *, rng: random.Random | None = None, idle: float = 0.0,
-                 on_transfer: dict | None = None):
+                 on_transfer: dict | None = None, on_offer=None, after: "SequenceSource | None" = None):
         self.streams = dict(streams)
         self.names = list(self.streams)
         self.rng, self.idle = rng or random.Random(0), idle
         self.on_transfer = dict(on_transfer or {})
+        self.on_offer, self.after = on_offer, after
         self.queue: deque[tuple[str, int]] = deque()
         self._offering: str | None = None      # the stream whose word is offered, until it is taken
         self._raised: str | None = None        # the stream whose valid is high
+        self._fresh = False                    # the offer began in this cycle
         self.transfers = 0
 
     def send(self, stream: str, words) -> None:
@@ -59,8 +64,14 @@ class SequenceSource:
     def done(self) -> bool:
         return not self.queue
 
+    @property
+    def held(self) -> bool:
+        """Waiting for the source it comes after."""
+        return self.after is not None and not self.after.done
+
     def drive(self) -> None:
-        if self._offering is None and self.queue and not (self.idle and self.rng.random() < self.idle):
+        if self._offering is None and self.queue and not self.held and \
+                not (self.idle and self.rng.random() < self.idle):
             stream, word = self.queue[0]
             if self._raised not in (None, stream):
                 self.streams[self._raised][0].set(0)
@@ -68,14 +79,23 @@ class SequenceSource:
             payload.set(word)
             valid.set(1)
             self._offering = self._raised = stream
+            self._fresh = True
         elif self._offering is None and self._raised is not None:
             self.streams[self._raised][0].set(0)
             self._raised = None
 
     def sample(self, cycle: int) -> None:
+        if self._fresh:
+            self._fresh = False
+            self.offered(cycle)
         if self._offering is not None and self.streams[self._offering][1].get():
             self._offering = None
             self.taken(cycle)
+
+    def offered(self, cycle: int) -> None:
+        """The head of the queue was first offered in ``cycle`` (a batch harness's record)."""
+        if self.on_offer is not None:
+            self.on_offer(cycle)
 
     def taken(self, cycle: int, stream: str | None = None) -> None:
         """The head of the queue was taken in ``cycle`` (``stream``: the stream the harness says
@@ -165,3 +185,20 @@ class FieldMonitor:
 def stream_ports(port, name: str) -> tuple[Port, Port, Port]:
     """The (valid, ready, payload) ports of the stream ``name`` (``port``: a testbench's accessor)."""
     return port(f"{name}__valid"), port(f"{name}__ready"), port(f"{name}__payload")
+
+
+class Watch:
+    """Reports the value of a plain output ``port`` (a word of link handshakes): every cycle per
+    cycle, or in the cycles a batch harness's strobe of it was high."""
+
+    def __init__(self, port: Port, on_value: Callable[[int, int], None]):
+        self.port, self.on_value = port, on_value
+
+    def drive(self) -> None:
+        pass
+
+    def sample(self, cycle: int) -> None:
+        self.on_value(cycle, self.port.get())
+
+    def observe(self, cycle: int, word: int) -> None:
+        self.on_value(cycle, word)

@@ -4,33 +4,41 @@ Python instead of stopping at every clock edge.
 
 * A :class:`StreamPlayer` feeds one or more of the design's input streams, in one order, from a
   buffer memory that the testbench fills in bulk: one entry (stream tag, payload) at a time, held
-  until it is taken, with idle cycles drawn from a seeded LFSR before each new offer.
+  until it is taken, with idle cycles drawn from a seeded LFSR before each new offer. A harness has
+  one player, or one per group of streams that run independently (a router's in-ports).
 * A :class:`TransferRecorder` writes every transfer of one monitored port (a stream's valid and
   ready, or a valid-only verification port) with its cycle number into a buffer memory that the
-  testbench drains in bulk; the player has one too, for the cycles its entries were taken in
-  (run-length coded by :class:`TakeRuns`: one record per run of takes in consecutive cycles).
-* Each output stream's ready follows an LFSR pattern (backpressure).
+  testbench drains in bulk; each player has one too, for the cycles its entries were taken in
+  (run-length coded by :class:`TakeRuns`: one record per run of takes in consecutive cycles), or,
+  with ``offers``, for the first cycle of every offer and every take (a testbench that replays the
+  design's inputs into a cycle model needs both).
+* Each output stream's ready follows an LFSR pattern (backpressure); the pattern's state is a
+  top-level output, and :class:`ReadyPattern` predicts it in Python.
+* A watched plain output (a word of link handshakes) is recorded whole in every cycle in which a
+  strobe of it, given with the port, is high.
 * With ``clock=True`` the harness runs from its own free-running clock (:func:`clock_model`, a
   Verilog model scheduled by the simulator itself), so no testbench process toggles ``clk``: between
   two wake-ups of Python the simulator runs at its own speed. The design's reset is then the top-level
   input ``rst``.
 
-Every top-level input (the controls, the design's passed-through inputs and, with its own clock,
-the reset) is registered once at the harness's boundary (``INPUT_LATENCY``): what the testbench
-writes at a falling edge takes effect one cycle later, and the simulator never re-evaluates the
-design's logic for inputs that change only when Python wakes. The harness's own registers ignore
-the reset: the testbench resets the design between items and keeps the cycle counter, the buffers
-and the patterns running. Every port of the design that the harness does not take over appears on
-the harness's top level under its flattened name (``rate``, ``synapse_counters__reads__0``), so a
-testbench reads and writes it as before.
+Every top-level input (the controls, the design's passed-through inputs and, with its own clock, the
+reset) is registered once at the harness's boundary (``INPUT_LATENCY``): what the testbench writes
+at a falling edge takes effect one cycle later, and the simulator never re-evaluates the design's
+logic for inputs that change only when Python wakes. The one exception is the wake comparator
+(``h_player_hungry``), which sees the players' pointers and thresholds as written. The harness's own
+registers ignore the reset: the testbench resets the design between items and keeps the cycle
+counter, the buffers and the patterns running. Every port of the design that the harness does not
+take over appears on the harness's top level under its flattened name (``rate``,
+``synapse_counters__reads__0``), so a testbench reads and writes it as before.
 
-The buffers' memories are reached by the simulator's hierarchy (``player.entries``,
+The buffers' memories are reached by the simulator's hierarchy (``player_<i>.entries``,
 ``record_<port>.entries``); :class:`HarnessLayout` names every control and memory and is what the
 Python side (``cosim.batch_loop``) reads.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from amaranth.hdl import (
@@ -50,7 +58,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 __all__ = ["CYCLE_BITS", "INPUT_LATENCY", "PATTERN_BITS", "PERIOD_NS", "RUN_BITS", "HarnessLayout", "PatternLFSR",
-           "StreamPlayer", "TakeRuns", "TransferRecorder", "Harness", "clock_model", "lfsr_states"]
+           "ReadyPattern", "StreamPlayer", "TakeRuns", "TransferRecorder", "Harness", "clock_model", "lfsr_states",
+           "xorshift32"]
 
 CYCLE_BITS = 40          # the cycle number of every record: about 3 hours of simulated cycles at 100 MHz
 POINTER_BITS = 32        # buffer pointers count entries, never wrap within a run
@@ -93,6 +102,31 @@ def _xorshift(x):
     return x ^ (x << 5)[:LFSR_BITS]
 
 
+def xorshift32(x: int) -> int:
+    """One step of the pattern LFSR (:func:`_xorshift`) in Python, on a 32-bit state."""
+    mask = (1 << LFSR_BITS) - 1
+    x ^= (x << 13) & mask
+    x ^= x >> 17
+    return x ^ ((x << 5) & mask)
+
+
+class ReadyPattern:
+    """The ready of one of the harness's sinks, predicted cycle by cycle in Python: ``state`` is its
+    pattern LFSR's state in ``cycle`` (the top-level output ``h_pattern_<sink>``), ``threshold`` the
+    backpressure threshold. :meth:`ready` is asked for cycles in increasing order."""
+
+    def __init__(self, state: int, cycle: int, threshold: int):
+        self.state, self.cycle, self.threshold = state, cycle, threshold
+
+    def ready(self, cycle: int) -> bool:
+        if cycle < self.cycle:
+            raise ValueError(f"cycle {cycle} is before the pattern's cycle {self.cycle}; ask in increasing order.")
+        while self.cycle < cycle:
+            self.state = xorshift32(self.state)
+            self.cycle += 1
+        return (self.state & ((1 << PATTERN_BITS) - 1)) >= self.threshold
+
+
 class PatternLFSR(Elaboratable):
     """A 32-bit xorshift LFSR stepped once a cycle; ``hit`` is high in a cycle when its low
     ``PATTERN_BITS`` bits are below ``threshold`` (a probability of ``threshold / 2**16``).
@@ -124,7 +158,9 @@ class StreamPlayer(Elaboratable):
     The testbench writes entries at ``wptr % depth`` and, at least one cycle later, raises ``wptr``
     (the harness's input registers give that cycle): the memory is read through a register, loaded
     at every edge from the entry at the next read pointer. ``rptr`` counts the entries taken.
-    ``taken`` pulses in the cycle an entry is taken (with its ``tag``)."""
+    ``taken`` pulses in the cycle an entry is taken (with its ``tag``), ``offered`` in the first
+    cycle of each offer. A stream without a ready (a valid-only write port) takes every offer at once:
+    its ``ready`` stays high."""
 
     def __init__(self, widths: dict[str, int], depth: int):
         self.names = list(widths)
@@ -140,6 +176,7 @@ class StreamPlayer(Elaboratable):
         self.payload = Signal(self.width - self.tag_bits)
         self.tag = Signal(self.tag_bits)
         self.taken = Signal()
+        self.offered = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -166,7 +203,7 @@ class StreamPlayer(Elaboratable):
             mine = self.tag == i
             m.d.comb += self.valid[n].eq(valid & mine)
             ready = ready | (mine & self.ready[n])
-        m.d.comb += self.taken.eq(valid & ready)
+        m.d.comb += [self.taken.eq(valid & ready), self.offered.eq(valid & ~offering)]
         m.d.sync += [offering.eq(valid & ~ready), self.rptr.eq(rptr_next)]
         return m
 
@@ -231,16 +268,30 @@ class TransferRecorder(Elaboratable):
 
 @dataclass
 class HarnessLayout:
-    """What the Python side needs to know of a harness: its player's streams (in tag order) and
-    their payload bits, the recorded ports in dispatch order (``("player", None)`` first: the
-    player's own record of taken entries, then each sink and monitor), the buffers' depth and the
-    names of the top-level controls."""
-    streams: list[str]
-    recorders: list[str]                 # port names; "player" is the player's record of taken entries
+    """What the Python side needs to know of a harness: each player's streams (in tag order), the
+    recorded ports in dispatch order (``player_<i>`` first: each player's record of its entries, then
+    each sink, monitor and watch), the buffers' depth, the players' tag bits, whether the players
+    record offers (``offers``) or runs of takes, and the bits of every recorded field."""
+    players: list[list[str]]
+    recorders: list[str]                 # "player_<i>", then the recorded ports' names
     sinks: list[str]
+    watches: list[str]
     depth: int
-    tag_bits: int                        # the player's stream tag, in the low bits of each entry
+    tag_bits: list[int]                  # each player's stream tag, in the low bits of each entry
+    offers: bool = False
     record_fields: dict = field(default_factory=dict)   # port -> the bits of each recorded field, LSB first
+
+
+def _ports(signature, prefix=()):
+    """Every plain port of ``signature`` as (path, member), an array's elements by index
+    (``("inject", 0, "valid")``), each member's flow as seen from outside."""
+    for name, member in signature.members.items():
+        for index in itertools.product(*(range(n) for n in member.dimensions)):
+            path = prefix + (name, *index)
+            if member.is_signature:
+                yield from _ports(member.signature, path)
+            else:
+                yield path, member
 
 
 def _member(obj, path: str):
@@ -261,67 +312,75 @@ def monitor_fields(dut, port: str) -> list[tuple[str, object]]:
 
 
 class Harness(Elaboratable):
-    """The harness around ``dut`` (an Amaranth component): ``streams`` are its input streams fed by
-    one :class:`StreamPlayer` in one order, ``sinks`` its output streams (recorded, with a ready
-    pattern), ``monitors`` its valid-only verification ports (``valid``, ``payload``; recorded).
-    Every other member of ``dut`` is passed through under its flattened name; inputs among them
-    that are streams left out (``valid``) are tied to zero by the testbench as before.
+    """The harness around ``dut`` (an Amaranth component): ``players`` are groups of its input
+    streams, each group fed by one :class:`StreamPlayer` in one order (``streams``: one group);
+    ``sinks`` its output streams (recorded, with a ready pattern), ``monitors`` its valid-only
+    verification ports (``valid``, ``payload``; recorded), ``watches`` plain outputs recorded whole in
+    every cycle in which ``strobe(port)`` is high (name -> strobe). ``offers``: the players record
+    the first cycle of every offer and every take, not runs of takes. Every other member of ``dut``
+    is passed through under its flattened name; inputs among them that are streams left out
+    (``valid``) are tied to zero by the testbench as before.
 
-    Controls on the top level: ``h_cycle`` (the cycle counter), ``h_seed``/``h_seed_load`` (set the
-    pattern LFSRs, one state per player then per sink), ``h_idle``/``h_backpressure`` (thresholds),
-    ``h_player_wptr``/``h_player_rptr``, ``h_player_hungry`` (high while the player holds no more
-    than ``h_player_low`` entries: the testbench sleeps until it rises), ``h_record_<port>_wptr`` and
-    ``h_stall_<sink>`` (the cycles in which a sink held back a valid word).
+    Controls on the top level: ``h_cycle`` (the cycle counter), ``h_seed_<k>``/``h_seed_load`` (set
+    the pattern LFSRs, one state per player then per sink), ``h_idle``/``h_backpressure``
+    (thresholds), ``h_player_<i>_wptr``/``_rptr``, ``h_player_hungry`` (high while some player ``i``
+    holds fewer than ``h_player_<i>_low`` entries: the testbench sleeps until it rises),
+    ``h_record_<port>_wptr``, ``h_stall_<sink>`` (the cycles in which a sink held back a valid word)
+    and ``h_pattern_<sink>`` (its ready pattern's state).
 
     ``clock``: the harness drives its clock domain from :func:`clock_model` (an instance of it; the
     Verilog must include the model) and takes the reset as the input ``rst``; otherwise ``clk`` and
     ``rst`` are the usual inputs (Amaranth's simulator)."""
 
-    def __init__(self, dut, *, streams: list[str], sinks: list[str], monitors: list[str], depth: int = 1024,
-                 clock: bool = False):
-        self.dut, self.depth, self.clock = dut, depth, clock
+    def __init__(self, dut, *, streams=(), players=None, sinks=(), monitors=(), watches=None, depth: int = 1024,
+                 clock: bool = False, offers: bool = False):
+        self.dut, self.depth, self.clock, self.offers = dut, depth, clock, offers
         self.reset = Signal(name="rst") if clock else None
-        self.streams, self.sinks, self.monitors = list(streams), list(sinks), list(monitors)
-        handled = set(self.streams) | set(self.sinks) | set(self.monitors)
-        self._passed = [(path, member) for path, member in dut.signature.members.flatten()
-                        if not member.is_signature and not any("__".join(map(str, path[:n])) in handled
-                                                               for n in range(1, len(path) + 1))]
-        for path, member in self._passed:
-            if member.dimensions:
-                raise ValueError(f"port {'__'.join(map(str, path))} is an array; the harness passes plain ports only.")
+        self.groups = [list(g) for g in players] if players is not None else [list(streams)]
+        self.sinks, self.monitors = list(sinks), list(monitors)
+        self.watches = dict(watches or {})
+        self.streams = [s for g in self.groups for s in g]
+        handled = set(self.streams) | set(self.sinks) | set(self.monitors) | set(self.watches)
+        self._passed = [(path, member) for path, member in _ports(dut.signature)
+                        if not any("__".join(map(str, path[:n])) in handled for n in range(1, len(path) + 1))]
         self.cycle = Signal(CYCLE_BITS, name="h_cycle", reset_less=True)
-        self.seeds = [Signal(LFSR_BITS, name=f"h_seed_{i}") for i in range(1 + len(self.sinks))]
+        self.seeds = [Signal(LFSR_BITS, name=f"h_seed_{i}") for i in range(len(self.groups) + len(self.sinks))]
         self.seed_load = Signal(name="h_seed_load")
         self.idle = Signal(PATTERN_BITS, name="h_idle")
         self.backpressure = Signal(PATTERN_BITS, name="h_backpressure")
-        widths = {s: len(getattr(dut, s).payload.as_value()) for s in self.streams}
-        self.player = StreamPlayer(widths, depth)
-        self.player_wptr = Signal(POINTER_BITS, name="h_player_wptr")
-        self.player_rptr = Signal(POINTER_BITS, name="h_player_rptr")
-        self.player_low = Signal(POINTER_BITS, name="h_player_low")
+        self.players = [StreamPlayer({s: len(_value(_member(dut, s).payload)) for s in g}, depth) for g in self.groups]
+        self.player_wptr = [Signal(POINTER_BITS, name=f"h_player_{i}_wptr") for i in range(len(self.groups))]
+        self.player_rptr = [Signal(POINTER_BITS, name=f"h_player_{i}_rptr") for i in range(len(self.groups))]
+        self.player_low = [Signal(POINTER_BITS, name=f"h_player_{i}_low") for i in range(len(self.groups))]
         self.player_hungry = Signal(name="h_player_hungry")
-        self.runs = TakeRuns(self.player.tag_bits)
-        self.recorders = {"player": TransferRecorder(self.player.tag_bits + RUN_BITS, depth, in_reset=True)}
-        self.fields = {port: [("payload", len(getattr(dut, port).payload.as_value()))] for port in self.sinks}
+        self.runs = [None if offers else TakeRuns(p.tag_bits) for p in self.players]
+        self.recorders = {f"player_{i}": TransferRecorder(p.tag_bits + (2 if offers else RUN_BITS), depth,
+                                                          in_reset=not offers)
+                          for i, p in enumerate(self.players)}
+        self.fields = {port: [("payload", len(_value(_member(dut, port).payload)))] for port in self.sinks}
         self.fields.update({port: [(n, len(v)) for n, v in monitor_fields(dut, port)] for port in self.monitors})
+        self.fields.update({port: [("value", len(_value(_member(dut, port))))] for port in self.watches})
         for port, fields in self.fields.items():
             self.recorders[port] = TransferRecorder(sum(bits for _, bits in fields), depth)
         self.record_wptr = {p: Signal(POINTER_BITS, name=f"h_record_{p}_wptr") for p in self.recorders}
         self.stalls = {s: Signal(POINTER_BITS, name=f"h_stall_{s}", reset_less=True) for s in self.sinks}
         self.patterns = [PatternLFSR() for _ in self.sinks]
+        self.pattern_states = {s: Signal(LFSR_BITS, name=f"h_pattern_{s}") for s in self.sinks}
         self.passed = {"__".join(map(str, path)): Signal(Shape.cast(member.shape).width, name="__".join(map(str, path)))
                        for path, member in self._passed}
 
     @property
     def layout(self) -> HarnessLayout:
-        return HarnessLayout(self.streams, list(self.recorders), self.sinks, self.depth, self.player.tag_bits,
+        return HarnessLayout(self.groups, list(self.recorders), self.sinks, list(self.watches), self.depth,
+                             [p.tag_bits for p in self.players], self.offers,
                              {p: [bits for _, bits in f] for p, f in self.fields.items()})
 
     def ports(self) -> list[Signal]:
         """Every top-level port (for ``verilog.convert(..., ports=...)``)."""
-        return [self.cycle, *self.seeds, self.seed_load, self.idle, self.backpressure, self.player_wptr,
-                self.player_rptr, self.player_low, self.player_hungry, *self.record_wptr.values(),
-                *self.stalls.values(), *self.passed.values(), *([self.reset] if self.clock else [])]
+        return [self.cycle, *self.seeds, self.seed_load, self.idle, self.backpressure, *self.player_wptr,
+                *self.player_rptr, *self.player_low, self.player_hungry, *self.record_wptr.values(),
+                *self.stalls.values(), *self.pattern_states.values(), *self.passed.values(),
+                *([self.reset] if self.clock else [])]
 
     def elaborate(self, platform):
         m = Module()
@@ -340,38 +399,55 @@ class Harness(Elaboratable):
             m.submodules.clock = Instance(CLOCK_MODULE, o_clk=ClockSignal())
             m.d.comb += ResetSignal().eq(pin(self.reset, init=1))     # in reset from time 0
         m.submodules.dut = dut
-        m.submodules.player = player = self.player
         m.d.sync += self.cycle.eq(self.cycle + 1)
-        m.d.comb += [player.wptr.eq(pin(self.player_wptr)), self.player_rptr.eq(player.rptr),
-                     self.player_hungry.eq((pin(self.player_wptr) - player.rptr)[:POINTER_BITS] <=
-                                           pin(self.player_low)),
-                     player.idle.threshold.eq(pin(self.idle)), player.idle.seed.eq(pin(self.seeds[0])),
-                     player.idle.load.eq(pin(self.seed_load))]
-        for s in self.streams:
-            port = getattr(dut, s)
-            m.d.comb += [port.valid.eq(player.valid[s]), port.payload.eq(player.payload),
-                         player.ready[s].eq(port.ready)]
+        hungry = []
+        for i, player in enumerate(self.players):
+            m.submodules[f"player_{i}"] = player
+            wptr = pin(self.player_wptr[i])
+            # The wake compares the inputs as written, not their registers: at the falling edge at
+            # which Python goes to sleep every term is low, so the first player to run low raises it.
+            hungry.append((self.player_wptr[i] - player.rptr)[:POINTER_BITS] < self.player_low[i])
+            m.d.comb += [player.wptr.eq(wptr), self.player_rptr[i].eq(player.rptr),
+                         player.idle.threshold.eq(pin(self.idle)), player.idle.seed.eq(pin(self.seeds[i])),
+                         player.idle.load.eq(pin(self.seed_load))]
+            for s in self.groups[i]:
+                port = _member(dut, s)
+                m.d.comb += [port.valid.eq(player.valid[s]), port.payload.eq(player.payload),
+                             player.ready[s].eq(port.ready if "ready" in port.signature.members else 1)]
+        m.d.comb += self.player_hungry.eq(Cat(*hungry).any())
         for i, (s, pattern) in enumerate(zip(self.sinks, self.patterns)):
+            port = _member(dut, s)
             m.submodules[f"pattern_{s}"] = pattern
-            m.d.comb += [pattern.threshold.eq(pin(self.backpressure)), pattern.seed.eq(pin(self.seeds[1 + i])),
-                         pattern.load.eq(pin(self.seed_load)), getattr(dut, s).ready.eq(~pattern.hit)]
-            with m.If(getattr(dut, s).valid & pattern.hit & ~ResetSignal()):
+            m.d.comb += [pattern.threshold.eq(pin(self.backpressure)),
+                         pattern.seed.eq(pin(self.seeds[len(self.players) + i])),
+                         pattern.load.eq(pin(self.seed_load)), port.ready.eq(~pattern.hit),
+                         self.pattern_states[s].eq(pattern.state)]
+            with m.If(port.valid & pattern.hit & ~ResetSignal()):
                 m.d.sync += self.stalls[s].eq(self.stalls[s] + 1)
-        m.submodules.runs = runs = self.runs
-        m.d.comb += [runs.strobe.eq(player.taken), runs.tag.eq(player.tag), runs.cycle.eq(self.cycle)]
         for p, rec in self.recorders.items():
             m.submodules[f"record_{p}"] = rec
             m.d.comb += self.record_wptr[p].eq(rec.wptr)
-            if p == "player":           # one record per run of takes, stamped with its first cycle
-                m.d.comb += [rec.strobe.eq(runs.done), rec.cycle.eq(runs.start),
+        for i, (player, runs) in enumerate(zip(self.players, self.runs)):
+            rec = self.recorders[f"player_{i}"]
+            if self.offers:             # the first cycle of every offer and every take
+                m.d.comb += [rec.strobe.eq(player.offered | player.taken), rec.cycle.eq(self.cycle),
+                             rec.data.eq(Cat(player.tag, player.offered, player.taken))]
+            else:                       # one record per run of takes, stamped with its first cycle
+                m.submodules[f"runs_{i}"] = runs
+                m.d.comb += [runs.strobe.eq(player.taken), runs.tag.eq(player.tag), runs.cycle.eq(self.cycle),
+                             rec.strobe.eq(runs.done), rec.cycle.eq(runs.start),
                              rec.data.eq(Cat(runs.run_tag, runs.last))]
-            elif p in self.sinks:
-                port = getattr(dut, p)
-                m.d.comb += [rec.strobe.eq(port.valid & port.ready), rec.cycle.eq(self.cycle),
-                             rec.data.eq(port.payload.as_value())]
-            else:
-                m.d.comb += [rec.strobe.eq(_member(dut, p).valid), rec.cycle.eq(self.cycle),
-                             rec.data.eq(Cat(*(v for _, v in monitor_fields(dut, p))))]
+        for p in self.sinks:
+            port, rec = _member(dut, p), self.recorders[p]
+            m.d.comb += [rec.strobe.eq(port.valid & port.ready), rec.cycle.eq(self.cycle),
+                         rec.data.eq(_value(port.payload))]
+        for p in self.monitors:
+            rec = self.recorders[p]
+            m.d.comb += [rec.strobe.eq(_member(dut, p).valid), rec.cycle.eq(self.cycle),
+                         rec.data.eq(Cat(*(v for _, v in monitor_fields(dut, p))))]
+        for p, strobe in self.watches.items():
+            port, rec = _member(dut, p), self.recorders[p]
+            m.d.comb += [rec.strobe.eq(strobe(port)), rec.cycle.eq(self.cycle), rec.data.eq(_value(port))]
         for (path, member), sig in zip(self._passed, self.passed.values()):
             inner = _value(_member(dut, "__".join(map(str, path))))
             m.d.comb += (inner.eq(pin(sig)) if member.flow == wiring.In else sig.eq(inner))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "cached_verilog", "harness_run",
-           "CocotbRun", "Reachable"]
+           "per_cycle_run", "CocotbRun", "Reachable"]
 
 SIMULATORS = ("verilator", "icarus")
 DEFAULT_BUILD_ROOT = Path(os.environ.get("NEUROMOSAIC_BUILD", "build"))
@@ -110,16 +110,16 @@ def cached_verilog(what: dict, make: Callable[[], str], build_root: Path | None 
     return text
 
 
-def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bool = False,
-                cache: dict | None = None, optimise: bool = False) -> tuple["CocotbRun", dict]:
-    """The simulator build of ``dut`` inside its batch harness (``cosim.harness.Harness``: a player for
-    ``streams``, recorders for ``sinks`` and ``monitors``), with the harness's layout for the job.
-    ``cache``: the description of ``dut`` under which its Verilog is kept (``cached_verilog``);
-    ``optimise``: see :class:`CocotbRun`."""
+def harness_run(sim: str, dut, name: str, *, waves: bool = False, cache: dict | None = None, optimise: bool = False,
+                **ports) -> tuple["CocotbRun", dict]:
+    """The simulator build of ``dut`` inside its batch harness (``cosim.harness.Harness`` with
+    ``ports``: its ``streams`` or ``players``, ``sinks``, ``monitors``, ``watches`` and ``offers``),
+    with the harness's layout for the job. ``cache``: the description of ``dut`` under which its
+    Verilog is kept (``cached_verilog``); ``optimise``: see :class:`CocotbRun`."""
     from amaranth.back import verilog
 
     from .harness import Harness, clock_model
-    harness = Harness(dut, streams=streams, sinks=sinks, monitors=monitors, clock=True)
+    harness = Harness(dut, clock=True, **ports)
     top = f"{name}_harness"
 
     def make():
@@ -129,6 +129,21 @@ def harness_run(sim: str, dut, name: str, *, streams, sinks, monitors, waves: bo
     reachable = Reachable(ports=tuple(p.name for p in harness.ports()), memories=("entries",))
     run = CocotbRun(sim, text + clock_model(), top, waves=waves, reachable=reachable, optimise=optimise, timing=True)
     return run, dataclasses.asdict(harness.layout)
+
+
+def per_cycle_run(sim: str, dut, name: str, *, waves: bool = False, optimise: bool = False, cache: dict | None = None,
+                  verilog: str | None = None) -> "CocotbRun":
+    """The simulator build of ``dut`` alone, for the per-cycle agents (``verilog``: its Verilog, when
+    already generated; ``cache``: as for :func:`harness_run`). On Verilator only its top level's ports
+    are reachable, as in a harness build: the agents use nothing else."""
+    from .harness import _ports
+
+    def make():
+        return generate_verilog(dut, name)
+
+    text = verilog or (make() if cache is None else cached_verilog(cache, make))
+    ports = ("clk", "rst", *("__".join(map(str, path)) for path, _ in _ports(dut.signature)))
+    return CocotbRun(sim, text, name, waves=waves, optimise=optimise, reachable=Reachable(ports=ports))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,8 +136,7 @@ def demo(out: str | Path = "build/demo", data: str = "synthetic", iterations: in
         episode = checkpoint_episodes(ck, 1, shots=tc.n_way, queries=tc.n_way, dataset=ds)[0]
         start = time.perf_counter()
         try:
-            r = run_board_cosim(sim, sim_protocol, episode_list=[episode], malformed=True, timeout=0.2, name="demo",
-                                verilog=verilog_text)
+            r = run_board_cosim(sim, sim_protocol, episode_list=[episode], malformed=True, timeout=0.2, name="demo")
             e = r.details["episodes"][0]
             right = sum(p == q for p, q in zip(e["predictions"], e["query_labels"]))
             d = r.details

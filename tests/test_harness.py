@@ -8,6 +8,7 @@ from neuromosaic.cosim.harness import (
     CYCLE_BITS,
     RUN_BITS,
     PatternLFSR,
+    ReadyPattern,
     StreamPlayer,
     TakeRuns,
     TransferRecorder,
@@ -49,6 +50,15 @@ def test_pattern_lfsr_hits_at_its_probability_and_follows_its_seed():
     assert sum(_pattern(a, 0.0, 500)) == 0
 
 
+def test_ready_pattern_predicts_the_lfsr_in_every_cycle():
+    """Python's prediction of a sink's ready (the replaying testbenches use it) is the LFSR's own."""
+    state = lfsr_states(5, 1)[0]
+    hits = _pattern(state, 0.4, 3000)
+    predicted = ReadyPattern(state, 10, threshold(0.4))
+    assert [not predicted.ready(10 + c) for c in range(3000)] == hits
+    assert 800 < sum(hits) < 1600
+
+
 def test_player_offers_entries_in_order_and_holds_each_until_taken():
     player = StreamPlayer({"a": 4, "b": 6}, depth=8)
     entries = [(0, 3), (1, 40), (1, 41), (0, 9)]               # (tag, payload)
@@ -66,6 +76,7 @@ def test_player_offers_entries_in_order_and_holds_each_until_taken():
             ctx.set(player.ready["b"], ready)
             valid = [n for n in ("a", "b") if ctx.get(player.valid[n])]
             assert len(valid) <= 1
+            assert ctx.get(player.offered) == bool(valid and held is None)   # an offer's first cycle
             if valid:
                 word = (valid[0], ctx.get(player.payload))
                 assert held in (None, word)                     # an offer is held until taken
@@ -123,3 +134,46 @@ def test_take_runs_give_every_take_its_cycle():
     _run(runs, bench)
     assert len(records) == 6
     assert {start + k: tag for start, tag, last in records for k in range(last + 1)} == takes
+
+
+def test_line_driver_and_monitor_carry_bytes_and_flag_a_low_stop_bit():
+    """The board harness's line equipment: bytes sent back to back come back in order, each bit
+    ``divisor`` cycles long; a byte whose stop bit is low is flagged."""
+    from neuromosaic.cosim.board.line import LineDriver, LineMonitor
+    divisor, sent = 5, [0x00, 0xFF, 0xA5, 0x3C]
+    m = Module()
+    m.submodules.driver = driver = LineDriver(divisor)
+    m.submodules.monitor = monitor = LineMonitor(divisor)
+    m.d.comb += monitor.line.eq(driver.line)
+    got, lows = [], []
+
+    async def bench(ctx):
+        queue = list(sent)
+        for _ in range(60 * divisor):
+            ctx.set(driver.send.valid, bool(queue))
+            ctx.set(driver.send.payload, queue[0] if queue else 0)
+            lows.append(not ctx.get(driver.line))
+            if ctx.get(monitor.received.valid):
+                got.append((ctx.get(monitor.received.payload), ctx.get(monitor.received.framing)))
+            if queue and ctx.get(driver.send.ready):
+                queue.pop(0)
+            await ctx.tick()
+
+    _run(m, bench)
+    assert got == [(b, 0) for b in sent]
+    assert sum(lows) == divisor * (9 + 1 + 5 + 5)      # each byte's start bit and zero bits
+
+    bad = LineMonitor(divisor)
+    frames = []
+
+    async def broken(ctx):                              # 0x81 with its stop bit low, then the line idle
+        bits = [1, 1, 0] + [1, 0, 0, 0, 0, 0, 0, 1] + [0] + [1] * 4
+        for bit in bits:
+            for _ in range(divisor):
+                ctx.set(bad.line, bit)
+                if ctx.get(bad.received.valid):
+                    frames.append((ctx.get(bad.received.payload), ctx.get(bad.received.framing)))
+                await ctx.tick()
+
+    _run(bad, broken)
+    assert frames == [(0x81, 1)]

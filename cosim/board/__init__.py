@@ -1,6 +1,7 @@
 """Full-board cosimulation: the board top (``fpga.top.ChipTop``: the chip behind its host link) on
-Verilator or Icarus, driven only through its UART pins by the host driver (``fpga.host.Chip``, the code
-that drives a real board) running in cocotb.
+Verilator or Icarus, driven only through its UART by the host driver (``fpga.host.Chip``, the code
+that drives a real board) running in cocotb: in the batch harness, the host's end of the line is
+test equipment around the top (``line``), fed and drained in bulk; per cycle, Python drives the pins.
 
 Each episode goes through the link as on a board (``fpga.session``, the code that checks a real board):
 identity check, counters cleared, routing tables (a Mosaic), core and readout weights, the rate, the
@@ -26,7 +27,8 @@ from ...model.snn import SRNNConfig
 from ...model.tiles import MosaicConfig
 from ..learning.scoreboard import model_lfsr
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, generate_verilog
+from ..runner import CocotbRun, CosimError, harness_run, per_cycle_run
+from .line import BoardPins
 
 __all__ = ["job_protocol", "host_session", "board_run", "run_board_cosim"]
 
@@ -50,33 +52,41 @@ def host_session(job: dict, protocol: Protocol, transport) -> dict:
     return out
 
 
-def board_run(sim: str, protocol: Protocol, *, waves: bool = False, verilog: str | None = None) -> CocotbRun:
-    """The simulator build of the board top of ``protocol`` (``verilog``: its Verilog, when already
-    generated)."""
+def board_run(sim: str, protocol: Protocol, *, waves: bool = False, per_cycle: bool = False,
+              optimise: bool = False) -> tuple[CocotbRun, dict | None]:
+    """The simulator build of the board top of ``protocol``: in its batch harness with the host's end
+    of the line (``line.BoardPins``; returned with the harness's layout), or per cycle the top alone."""
     from ...fpga.top import ChipTop
-    return CocotbRun(sim, verilog or generate_verilog(ChipTop(protocol), "chip_top"), "chip_top", waves=waves)
+    key = "mosaic" if protocol.kind == "mosaic" else "config"
+    what = {"design": "board", key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
+            "link": protocol.link.to_dict()}
+    if per_cycle:
+        return per_cycle_run(sim, ChipTop(protocol), "chip_top", waves=waves, optimise=optimise, cache=what), None
+    pins = BoardPins(ChipTop(protocol), protocol.link.divisor)
+    return harness_run(sim, pins, "chip_top", waves=waves, cache=what, optimise=optimise, streams=["host_tx"],
+                       monitors=["host_rx"])
 
 
 def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_seed: int = 0, episode_list=None,
                     options: RunOptions = RunOptions(), malformed: bool = False, timeout: float = 0.05,
-                    name: str = "run", verilog: str | None = None) -> CosimResult:
+                    name: str = "run") -> CosimResult:
     """Runs ``episodes`` random whole-network episodes (or ``episode_list``) on the board top through
-    its UART with the host driver (``verilog``: the top's Verilog, when already generated; of
-    ``options`` the fault and the waves: the line has no idle pattern). Raises :class:`CosimError` on
-    any mismatch, NAK or silence."""
+    its UART with the host driver, in the batch harness or ``options.per_cycle`` (of ``options`` the
+    fault, the waves, the mode and the model's optimisation: the line has no idle pattern). Raises
+    :class:`CosimError` on any mismatch, NAK or silence."""
     if episode_list is None:
         if episodes < 1:
             raise CosimError(f"episodes={episodes}: at least 1 is needed.")
         episode_list = [random_network_episode(protocol.network, protocol.cfg, first_seed + i) for i in range(episodes)]
-    run = board_run(sim, protocol, waves=options.waves, verilog=verilog)
+    run, layout = board_run(sim, protocol, waves=options.waves, per_cycle=options.per_cycle,
+                            optimise=options.optimise)
     path = run.build_dir / name / "episodes.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([e.to_file() for e in episode_list], path)
     key = "mosaic" if protocol.kind == "mosaic" else "config"
     job = {key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
            "link": protocol.link.to_dict(), "episodes_file": str(path), "options": options.to_job(),
-           "malformed": malformed,
-           "timeout": timeout}
+           "malformed": malformed, "timeout": timeout, "layout": layout}
     result = run.test(TEST_MODULE, "board_episodes", job, name)
     checked = Counter()
     for e in result["episodes"]:

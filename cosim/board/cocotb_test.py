@@ -1,7 +1,10 @@
 """cocotb test module of a whole board top (``fpga.top.ChipTop``): the host driver (``fpga.host.Chip``)
-runs few-shot episodes through the top's UART pins, bit by bit, and the answers are checked against
-the golden model (see ``cosim.board``). The job comes as JSON from the file named by
-``NEUROMOSAIC_JOB``; the result goes back as JSON to the path the job names.
+runs few-shot episodes through the top's UART, and the answers are checked against the golden model
+(see ``cosim.board``). In the batch harness (a job with a layout) the host's bytes go through the
+harness's player into a line driver and the chip's bytes come back through a line monitor and its
+recorder (``cosim.board.line``); per cycle, Python drives and decodes the pins bit by bit. The job
+comes as JSON from the file named by ``NEUROMOSAIC_JOB``; the result goes back as JSON to the path
+the job names.
 """
 
 from collections import deque
@@ -9,8 +12,12 @@ from collections import deque
 import cocotb
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
-from neuromosaic.cosim.cocotb_loop import run_job
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
+from neuromosaic.cosim.agents import FieldMonitor, Port, SequenceSource
+from neuromosaic.cosim.batch_loop import Player, Recorders, Wire, start_harness
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_job
+from neuromosaic.cosim.harness import INPUT_LATENCY, PERIOD_NS
+from neuromosaic.cosim.options import RunOptions
 
 
 class PinTransport:
@@ -66,6 +73,68 @@ class PinTransport:
         await Timer(byte_times * 10 * self.bit_ns, unit="ns")
 
 
+class HarnessTransport:
+    """The host side of the line in the batch harness: ``write`` queues bytes for the harness's
+    player (its line driver sends them back to back), ``read`` sleeps in spans of the bytes still
+    expected and drains the line monitor's records. Both are blocking calls for the driver's thread;
+    ``read``'s timeout is in seconds of the chip's clock."""
+
+    def __init__(self, dut, layout: dict, divisor: int, clock_hz: int):
+        self.dut, self.layout, self.clock_hz = dut, layout, clock_hz
+        self.byte_cycles = 10 * divisor
+        self.received = deque()
+        self.source = SequenceSource({"host_tx": tuple(cocotb_port(dut, f"host_tx__{n}")
+                                                       for n in ("valid", "ready", "payload"))})
+        monitor = FieldMonitor(Port("host_rx__valid", None), [], self._byte)
+        self.recorders = Recorders(dut, layout, [self.source, monitor])
+        self.player = Player(dut, layout, 0, self.source)
+        self.h_cycle = Wire(dut.h_cycle)
+        self.write = resume(self._write)
+        self.read = resume(self._read)
+        self.bytes_written = self.bytes_read = 0
+
+    def _byte(self, cycle, byte, framing):
+        if framing:
+            raise AssertionError(f"cycle {cycle}: the chip sent a byte without a stop bit")
+        self.received.append(byte)
+
+    async def start(self) -> None:
+        await start_harness(self.dut, [self.player], self.layout, RunOptions(idle=0.0, backpressure=0.0))
+        self.dut.rst.value = 0
+        await Timer(INPUT_LATENCY * PERIOD_NS, unit="ns")
+
+    async def _pass(self, cycles: int) -> None:
+        """Lets ``cycles`` pass (fewer when the player runs low), then refills and drains."""
+        self.player.set_low()
+        await First(Timer(max(1, cycles) * PERIOD_NS, unit="ns"), RisingEdge(self.dut.h_player_hungry))
+        phase = cocotb.simtime.get_sim_time("ns") % PERIOD_NS
+        if phase:
+            await Timer(PERIOD_NS - phase, unit="ns")
+        self.recorders.drain()
+        self.player.refill()
+
+    async def _write(self, data: bytes) -> None:
+        self.source.send("host_tx", data)
+        self.player.refill()
+        self.bytes_written += len(data)
+
+    async def _read(self, count: int, timeout: float) -> bytes:
+        self.recorders.drain()
+        # The timeout runs from the end of what is still queued (a blocking write would return then).
+        queued = len(self.source.queue) * self.byte_cycles
+        limit = self.h_cycle.read() + queued + int(timeout * self.clock_hz)
+        while len(self.received) < count and self.h_cycle.read() < limit:
+            # The bytes still queued go out first; the answer's bytes come at most one a byte time.
+            due = (len(self.source.queue) + count - len(self.received)) * self.byte_cycles
+            await self._pass(min(due, limit - self.h_cycle.read(), self.layout["depth"] * self.byte_cycles))
+        out = bytes(self.received.popleft() for _ in range(min(count, len(self.received))))
+        self.bytes_read += len(out)
+        return out
+
+    async def idle(self, byte_times: int) -> None:
+        await self._pass(byte_times * self.byte_cycles)
+
+
 @cocotb.test()
 async def board_episodes(dut):
     """Few-shot episodes through the UART with the host driver; malformed frames must be refused."""
@@ -73,17 +142,21 @@ async def board_episodes(dut):
 
     async def body(job, clock):
         protocol = job_protocol(job)
-        dut.rst.value = 1
-        dut.rx.value = 1
-        Clock(dut.clk, 10, unit="ns").start()
-        await ClockCycles(dut.clk, 2)
-        await RisingEdge(dut.clk)
-        dut.rst.value = 0
-        pins = PinTransport(dut, protocol.link.divisor, protocol.link.clock_hz)
-        pins.start()
-        await pins.idle(2)
-        result = await bridge(host_session)(job, protocol, pins)
-        clock["cycle"] = int(cocotb.simtime.get_sim_time("ns") // 10)
+        if job.get("layout"):
+            line = HarnessTransport(dut, job["layout"], protocol.link.divisor, protocol.link.clock_hz)
+            await line.start()
+        else:
+            dut.rst.value = 1
+            dut.rx.value = 1
+            Clock(dut.clk, 10, unit="ns").start()
+            await ClockCycles(dut.clk, 2)
+            await RisingEdge(dut.clk)
+            dut.rst.value = 0
+            line = PinTransport(dut, protocol.link.divisor, protocol.link.clock_hz)
+            line.start()
+        await line.idle(2)
+        result = await bridge(host_session)(job, protocol, line)
+        clock["cycle"] = int(cocotb.simtime.get_sim_time("ns") // PERIOD_NS)
         return result
 
     await run_job(body)

@@ -15,7 +15,7 @@ from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
 from ..options import CosimResult, RunOptions, merge_job_results
-from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
+from ..runner import CocotbRun, CosimError, harness_run, per_cycle_run
 from .stimulus import core_memory, readout_memory
 from .testbench import harness_ports
 
@@ -36,7 +36,7 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
     dut = LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout) \
         if core else LearningEngine(config, cfg, synapses=readout)
     if per_cycle:
-        return CocotbRun(sim, generate_verilog(dut, top), top, waves=waves, optimise=optimise), None
+        return per_cycle_run(sim, dut, top, waves=waves, optimise=optimise), None
     return harness_run(sim, dut, top, waves=waves, optimise=optimise, **harness_ports(core))
 
 

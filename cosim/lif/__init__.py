@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...model.config import LIFConfig
 from ...rtl.lif import LIFCore
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, generate_verilog, harness_run
+from ..runner import CocotbRun, CosimError, harness_run, per_cycle_run
 from .stimulus import random_scenario, required_coverage, synapse_memory
 from .testbench import HARNESS_PORTS
 
@@ -26,7 +26,7 @@ def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict 
     else:
         core = LIFCore(config, synapses=synapse_memory(config, **synapses))
     if per_cycle:
-        return CocotbRun(sim, generate_verilog(core, "lif_core"), "lif_core", waves=waves, optimise=optimise), None
+        return per_cycle_run(sim, core, "lif_core", waves=waves, optimise=optimise), None
     return harness_run(sim, core, "lif_core", waves=waves, optimise=optimise, **HARNESS_PORTS)
 
 

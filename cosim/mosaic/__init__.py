@@ -25,7 +25,7 @@ from ...rtl.mosaic import Mosaic
 from ..learning import run_episode_jobs
 from ..learning.testbench import harness_ports
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, CosimError, cached_verilog, generate_verilog, harness_run
+from ..runner import CocotbRun, CosimError, harness_run, per_cycle_run
 
 __all__ = ["FAULTS", "episode_tables", "mosaic_run", "run_mosaic_cosim"]
 
@@ -52,8 +52,7 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
     what = {"design": "mosaic", "mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg),
             "destinations": tables.destinations}
     if per_cycle:
-        text = cached_verilog(what, lambda: generate_verilog(dut, "mosaic"))
-        return CocotbRun(sim, text, "mosaic", waves=waves, optimise=optimise), None
+        return per_cycle_run(sim, dut, "mosaic", waves=waves, optimise=optimise, cache=what), None
     return harness_run(sim, dut, "mosaic", waves=waves, cache=what, optimise=optimise, **harness_ports(True))
 
 

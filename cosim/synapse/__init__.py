@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...rtl.synapse import SynapseMemory
 from ..options import CosimResult, RunOptions
-from ..runner import CocotbRun, generate_verilog, harness_run
+from ..runner import harness_run, per_cycle_run
 from .testbench import harness_ports, synapse_scenario
 
 __all__ = ["run_synapse_cosim"]
@@ -24,8 +24,7 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
     scenario = synapse_scenario(**scenario_args)
     dut = SynapseMemory(scenario.memory)
     if options.per_cycle:
-        run = CocotbRun(sim, generate_verilog(dut, "synapse_memory"), "synapse_memory", waves=options.waves,
-                        optimise=options.optimise)
+        run = per_cycle_run(sim, dut, "synapse_memory", waves=options.waves, optimise=options.optimise)
         layout = None
     else:
         run, layout = harness_run(sim, dut, "synapse_memory", waves=options.waves, optimise=options.optimise,

@@ -122,9 +122,10 @@ def _cosim_each(args, header: str, run, summary: str) -> int:
 def _options(args):
     """The run options of the flags (a design without a stimulus pattern has no idle flags)."""
     from ..cosim.options import RunOptions
-    pattern = {"idle": args.idle, "backpressure": args.backpressure, "seed": args.rng_seed,
-               "per_cycle": args.per_cycle, "optimise": args.fast_model} if hasattr(args, "idle") else {}
-    return RunOptions(fault=args.fault, waves=args.waves, **pattern)
+    pattern = {"idle": args.idle, "backpressure": args.backpressure,
+               "seed": args.rng_seed} if hasattr(args, "idle") else {}
+    return RunOptions(fault=args.fault, waves=args.waves, per_cycle=args.per_cycle, optimise=args.fast_model,
+                      **pattern)
 
 
 class LIFDesign(Design):

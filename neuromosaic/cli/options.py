@@ -183,9 +183,9 @@ def add_sim_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimulus: bool = True) -> None:
-    """``--sim``, ``--waves``, ``--fault`` (one of ``faults``: name -> what it breaks) and, with
-    ``stimulus`` (a design run through its batch harness), the idle and backpressure pattern and
-    ``--per-cycle``."""
+    """``--sim``, ``--waves``, ``--fault`` (one of ``faults``: name -> what it breaks), ``--per-cycle``,
+    ``--fast-model`` and, with ``stimulus`` (a design whose harness draws idle and backpressure
+    cycles), the pattern's probabilities and seed."""
     g = p.add_argument_group("run")
     add_sim_option(g)
     g.add_argument("--fault", metavar="NAME", help="check against a deliberately wrong model; the run must fail ("
@@ -197,11 +197,11 @@ def add_run_options(p: argparse.ArgumentParser, faults: dict[str, str], *, stimu
                        help=f"probability of a not-ready output cycle (default {RUN_DEFAULTS.backpressure})")
         g.add_argument("--rng-seed", type=int, default=RUN_DEFAULTS.seed,
                        help="seed of the idle/backpressure pattern")
-        g.add_argument("--per-cycle", action="store_true",
-                       help="drive and check every cycle from Python (slow; for debugging) instead of through the "
-                            "design's batch harness")
-        g.add_argument("--fast-model", action="store_true",
-                       help="compile the Verilator model for speed (-O2): slower to build, faster to run (long runs)")
+    g.add_argument("--per-cycle", action="store_true",
+                   help="drive and check every cycle from Python (slow; for debugging) instead of through the "
+                        "design's batch harness")
+    g.add_argument("--fast-model", action="store_true",
+                   help="compile the Verilator model for speed (-O2): slower to build, faster to run (long runs)")
 
 
 def check_fault(args, faults, design: str) -> None:

@@ -1,0 +1,107 @@
+"""The host's end of the UART line as test equipment in the batch harness: the board top's pins
+turned into a byte stream in and a byte monitor out, so that the harness's player and recorder
+(``cosim.harness``) carry the host's bytes and the chip's answers in bulk, each byte with its cycle.
+
+The driver and the monitor are the testbench's own (8 data bits, least significant first, one start
+and one stop bit, ``divisor`` cycles a bit), written apart from the chip's ``fpga.link`` UART so that
+a fault of that UART is not mirrored here.
+"""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["LineDriver", "LineMonitor", "BoardPins", "received_signature"]
+
+
+def received_signature() -> wiring.Signature:
+    """A byte seen on the line: ``payload``, and ``framing`` when its stop bit was low."""
+    return wiring.Signature({"valid": Out(1), "payload": Out(8), "framing": Out(1)})
+
+
+class LineDriver(wiring.Component):
+    """Sends each byte of ``send`` on ``line`` (idle high): a start bit, the data bits, a stop bit,
+    each ``divisor`` cycles, from the cycle after the byte is taken; bytes follow back to back."""
+
+    send: In(stream.Signature(8))
+    line: Out(1, init=1)
+
+    def __init__(self, divisor: int):
+        self.divisor = divisor
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        shift = Signal(10, init=0x3FF)          # the bits still to send, the next one lowest
+        left = Signal(range(11))                # bits still to send
+        count = Signal(range(self.divisor))     # cycles left in the current bit
+        m.d.comb += [self.line.eq(shift[0]), self.send.ready.eq(left == 0)]
+        with m.If(self.send.valid & self.send.ready):
+            m.d.sync += [shift.eq((1 << 9) | (self.send.payload << 1)), left.eq(10), count.eq(self.divisor - 1)]
+        with m.Elif(left != 0):
+            with m.If(count == 0):
+                m.d.sync += [shift.eq((1 << 9) | (shift >> 1)), left.eq(left - 1), count.eq(self.divisor - 1)]
+            with m.Else():
+                m.d.sync += count.eq(count - 1)
+        return m
+
+
+class LineMonitor(wiring.Component):
+    """Decodes ``line``: a low level while idle starts a byte; each bit is sampled in the middle of
+    its ``divisor`` cycles (a start bit that is high again there was a glitch); ``received`` is
+    valid for one cycle at the middle of the stop bit, with the byte and whether the stop bit was low."""
+
+    line: In(1, init=1)
+    received: Out(received_signature())
+
+    def __init__(self, divisor: int):
+        self.divisor = divisor
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        half, full = self.divisor // 2, self.divisor
+        count = Signal(range(full + 1))
+        bit = Signal(range(10))                 # 0: the start bit, 1-8: data, 9: the stop bit
+        data = Signal(8)
+        with m.FSM():
+            with m.State("idle"):
+                with m.If(~self.line):
+                    m.d.sync += [count.eq(half - 1), bit.eq(0)]
+                    m.next = "bit"
+            with m.State("bit"):
+                with m.If(count != 0):
+                    m.d.sync += count.eq(count - 1)
+                with m.Elif(bit == 0):
+                    with m.If(self.line):
+                        m.next = "idle"             # a glitch, not a start bit
+                    with m.Else():
+                        m.d.sync += [bit.eq(1), count.eq(full - 1)]
+                with m.Elif(bit == 9):
+                    m.d.comb += [self.received.valid.eq(1), self.received.payload.eq(data),
+                                 self.received.framing.eq(~self.line)]
+                    m.next = "idle"
+                with m.Else():
+                    m.d.sync += [data.eq((self.line << 7) | (data >> 1)), bit.eq(bit + 1), count.eq(full - 1)]
+        return m
+
+
+class BoardPins(wiring.Component):
+    """A board top (``fpga.top.ChipTop``) with the host's end of its line: ``host_tx`` (bytes to the
+    chip), ``host_rx`` (bytes from it); the LEDs pass through."""
+
+    def __init__(self, top, divisor: int):
+        self.top, self.divisor = top, divisor
+        super().__init__({"host_tx": In(stream.Signature(8)), "host_rx": Out(received_signature()),
+                          "spike_led": Out(1), "logit_led": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self.top
+        m.submodules.driver = driver = LineDriver(self.divisor)
+        m.submodules.monitor = monitor = LineMonitor(self.divisor)
+        wiring.connect(m, wiring.flipped(self.host_tx), driver.send)
+        wiring.connect(m, monitor.received, wiring.flipped(self.host_rx))
+        m.d.comb += [top.rx.eq(driver.line), monitor.line.eq(top.tx),
+                     self.spike_led.eq(top.spike_led), self.logit_led.eq(top.logit_led)]
+        return m
