@@ -7,10 +7,12 @@ simulator build for it, and turns a failing cocotb run into one exception with t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -146,6 +148,21 @@ def per_cycle_run(sim: str, dut, name: str, *, waves: bool = False, optimise: bo
     return CocotbRun(sim, text, name, waves=waves, optimise=optimise, reachable=Reachable(ports=ports))
 
 
+def claim_folder(root: Path, name: str):
+    """A working folder under ``root`` that no other run holds: ``name``, else ``name-2``, ``name-3``,
+    ...; returns it with the open lock file that holds it until closed (an exclusive ``flock``, which
+    the system drops when a process dies)."""
+    for k in itertools.count(1):
+        folder = root / (name if k == 1 else f"{name}-{k}")
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / ".run-lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return folder, lock
+        except BlockingIOError:
+            lock.close()
+
+
 @dataclasses.dataclass(frozen=True)
 class Reachable:
     """What a Verilator build keeps reachable from Python: the top level's ``ports`` (by name) and
@@ -211,9 +228,9 @@ class CocotbRun:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def test_many(self, test_module: str, testcase: str, jobs: list[tuple[dict, str]]) -> list[dict]:
-        """Runs ``testcase`` once per ``(job, name)``, as many simulator processes at once as there
-        are jobs (each in its own folder, on the one build); returns the results in order. Raises
+    def test_many(self, test_module: str, testcase: str, jobs: list[tuple[dict, "str | Path"]]) -> list[dict]:
+        """Runs ``testcase`` once per ``(job, name or folder)``, as many simulator processes at once as
+        there are jobs (each in its own folder, on the one build); returns the results in order. Raises
         :class:`CosimError` (the first failure in order) once all have ended."""
         import concurrent.futures
         import copy
@@ -228,11 +245,28 @@ class CocotbRun:
             concurrent.futures.wait(futures)
         return [f.result() for f in futures]
 
-    def test(self, test_module: str, testcase: str, job: dict, name: str) -> dict:
-        """Runs ``testcase`` of ``test_module`` with ``job`` (JSON) and returns the result the test
-        wrote. Raises :class:`CosimError` with the test's own message on failure."""
-        test_dir = self.build_dir / name
-        test_dir.mkdir(parents=True, exist_ok=True)
+    @contextlib.contextmanager
+    def folder(self, name: str):
+        """A working folder of this build that no other run holds while the block runs (``name``, or
+        ``name-2``, ... while other runs hold those): a caller that writes files for its job (the
+        episodes) claims it first and passes it to :meth:`test`."""
+        folder, lock = claim_folder(self.build_dir, name)
+        try:
+            yield folder
+        finally:
+            lock.close()
+
+    def test(self, test_module: str, testcase: str, job: dict, name: "str | Path") -> dict:
+        """Runs ``testcase`` of ``test_module`` with ``job`` (JSON) in the working folder ``name``
+        (claimed as :meth:`folder` does, or a folder the caller holds) and returns the result the
+        test wrote, with ``test_dir``, the folder it ran in. Raises :class:`CosimError` with the
+        test's own message on failure."""
+        if isinstance(name, Path):
+            return {**self._test(test_module, testcase, job, name), "test_dir": str(name)}
+        with self.folder(name) as folder:
+            return self.test(test_module, testcase, job, folder)
+
+    def _test(self, test_module: str, testcase: str, job: dict, test_dir: Path) -> dict:
         job_path, result_path = test_dir / "job.json", test_dir / "result.json"
         result_path.unlink(missing_ok=True)
         progress = test_dir / "progress.json"

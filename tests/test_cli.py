@@ -165,3 +165,17 @@ def test_design_descriptions_name_the_cosim_faults():
     assert set(DESIGNS["learning"].faults) == set(LEARNING)
     assert set(DESIGNS["board"].faults) == set(ROUNDING_FAULTS)
     assert set(DESIGNS["mosaic"].faults) == set(MOSAIC)
+
+
+def test_concurrent_cosim_runs_of_one_design_get_their_own_folders(tmp_path):
+    """Two runs of the same build with the same name never share a working folder (job, results,
+    episodes): the second takes the next free one while the first holds its own."""
+    from neuromosaic.cosim.runner import claim_folder
+    first, held = claim_folder(tmp_path, "cli")
+    second, other = claim_folder(tmp_path, "cli")
+    assert (first.name, second.name) == ("cli", "cli-2")
+    other.close()
+    held.close()
+    again, lock = claim_folder(tmp_path, "cli")           # free again once released
+    assert again == first
+    lock.close()

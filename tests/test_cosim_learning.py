@@ -17,8 +17,9 @@ CONFIG = SRNNConfig.make(channels=4, neurons=16, outputs=5, lanes=4)
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_learning_cosim_20_random_episodes(sim):
-    r = run_learning_cosim(sim, CONFIG, episodes=20, name="pytest-pass")
-    assert r.details["episodes"] == 20
+    """Twenty episodes in two shares at once, each in its own simulator process and folder."""
+    r = run_learning_cosim(sim, CONFIG, episodes=20, name="pytest-pass", workers=2)
+    assert r.details["episodes"] == 20 and r.details["shares"] == 2
     checked, cov = r.checked, r.coverage
     assert checked["weight_writes"] > 1000 and checked["logits"] > 500 and checked["hidden_events"] > 10_000
     assert cov["weights_changed"] > 0 and cov["weights_saturated"] > 0

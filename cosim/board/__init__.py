@@ -80,14 +80,14 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
         episode_list = [random_network_episode(protocol.network, protocol.cfg, first_seed + i) for i in range(episodes)]
     run, layout = board_run(sim, protocol, waves=options.waves, per_cycle=options.per_cycle,
                             optimise=options.optimise)
-    path = run.build_dir / name / "episodes.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save([e.to_file() for e in episode_list], path)
     key = "mosaic" if protocol.kind == "mosaic" else "config"
-    job = {key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
-           "link": protocol.link.to_dict(), "episodes_file": str(path), "options": options.to_job(),
-           "malformed": malformed, "timeout": timeout, "layout": layout}
-    result = run.test(TEST_MODULE, "board_episodes", job, name)
+    with run.folder(name) as folder:
+        path = folder / "episodes.pt"
+        torch.save([e.to_file() for e in episode_list], path)
+        job = {key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
+               "link": protocol.link.to_dict(), "episodes_file": str(path), "options": options.to_job(),
+               "malformed": malformed, "timeout": timeout, "layout": layout}
+        result = run.test(TEST_MODULE, "board_episodes", job, folder)
     checked = Counter()
     for e in result["episodes"]:
         checked.update(e["checked"])

@@ -4,9 +4,11 @@ cocotb, whole few-shot episodes checked against the golden model (``testbench``,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -78,27 +80,27 @@ def run_episode_jobs(run: CocotbRun, job: dict, name: str, episode_list, episode
     workers = max(1, min(workers, count))
     bounds = [count * i // workers for i in range(workers + 1)]
     jobs = []
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
-        part = f"{name}-{i}" if workers > 1 else name
-        share = {**job, "episodes": b - a, "first_seed": first_seed + a,
-                 "item_cycles": None if item_cycles is None else item_cycles[a:b]}
-        if episode_list is not None:
-            path = run.build_dir / part / "episodes.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save([e.to_file() for e in episode_list[a:b]], path)
-            share["episodes_file"] = str(path)
-        jobs.append((share, part))
-    with _Progress(run, [part for _, part in jobs], count):
-        results = run.test_many(TEST_MODULE, "learning_episodes", jobs) if workers > 1 else \
-            [run.test(TEST_MODULE, "learning_episodes", *jobs[0])]
+    with contextlib.ExitStack() as held:
+        for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            folder = held.enter_context(run.folder(f"{name}-{i}" if workers > 1 else name))
+            share = {**job, "episodes": b - a, "first_seed": first_seed + a,
+                     "item_cycles": None if item_cycles is None else item_cycles[a:b]}
+            if episode_list is not None:
+                path = folder / "episodes.pt"
+                torch.save([e.to_file() for e in episode_list[a:b]], path)
+                share["episodes_file"] = str(path)
+            jobs.append((share, folder))
+        with _Progress(run, [folder for _, folder in jobs], count):
+            results = run.test_many(TEST_MODULE, "learning_episodes", jobs) if workers > 1 else \
+                [run.test(TEST_MODULE, "learning_episodes", *jobs[0])]
     return CosimResult.from_job_result(run.sim, merge_job_results(results), run.build_dir)
 
 
 class _Progress:
     """Shows the episodes the shares of a run have done (their progress files), every few seconds."""
 
-    def __init__(self, run: CocotbRun, parts: list[str], total: int):
-        self.files = [run.build_dir / part / "progress.json" for part in parts]
+    def __init__(self, run: CocotbRun, folders: list[Path], total: int):
+        self.files = [folder / "progress.json" for folder in folders]
         self.total, self.sim = total, run.sim
         self._stop = threading.Event()
 
