@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "cached_verilog", "harness_run",
+__all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "cached_build", "harness_run",
            "per_cycle_run", "CocotbRun", "Reachable"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -96,56 +96,66 @@ def _generator_digest() -> str:
     return h.hexdigest()
 
 
-def cached_verilog(what: dict, make: Callable[[], str], build_root: Path | None = None) -> str:
-    """The Verilog that ``make()`` generates for the design ``what`` describes (JSON: its kind, configs,
-    tables), kept under the build root by the digest of ``what`` and of the generating sources: a
-    large design (a 4x4 Mosaic) is elaborated once, not at every run."""
+def cached_build(what: dict, make: Callable[[], dict], build_root: Path | None = None) -> dict:
+    """What ``make()`` produces (JSON: a design's Verilog and what the testbench needs to know of its
+    ports) for the design ``what`` describes (JSON: its kind, configs, tables), kept under the build
+    root by the digest of ``what`` and of the generating sources: a large design (a 4x4 Mosaic) is
+    built and elaborated once, not at every run."""
     key = hashlib.sha256((json.dumps(what, sort_keys=True, default=str) + _generator_digest()).encode()).hexdigest()
-    path = Path(build_root or DEFAULT_BUILD_ROOT).resolve() / "verilog" / f"{key[:20]}.v"
+    path = Path(build_root or DEFAULT_BUILD_ROOT).resolve() / "verilog" / f"{key[:20]}.json"
     if path.exists():
-        return path.read_text()
-    text = make()
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass                    # a damaged entry is made again
+    built = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(json.dumps(built))
     tmp.replace(path)
-    return text
+    return built
 
 
-def harness_run(sim: str, dut, name: str, *, waves: bool = False, cache: dict | None = None, optimise: bool = False,
-                **ports) -> tuple["CocotbRun", dict]:
-    """The simulator build of ``dut`` inside its batch harness (``cosim.harness.Harness`` with
-    ``ports``: its ``streams`` or ``players``, ``sinks``, ``monitors``, ``watches`` and ``offers``),
-    with the harness's layout for the job. ``cache``: the description of ``dut`` under which its
-    Verilog is kept (``cached_verilog``); ``optimise``: see :class:`CocotbRun`."""
+def harness_run(sim: str, design: Callable[[], object], name: str, *, waves: bool = False, cache: dict | None = None,
+                optimise: bool = False, **ports) -> tuple["CocotbRun", dict]:
+    """The simulator build of the design that ``design()`` makes, inside its batch harness
+    (``cosim.harness.Harness`` with ``ports``: its ``streams`` or ``players``, ``sinks``,
+    ``monitors``, ``watches`` and ``offers``), with the harness's layout for the job. ``cache``: the
+    description of the design under which its Verilog and layout are kept (:func:`cached_build`;
+    the design is then made only when they are not); ``optimise``: see :class:`CocotbRun`."""
     from amaranth.back import verilog
 
     from .harness import Harness, clock_model
-    harness = Harness(dut, clock=True, **ports)
     top = f"{name}_harness"
 
     def make():
-        return verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
+        harness = Harness(design(), clock=True, **ports)
+        text = verilog.convert(harness, name=top, ports=harness.ports(), emit_src=False)
+        return {"verilog": text, "layout": dataclasses.asdict(harness.layout),
+                "ports": [p.name for p in harness.ports()]}
 
-    text = make() if cache is None else cached_verilog({**cache, "harness": top}, make)
-    reachable = Reachable(ports=tuple(p.name for p in harness.ports()), memories=("entries",))
-    run = CocotbRun(sim, text + clock_model(), top, waves=waves, reachable=reachable, optimise=optimise, timing=True)
-    return run, dataclasses.asdict(harness.layout)
+    built = make() if cache is None else cached_build({**cache, "harness": top}, make)
+    reachable = Reachable(ports=tuple(built["ports"]), memories=("entries",))
+    run = CocotbRun(sim, built["verilog"] + clock_model(), top, waves=waves, reachable=reachable, optimise=optimise,
+                    timing=True)
+    return run, built["layout"]
 
 
-def per_cycle_run(sim: str, dut, name: str, *, waves: bool = False, optimise: bool = False, cache: dict | None = None,
-                  verilog: str | None = None) -> "CocotbRun":
-    """The simulator build of ``dut`` alone, for the per-cycle agents (``verilog``: its Verilog, when
-    already generated; ``cache``: as for :func:`harness_run`). On Verilator only its top level's ports
-    are reachable, as in a harness build: the agents use nothing else."""
+def per_cycle_run(sim: str, design: Callable[[], object], name: str, *, waves: bool = False, optimise: bool = False,
+                  cache: dict | None = None) -> "CocotbRun":
+    """The simulator build of the design that ``design()`` makes, alone, for the per-cycle agents
+    (``cache``: as for :func:`harness_run`). On Verilator only its top level's ports are reachable,
+    as in a harness build: the agents use nothing else."""
     from .harness import _ports
 
     def make():
-        return generate_verilog(dut, name)
+        dut = design()
+        return {"verilog": generate_verilog(dut, name),
+                "ports": ["clk", "rst", *("__".join(map(str, path)) for path, _ in _ports(dut.signature))]}
 
-    text = verilog or (make() if cache is None else cached_verilog(cache, make))
-    ports = ("clk", "rst", *("__".join(map(str, path)) for path, _ in _ports(dut.signature)))
-    return CocotbRun(sim, text, name, waves=waves, optimise=optimise, reachable=Reachable(ports=ports))
+    built = make() if cache is None else cached_build(cache, make)
+    return CocotbRun(sim, built["verilog"], name, waves=waves, optimise=optimise,
+                     reachable=Reachable(ports=tuple(built["ports"])))
 
 
 def claim_folder(root: Path, name: str):

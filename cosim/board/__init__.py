@@ -61,10 +61,10 @@ def board_run(sim: str, protocol: Protocol, *, waves: bool = False, per_cycle: b
     what = {"design": "board", key: protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
             "link": protocol.link.to_dict()}
     if per_cycle:
-        return per_cycle_run(sim, ChipTop(protocol), "chip_top", waves=waves, optimise=optimise, cache=what), None
-    pins = BoardPins(ChipTop(protocol), protocol.link.divisor)
-    return harness_run(sim, pins, "chip_top", waves=waves, cache=what, optimise=optimise, streams=["host_tx"],
-                       monitors=["host_rx"])
+        return per_cycle_run(sim, lambda: ChipTop(protocol), "chip_top", waves=waves, optimise=optimise,
+                             cache=what), None
+    return harness_run(sim, lambda: BoardPins(ChipTop(protocol), protocol.link.divisor), "chip_top", waves=waves,
+                       cache=what, optimise=optimise, streams=["host_tx"], monitors=["host_rx"])
 
 
 def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_seed: int = 0, episode_list=None,

@@ -34,9 +34,12 @@ def learning_run(sim: str, config: SRNNConfig, cfg: LearningConfig, *, core: boo
     core's weights in ``stimulus.core_memory(config, core_synapses)`` if given; in its batch harness
     (returned with the harness's layout) unless ``per_cycle``."""
     top = "learning_core" if core else "learning_engine"
-    readout = readout_memory(config, synapses)
-    dut = LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout) \
-        if core else LearningEngine(config, cfg, synapses=readout)
+    def dut():
+        readout = readout_memory(config, synapses)
+        if core:
+            return LearningCore(config, cfg, core_synapses=core_memory(config, core_synapses), readout_synapses=readout)
+        return LearningEngine(config, cfg, synapses=readout)
+
     if per_cycle:
         return per_cycle_run(sim, dut, top, waves=waves, optimise=optimise), None
     return harness_run(sim, dut, top, waves=waves, optimise=optimise, **harness_ports(core))

@@ -21,10 +21,11 @@ def lif_run(sim: str, config: LIFConfig, *, waves: bool = False, synapses: dict 
     of the first random scenario; later scenarios load theirs through the weight port. ``synapses``:
     the core keeps its weights in a synapse memory, ``stimulus.synapse_memory(config, **synapses)``.
     The core sits in its batch harness (returned with its layout) unless ``per_cycle``."""
-    if synapses is None:
-        core = LIFCore(config, random_scenario(config, 0, 0).weights)
-    else:
-        core = LIFCore(config, synapses=synapse_memory(config, **synapses))
+    def core():
+        if synapses is None:
+            return LIFCore(config, random_scenario(config, 0, 0).weights)
+        return LIFCore(config, synapses=synapse_memory(config, **synapses))
+
     if per_cycle:
         return per_cycle_run(sim, core, "lif_core", waves=waves, optimise=optimise), None
     return harness_run(sim, core, "lif_core", waves=waves, optimise=optimise, **HARNESS_PORTS)

@@ -48,7 +48,9 @@ def mosaic_run(sim: str, mc: MosaicConfig, cfg: LearningConfig, tables: RoutingT
                waves: bool = False, per_cycle: bool = False, optimise: bool = False) -> tuple[CocotbRun, dict | None]:
     """Builds (or reuses) the simulator model of the Mosaic of ``mc`` with ``tables``, in its batch
     harness (returned with the harness's layout) unless ``per_cycle``."""
-    dut = Mosaic(mc, cfg, tables=tables)
+    def dut():
+        return Mosaic(mc, cfg, tables=tables)
+
     what = {"design": "mosaic", "mosaic": mc.to_dict(), "learning": dataclasses.asdict(cfg),
             "destinations": tables.destinations}
     if per_cycle:

@@ -14,20 +14,20 @@ __all__ = ["run_router_cosim", "run_mesh_cosim"]
 TEST_MODULE = "neuromosaic.cosim.router.cocotb_test"
 
 
-def _build(sim: str, dut, name: str, options: RunOptions, ports: dict) -> tuple[CocotbRun, dict | None]:
-    """The simulator model of ``dut``: per cycle, or in its batch harness with ``ports`` (and the
-    harness's layout)."""
+def _build(sim: str, design, name: str, options: RunOptions, ports: dict) -> tuple[CocotbRun, dict | None]:
+    """The simulator model of the design ``design()`` makes: per cycle, or in its batch harness with
+    ``ports`` (and the harness's layout)."""
     if options.per_cycle:
-        return per_cycle_run(sim, dut, name, waves=options.waves, optimise=options.optimise), None
-    return harness_run(sim, dut, name, waves=options.waves, optimise=options.optimise, **ports)
+        return per_cycle_run(sim, design, name, waves=options.waves, optimise=options.optimise), None
+    return harness_run(sim, design, name, waves=options.waves, optimise=options.optimise, **ports)
 
 
 def run_router_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, name: str = "run", **scenario) -> CosimResult:
     """One router with random tables and traffic (``scenario``: arguments of
     :func:`~.testbench.router_scenario`). Raises :class:`~..runner.CosimError` on any mismatch."""
     s = router_scenario(**scenario)
-    dut = Router(s.in_ports, s.out_ports, s.sources, s.fifo_depth, s.tables)
-    run, layout = _build(sim, dut, "router", options, router_harness(s))
+    run, layout = _build(sim, lambda: Router(s.in_ports, s.out_ports, s.sources, s.fifo_depth, s.tables), "router",
+                         options, router_harness(s))
     job = {"scenario": scenario, "options": options.to_job(), "layout": layout}
     result = run.test(TEST_MODULE, "router_scoreboard", job, name)
     return CosimResult.from_job_result(sim, result, run.build_dir)
@@ -40,8 +40,8 @@ def run_mesh_cosim(sim: str, *, options: RunOptions = ROUTER_OPTIONS, load_table
     the injectors; ``load_tables``: the fabric starts empty and the testbench writes the tables through
     its table port first. Raises :class:`~..runner.CosimError` on any mismatch or lost spike."""
     s = mesh_scenario(**scenario)
-    dut = MeshFabric(s.tables.mesh, None if load_tables else s.tables)
-    run, layout = _build(sim, dut, "mesh_fabric", options, mesh_harness(s, load_tables))
+    run, layout = _build(sim, lambda: MeshFabric(s.tables.mesh, None if load_tables else s.tables), "mesh_fabric",
+                         options, mesh_harness(s, load_tables))
     job = {"scenario": scenario, "options": options.to_job(), "load_tables": load_tables, "layout": layout}
     result = run.test(TEST_MODULE, "mesh_scoreboard", job, name)
     return CosimResult.from_job_result(sim, result, run.build_dir)

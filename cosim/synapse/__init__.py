@@ -22,7 +22,10 @@ def run_synapse_cosim(sim: str, organisation: str, *, seed: int = 0, density: fl
     :class:`~.runner.CosimError` on any mismatch or hang."""
     scenario_args = {"organisation": organisation, "seed": seed, "density": density, **scenario}
     scenario = synapse_scenario(**scenario_args)
-    dut = SynapseMemory(scenario.memory)
+
+    def dut():
+        return SynapseMemory(scenario.memory)
+
     if options.per_cycle:
         run = per_cycle_run(sim, dut, "synapse_memory", waves=options.waves, optimise=options.optimise)
         layout = None
