@@ -93,7 +93,7 @@ class SequenceSource:
             self.taken(cycle)
 
     def offered(self, cycle: int) -> None:
-        """The head of the queue was first offered in ``cycle`` (a batch harness's record)."""
+        """The head of the queue was first offered in ``cycle``."""
         if self.on_offer is not None:
             self.on_offer(cycle)
 

@@ -30,7 +30,7 @@ from .agents import FieldMonitor, SequenceSource, StreamSink, ValidMonitor, Watc
 from .harness import CYCLE_BITS, INPUT_LATENCY, PATTERN_BITS, PERIOD_NS, ReadyPattern, lfsr_states
 from .options import RunOptions, report_progress
 
-__all__ = ["run_batched", "start_harness", "Player", "Recorders", "Wire", "agent_ports", "threshold"]
+__all__ = ["run_batched", "start_harness", "sleep", "Player", "Recorders", "Wire", "agent_ports", "threshold"]
 
 FIRST_TAIL = 16          # cycles to the first wake once every entry is taken (then doubling)
 
@@ -250,7 +250,7 @@ class Player:
             self.source.transfers += 1
 
 
-async def _sleep(dut, cycles: int) -> None:
+async def sleep(dut, cycles: int) -> None:
     """Sleeps ``cycles`` or until a player runs low (``h_player_hungry`` rises), whichever comes
     first; returns at a falling edge of the clock."""
     await First(Timer(cycles * PERIOD_NS, unit="ns"), RisingEdge(dut.h_player_hungry))
@@ -332,7 +332,7 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
             else:                           # or until a player runs low
                 for player in players:
                     player.set_low()
-                await _sleep(dut, wait)
+                await sleep(dut, wait)
             now = h_cycle.read()
             clock["cycle"] = now
             if check:

@@ -59,7 +59,7 @@ from amaranth.lib.memory import Memory
 
 __all__ = ["CYCLE_BITS", "INPUT_LATENCY", "PATTERN_BITS", "PERIOD_NS", "RUN_BITS", "HarnessLayout", "PatternLFSR",
            "ReadyPattern", "StreamPlayer", "TakeRuns", "TransferRecorder", "Harness", "clock_model", "lfsr_states",
-           "xorshift32"]
+           "signature_ports", "xorshift32"]
 
 CYCLE_BITS = 40          # the cycle number of every record: about 3 hours of simulated cycles at 100 MHz
 POINTER_BITS = 32        # buffer pointers count entries, never wrap within a run
@@ -282,14 +282,14 @@ class HarnessLayout:
     record_fields: dict = field(default_factory=dict)   # port -> the bits of each recorded field, LSB first
 
 
-def _ports(signature, prefix=()):
+def signature_ports(signature, prefix=()):
     """Every plain port of ``signature`` as (path, member), an array's elements by index
     (``("inject", 0, "valid")``), each member's flow as seen from outside."""
     for name, member in signature.members.items():
         for index in itertools.product(*(range(n) for n in member.dimensions)):
             path = prefix + (name, *index)
             if member.is_signature:
-                yield from _ports(member.signature, path)
+                yield from signature_ports(member.signature, path)
             else:
                 yield path, member
 
@@ -341,7 +341,7 @@ class Harness(Elaboratable):
         self.watches = dict(watches or {})
         self.streams = [s for g in self.groups for s in g]
         handled = set(self.streams) | set(self.sinks) | set(self.monitors) | set(self.watches)
-        self._passed = [(path, member) for path, member in _ports(dut.signature)
+        self._passed = [(path, member) for path, member in signature_ports(dut.signature)
                         if not any("__".join(map(str, path[:n])) in handled for n in range(1, len(path) + 1))]
         self.cycle = Signal(CYCLE_BITS, name="h_cycle", reset_less=True)
         self.seeds = [Signal(LFSR_BITS, name=f"h_seed_{i}") for i in range(len(self.groups) + len(self.sinks))]

@@ -12,9 +12,9 @@ from collections import deque
 import cocotb
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
-from neuromosaic.cosim.agents import FieldMonitor, Port, SequenceSource
-from neuromosaic.cosim.batch_loop import Player, Recorders, Wire, start_harness
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
+from neuromosaic.cosim.agents import FieldMonitor, Port, SequenceSource, stream_ports
+from neuromosaic.cosim.batch_loop import Player, Recorders, Wire, sleep, start_harness
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_job
 from neuromosaic.cosim.harness import INPUT_LATENCY, PERIOD_NS
 from neuromosaic.cosim.options import RunOptions
@@ -83,8 +83,7 @@ class HarnessTransport:
         self.dut, self.layout, self.clock_hz = dut, layout, clock_hz
         self.byte_cycles = 10 * divisor
         self.received = deque()
-        self.source = SequenceSource({"host_tx": tuple(cocotb_port(dut, f"host_tx__{n}")
-                                                       for n in ("valid", "ready", "payload"))})
+        self.source = SequenceSource({"host_tx": stream_ports(lambda n: cocotb_port(dut, n), "host_tx")})
         monitor = FieldMonitor(Port("host_rx__valid", None), [], self._byte)
         self.recorders = Recorders(dut, layout, [self.source, monitor])
         self.player = Player(dut, layout, 0, self.source)
@@ -104,12 +103,9 @@ class HarnessTransport:
         await Timer(INPUT_LATENCY * PERIOD_NS, unit="ns")
 
     async def _pass(self, cycles: int) -> None:
-        """Lets ``cycles`` pass (fewer when the player runs low), then refills and drains."""
+        """Lets ``cycles`` pass (fewer when the player runs low), then drains and refills."""
         self.player.set_low()
-        await First(Timer(max(1, cycles) * PERIOD_NS, unit="ns"), RisingEdge(self.dut.h_player_hungry))
-        phase = cocotb.simtime.get_sim_time("ns") % PERIOD_NS
-        if phase:
-            await Timer(PERIOD_NS - phase, unit="ns")
+        await sleep(self.dut, max(1, cycles))
         self.recorders.drain()
         self.player.refill()
 
