@@ -59,7 +59,7 @@ from amaranth.lib.memory import Memory
 
 __all__ = ["CYCLE_BITS", "INPUT_LATENCY", "PATTERN_BITS", "PERIOD_NS", "RUN_BITS", "HarnessLayout", "PatternLFSR",
            "ReadyPattern", "StreamPlayer", "TakeRuns", "TransferRecorder", "Harness", "clock_model", "lfsr_states",
-           "signature_ports", "xorshift32"]
+           "port_name", "signature_ports", "xorshift32"]
 
 CYCLE_BITS = 40          # the cycle number of every record: about 3 hours of simulated cycles at 100 MHz
 POINTER_BITS = 32        # buffer pointers count entries, never wrap within a run
@@ -294,6 +294,12 @@ def signature_ports(signature, prefix=()):
                 yield path, member
 
 
+def port_name(path) -> str:
+    """The flattened name of a port's path (``("inject", 0, "valid")`` -> ``inject__0__valid``), as
+    Amaranth names the top level's ports."""
+    return "__".join(map(str, path))
+
+
 def _member(obj, path: str):
     """The member ``path`` (a flattened name: ``trace__wr0``) of ``obj``."""
     for part in path.split("__"):
@@ -342,7 +348,7 @@ class Harness(Elaboratable):
         self.streams = [s for g in self.groups for s in g]
         handled = set(self.streams) | set(self.sinks) | set(self.monitors) | set(self.watches)
         self._passed = [(path, member) for path, member in signature_ports(dut.signature)
-                        if not any("__".join(map(str, path[:n])) in handled for n in range(1, len(path) + 1))]
+                        if not any(port_name(path[:n]) in handled for n in range(1, len(path) + 1))]
         self.cycle = Signal(CYCLE_BITS, name="h_cycle", reset_less=True)
         self.seeds = [Signal(LFSR_BITS, name=f"h_seed_{i}") for i in range(len(self.groups) + len(self.sinks))]
         self.seed_load = Signal(name="h_seed_load")
@@ -366,7 +372,7 @@ class Harness(Elaboratable):
         self.stalls = {s: Signal(POINTER_BITS, name=f"h_stall_{s}", reset_less=True) for s in self.sinks}
         self.patterns = [PatternLFSR() for _ in self.sinks]
         self.pattern_states = {s: Signal(LFSR_BITS, name=f"h_pattern_{s}") for s in self.sinks}
-        self.passed = {"__".join(map(str, path)): Signal(Shape.cast(member.shape).width, name="__".join(map(str, path)))
+        self.passed = {port_name(path): Signal(Shape.cast(member.shape).width, name=port_name(path))
                        for path, member in self._passed}
 
     @property
@@ -449,6 +455,6 @@ class Harness(Elaboratable):
             port, rec = _member(dut, p), self.recorders[p]
             m.d.comb += [rec.strobe.eq(strobe(port)), rec.cycle.eq(self.cycle), rec.data.eq(_value(port))]
         for (path, member), sig in zip(self._passed, self.passed.values()):
-            inner = _value(_member(dut, "__".join(map(str, path))))
+            inner = _value(_member(dut, port_name(path)))
             m.d.comb += (inner.eq(pin(sig)) if member.flow == wiring.In else sig.eq(inner))
         return m

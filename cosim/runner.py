@@ -146,12 +146,12 @@ def per_cycle_run(sim: str, design: Callable[[], object], name: str, *, waves: b
     """The simulator build of the design that ``design()`` makes, alone, for the per-cycle agents
     (``cache``: as for :func:`harness_run`). On Verilator only its top level's ports are reachable,
     as in a harness build: the agents use nothing else."""
-    from .harness import signature_ports
+    from .harness import port_name, signature_ports
 
     def make():
         dut = design()
         return {"verilog": generate_verilog(dut, name),
-                "ports": ["clk", "rst", *("__".join(map(str, path)) for path, _ in signature_ports(dut.signature))]}
+                "ports": ["clk", "rst", *(port_name(path) for path, _ in signature_ports(dut.signature))]}
 
     built = make() if cache is None else cached_build(cache, make)
     return CocotbRun(sim, built["verilog"], name, waves=waves, optimise=optimise,
