@@ -39,6 +39,7 @@ the tile's sides) and a *merger* (in-ports: the tile's sides; out-port L: the co
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -50,8 +51,8 @@ from .mosaic import hop_matrix, tile_of
 
 __all__ = ["N", "E", "S", "W", "DIRECTIONS", "LOCAL", "MeshConfig", "RoutingTables", "RoutingError",
            "compile_routes", "RouterModel", "MeshModel", "routing_report", "destination_tiles", "route_tree",
-           "mesh_links", "node_order", "table_write_fields", "mesh_table_fields", "table_writes", "run_traffic",
-           "routing_energy"]
+           "mesh_links", "node_order", "mesh_nodes", "NodePorts", "node_tables", "node_mask", "full_ports",
+           "table_write_fields", "mesh_table_fields", "table_writes", "run_traffic", "routing_energy"]
 
 N, E, S, W = range(4)
 DIRECTIONS = "NESW"
@@ -210,6 +211,86 @@ def route_tree(mesh: MeshConfig, source: int, tiles) -> tuple[set, dict]:
     return exits, cells
 
 
+@dataclass(frozen=True)
+class NodePorts:
+    """The ports of one mesh node that the routing can use: in-port and out-port names (N, E, S, W or
+    L) and, per in-port, the out-ports an event entering there may leave by (``turns``)."""
+    ins: tuple
+    outs: tuple
+    turns: dict
+
+    def allowed(self, p: int) -> tuple[int, ...]:
+        """The indices (into ``outs``) of the out-ports in-port ``p`` may use, ascending."""
+        return tuple(q for q, o in enumerate(self.outs) if o in self.turns[self.ins[p]])
+
+
+@functools.lru_cache(maxsize=64)
+def mesh_nodes(mesh: MeshConfig) -> dict:
+    """Every node that the routes of ``route_path`` can use, {node key: :class:`NodePorts`}, in
+    ``node_order``: a router cell appears when some route crosses it, with only the in-ports such
+    routes enter by and the out-ports they leave by; an injector with the sides routes leave its tile
+    by, a merger with the sides they enter it by. A router the routing cannot reach is not built (of
+    the 65 routers of a 4 x 4 mesh, 47 are used, with 260 of the 796 turns of their full ports)."""
+    turns: dict = {}                      # node key -> {in name: set of out names}
+    for s in range(mesh.tiles):
+        for d in range(mesh.tiles):
+            if s == d:
+                continue
+            side, hops = route_path(mesh, s, d)
+            turns.setdefault(("inject", s), {}).setdefault(LOCAL, set()).add(DIRECTIONS[side])
+            came = opposite(side)
+            for cell, out in hops:
+                turns.setdefault(("router", cell), {}).setdefault(DIRECTIONS[came], set()).add(DIRECTIONS[out])
+                came = opposite(out)
+            turns.setdefault(("merge", d), {}).setdefault(DIRECTIONS[came], set()).add(LOCAL)
+    order = "NESW" + LOCAL
+    nodes = {}
+    for key in node_order(mesh):
+        if key in turns:
+            per = turns[key]
+            ins = tuple(sorted(per, key=order.index))
+            outs = tuple(sorted(set().union(*per.values()), key=order.index))
+            nodes[key] = NodePorts(ins, outs, {p: frozenset(per[p]) for p in ins})
+    return nodes
+
+
+def full_ports(mesh: MeshConfig, key) -> tuple[tuple, tuple]:
+    """A node's in-port and out-port names over every neighbour cell (the table writes' indexing)."""
+    kind, where = key
+    if kind == "router":
+        ports = tuple(DIRECTIONS[d] for d in mesh.ports(where))
+        return ports, ports
+    sides = tuple(DIRECTIONS[d] for d in mesh.ports(mesh.tile_cell(where)))
+    return ((LOCAL,), sides) if kind == "inject" else (sides, (LOCAL,))
+
+
+def node_mask(mesh: MeshConfig, key, in_port: str, mask: int) -> int:
+    """A table mask over a node's full out-ports (as compiled and written) as the used node keeps it:
+    over ``mesh_nodes``' out-ports, only the turns ``in_port`` can take (the others dropped)."""
+    node = mesh_nodes(mesh)[key]
+    full = full_ports(mesh, key)[1]
+    return sum(1 << q for q, o in enumerate(node.outs)
+               if o in node.turns[in_port] and o in full and mask >> full.index(o) & 1)
+
+
+def node_tables(tables: "RoutingTables", key) -> list[dict]:
+    """The tables of a used node, per in-port of ``mesh_nodes``: {source: mask over its out-ports}."""
+    mesh = tables.mesh
+    node = mesh_nodes(mesh)[key]
+    kind, where = key
+    if kind == "router":
+        per = {DIRECTIONS[d]: t for d, t in tables.routers.get(where, {}).items()}
+    elif kind == "inject":
+        per = {LOCAL: tables.injectors.get(where, {})}
+    else:
+        per = {DIRECTIONS[d]: t for d, t in tables.mergers.get(where, {}).items()}
+    out = []
+    for p in node.ins:
+        masks = {s: node_mask(mesh, key, p, m) for s, m in per.get(p, {}).items()}
+        out.append({s: m for s, m in masks.items() if m})
+    return out
+
+
 @dataclass
 class RoutingTables:
     """The compiled routes: per router cell and in-port, {source: out-port mask}; per tile, the
@@ -353,18 +434,8 @@ class MeshModel:
 
     def __init__(self, tables: RoutingTables):
         mesh = self.mesh = tables.mesh
-        self.nodes: dict = {}
-        for cell in mesh.routers():
-            ports = mesh.ports(cell)
-            per_port = tables.routers.get(cell, {})
-            self.nodes[("router", cell)] = RouterModel([DIRECTIONS[d] for d in ports], [DIRECTIONS[d] for d in ports],
-                                                       mesh.fifo_depth, [per_port.get(d, {}) for d in ports])
-        for t in range(mesh.tiles):
-            sides = [DIRECTIONS[d] for d in mesh.ports(mesh.tile_cell(t))]
-            merge = tables.mergers.get(t, {})
-            self.nodes[("inject", t)] = RouterModel([LOCAL], sides, mesh.fifo_depth, [tables.injectors.get(t, {})])
-            self.nodes[("merge", t)] = RouterModel(sides, [LOCAL], mesh.fifo_depth,
-                                                   [merge.get(DIRECTIONS.index(s), {}) for s in sides])
+        self.nodes: dict = {key: RouterModel(node.ins, node.outs, mesh.fifo_depth, node_tables(tables, key))
+                            for key, node in mesh_nodes(mesh).items()}
         self.links = mesh_links(mesh)
         self.cycle = 0
 
@@ -379,14 +450,21 @@ class MeshModel:
             inputs[dst][0][p], inputs[dst][1][p] = a.out_valid[q], a.out_addr[q]
             readies[src][q] = b.in_ready(p)
         for t in range(self.mesh.tiles):
-            if offered[t] is not None:
+            if offered[t] is not None and ("inject", t) in inputs:
                 inputs[("inject", t)][0][0], inputs[("inject", t)][1][0] = True, offered[t]
-            readies[("merge", t)][0] = bool(core_ready[t])
+            if ("merge", t) in readies:
+                readies[("merge", t)][0] = bool(core_ready[t])
         fired = {}
         for key, node in self.nodes.items():
             fired[key] = node.tick(inputs[key][0], inputs[key][1], readies[key])
-        result = {"inject": [(t, a) for t in range(self.mesh.tiles) for _, a in fired[("inject", t)][0]],
-                  "deliver": [(t, a) for t in range(self.mesh.tiles) for _, a in fired[("merge", t)][1]],
+        # A tile without an injector (no route leaves it: a 1 x 1 mesh) has its spikes taken at once.
+        injected = [(t, a) for t in range(self.mesh.tiles) if ("inject", t) in fired
+                    for _, a in fired[("inject", t)][0]]
+        injected += [(t, offered[t]) for t in range(self.mesh.tiles)
+                     if ("inject", t) not in fired and offered[t] is not None]
+        result = {"inject": sorted(injected),
+                  "deliver": [(t, a) for t in range(self.mesh.tiles) if ("merge", t) in fired
+                              for _, a in fired[("merge", t)][1]],
                   "links": []}
         for i, ((src, q), _) in enumerate(self.links):
             for qq, a in fired[src][1]:
@@ -400,21 +478,21 @@ class MeshModel:
 
 
 def mesh_links(mesh: MeshConfig) -> list:
-    """Every directed connection of the mesh in a fixed order: for each router cell (row-major) and
-    then each tile's injector, its out-ports in N, E, S, W order."""
+    """Every directed connection between the nodes of ``mesh_nodes`` in a fixed order: for each node
+    in ``node_order`` (routers row-major, then the injectors), its out-ports in N, E, S, W order;
+    ``(from node, out-port index) -> (to node, in-port index)``."""
+    nodes = mesh_nodes(mesh)
     links = []
-    def node_of(cell, arriving_from):
-        tile = mesh.cell_tile(cell)
-        if tile is None:
-            return ("router", cell), mesh.ports(cell).index(arriving_from)
-        return ("merge", tile), mesh.ports(cell).index(arriving_from)
-    for cell in mesh.routers():
-        for q, d in enumerate(mesh.ports(cell)):
-            links.append(((("router", cell), q), node_of(mesh.neighbour(cell, d), opposite(d))))
-    for t in range(mesh.tiles):
-        cell = mesh.tile_cell(t)
-        for q, d in enumerate(mesh.ports(cell)):
-            links.append(((("inject", t), q), node_of(mesh.neighbour(cell, d), opposite(d))))
+    for key, node in nodes.items():
+        if key[0] == "merge":
+            continue
+        cell = key[1] if key[0] == "router" else mesh.tile_cell(key[1])
+        for q, name in enumerate(node.outs):
+            d = DIRECTIONS.index(name)
+            nxt = mesh.neighbour(cell, d)
+            tile = mesh.cell_tile(nxt)
+            dst = ("router", nxt) if tile is None else ("merge", tile)
+            links.append(((key, q), (dst, nodes[dst].ins.index(DIRECTIONS[opposite(d)]))))
     return links
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model.config import ConfigError
@@ -35,13 +35,19 @@ class NeuronTile(CheckedComponent):
     """Tile ``tile`` of a :class:`MosaicConfig`: its LIF core (the tile's neurons, every input of the
     network; ``weights`` its ``[neurons_per_tile, channels + neurons]`` rows) and its router port.
 
-    The tile keeps two maps of one bit per hidden neuron of the network: *pending*, the spikes of the
-    current step that reached it (its own core's, and the mesh's deliveries, always taken), and
-    *replay*. External events go straight to the core. A TICK is taken when the tile is idle (its
-    core's previous output TICK has left): pending becomes replay and is cleared, replay is scanned
-    ``REPLAY_WORD`` bits a cycle and each set bit ``j`` goes to the core as the event ``channels + j``
-    (ascending), then the TICK. The core's spikes leave with their global address, to ``spikes``
-    (with its TICKs) and into the mesh (``inject``) in the same cycle.
+    The tile keeps the spikes of the current step that reached it (*pending*) and those of the last step
+    (*replay*) as maps of one bit per hidden neuron of the network. The mesh's deliveries (always taken,
+    one per cycle) go into a map in distributed RAM, a word of ``REPLAY_WORD`` bits per address
+    (two banks, pending and replay, that swap roles at a TICK); the core's own spikes go into a register
+    of the tile's own neurons, so both can arrive in one cycle. Each bank's words carry a valid flag
+    (registers, cleared at reset), so a reset empties the maps without writing the RAM.
+
+    External events go straight to the core. A TICK is taken when the tile is idle (its core's previous
+    output TICK has left): the banks swap, the own register moves to its replay copy, and replay is
+    scanned a word a cycle: a word with a set bit sends its lowest one, ``j``, to the core as the event
+    ``channels + j`` and clears it; an empty word moves the scan on (so the replay is ascending), then
+    the TICK. The core's spikes leave with their global address, to ``spikes`` (with its TICKs) and into
+    the mesh (``inject``) in the same cycle.
 
     Members
     -------
@@ -76,27 +82,19 @@ class NeuronTile(CheckedComponent):
 
     def elaborate(self, platform):
         mc = self.mc
-        n, channels = mc.network.neurons, mc.network.channels
-        word = min(REPLAY_WORD, max(2, 1 << (n - 1).bit_length()))
+        n, channels, npt = mc.network.neurons, mc.network.channels, mc.neurons_per_tile
+        word = min(REPLAY_WORD, max(2, 1 << (n - 1).bit_length()))      # a power of two
         words = -(-n // word)
-        bits = words * word
+        base = self.tile * npt                                            # the own neurons' first address
         m = Module()
         m.submodules.core = core = self.core
         wiring.connect(m, wiring.flipped(self.core_weights), core.weights)
-
-        pending = Signal(bits)
-        replay = Signal(bits)
-        arrived = Signal(bits)              # the bits set this cycle: a delivery, the core's own spike
-        own = Signal(bits)
-        m.d.comb += self.arrive.ready.eq(1)
-        with m.If(self.arrive.valid):
-            m.d.comb += arrived.eq(Const(1, bits) << self.arrive.payload)
 
         # -- the core's output: spikes (global addresses) to the readout and the mesh, TICKs to the readout
         out = core.spikes
         out_tick = out.payload.kind == EventKind.TICK
         address = Signal.like(self.spikes.payload.address)
-        m.d.comb += address.eq(out.payload.address + self.tile * mc.neurons_per_tile)
+        m.d.comb += address.eq(out.payload.address + base)
         m.d.comb += [
             self.spikes.payload.kind.eq(out.payload.kind),
             self.spikes.payload.address.eq(Mux(out_tick, 0, address)),
@@ -105,20 +103,54 @@ class NeuronTile(CheckedComponent):
             self.inject.valid.eq(out.valid & ~out_tick & self.spikes.ready),
             out.ready.eq(self.spikes.ready & (out_tick | self.inject.ready)),
         ]
+        own_spike = Signal(npt)             # the core's spike taken this cycle, one-hot over its neurons
         with m.If(out.valid & out.ready & ~out_tick):
-            m.d.comb += own.eq(Const(1, bits) << address)
+            m.d.comb += own_spike.eq(Const(1, npt) << out.payload.address)
+        own_pending, own_replay = Signal(npt), Signal(npt)
+
+        # -- the delivered spikes' map: two RAM banks, bank ``sel`` pending, the other replaying ------
+        sel = Signal()
+        take_tick = Signal()
+        scan = Signal(range(words + 1))
+        low = Signal(range(word))
+        emit = Signal()                     # the replay's spike at (scan, low) taken by the core
+        m.d.comb += self.arrive.ready.eq(1)
+        arrive_word = self.arrive.payload[(word - 1).bit_length():]
+        arrive_bit = Const(1, word) << self.arrive.payload[:(word - 1).bit_length()]
+        replay_word = Signal(word)          # the replay bank's word at ``scan``
+        for b in range(2):
+            bank = memory.Memory(shape=word, depth=max(2, words), init=[])
+            m.submodules[f"map_{b}"] = bank
+            wr, rd = bank.write_port(), bank.read_port(domain="comb")
+            filled = Signal(words, name=f"filled_{b}")        # words written since reset
+            stored = Signal(word, name=f"stored_{b}")
+            m.d.comb += stored.eq(Mux(filled.bit_select(rd.addr, 1), rd.data, 0))
+            with m.If(sel == b):                              # pending: set the delivered bit
+                m.d.comb += [rd.addr.eq(arrive_word), wr.addr.eq(arrive_word), wr.data.eq(stored | arrive_bit),
+                             wr.en.eq(self.arrive.valid)]
+                with m.If(self.arrive.valid):
+                    m.d.sync += filled.bit_select(arrive_word, 1).eq(1)
+            with m.Else():                                    # replay: clear the bit sent to the core
+                m.d.comb += [rd.addr.eq(scan), wr.addr.eq(scan), wr.data.eq(stored & ~(Const(1, word) << low)),
+                             wr.en.eq(emit), replay_word.eq(stored)]
+
+        # the own neurons' replay bits at their global position in the word at ``scan``
+        own_word = Signal(word)
+        with m.Switch(scan):
+            for w in range(base // word, (base + npt - 1) // word + 1):
+                with m.Case(w):
+                    lo, hi = max(base, w * word), min(base + npt, (w + 1) * word)
+                    m.d.comb += own_word.eq(Cat(Const(0, lo - w * word), own_replay[lo - base:hi - base],
+                                                Const(0, (w + 1) * word - hi)))     # every bit driven
+        current = Signal(word)
+        m.d.comb += current.eq(replay_word | own_word)
+        for i in reversed(range(word)):
+            with m.If(current[i]):
+                m.d.comb += low.eq(i)
 
         # -- the core's input: external events; at a TICK, the replay of the last step's spikes ------
         ev = self.events
         host_tick = ev.payload.kind == EventKind.TICK
-        take_tick = Signal()
-        scan = Signal(range(words + 1))
-        current = Signal(word)
-        low = Signal(range(word))
-        m.d.comb += current.eq(replay.word_select(scan, word))
-        for i in reversed(range(word)):
-            with m.If(current[i]):
-                m.d.comb += low.eq(i)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~host_tick):
@@ -138,14 +170,18 @@ class NeuronTile(CheckedComponent):
                     m.d.sync += scan.eq(scan + 1)
                 with m.Else():
                     m.d.comb += [core.events.valid.eq(1), core.events.payload.kind.eq(EventKind.SPIKE),
-                                 core.events.payload.address.eq(channels + Cat(low, scan))]
-                    with m.If(core.events.ready):
-                        m.d.sync += replay.eq(replay & ~(Const(1, bits) << Cat(low, scan)))
+                                 core.events.payload.address.eq(channels + Cat(low, scan)),
+                                 emit.eq(core.events.ready)]
+        with m.If(emit):                    # clear the own bit just sent, if it is one
+            for i in range(npt):
+                w, pos = divmod(base + i, word)
+                with m.If((scan == w) & (low == pos)):
+                    m.d.sync += own_replay[i].eq(0)
 
         with m.If(take_tick):
-            m.d.sync += [replay.eq(pending | arrived | own), pending.eq(0), self.busy.eq(1)]
+            m.d.sync += [sel.eq(~sel), own_replay.eq(own_pending | own_spike), own_pending.eq(0), self.busy.eq(1)]
         with m.Else():
-            m.d.sync += pending.eq(pending | arrived | own)
+            m.d.sync += own_pending.eq(own_pending | own_spike)
         with m.If(out.valid & out.ready & out_tick):
             m.d.sync += self.busy.eq(0)
         return m

@@ -20,7 +20,17 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model.config import bits_for
-from ..model.router import DIRECTIONS, LOCAL, MeshConfig, mesh_links, mesh_table_fields, node_order, table_write_fields
+from ..model.router import (
+    MeshConfig,
+    NodePorts,
+    full_ports,
+    mesh_links,
+    mesh_nodes,
+    mesh_table_fields,
+    node_order,
+    node_tables,
+    table_write_fields,
+)
 from . import layouts
 
 __all__ = ["Router", "MeshFabric", "table_write"]
@@ -33,11 +43,16 @@ def table_write(fields) -> wiring.Signature:
 
 class Router(wiring.Component):
     """``in_ports`` -> ``out_ports`` (names) for ``sources`` source addresses, ``fifo_depth`` entries
-    per in-port FIFO; ``tables`` (optional, per in-port {source: mask}) is the tables' reset content."""
+    per in-port FIFO; ``tables`` (optional, per in-port {source: mask}) is the tables' reset content;
+    ``turns`` (optional, per in-port the out-port indices it may use; default all) limits what each
+    in-port's table stores: a mask bit of another out-port is dropped when written."""
 
-    def __init__(self, in_ports, out_ports, sources: int, fifo_depth: int, tables=None):
+    def __init__(self, in_ports, out_ports, sources: int, fifo_depth: int, tables=None, turns=None):
         self.in_ports, self.out_ports = tuple(in_ports), tuple(out_ports)
         self.sources, self.fifo_depth = sources, fifo_depth
+        # per in-port, the out-ports (indices) its table may name; the others' bits are not stored
+        every = tuple(range(len(self.out_ports)))
+        self.turns = tuple(tuple(t) for t in turns) if turns is not None else (every,) * len(self.in_ports)
         self.address_bits = bits_for(sources)
         self.tables = tables
         members = {f"in_{p}": In(stream.Signature(self.address_bits)) for p in self.in_ports}
@@ -66,13 +81,18 @@ class Router(wiring.Component):
         heads, counts, need = [], [], []
         fifos = []
         for p, port in enumerate(ins):
-            init = [(self.tables[p] if self.tables else {}).get(s, 0) for s in range(self.sources)]
-            m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=n_out, depth=self.sources,
-                                                                              init=init)
+            turns = self.turns[p]
+            packed = lambda mask: sum((mask >> q & 1) << i for i, q in enumerate(turns))   # noqa: E731
+            init = [packed((self.tables[p] if self.tables else {}).get(s, 0)) for s in range(self.sources)]
+            m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=max(1, len(turns)),
+                                                                              depth=self.sources, init=init)
             wr = table.write_port()
             rd = table.read_port()
-            m.d.comb += [wr.addr.eq(self.table.payload.source), wr.data.eq(self.table.payload.mask),
+            mask_read = Signal(n_out, name=f"mask_read_{p}")     # the stored bits at their out-ports
+            m.d.comb += [wr.addr.eq(self.table.payload.source),
+                         wr.data.eq(Cat(self.table.payload.mask[q] for q in turns) if turns else 0),
                          wr.en.eq(self.table.valid & (self.table.payload.port == p))]
+            m.d.comb += [mask_read[q].eq(rd.data[i]) for i, q in enumerate(turns)]
 
             st = self.state[p]
             ing_valid, ing_addr, head, tail, done = (st[k] for k in ("ing_valid", "ing_addr", "head", "tail", "done"))
@@ -90,7 +110,7 @@ class Router(wiring.Component):
             heads.append(head_entry)
             counts.append(count)
             need.append(n)
-            fifos.append((slots, head, tail, count, done, ing_valid, ing_addr, rd))
+            fifos.append((slots, head, tail, count, done, ing_valid, ing_addr, mask_read))
 
         granted = [[Signal(name=f"grant_{p}_{q}") for q in range(n_out)] for p in range(n_in)]
         head_addrs = Array(h.addr for h in heads)
@@ -116,7 +136,7 @@ class Router(wiring.Component):
             for p in range(n_in):
                 m.d.comb += granted[p][q].eq(free & found & (winner == p))
 
-        for p, (slots, head, tail, count, done, ing_valid, ing_addr, rd) in enumerate(fifos):
+        for p, (slots, head, tail, count, done, ing_valid, ing_addr, mask_read) in enumerate(fifos):
             got = Cat(granted[p])
             pop = Signal(name=f"pop_{p}")
             m.d.comb += pop.eq((count != 0) & ((need[p] & ~got) == 0))
@@ -125,15 +145,18 @@ class Router(wiring.Component):
             with m.Elif(count != 0):
                 m.d.sync += done.eq(done | got)
             with m.If(ing_valid):
-                m.d.sync += [slots[tail].addr.eq(ing_addr), slots[tail].mask.eq(rd.data),
+                m.d.sync += [slots[tail].addr.eq(ing_addr), slots[tail].mask.eq(mask_read),
                              tail.eq(Mux(tail == depth - 1, 0, tail + 1))]
             m.d.sync += count.eq(count + ing_valid - pop)
         return m
 
 
 class MeshFabric(wiring.Component):
-    """Every router of ``mesh`` and each tile's injector and merger, connected as
+    """The nodes of ``mesh`` that the routing can use (``model.router.mesh_nodes``: routers, each
+    tile's injector and merger, with only their used ports and turns), connected as
     ``model.router.mesh_links`` (``tables``: an optional ``RoutingTables`` for the reset content).
+    Table writes address nodes by ``node_order`` and ports and masks over a node's full ports, as
+    compiled; bits of unused turns are not stored.
 
     inject : In(array of streams, one per tile)    the core's spikes (source addresses)
     deliver : Out(array of streams, one per tile)  the events a tile's core takes
@@ -156,42 +179,50 @@ class MeshFabric(wiring.Component):
             "busy": Out(1),
         })
 
-    def _node(self, key):
-        mesh, tables = self.mesh, self.tables
-        if key[0] == "router":
-            ports = [DIRECTIONS[d] for d in mesh.ports(key[1])]
-            per = tables.routers.get(key[1], {}) if tables else {}
-            return Router(ports, ports, mesh.sources, mesh.fifo_depth,
-                          [per.get(d, {}) for d in mesh.ports(key[1])])
-        sides = [DIRECTIONS[d] for d in mesh.ports(mesh.tile_cell(key[1]))]
-        if key[0] == "inject":
-            return Router([LOCAL], sides, mesh.sources, mesh.fifo_depth,
-                          [tables.injectors.get(key[1], {}) if tables else {}])
-        merge = tables.mergers.get(key[1], {}) if tables else {}
-        return Router(sides, [LOCAL], mesh.sources, mesh.fifo_depth, [merge.get(DIRECTIONS.index(s),
-                                                                                {}) for s in sides])
+    def _node(self, key, ports: NodePorts):
+        tables = node_tables(self.tables, key) if self.tables else None
+        return Router(ports.ins, ports.outs, self.mesh.sources, self.mesh.fifo_depth, tables,
+                      [ports.allowed(p) for p in range(len(ports.ins))])
+
+    def _table_write(self, m, i: int, key, node: Router) -> None:
+        """Routes the table writes for node ``i`` of ``node_order`` (indexed over its full ports) to
+        ``node``: the in-port's index among the used ones, the mask's bits of the used out-ports;
+        a write to an in-port the routing never enters is dropped."""
+        full_ins, full_outs = full_ports(self.mesh, key)
+        w, port = self.table.payload, node.table.payload
+        used = Signal(name=f"table_used_{i}")
+        with m.Switch(w.port):
+            for p, name in enumerate(node.in_ports):
+                with m.Case(full_ins.index(name)):
+                    m.d.comb += [used.eq(1), port.port.eq(p)]
+        m.d.comb += [node.table.valid.eq(self.table.valid & (w.node == i) & used),
+                     port.source.eq(w.source),
+                     port.mask.eq(Cat(w.mask[full_outs.index(name)] for name in node.out_ports))]
 
     def elaborate(self, platform):
         m = Module()
         nodes = {}
+        used = mesh_nodes(self.mesh)
         for i, key in enumerate(self.node_order):
+            if key not in used:
+                continue
             kind, where = key
             name = f"{kind}_{where[0]}_{where[1]}" if kind == "router" else f"{kind}_{where}"
-            nodes[key] = m.submodules[name] = node = self._node(key)
-            ours = (self.table.payload.node == i) & (self.table.payload.port < len(node.in_ports))
-            m.d.comb += [node.table.valid.eq(self.table.valid & ours),
-                         node.table.payload.port.eq(self.table.payload.port),
-                         node.table.payload.source.eq(self.table.payload.source),
-                         node.table.payload.mask.eq(self.table.payload.mask)]
+            nodes[key] = m.submodules[name] = node = self._node(key, used[key])
+            self._table_write(m, i, key, node)
         for i, ((src, q), (dst, p)) in enumerate(self.links_order):
             a, b = nodes[src], nodes[dst]
             out = getattr(a, f"out_{a.out_ports[q]}")
             inp = getattr(b, f"in_{b.in_ports[p]}")
             m.d.comb += [inp.valid.eq(out.valid), inp.payload.eq(out.payload), out.ready.eq(inp.ready),
                          self.links[i].fire.eq(out.valid & inp.ready), self.links[i].addr.eq(out.payload)]
-        for t in range(self.mesh.tiles):
-            wiring.connect(m, wiring.flipped(self.inject[t]), nodes[("inject", t)].in_L)
-            wiring.connect(m, nodes[("merge", t)].out_L, wiring.flipped(self.deliver[t]))
+        for t in range(self.mesh.tiles):       # a tile no route leaves or enters has no injector or merger
+            if ("inject", t) in nodes:
+                wiring.connect(m, wiring.flipped(self.inject[t]), nodes[("inject", t)].in_L)
+            else:
+                m.d.comb += self.inject[t].ready.eq(1)
+            if ("merge", t) in nodes:
+                wiring.connect(m, nodes[("merge", t)].out_L, wiring.flipped(self.deliver[t]))
         held = []
         for node in nodes.values():
             held += [level != 0 for level in node.fifo_level] + [st["ing_valid"] for st in node.state]
