@@ -8,14 +8,18 @@ out_<Q> : Out(stream of address)   one per out-port name; valid and payload come
 table : In(valid, payload of ``table_write_fields``)   writes one in-port's mask of one source
 fifo_level : Out(one count per in-port)                FIFO entries, for the checks and the formal proof
 
-A :class:`MeshFabric` holds every router of a ``MeshConfig`` and each tile's injector and merger,
-wired as ``model.router.mesh_links``, with one table-write port for all of them and a link monitor
-(every link's handshake and address per cycle) for the testbench.
+Each in-port's table (one word per source, only the bits of the turns it may take) and its FIFO
+(a head read combinationally, a write at the tail) are memories, which the ECP5 holds in distributed
+RAM: the FIFO's depth costs almost no logic.
+
+A :class:`MeshFabric` holds the nodes of a ``MeshConfig`` that the routing can use (routers, each
+tile's injector and merger), wired as ``model.router.mesh_links``, with one table-write port for all
+of them and a link monitor (every link's handshake and address per cycle) for the testbench.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,7 +70,7 @@ class Router(wiring.Component):
         self.state = [{
             "ing_valid": Signal(name=f"ing_valid_{p}"),
             "ing_addr": Signal(self.address_bits, name=f"ing_addr_{p}"),
-            "slots": [Signal(entry, name=f"fifo_{p}_{i}") for i in range(fifo_depth)],
+            "fifo": memory.Memory(shape=entry, depth=fifo_depth, init=[]),     # distributed RAM
             "head": Signal(range(fifo_depth), name=f"head_{p}"),
             "tail": Signal(range(fifo_depth), name=f"tail_{p}"),
             "done": Signal(len(self.out_ports), name=f"done_{p}"),
@@ -96,7 +100,8 @@ class Router(wiring.Component):
 
             st = self.state[p]
             ing_valid, ing_addr, head, tail, done = (st[k] for k in ("ing_valid", "ing_addr", "head", "tail", "done"))
-            slots = Array(st["slots"])
+            fifo_wr, fifo_rd = st["fifo"].write_port(), st["fifo"].read_port(domain="comb")
+            m.submodules[f"fifo_{self.in_ports[p]}"] = st["fifo"]
             count = self.fifo_level[p]
             accept = Signal(name=f"accept_{p}")
             m.d.comb += [port.ready.eq(count + ing_valid < depth), accept.eq(port.valid & port.ready),
@@ -104,39 +109,45 @@ class Router(wiring.Component):
             m.d.sync += ing_valid.eq(accept)
             with m.If(accept):
                 m.d.sync += ing_addr.eq(port.payload)
-            head_entry = slots[head]
+            head_entry = fifo_rd.data
+            m.d.comb += fifo_rd.addr.eq(head)
             n = Signal(n_out, name=f"need_{p}")
-            m.d.comb += n.eq(Mux(count != 0, head_entry.mask & ~done, 0))
+            allowed = sum(1 << q for q in turns)            # constant: the turns this in-port can take
+            m.d.comb += n.eq(Mux(count != 0, head_entry.mask & allowed & ~done, 0))
             heads.append(head_entry)
             counts.append(count)
             need.append(n)
-            fifos.append((slots, head, tail, count, done, ing_valid, ing_addr, mask_read))
+            fifos.append((fifo_wr, head, tail, count, done, ing_valid, ing_addr, mask_read))
 
         granted = [[Signal(name=f"grant_{p}_{q}") for q in range(n_out)] for p in range(n_in)]
-        head_addrs = Array(h.addr for h in heads)
         for q, port in enumerate(outs):
+            # Round robin over the in-ports whose turns include this out-port (the others never need it).
+            candidates = [p for p in range(n_in) if q in self.turns[p]]
+            wins = {p: Signal(name=f"win_{p}_{q}") for p in candidates}      # one-hot: the winner
             rr = Signal(range(n_in), name=f"rr_{q}")
-            winner = Signal(range(n_in), name=f"winner_{q}")
-            found = Signal(name=f"found_{q}")
-            with m.Switch(rr):
-                for r in range(n_in):
-                    with m.Case(r):
-                        order = [(r + i) % n_in for i in range(n_in)]
-                        with m.If(need[order[0]][q]):
-                            m.d.comb += [winner.eq(order[0]), found.eq(1)]
-                        for p in order[1:]:
-                            with m.Elif(need[p][q]):
-                                m.d.comb += [winner.eq(p), found.eq(1)]
+            if len(candidates) > 1:
+                with m.Switch(rr):
+                    for r in range(n_in):
+                        with m.Case(r):
+                            order = [p for p in ((r + i) % n_in for i in range(n_in)) if p in wins]
+                            with m.If(need[order[0]][q]):
+                                m.d.comb += wins[order[0]].eq(1)
+                            for p in order[1:]:
+                                with m.Elif(need[p][q]):
+                                    m.d.comb += wins[p].eq(1)
+            elif candidates:
+                m.d.comb += wins[candidates[0]].eq(need[candidates[0]][q])
+            found = Cat(*wins.values()).any()
             free = ~port.valid | port.ready
             with m.If(free):
                 m.d.sync += port.valid.eq(found)
-                with m.If(found):
-                    m.d.sync += [port.payload.eq(head_addrs[winner]),
-                                 rr.eq(Mux(winner == n_in - 1, 0, winner + 1))]
-            for p in range(n_in):
-                m.d.comb += granted[p][q].eq(free & found & (winner == p))
+                for p in candidates:
+                    with m.If(wins[p]):
+                        m.d.sync += [port.payload.eq(heads[p].addr), rr.eq((p + 1) % n_in)]
+            for p in candidates:
+                m.d.comb += granted[p][q].eq(free & wins[p])
 
-        for p, (slots, head, tail, count, done, ing_valid, ing_addr, mask_read) in enumerate(fifos):
+        for p, (fifo_wr, head, tail, count, done, ing_valid, ing_addr, mask_read) in enumerate(fifos):
             got = Cat(granted[p])
             pop = Signal(name=f"pop_{p}")
             m.d.comb += pop.eq((count != 0) & ((need[p] & ~got) == 0))
@@ -145,8 +156,9 @@ class Router(wiring.Component):
             with m.Elif(count != 0):
                 m.d.sync += done.eq(done | got)
             with m.If(ing_valid):
-                m.d.sync += [slots[tail].addr.eq(ing_addr), slots[tail].mask.eq(mask_read),
-                             tail.eq(Mux(tail == depth - 1, 0, tail + 1))]
+                m.d.sync += tail.eq(Mux(tail == depth - 1, 0, tail + 1))
+            m.d.comb += [fifo_wr.en.eq(ing_valid), fifo_wr.addr.eq(tail),
+                         fifo_wr.data.addr.eq(ing_addr), fifo_wr.data.mask.eq(mask_read)]
             m.d.sync += count.eq(count + ing_valid - pop)
         return m
 

@@ -156,12 +156,17 @@ class RouterProof(wiring.Component):
         # in a place from which that out-port will get it: the ingress register (its mask still being
         # read), a FIFO entry whose mask names the out-port and that has not yet been served to it,
         # or that out-port's output register.
+        slots = []                        # per in-port, every FIFO entry through a read port of its own
+        for st in r.state:
+            ports = [st["fifo"].read_port(domain="comb") for _ in range(r.fifo_depth)]
+            m.d.comb += [port.addr.eq(i) for i, port in enumerate(ports)]
+            slots.append([port.data for port in ports])
         in_ingress = sum((st["ing_valid"] & (st["ing_addr"] == self.watch)).as_unsigned() for st in r.state) != 0
         for q, port in enumerate(outs):
             places = [in_ingress, port.valid & (port.payload == self.watch)]
             for p, st in enumerate(r.state):
                 depth, head, count = r.fifo_depth, st["head"], r.fifo_level[p]
-                for i, slot in enumerate(st["slots"]):
+                for i, slot in enumerate(slots[p]):
                     offset = Mux(head <= i, i - head, i + depth - head)
                     served = Mux(head == i, st["done"][q], 0)
                     places.append((offset < count) & (slot.addr == self.watch) & slot.mask[q] & ~served)
