@@ -214,10 +214,12 @@ def route_tree(mesh: MeshConfig, source: int, tiles) -> tuple[set, dict]:
 @dataclass(frozen=True)
 class NodePorts:
     """The ports of one mesh node that the routing can use: in-port and out-port names (N, E, S, W or
-    L) and, per in-port, the out-ports an event entering there may leave by (``turns``)."""
+    L); per in-port, the out-ports an event entering there may leave by (``turns``) and the tiles whose
+    spikes can enter there (``tiles``, ascending: its table holds only their sources)."""
     ins: tuple
     outs: tuple
     turns: dict
+    tiles: dict
 
     def allowed(self, p: int) -> tuple[int, ...]:
         """The indices (into ``outs``) of the out-ports in-port ``p`` may use, ascending."""
@@ -232,17 +234,21 @@ def mesh_nodes(mesh: MeshConfig) -> dict:
     by, a merger with the sides they enter it by. A router the routing cannot reach is not built (of
     the 65 routers of a 4 x 4 mesh, 47 are used, with 260 of the 796 turns of their full ports)."""
     turns: dict = {}                      # node key -> {in name: set of out names}
+    tiles: dict = {}                      # node key -> {in name: set of source tiles}
     for s in range(mesh.tiles):
         for d in range(mesh.tiles):
             if s == d:
                 continue
             side, hops = route_path(mesh, s, d)
-            turns.setdefault(("inject", s), {}).setdefault(LOCAL, set()).add(DIRECTIONS[side])
+            steps = [(("inject", s), LOCAL, DIRECTIONS[side])]
             came = opposite(side)
             for cell, out in hops:
-                turns.setdefault(("router", cell), {}).setdefault(DIRECTIONS[came], set()).add(DIRECTIONS[out])
+                steps.append((("router", cell), DIRECTIONS[came], DIRECTIONS[out]))
                 came = opposite(out)
-            turns.setdefault(("merge", d), {}).setdefault(DIRECTIONS[came], set()).add(LOCAL)
+            steps.append((("merge", d), DIRECTIONS[came], LOCAL))
+            for key, into, out in steps:
+                turns.setdefault(key, {}).setdefault(into, set()).add(out)
+                tiles.setdefault(key, {}).setdefault(into, set()).add(s)
     order = "NESW" + LOCAL
     nodes = {}
     for key in node_order(mesh):
@@ -250,7 +256,8 @@ def mesh_nodes(mesh: MeshConfig) -> dict:
             per = turns[key]
             ins = tuple(sorted(per, key=order.index))
             outs = tuple(sorted(set().union(*per.values()), key=order.index))
-            nodes[key] = NodePorts(ins, outs, {p: frozenset(per[p]) for p in ins})
+            nodes[key] = NodePorts(ins, outs, {p: frozenset(per[p]) for p in ins},
+                                   {p: tuple(sorted(tiles[key][p])) for p in ins})
     return nodes
 
 
@@ -274,7 +281,8 @@ def node_mask(mesh: MeshConfig, key, in_port: str, mask: int) -> int:
 
 
 def node_tables(tables: "RoutingTables", key) -> list[dict]:
-    """The tables of a used node, per in-port of ``mesh_nodes``: {source: mask over its out-ports}."""
+    """The tables of a used node, per in-port of ``mesh_nodes``: {source: mask over its out-ports},
+    for the sources of the tiles that can enter there (an entry for another source is not kept)."""
     mesh = tables.mesh
     node = mesh_nodes(mesh)[key]
     kind, where = key
@@ -286,7 +294,8 @@ def node_tables(tables: "RoutingTables", key) -> list[dict]:
         per = {DIRECTIONS[d]: t for d, t in tables.mergers.get(where, {}).items()}
     out = []
     for p in node.ins:
-        masks = {s: node_mask(mesh, key, p, m) for s, m in per.get(p, {}).items()}
+        masks = {s: node_mask(mesh, key, p, m) for s, m in per.get(p, {}).items()
+                 if s // mesh.neurons_per_tile in node.tiles[p]}
         out.append({s: m for s, m in masks.items() if m})
     return out
 

@@ -19,7 +19,7 @@ of them and a link monitor (every link's handshake and address per cycle) for th
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,11 +49,18 @@ class Router(wiring.Component):
     """``in_ports`` -> ``out_ports`` (names) for ``sources`` source addresses, ``fifo_depth`` entries
     per in-port FIFO; ``tables`` (optional, per in-port {source: mask}) is the tables' reset content;
     ``turns`` (optional, per in-port the out-port indices it may use; default all) limits what each
-    in-port's table stores: a mask bit of another out-port is dropped when written."""
+    in-port's table stores: a mask bit of another out-port is dropped when written. ``source_tiles``
+    (optional, per in-port the tiles whose spikes can enter there, with ``neurons_per_tile`` a power of
+    two) limits its rows to those tiles' sources: another source's write is dropped and it reads 0."""
 
-    def __init__(self, in_ports, out_ports, sources: int, fifo_depth: int, tables=None, turns=None):
+    def __init__(self, in_ports, out_ports, sources: int, fifo_depth: int, tables=None, turns=None,
+                 source_tiles=None, neurons_per_tile: int = 1):
         self.in_ports, self.out_ports = tuple(in_ports), tuple(out_ports)
         self.sources, self.fifo_depth = sources, fifo_depth
+        if source_tiles is not None and neurons_per_tile & (neurons_per_tile - 1):
+            source_tiles = None             # rows by tile need a power of two; else every source has one
+        self.source_tiles = None if source_tiles is None else tuple(tuple(t) for t in source_tiles)
+        self.neurons_per_tile = neurons_per_tile
         # per in-port, the out-ports (indices) its table may name; the others' bits are not stored
         every = tuple(range(len(self.out_ports)))
         self.turns = tuple(tuple(t) for t in turns) if turns is not None else (every,) * len(self.in_ports)
@@ -76,6 +83,27 @@ class Router(wiring.Component):
             "done": Signal(len(self.out_ports), name=f"done_{p}"),
         } for p in range(len(self.in_ports))]
 
+    def _rows(self, p: int) -> list[int]:
+        """The sources in-port ``p``'s table has a row for, in row order."""
+        if self.source_tiles is None:
+            return list(range(self.sources))
+        n = self.neurons_per_tile
+        return [t * n + i for t in self.source_tiles[p] for i in range(n)]
+
+    def _row(self, m, p: int, source, what: str):
+        """(row, hit): the table row of ``source`` at in-port ``p``, and whether it has one."""
+        if self.source_tiles is None:
+            return source, Const(1)
+        shift = (self.neurons_per_tile - 1).bit_length()
+        tiles = self.source_tiles[p]
+        row = Signal(range(max(2, len(tiles) * self.neurons_per_tile)), name=f"{what}_row_{p}")
+        hit = Signal(name=f"{what}_hit_{p}")
+        with m.Switch(source[shift:]):
+            for i, t in enumerate(tiles):
+                with m.Case(t):
+                    m.d.comb += [hit.eq(1), row.eq(Cat(source[:shift], Const(i, bits_for(len(tiles)))))]
+        return row, hit
+
     def elaborate(self, platform):
         m = Module()
         n_in, n_out, depth = len(self.in_ports), len(self.out_ports), self.fifo_depth
@@ -87,16 +115,20 @@ class Router(wiring.Component):
         for p, port in enumerate(ins):
             turns = self.turns[p]
             packed = lambda mask: sum((mask >> q & 1) << i for i, q in enumerate(turns))   # noqa: E731
-            init = [packed((self.tables[p] if self.tables else {}).get(s, 0)) for s in range(self.sources)]
+            rows = self._rows(p)
+            init = [packed((self.tables[p] if self.tables else {}).get(s, 0)) for s in rows]
             m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=max(1, len(turns)),
-                                                                              depth=self.sources, init=init)
+                                                                              depth=max(2, len(rows)), init=init)
             wr = table.write_port()
             rd = table.read_port()
+            write_row, write_hit = self._row(m, p, self.table.payload.source, "write")
+            read_row, read_hit = self._row(m, p, port.payload, "read")
+            read_hit_q = Signal(name=f"read_hit_{p}")            # the row read holds the source's entry
             mask_read = Signal(n_out, name=f"mask_read_{p}")     # the stored bits at their out-ports
-            m.d.comb += [wr.addr.eq(self.table.payload.source),
+            m.d.comb += [wr.addr.eq(write_row),
                          wr.data.eq(Cat(self.table.payload.mask[q] for q in turns) if turns else 0),
-                         wr.en.eq(self.table.valid & (self.table.payload.port == p))]
-            m.d.comb += [mask_read[q].eq(rd.data[i]) for i, q in enumerate(turns)]
+                         wr.en.eq(self.table.valid & (self.table.payload.port == p) & write_hit)]
+            m.d.comb += [mask_read[q].eq(rd.data[i] & read_hit_q) for i, q in enumerate(turns)]
 
             st = self.state[p]
             ing_valid, ing_addr, head, tail, done = (st[k] for k in ("ing_valid", "ing_addr", "head", "tail", "done"))
@@ -105,8 +137,10 @@ class Router(wiring.Component):
             count = self.fifo_level[p]
             accept = Signal(name=f"accept_{p}")
             m.d.comb += [port.ready.eq(count + ing_valid < depth), accept.eq(port.valid & port.ready),
-                         rd.addr.eq(port.payload), rd.en.eq(accept)]
+                         rd.addr.eq(read_row), rd.en.eq(accept)]
             m.d.sync += ing_valid.eq(accept)
+            with m.If(accept):
+                m.d.sync += read_hit_q.eq(read_hit)
             with m.If(accept):
                 m.d.sync += ing_addr.eq(port.payload)
             head_entry = fifo_rd.data
@@ -194,7 +228,8 @@ class MeshFabric(wiring.Component):
     def _node(self, key, ports: NodePorts):
         tables = node_tables(self.tables, key) if self.tables else None
         return Router(ports.ins, ports.outs, self.mesh.sources, self.mesh.fifo_depth, tables,
-                      [ports.allowed(p) for p in range(len(ports.ins))])
+                      [ports.allowed(p) for p in range(len(ports.ins))], [ports.tiles[p] for p in ports.ins],
+                      self.mesh.neurons_per_tile)
 
     def _table_write(self, m, i: int, key, node: Router) -> None:
         """Routes the table writes for node ``i`` of ``node_order`` (indexed over its full ports) to
