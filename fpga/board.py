@@ -111,12 +111,13 @@ class LIFSelfTest(Elaboratable):
 
 
 class BuildError(RuntimeError):
-    """Yosys or nextpnr failed; ``utilisation`` holds what nextpnr reported ({cell: (used, available)}),
-    so a design that does not fit says by how much."""
+    """A build refused or failed: Yosys or nextpnr failed, or the design does not fit (``fits`` False:
+    refused on its estimate, or nextpnr's count); ``utilisation`` holds what nextpnr reported ({cell:
+    (used, available)}), so a design that does not fit says by how much."""
 
-    def __init__(self, message: str, utilisation: dict):
+    def __init__(self, message: str, utilisation: dict, fits: bool = True):
         super().__init__(message)
-        self.utilisation = utilisation
+        self.utilisation, self.fits = utilisation, fits
 
     @classmethod
     def from_log(cls, board: str, log: Path) -> "BuildError":
@@ -127,7 +128,7 @@ class BuildError(RuntimeError):
         errors = re.findall(r"^ERROR: (.*)$", text, re.M)
         why = f"the design does not fit: {', '.join(over)}" if over else (errors[-1] if errors else
                                                                           f"see {log} and the Yosys log beside it")
-        return cls(f"the {board} build failed: {why}.", util)
+        return cls(f"the {board} build failed: {why}.", util, fits=not over)
 
 
 @dataclass

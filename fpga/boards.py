@@ -30,10 +30,12 @@ class Board:
     mosaic: bool                  # the chip is a Mosaic of ``default_grid`` tiles, not one LearningCore
     bitstream_suffix: str
     resources: dict               # report field -> the nextpnr cell type it counts
+    family: str = "ice40"         # the FPGA family (``fpga.estimate.FAMILIES``): how parts are synthesised
     synth_opts: str = ""
     synth_script: str = ""        # Yosys commands after synthesis; ``{top}`` is the top module's name
     network_widths: dict = field(default_factory=dict)    # the readout widths a network takes on this board
     default_grid: tuple[int, int] | None = None
+    tile_lanes: int | None = None  # lanes of each Mosaic tile's LIF core (None: the network's own)
     build_minutes: str = "a few"  # what a build of the chip takes, for the progress line
     env: tuple = ()
 
@@ -48,6 +50,13 @@ class Board:
         if self.synth_script:
             opts["script_after_synth"] = self.synth_script.format(top=top)
         return opts
+
+    def tiled(self, network: SRNNConfig) -> SRNNConfig:
+        """``network`` with this board's tile lanes: the same arithmetic, one neuron updated per cycle
+        and lane; one lane makes a tile's core about a quarter smaller than two (ECP5, 16 neurons)."""
+        if self.tile_lanes is None:
+            return network
+        return dataclasses.replace(network, core=network.core.replace(lanes=self.tile_lanes))
 
     def fitted(self, network: SRNNConfig, keep=()) -> SRNNConfig:
         """``network`` with this board's readout widths (fields in ``keep`` left as they are)."""
@@ -66,7 +75,7 @@ BOARDS = {
         mosaic=False, bitstream_suffix=".bin",
         resources={"logic_cells": "ICESTORM_LC", "ram_blocks": "ICESTORM_RAM", "spram_blocks": "ICESTORM_SPRAM",
                    "dsps": "ICESTORM_DSP"},
-        synth_opts="-dsp", network_widths=_UP5K_WIDTHS, build_minutes="3-6"),
+        family="ice40", synth_opts="-dsp", network_widths=_UP5K_WIDTHS, build_minutes="3-6"),
     # ECP5: the LUTs mapped by the classic ABC instead of ABC9, which in this Yosys (yowasp 0.70) fails
     # an internal assertion (ABC_OPS_REINTEGRATE) on the Mosaic's board tops: synthesis runs up to the
     # LUT mapping, ``abc -lut 4`` maps, and synthesis goes on from the cell mapping.
@@ -76,8 +85,9 @@ BOARDS = {
         mosaic=True, bitstream_suffix=".bit",
         resources={"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "ram_blocks": "DP16KD",
                    "dsps": "MULT18X18D"},
-        synth_opts="-run :map_luts", synth_script="abc -lut 4; clean; synth_ecp5 -run map_cells: -top {top}",
-        default_grid=(4, 4), build_minutes="5-60 (the ECP5 placer on a large Mosaic is slow)",
+        family="ecp5", synth_opts="-run :map_luts",
+        synth_script="abc -lut 4; clean; synth_ecp5 -run map_cells: -top {top}",
+        default_grid=(4, 4), tile_lanes=1, build_minutes="5-60 (the ECP5 placer on a large Mosaic is slow)",
         env=(("OPENFPGALOADER", "true"),)),
 }
 

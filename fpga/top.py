@@ -32,14 +32,15 @@ BAUD = 1_000_000                  # both boards' FTDI bridges take 1 Mbaud; both
 def board_chip(board: str, network: SRNNConfig | None = None, grid: tuple[int, int] | None = None):
     """The chip a board carries: ``network`` (default: the board's own) as a ``LearningCore``, or on a
     board that carries a Mosaic as one of ``grid`` tiles (default: the board's). A Mosaic's ports take
-    any routes (capacities = the neuron count): the host loads the tables compiled from the weights."""
+    any routes (capacities = the neuron count): the host loads the tables compiled from the weights;
+    its tiles' cores have the board's ``tile_lanes``."""
     spec = board_spec(board)
     network = network or spec.chip
     if not spec.mosaic:
         return network
     rows, cols = grid or spec.default_grid
     n = network.neurons
-    return MosaicConfig.make(network, rows, cols, tile_capacity=n, between_capacity=n, corner_capacity=n)
+    return MosaicConfig.make(spec.tiled(network), rows, cols, tile_capacity=n, between_capacity=n, corner_capacity=n)
 
 
 def board_protocol(board: str, chip: SRNNConfig | MosaicConfig | None = None,
@@ -129,6 +130,8 @@ def _markdown(report: dict) -> str:
     lines += ["", f"Fmax {r['fmax_mhz']} MHz against the board clock of {r['clock_constraint_mhz']} MHz "
               f"({'meets' if r['fmax_mhz'] >= r['clock_constraint_mhz'] else 'FAILS'} timing).", "",
               "Critical path (last routing hops): " + ("; ".join(r["critical_path"]) or "none reported"), "",
+              "Estimated before synthesis (the parts alone): "
+              + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in r.get("estimate", {}).items()), "",
               f"Host link: {r['link']['baud']:,} baud, {r['link']['buffer_bytes']} B frame buffer.",
               f"Bitstream: {r['bitstream']}", ""]
     return "\n".join(lines)
@@ -142,18 +145,27 @@ def describe(protocol: Protocol) -> str:
     return f"LearningCore ({c.core.lanes} lanes), {what}"
 
 
-def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str = "chip", tables=None):
+def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str = "chip", tables=None,
+                progress=None):
     """Synthesises, places and routes :class:`BoardTop` for ``board``; writes the bitstream,
     ``{name}.report.json`` and ``{name}.report.md`` (utilisation per resource, Fmax against the board
-    clock, critical path) under ``out_dir/board``. Returns the ``BoardBuild``."""
-    from .board import build_top
-    clock_hz = board_spec(board).clock_hz
-    if protocol.link.clock_hz != clock_hz:
+    clock, critical path, the estimate made before synthesis) under ``out_dir/board``. Returns the
+    ``BoardBuild``. A chip whose estimate (``fpga.estimate``) exceeds the device is refused first, with
+    a ``BuildError`` naming the resource; ``progress(i, n, part)`` follows the estimate."""
+    from .board import BuildError, build_top
+    from .estimate import chip_estimate, shortfall
+    spec = board_spec(board)
+    if protocol.link.clock_hz != spec.clock_hz:
         raise ValueError(f"the link is set for a {protocol.link.clock_hz} Hz clock; {board} runs at "
-                         f"{clock_hz} Hz (use board_protocol).")
+                         f"{spec.clock_hz} Hz (use board_protocol).")
+    estimate = chip_estimate(protocol, spec.family, Path(out_dir) / "parts", progress)
+    why = shortfall(estimate)
+    if why:
+        raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
     b = build_top(BoardTop(protocol, tables), protocol.config_dict(), board, out_dir, name)
     b.report.update(chip=describe(protocol), link=protocol.link.to_dict(), bitstream=str(b.bitstream),
-                    identity=f"0x{protocol.identity:08x}")
+                    identity=f"0x{protocol.identity:08x}",
+                    estimate={k: estimate[k] for k in estimate["available"]})
     out = Path(out_dir) / board
     (out / f"{name}.report.json").write_text(json.dumps(b.report, indent=2))
     (out / f"{name}.report.md").write_text(_markdown(b.report))

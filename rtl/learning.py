@@ -192,24 +192,41 @@ class Readout(wiring.Component):
     word : In(valid, payload: ``outputs`` weights)   -- a spike's readout weights, added to the drives
     result : In(valid, output, weight)   -- one output's weight, added to its drive (a synapse memory's result)
     step : In(1)      -- the timestep: ``O_k <- sat(O_k - (O_k >> s) + drive_k)``, reduced into ``logit_k``
+    step_k : In(range(outputs))   -- with ``shared``: the output whose timestep it is (see below)
     clear : In(1)     -- a new sample: drives, integrators and logits to zero
     logits : Out(array of ``outputs`` signed(logit_bits))
+
+    With ``shared`` one datapath steps one output per cycle: a timestep is ``step`` with ``step_k``
+    ``0, 1, ..., outputs - 1`` (in any cycles, no drive added in between); otherwise one ``step``
+    cycle steps every output, each with its own datapath.
     """
 
-    def __init__(self, config: SRNNConfig, cfg: LearningConfig):
+    def __init__(self, config: SRNNConfig, cfg: LearningConfig, shared: bool = False):
         self.config = c = config
+        self.shared = shared
         K, wb = c.outputs, c.readout_weight_bits
         super().__init__({
             "word": In(wiring.Signature({"valid": Out(1), "payload": Out(K * wb)})),
             "result": In(wiring.Signature({"valid": Out(1), "payload": Out(data.StructLayout(
                 {"output": range(K), "weight": signed(wb)}))})),
-            "step": In(1), "clear": In(1),
+            "step": In(1), "step_k": In(range(K)), "clear": In(1),
             "logits": Out(data.ArrayLayout(signed(c.logit_bits), K)),
         })
 
+    def _next(self, m, state, drive, logit, first, name: str):
+        """(new integrator, new logit) of one output's timestep."""
+        c = self.config
+        o_new = Signal(signed(c.readout_bits), name=f"readout_next_{name}")
+        m.d.comb += o_new.eq(saturate(decay(state, c.readout_decay_shift) + drive, *c.readout_range))
+        if c.readout_reduce == "sum":
+            reduced = saturate(logit + o_new, *c.logit_range)
+        else:
+            reduced = Mux(o_new > logit, o_new, logit)
+        return o_new, Mux(first, o_new, reduced)
+
     def elaborate(self, platform):
         c = self.config
-        K, N, wb, s = c.outputs, c.neurons, c.readout_weight_bits, c.readout_decay_shift
+        K, N, wb = c.outputs, c.neurons, c.readout_weight_bits
         m = Module()
         drive = [Signal(signed(wb + bits_for(N) + 1), name=f"drive_{k}") for k in range(K)]
         state = [Signal(signed(c.readout_bits), name=f"readout_{k}") for k in range(K)]
@@ -222,16 +239,21 @@ class Readout(wiring.Component):
             for k in range(K):
                 with m.If(self.result.payload.output == k):
                     m.d.sync += drive[k].eq(drive[k] + self.result.payload.weight)
-        with m.If(self.step):
-            for k in range(K):
-                o_new = Signal(signed(c.readout_bits), name=f"readout_next_{k}")
-                m.d.comb += o_new.eq(saturate(decay(state[k], s) + drive[k], *c.readout_range))
-                if c.readout_reduce == "sum":
-                    reduced = saturate(logit[k] + o_new, *c.logit_range)
-                else:
-                    reduced = Mux(o_new > logit[k], o_new, logit[k])
-                m.d.sync += [state[k].eq(o_new), drive[k].eq(0), logit[k].eq(Mux(first, o_new, reduced))]
-            m.d.sync += first.eq(0)
+        if self.shared:
+            with m.If(self.step):
+                i = self.step_k
+                o_new, l_new = self._next(m, Array(state)[i], Array(drive)[i], Array(logit)[i], first, "shared")
+                for k in range(K):
+                    with m.If(i == k):
+                        m.d.sync += [state[k].eq(o_new), drive[k].eq(0), logit[k].eq(l_new)]
+                with m.If(i == K - 1):
+                    m.d.sync += first.eq(0)
+        else:
+            with m.If(self.step):
+                for k in range(K):
+                    o_new, l_new = self._next(m, state[k], drive[k], logit[k], first, str(k))
+                    m.d.sync += [state[k].eq(o_new), drive[k].eq(0), logit[k].eq(l_new)]
+                m.d.sync += first.eq(0)
         with m.If(self.clear):
             m.d.sync += [v.eq(0) for v in drive + state + logit] + [first.eq(1)]
         return m
@@ -480,7 +502,10 @@ class LearningEngine(CheckedComponent):
         m.d.comb += [upd.rate.eq(self.rate), upd.out.ready.eq(1)]
 
         # -- the readout and the softmax ----------------------------------------------------------------
-        m.submodules.readout = readout = Readout(c, cfg)
+        # The readout's timestep rides on the trace sweep: output k steps with neuron j = k, through one
+        # datapath (the sweep's N cycles cover the K outputs; the logits are read only after it).
+        shared = K <= N
+        m.submodules.readout = readout = Readout(c, cfg, shared=shared)
         m.submodules.softmax = softmax = Softmax(c, cfg)
         m.d.comb += softmax.logits.eq(readout.logits)
         err_a = Array(softmax.errors[kk] for kk in range(K))
@@ -513,7 +538,10 @@ class LearningEngine(CheckedComponent):
                          s_wr.en.eq(1), s_wr.addr.eq(sweep_j), s_wr.data.eq(0)]
             with m.If(sweep_j == N - 1):
                 m.d.comb += sweep_done.eq(1)
-        m.d.comb += readout.step.eq(sweep_done)        # the readout's timestep, every output at once
+        if shared:
+            m.d.comb += [readout.step.eq(sweep_valid & (sweep_j < K)), readout.step_k.eq(sweep_j)]
+        else:                                           # every output at once, at the sweep's end
+            m.d.comb += readout.step.eq(sweep_done)
 
         # -- the accumulation of a learning sample: acc[k, j] += err[k] * E[j] ----------------------
         acc_lo, acc_hi = signed_range(AB)

