@@ -54,6 +54,9 @@ def _entry(board: str, chip, cfg: LearningConfig, out: Path, fsdd: Path) -> dict
     try:
         r = build_board(protocol, board, out / "fpga" / f"{board}-{protocol.identity:08x}").report
         entry["build"] = {k: r[k] for k in r if k not in ("config", "link", "bitstream", "board", "chip")}
+        neurons = protocol.network.neurons
+        entry["per_neuron"] = {k: round(r[k] / neurons, 1) for k in ("logic_cells", "flip_flops", "ram_blocks",
+                                                                      "spram_blocks", "dsps") if k in r}
         fmax = r["fmax_mhz"]
     except BuildError as e:
         entry["build"] = {"fits": False, "error": str(e),

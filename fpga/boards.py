@@ -5,8 +5,8 @@ A :class:`Board` names its amaranth-boards platform, its clock, the chip it carr
 and resource names of its FPGA family, and its bitstream's suffix. What the iCE40UP5K's 5,280 logic
 cells hold beside the core and the link is the 256-neuron SRNN with a 5-way readout at narrowed
 readout and learning widths (the model reads the same config, so it stays bit-exact; the default
-widths take about 1,000 cells more); the ULX3S's ECP5-85F carries the FSDD network (64 neurons) as a
-4 x 4 Mosaic, the layout it was meta-trained for.
+widths take about 1,000 cells more); the ULX3S's ECP5-85F carries the seed's network (256 channels,
+256 neurons, 20 outputs) as a 4 x 4 Mosaic of 16-neuron tiles with one lane each.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..model.learning import LearningConfig
-from ..model.snn import SRNNConfig
+from ..model.snn import NETWORKS, SRNNConfig
 
 __all__ = ["Board", "BOARDS", "board_spec"]
 
@@ -81,7 +81,7 @@ BOARDS = {
     # LUT mapping, ``abc -lut 4`` maps, and synthesis goes on from the cell mapping.
     "ulx3s-85f": Board(
         "ulx3s-85f", "ulx3s:ULX3S_85F_Platform", 25_000_000,
-        chip=SRNNConfig.make(channels=64, neurons=64, outputs=5, lanes=4), learning=LearningConfig(),
+        chip=NETWORKS["seed"], learning=LearningConfig(),
         mosaic=True, bitstream_suffix=".bit",
         resources={"logic_cells": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "ram_blocks": "DP16KD",
                    "dsps": "MULT18X18D"},

@@ -37,7 +37,7 @@ from .snn import SRNNConfig, integer_readout
 
 __all__ = ["LearningConfig", "LFSR", "integer_softmax", "softmax_distance_bits", "eligibility", "quantise_rate",
            "update_weight", "apply_update", "level_bounds", "accumulate", "adapt_readout_integer", "OP_END",
-           "OP_UPDATE", "UPDATE_LATENCY", "rate_fields", "command_fields", "readout_load_fields",
+           "OP_UPDATE", "UPDATE_LATENCY", "UPDATE_PIPELINE", "rate_fields", "command_fields", "readout_load_fields",
            "weight_write_fields", "logit_fields", "trace_bits", "error_bits"]
 
 _LOG2E_FRAC = 16
@@ -49,7 +49,8 @@ RATE_SHIFT_MAX = (1 << RATE_SHIFT_BITS) - 1
 # testbench and the host driver.
 OP_END = 0          # end of a sample: report the logits; with ``learn``, accumulate its update
 OP_UPDATE = 1       # apply the accumulated update to every readout weight (one inner step)
-UPDATE_LATENCY = 3  # UPDATE taken in cycle c -> the n-th weight write (row by row) in cycle c + 3 + n
+UPDATE_PIPELINE = 4  # registered stages of the update datapath: the pair, the product, its shift, the new weight
+UPDATE_LATENCY = 2 + UPDATE_PIPELINE  # UPDATE taken in cycle c -> the n-th weight write in cycle c + 6 + n
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ..model.learning import (
     _LOG2E_Q,
     OP_END,
     RATE_SHIFT_MAX,
+    UPDATE_PIPELINE,
     LearningConfig,
     command_fields,
     error_bits,
@@ -88,7 +89,14 @@ class UpdateUnit(CheckedComponent):
     -----
     rate : In(m: rate_bits, q: 6 bits)   -- the quantised inner rate, steady during a pass
     inp : In(stream of {acc: signed(acc_bits), old: signed(weight_bits)})
-    out : Out(stream of signed(weight_bits))  -- the new weight, one cycle after its pair is taken
+    out : Out(stream of signed(weight_bits))  -- the new weight, ``UPDATE_PIPELINE`` cycles after its
+                                                 pair is taken (when ``out`` is never held back)
+    busy : Out(1)                             -- a pair is somewhere in the pipeline or at ``out``
+
+    The pipeline's registered stages: the pair; the product ``acc * m``; its shift by ``q`` (with the
+    bits below); the rounding with the LFSR's draw, the write noise, the sum and the saturation into
+    ``out``. It moves as a whole, whenever ``out`` is empty or taken; the LFSR draws for the pair in
+    the last stage, so the draws come in the pairs' order.
     """
 
     @classmethod
@@ -107,6 +115,7 @@ class UpdateUnit(CheckedComponent):
             "rate": In(layouts.struct(rate_fields(cfg))),
             "inp": In(stream.Signature(pair)),
             "out": Out(stream.Signature(signed(wbits))),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -118,16 +127,26 @@ class UpdateUnit(CheckedComponent):
         W = cfg.lfsr_bits
         q = Signal(range(RATE_SHIFT_MAX + ls + 1))       # the shift in levels of 2**level_shift
         m.d.comb += q.eq(self.rate.q + ls)
-        acc, old = self.inp.payload.acc, self.inp.payload.old
+        move = Signal()                                 # every stage moves on
+        m.d.comb += [move.eq(~self.out.valid | self.out.ready), self.inp.ready.eq(move)]
+        # stage 1: the pair
+        v1, acc, old1 = Signal(), Signal.like(self.inp.payload.acc), Signal.like(self.inp.payload.old)
+        # stage 2: P = acc * m
+        v2, old2 = Signal(), Signal.like(old1)
+        product = Signal(signed(self.acc_bits + self.cfg.rate_bits + 1))
+        # stage 3: P * 2**W shifted right by q
         # floor((P + draw) / 2**q) with P = acc * m and draw = model.learning.LFSR.draw(q), without
         # shifting the draw: it is floor(P / 2**q) plus a carry, and the carry is
         # [(P mod 2**q) + draw >= 2**q] = [F + s' >= 2**W], where F is the W bits of P just below bit q
         # and s' the LFSR state with its low W - q bits cleared (all of it when q >= W). One
         # arithmetic shift of P * 2**W by q gives both floor(P / 2**q) and F.
-        product = Signal(signed(self.acc_bits + self.cfg.rate_bits + 1))
-        m.d.comb += product.eq(acc * self.rate.m)
+        v3, old3 = Signal(), Signal.like(old1)
         shifted = Signal(signed(len(product) + W))
-        m.d.comb += shifted.eq(Cat(Const(0, W), product).as_signed() >> q)
+        with m.If(move):
+            m.d.sync += [v1.eq(self.inp.valid), acc.eq(self.inp.payload.acc), old1.eq(self.inp.payload.old),
+                         v2.eq(v1), product.eq(acc * self.rate.m), old2.eq(old1),
+                         v3.eq(v2), shifted.eq(Cat(Const(0, W), product).as_signed() >> q), old3.eq(old2)]
+        # stage 4: the rounding's carry with the draw, the noise, the new weight saturated into ``out``
         keep = Signal(W)                                       # the draw's bits: the top min(q, W)
         m.d.comb += keep.eq(Mux(q >= W, (1 << W) - 1, ~(Const((1 << W) - 1, W) >> q)))
         carry = Signal()
@@ -142,14 +161,11 @@ class UpdateUnit(CheckedComponent):
             delta = noisy
         lo, hi = level_bounds(self.config.readout_weight_range, ls)
         total = Signal(signed(len(delta) + ls + 1))
-        m.d.comb += total.eq(old + (delta << ls))
-        take = self.inp.valid & self.inp.ready
-        m.d.comb += [self.inp.ready.eq(~self.out.valid | self.out.ready), lfsr.advance.eq(take)]
-        with m.If(self.out.valid & self.out.ready):
-            m.d.sync += self.out.valid.eq(0)
-        with m.If(take):
-            m.d.sync += [self.out.valid.eq(1),
-                         self.out.payload.eq(saturate(total, lo, hi))]
+        m.d.comb += total.eq(old3 + (delta << ls))
+        m.d.comb += lfsr.advance.eq(move & v3)
+        with m.If(move):
+            m.d.sync += [self.out.valid.eq(v3), self.out.payload.eq(saturate(total, lo, hi))]
+        m.d.comb += self.busy.eq(v1 | v2 | v3 | self.out.valid)
         return m
 
 
@@ -197,8 +213,9 @@ class Readout(wiring.Component):
     logits : Out(array of ``outputs`` signed(logit_bits))
 
     With ``shared`` one datapath steps one output per cycle: a timestep is ``step`` with ``step_k``
-    ``0, 1, ..., outputs - 1`` (in any cycles, no drive added in between); otherwise one ``step``
-    cycle steps every output, each with its own datapath.
+    ``0, 1, ..., outputs - 1`` (in any cycles, no drive added from the first to a cycle after the
+    last), each output's new state written a cycle after its ``step``; otherwise one ``step`` cycle
+    steps every output, each with its own datapath.
     """
 
     def __init__(self, config: SRNNConfig, cfg: LearningConfig, shared: bool = False):
@@ -240,9 +257,14 @@ class Readout(wiring.Component):
                 with m.If(self.result.payload.output == k):
                     m.d.sync += drive[k].eq(drive[k] + self.result.payload.weight)
         if self.shared:
-            with m.If(self.step):
-                i = self.step_k
-                o_new, l_new = self._next(m, Array(state)[i], Array(drive)[i], Array(logit)[i], first, "shared")
+            # Two stages: the output's state, drive and logit are selected and registered, then its
+            # timestep is computed and written back (a cycle after its ``step``).
+            valid, i = Signal(), Signal(range(K))
+            old = [Signal.like(state[0]), Signal.like(drive[0]), Signal.like(logit[0])]
+            m.d.sync += [valid.eq(self.step), i.eq(self.step_k)]
+            m.d.sync += [r.eq(Array(v)[self.step_k]) for r, v in zip(old, (state, drive, logit))]
+            with m.If(valid):
+                o_new, l_new = self._next(m, *old, first, "shared")
                 for k in range(K):
                     with m.If(i == k):
                         m.d.sync += [state[k].eq(o_new), drive[k].eq(0), logit[k].eq(l_new)]
@@ -593,7 +615,14 @@ class LearningEngine(CheckedComponent):
         m.d.comb += [upd.inp.valid.eq(upd_valid), upd.inp.payload.acc.eq(a_rd.data), upd.inp.payload.old.eq(old)]
         with m.If(upd_valid):
             m.d.comb += [a_wr.en.eq(1), a_wr.addr.eq(upd_n), a_wr.data.eq(0)]      # consumed: cleared
-            m.d.sync += [out_k.eq(upd_k), out_j.eq(upd_j), out_old.eq(old)]
+        # (k, j, old) of each pair alongside it through the update pipeline (which is never held here)
+        tag = [upd_k, upd_j, old]
+        for stage in range(UPDATE_PIPELINE):
+            last = stage == UPDATE_PIPELINE - 1
+            nxt = [out_k, out_j, out_old] if last else [Signal.like(v, name=f"upd_{what}_{stage}")
+                                                        for v, what in zip(tag, ("k", "j", "old"))]
+            m.d.sync += [a.eq(b) for a, b in zip(nxt, tag)]
+            tag = nxt
         if sm is None:
             m.d.comb += [w_wr.addr.eq(write_word), w_wr.data.eq(Cat(*[write_value] * K))]
             for kk in range(K):
@@ -761,7 +790,7 @@ class LearningEngine(CheckedComponent):
 
             with m.State("UPDATE_DRAIN"):            # the last weight leaves the pipeline
                 m.d.sync += [upd_valid.eq(0), k.eq(0), j.eq(0), n.eq(0)]
-                with m.If(~upd_valid & ~upd.out.valid):
+                with m.If(~upd_valid & ~upd.busy):
                     m.next = "IDLE"
         else:
             with m.State("UPDATE"):                  # output k's transposed access (n = k * N)
@@ -772,7 +801,7 @@ class LearningEngine(CheckedComponent):
                     m.next = "UPDATE_PAIRS"
 
             with m.State("UPDATE_PAIRS"):            # until its last new weight is in the FIFO
-                with m.If(~sm.busy & ~upd_valid & ~upd.out.valid):
+                with m.If(~sm.busy & ~upd_valid & ~upd.busy):
                     m.d.sync += updating.eq(0)
                     m.next = "UPDATE_WRITE"
 
