@@ -1,9 +1,10 @@
 """What a board's chip needs, known before its build: the sum of its parts, each synthesised alone.
 
 A build synthesises, places and routes the whole board top (the ULX3S's seed-size Mosaic: many
-minutes before nextpnr can say it does not fit). The estimate instead runs Yosys on each distinct part
-once (a Mosaic: one neuron tile, each distinct shape of mesh node, the readout engine, the host link;
-a ``LearningCore``: the core and the link), multiplies by how often it occurs and adds them up. Parts
+minutes before nextpnr can say it does not fit). The estimate instead runs Yosys, with the board's own
+synthesis options and script, on each distinct part once (a Mosaic: one neuron tile, each distinct
+shape of mesh node, the readout engine, the host link; a ``LearningCore``: the core and the link),
+multiplies by how often it occurs and adds them up. Parts
 are cached by their RTLIL, so a second estimate of the same chip is immediate. The glue between the
 parts (the Mosaic's event broadcast and tile-to-engine merge, the board's pins) is not counted, nor is
 what optimising across part boundaries saves, so the estimate is close to, not equal to, the build's
@@ -29,11 +30,12 @@ from amaranth.back import rtlil
 
 __all__ = ["FAMILIES", "part_cells", "mosaic_parts", "chip_parts", "estimate_parts", "chip_estimate", "shortfall"]
 
-# Per family: the Yosys synthesis command and the device's resources (data sheets).
+# Per family: the device's resources (data sheets). Parts are synthesised as the board's build does
+# (its record's synthesis options and script, ``fpga.boards``).
 FAMILIES = {
-    "ecp5": {"synth": "synth_ecp5 -dff -top {top}", "device": "LFE5U-85F",
+    "ecp5": {"device": "LFE5U-85F",
              "available": {"logic_cells": 83640, "flip_flops": 83640, "ram_blocks": 208, "dsps": 156}},
-    "ice40": {"synth": "synth_ice40 -dsp -top {top}", "device": "iCE40UP5K",
+    "ice40": {"device": "iCE40UP5K",
               "available": {"logic_cells": 5280, "ram_blocks": 30, "spram_blocks": 4, "dsps": 8}},
 }
 _NAMES = {"logic_cells": "logic cells", "flip_flops": "flip-flops", "ram_blocks": "RAM blocks",
@@ -57,21 +59,29 @@ def _count(family: str, cells: dict) -> dict:
             "spram_blocks": n("SB_SPRAM256KA"), "dsps": n("SB_MAC16")}
 
 
-def part_cells(component, family: str = "ecp5", out_dir: str | Path = "build/fpga/parts") -> dict:
-    """Synthesises ``component`` alone for ``family`` (its ports become the top's pins, so nothing is
-    optimised away) and counts its cells; the result is cached under ``out_dir`` by the RTLIL's hash."""
-    if family not in FAMILIES:
-        raise ValueError(f"FPGA family {family!r} is unknown; allowed: {', '.join(FAMILIES)}.")
+def _synthesis(board: str) -> tuple[str, str]:
+    """The family and the Yosys commands that ``board``'s build synthesises with, for a top ``part``."""
+    from .boards import board_spec
+    spec = board_spec(board)
+    script = f"synth_{spec.family} {spec.synth_opts} -top part".replace("  ", " ")
+    if spec.synth_script:
+        script += "; " + spec.synth_script.format(top="part")
+    return spec.family, script
+
+
+def part_cells(component, board: str = "ulx3s-85f", out_dir: str | Path = "build/fpga/parts") -> dict:
+    """Synthesises ``component`` alone as ``board``'s build would (its ports become the top's pins, so
+    nothing is optimised away) and counts its cells; cached under ``out_dir`` by the RTLIL's hash."""
+    family, synth = _synthesis(board)
     text = rtlil.convert(component, name="part")
-    key = hashlib.sha256((family + text).encode()).hexdigest()[:16]
+    key = hashlib.sha256((synth + text).encode()).hexdigest()[:16]
     out = Path(out_dir) / family
     out.mkdir(parents=True, exist_ok=True)
     cached = out / f"{key}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     (out / f"{key}.il").write_text(text)
-    script = (f"read_rtlil {key}.il; {FAMILIES[family]['synth'].format(top='part')}; "
-              f"tee -q -o {key}.stat.json stat -json")
+    script = f"read_rtlil {key}.il; {synth}; tee -q -o {key}.stat.json stat -json"
     done = subprocess.run([_yosys(), "-q", "-l", f"{key}.rpt", "-p", script], cwd=out, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"Yosys failed on a part (see {out / (key + '.rpt')}): {done.stderr.strip()[-500:]}")
@@ -100,15 +110,15 @@ def mosaic_parts(mc, cfg) -> list:
     shapes = Counter()
     example = {}
     for key, node in mesh_nodes(mesh).items():
-        shape = _node_shape(node)
+        shape = (key[0] == "merge",) + _node_shape(node)
         shapes[shape] += 1
         example.setdefault(shape, node)
     for shape, count in shapes.items():
         node = example[shape]
         parts.append((f"{''.join(node.ins)}->{''.join(node.outs)} node", count,
-                      lambda n=node: Router(n.ins, n.outs, mesh.sources, mesh.fifo_depth, None,
-                                            [n.allowed(p) for p in range(len(n.ins))], [n.tiles[p] for p in n.ins],
-                                            mesh.neurons_per_tile)))
+                      lambda n=node, merge=shape[0]: Router(
+                          n.ins, n.outs, mesh.sources, mesh.fifo_depth, None, [n.allowed(p) for p in range(len(n.ins))],
+                          [n.tiles[p] for p in n.ins], mesh.neurons_per_tile, takes_all=merge)))
     parts.append(("readout engine", 1, lambda: LearningEngine(mc.network, cfg)))
     return parts
 
@@ -124,17 +134,18 @@ def chip_parts(protocol) -> list:
     return parts + [("host link", 1, lambda: HostLink(protocol))]
 
 
-def estimate_parts(parts, family: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
-    """The cells of ``parts`` ((name, count, make) each) on ``family``: {resource: total, ...,
+def estimate_parts(parts, board: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
+    """The cells of ``parts`` ((name, count, make) each) on ``board``'s FPGA: {resource: total, ...,
     "available": the device's, "device", "parts": {name: {"count", resource: cells of one}}}.
     ``progress(i, n, name)`` is called before each part is synthesised (or read from the cache)."""
+    family = _synthesis(board)[0]
     spec = FAMILIES[family]
     total = dict.fromkeys(spec["available"], 0)
     per = {}
     for i, (name, count, make) in enumerate(parts):
         if progress:
             progress(i, len(parts), name)
-        cells = part_cells(make(), family, out_dir)
+        cells = part_cells(make(), board, out_dir)
         label = name if name not in per else f"{name} {i}"
         per[label] = {"count": count, **cells}
         for k in total:
@@ -142,9 +153,9 @@ def estimate_parts(parts, family: str, out_dir: str | Path = "build/fpga/parts",
     return {**total, "available": dict(spec["available"]), "device": spec["device"], "parts": per}
 
 
-def chip_estimate(protocol, family: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
-    """:func:`estimate_parts` of ``protocol``'s chip and host link."""
-    return estimate_parts(chip_parts(protocol), family, out_dir, progress)
+def chip_estimate(protocol, board: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
+    """:func:`estimate_parts` of ``protocol``'s chip and host link on ``board``."""
+    return estimate_parts(chip_parts(protocol), board, out_dir, progress)
 
 
 def shortfall(estimate: dict) -> str | None:

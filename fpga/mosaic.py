@@ -21,7 +21,7 @@ def mosaic_resources(mc: MosaicConfig, cfg: LearningConfig = LearningConfig(), o
     """The Mosaic ``mc``'s cells on the ECP5-85F, part by part and in all (without the host link),
     the cells per neuron, and how many tiles of this size fit beside one engine, with the mesh nodes'
     cells per tile of this grid."""
-    est = estimate_parts(mosaic_parts(mc, cfg), "ecp5", out_dir)
+    est = estimate_parts(mosaic_parts(mc, cfg), "ulx3s-85f", out_dir)
     engine = est["parts"]["readout engine"]
     resources = [k for k in ECP5_85F if est[k]]
     per_tile = {k: (est[k] - engine[k]) / mc.tiles for k in ECP5_85F}

@@ -158,7 +158,7 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
     if protocol.link.clock_hz != spec.clock_hz:
         raise ValueError(f"the link is set for a {protocol.link.clock_hz} Hz clock; {board} runs at "
                          f"{spec.clock_hz} Hz (use board_protocol).")
-    estimate = chip_estimate(protocol, spec.family, Path(out_dir) / "parts", progress)
+    estimate = chip_estimate(protocol, board, Path(out_dir) / "parts", progress)
     why = shortfall(estimate)
     if why:
         raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)

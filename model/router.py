@@ -378,11 +378,14 @@ class RouterModel:
     """One router (or a tile's injector or merger), cycle by cycle, as ``rtl.router.Router``.
 
     ``in_ports`` / ``out_ports`` are names ("N", "E", "S", "W" or "L"); ``tables[in-port index]`` maps a
-    source to its out-port mask (absent sources read 0). Outputs are functions of the state alone
-    (:meth:`in_ready`, :attr:`out_valid`, :attr:`out_addr`); :meth:`tick` advances one clock edge."""
+    source to its out-port mask (absent sources read 0). With ``takes_all`` there are no tables: every
+    event leaves by every out-port (a tile's merger: the routes bring it only what its core takes).
+    Outputs are functions of the state alone (:meth:`in_ready`, :attr:`out_valid`, :attr:`out_addr`);
+    :meth:`tick` advances one clock edge."""
 
-    def __init__(self, in_ports, out_ports, fifo_depth: int, tables=None):
+    def __init__(self, in_ports, out_ports, fifo_depth: int, tables=None, takes_all: bool = False):
         self.in_ports, self.out_ports, self.depth = tuple(in_ports), tuple(out_ports), fifo_depth
+        self.takes_all = takes_all
         self.tables = [dict(t) for t in (tables or [{} for _ in self.in_ports])]
         n_in, n_out = len(self.in_ports), len(self.out_ports)
         self.ing_valid = [False] * n_in
@@ -424,7 +427,9 @@ class RouterModel:
                 else:
                     self.done[p] |= granted[p]
             if self.ing_valid[p]:
-                self.fifo[p].append((self.ing_addr[p], self.tables[p].get(self.ing_addr[p], 0)))
+                every = (1 << len(self.out_ports)) - 1
+                mask = every if self.takes_all else self.tables[p].get(self.ing_addr[p], 0)
+                self.fifo[p].append((self.ing_addr[p], mask))
             self.ing_valid[p] = False
         for p, addr in accepted:
             self.ing_valid[p], self.ing_addr[p] = True, addr
@@ -443,7 +448,8 @@ class MeshModel:
 
     def __init__(self, tables: RoutingTables):
         mesh = self.mesh = tables.mesh
-        self.nodes: dict = {key: RouterModel(node.ins, node.outs, mesh.fifo_depth, node_tables(tables, key))
+        self.nodes: dict = {key: RouterModel(node.ins, node.outs, mesh.fifo_depth, node_tables(tables, key),
+                                             takes_all=key[0] == "merge")
                             for key, node in mesh_nodes(mesh).items()}
         self.links = mesh_links(mesh)
         self.cycle = 0
@@ -523,7 +529,8 @@ def mesh_table_fields(mesh: MeshConfig) -> tuple[Field, ...]:
 
 
 def table_writes(tables: RoutingTables) -> list[dict]:
-    """Every non-zero table entry of compiled routes as mesh table writes (what the host loads)."""
+    """Every non-zero table entry of compiled routes as mesh table writes (what the host loads): the
+    routers' and the injectors'; a merger has no table (it delivers whatever reaches it)."""
     mesh, writes = tables.mesh, []
     for i, (kind, where) in enumerate(node_order(mesh)):
         if kind == "router":
@@ -531,8 +538,7 @@ def table_writes(tables: RoutingTables) -> list[dict]:
         elif kind == "inject":
             per = [tables.injectors.get(where, {})]
         else:
-            merge = tables.mergers.get(where, {})
-            per = [merge.get(d, {}) for d in mesh.ports(mesh.tile_cell(where))]
+            continue
         for p, entries in enumerate(per):
             for source, mask in sorted(entries.items()):
                 if mask:

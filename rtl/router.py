@@ -51,10 +51,13 @@ class Router(wiring.Component):
     ``turns`` (optional, per in-port the out-port indices it may use; default all) limits what each
     in-port's table stores: a mask bit of another out-port is dropped when written. ``source_tiles``
     (optional, per in-port the tiles whose spikes can enter there, with ``neurons_per_tile`` a power of
-    two) limits its rows to those tiles' sources: another source's write is dropped and it reads 0."""
+    two) limits its rows to those tiles' sources: another source's write is dropped and it reads 0.
+    With ``takes_all`` there are no tables (writes are ignored): every event takes every turn of its
+    in-port (a tile's merger), a cycle after it was taken, as with a table."""
 
     def __init__(self, in_ports, out_ports, sources: int, fifo_depth: int, tables=None, turns=None,
-                 source_tiles=None, neurons_per_tile: int = 1):
+                 source_tiles=None, neurons_per_tile: int = 1, takes_all: bool = False):
+        self.takes_all = takes_all
         self.in_ports, self.out_ports = tuple(in_ports), tuple(out_ports)
         self.sources, self.fifo_depth = sources, fifo_depth
         if source_tiles is not None and neurons_per_tile & (neurons_per_tile - 1):
@@ -104,6 +107,28 @@ class Router(wiring.Component):
                     m.d.comb += [hit.eq(1), row.eq(Cat(source[:shift], Const(i, bits_for(len(tiles)))))]
         return row, hit
 
+    def _lookup(self, m, p: int, port, accept, mask_read) -> None:
+        """In-port ``p``'s table: written through ``table``, read with the event ``accept`` takes, its
+        stored bits (the in-port's turns) at their out-ports in ``mask_read`` the next cycle."""
+        turns = self.turns[p]
+        packed = lambda mask: sum((mask >> q & 1) << i for i, q in enumerate(turns))   # noqa: E731
+        rows = self._rows(p)
+        init = [packed((self.tables[p] if self.tables else {}).get(s, 0)) for s in rows]
+        m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=max(1, len(turns)),
+                                                                          depth=max(2, len(rows)), init=init)
+        wr = table.write_port()
+        rd = table.read_port()
+        write_row, write_hit = self._row(m, p, self.table.payload.source, "write")
+        read_row, read_hit = self._row(m, p, port.payload, "read")
+        read_hit_q = Signal(name=f"read_hit_{p}")            # the row read holds the source's entry
+        m.d.comb += [wr.addr.eq(write_row),
+                     wr.data.eq(Cat(self.table.payload.mask[q] for q in turns) if turns else 0),
+                     wr.en.eq(self.table.valid & (self.table.payload.port == p) & write_hit),
+                     rd.addr.eq(read_row), rd.en.eq(accept)]
+        with m.If(accept):
+            m.d.sync += read_hit_q.eq(read_hit)
+        m.d.comb += [mask_read[q].eq(rd.data[i] & read_hit_q) for i, q in enumerate(turns)]
+
     def elaborate(self, platform):
         m = Module()
         n_in, n_out, depth = len(self.in_ports), len(self.out_ports), self.fifo_depth
@@ -114,33 +139,19 @@ class Router(wiring.Component):
         fifos = []
         for p, port in enumerate(ins):
             turns = self.turns[p]
-            packed = lambda mask: sum((mask >> q & 1) << i for i, q in enumerate(turns))   # noqa: E731
-            rows = self._rows(p)
-            init = [packed((self.tables[p] if self.tables else {}).get(s, 0)) for s in rows]
-            m.submodules[f"table_{self.in_ports[p]}"] = table = memory.Memory(shape=max(1, len(turns)),
-                                                                              depth=max(2, len(rows)), init=init)
-            wr = table.write_port()
-            rd = table.read_port()
-            write_row, write_hit = self._row(m, p, self.table.payload.source, "write")
-            read_row, read_hit = self._row(m, p, port.payload, "read")
-            read_hit_q = Signal(name=f"read_hit_{p}")            # the row read holds the source's entry
-            mask_read = Signal(n_out, name=f"mask_read_{p}")     # the stored bits at their out-ports
-            m.d.comb += [wr.addr.eq(write_row),
-                         wr.data.eq(Cat(self.table.payload.mask[q] for q in turns) if turns else 0),
-                         wr.en.eq(self.table.valid & (self.table.payload.port == p) & write_hit)]
-            m.d.comb += [mask_read[q].eq(rd.data[i] & read_hit_q) for i, q in enumerate(turns)]
-
             st = self.state[p]
             ing_valid, ing_addr, head, tail, done = (st[k] for k in ("ing_valid", "ing_addr", "head", "tail", "done"))
             fifo_wr, fifo_rd = st["fifo"].write_port(), st["fifo"].read_port(domain="comb")
             m.submodules[f"fifo_{self.in_ports[p]}"] = st["fifo"]
             count = self.fifo_level[p]
             accept = Signal(name=f"accept_{p}")
-            m.d.comb += [port.ready.eq(count + ing_valid < depth), accept.eq(port.valid & port.ready),
-                         rd.addr.eq(read_row), rd.en.eq(accept)]
+            m.d.comb += [port.ready.eq(count + ing_valid < depth), accept.eq(port.valid & port.ready)]
+            mask_read = Signal(n_out, name=f"mask_read_{p}")     # the event's mask, while it is in ingress
+            if self.takes_all:
+                m.d.comb += [mask_read[q].eq(1) for q in turns]
+            else:
+                self._lookup(m, p, port, accept, mask_read)
             m.d.sync += ing_valid.eq(accept)
-            with m.If(accept):
-                m.d.sync += read_hit_q.eq(read_hit)
             with m.If(accept):
                 m.d.sync += ing_addr.eq(port.payload)
             head_entry = fifo_rd.data
@@ -229,7 +240,7 @@ class MeshFabric(wiring.Component):
         tables = node_tables(self.tables, key) if self.tables else None
         return Router(ports.ins, ports.outs, self.mesh.sources, self.mesh.fifo_depth, tables,
                       [ports.allowed(p) for p in range(len(ports.ins))], [ports.tiles[p] for p in ports.ins],
-                      self.mesh.neurons_per_tile)
+                      self.mesh.neurons_per_tile, takes_all=key[0] == "merge")
 
     def _table_write(self, m, i: int, key, node: Router) -> None:
         """Routes the table writes for node ``i`` of ``node_order`` (indexed over its full ports) to
@@ -256,7 +267,8 @@ class MeshFabric(wiring.Component):
             kind, where = key
             name = f"{kind}_{where[0]}_{where[1]}" if kind == "router" else f"{kind}_{where}"
             nodes[key] = m.submodules[name] = node = self._node(key, used[key])
-            self._table_write(m, i, key, node)
+            if not node.takes_all:
+                self._table_write(m, i, key, node)
         for i, ((src, q), (dst, p)) in enumerate(self.links_order):
             a, b = nodes[src], nodes[dst]
             out = getattr(a, f"out_{a.out_ports[q]}")

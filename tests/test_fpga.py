@@ -63,8 +63,9 @@ def test_a_chip_too_large_is_refused_before_synthesis(tmp_path, monkeypatch, cap
     """On a device made small (the estimate's record of the ECP5), the CI Mosaic is refused from its
     parts' estimate: one sentence with the resource, the need and what there is, exit status 2, and no
     synthesis of the board top started."""
-    from neuromosaic.cli import main
     from neuromosaic.fpga import estimate
+
+    from neuromosaic.cli import main
     monkeypatch.setitem(estimate.FAMILIES["ecp5"], "available",
                         {**estimate.FAMILIES["ecp5"]["available"], "logic_cells": 1000})
     argv = ["fpga", "build", "chip", "--board", "ulx3s-85f", "--grid", "1x2", "--set", "channels=8",

@@ -332,7 +332,7 @@ class _MeshChecks:
         if options.fault:
             for key, node in self.model.nodes.items():
                 self.model.nodes[key] = _FaultyRouter(node.in_ports, node.out_ports, node.depth, node.tables,
-                                                      fault=options.fault)
+                                                      node.takes_all, fault=options.fault)
         self.writes = deque(table_writes(scenario.tables) if load_tables else ())
         self.table_fields = mesh_table_fields(mesh)
         self.table_loads = len(self.writes)
