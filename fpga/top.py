@@ -149,9 +149,10 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
                 progress=None):
     """Synthesises, places and routes :class:`BoardTop` for ``board``; writes the bitstream,
     ``{name}.report.json`` and ``{name}.report.md`` (utilisation per resource, Fmax against the board
-    clock, critical path, the estimate made before synthesis) under ``out_dir/board``. Returns the
-    ``BoardBuild``. A chip whose estimate (``fpga.estimate``) exceeds the device is refused first, with
-    a ``BuildError`` naming the resource; ``progress(i, n, part)`` follows the estimate."""
+    clock, critical path, the estimate made before synthesis; its parts in ``{name}.estimate.json``)
+    under ``out_dir/board``. Returns the ``BoardBuild``. A chip whose estimate (``fpga.estimate``)
+    exceeds the device is refused first, with a ``BuildError`` naming the resource; ``progress(i, n,
+    part)`` follows the estimate."""
     from .board import BuildError, build_top
     from .estimate import chip_estimate, shortfall
     spec = board_spec(board)
@@ -162,11 +163,15 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
     why = shortfall(estimate)
     if why:
         raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
+    out = Path(out_dir) / board
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f"{name}.estimate.json.tmp"
+    tmp.write_text(json.dumps(estimate, indent=2))
+    tmp.replace(out / f"{name}.estimate.json")
     b = build_top(BoardTop(protocol, tables), protocol.config_dict(), board, out_dir, name)
     b.report.update(chip=describe(protocol), link=protocol.link.to_dict(), bitstream=str(b.bitstream),
                     identity=f"0x{protocol.identity:08x}",
                     estimate={k: estimate[k] for k in estimate["available"]})
-    out = Path(out_dir) / board
     (out / f"{name}.report.json").write_text(json.dumps(b.report, indent=2))
     (out / f"{name}.report.md").write_text(_markdown(b.report))
     return b
