@@ -198,7 +198,8 @@ class Mosaic(CheckedComponent):
     ``w_out`` and ``readout_synapses`` are the engine's (:class:`~.learning.LearningEngine`).
 
     The host's events go to every tile; a TICK only once every tile is idle and the mesh is empty
-    (then to all of them). The tiles' outputs reach the engine tile by tile: tile 0's spikes up to its
+    (then to all of them; "busy" is registered, so a TICK or a command waits a cycle past the last
+    work). The tiles' outputs reach the engine tile by tile: tile 0's spikes up to its
     TICK, then tile 1's, ..., and the last tile's TICK as the step's one TICK. A command goes to the
     engine once the tiles are idle and the mesh empty; an ``OP_END`` resets the tiles (neuron state,
     spike maps; not the weights) in the cycle it is taken, as in ``LearningCore``.
@@ -279,9 +280,12 @@ class Mosaic(CheckedComponent):
                 m.d.comb += cw.ready.eq(tile.core_weights.ready)
 
         # -- the host's events to every tile; a TICK once the tiles are idle and the mesh is empty ---
+        # ``busy`` is registered (the OR of some 600 state bits is a long path): last cycle's state, or
+        # a TICK taken last cycle (the tiles turn busy at that edge), so it is never low too early.
         busy = Signal()
-        m.d.comb += busy.eq(Cat(tile.busy for tile in tiles).any() | fabric.busy)
         ev = self.events
+        tick_taken = ev.valid & ev.ready & (ev.payload.kind == EventKind.TICK)
+        m.d.sync += busy.eq(Cat(tile.busy for tile in tiles).any() | fabric.busy | tick_taken)
         taken = Signal(T)                   # the tiles that have taken the current event
         allow = Signal()
         m.d.comb += allow.eq((ev.payload.kind == EventKind.SPIKE) | ~busy | taken.any())
