@@ -34,7 +34,12 @@ in the cycle its last needed out-port takes it (at once for an empty mask). So a
 router in three cycles when nothing blocks it, and every out-port sends one event per cycle.
 
 A tile connects through two such routers: an *injector* (in-port L: the core's spikes; out-ports:
-the tile's sides) and a *merger* (in-ports: the tile's sides; out-port L: the core).
+the tile's sides) and a *merger* (in-ports: the tile's sides; out-port L: the core). A merger has no
+table: the routes bring a tile only sources it takes, so every event that reaches it is delivered.
+
+**What is built.** Only the nodes, in-ports, out-ports and turns that some route can use exist
+(:func:`mesh_nodes`), and an in-port's table keeps only the sources of the tiles whose routes enter
+there; a table entry outside these is dropped when loaded, in this model as in the RTL.
 """
 
 from __future__ import annotations
