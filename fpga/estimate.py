@@ -59,21 +59,22 @@ def _count(family: str, cells: dict) -> dict:
             "spram_blocks": n("SB_SPRAM256KA"), "dsps": n("SB_MAC16")}
 
 
-def _synthesis(board: str) -> tuple[str, str]:
-    """The family and the Yosys commands that ``board``'s build synthesises with, for a top ``part``."""
+def _synthesis(board: str) -> tuple[str, str, object]:
+    """The family, the Yosys commands that ``board``'s build synthesises with (for a top ``part``) and
+    its platform (parts elaborate for it: the iCE40UP's weights go into SPRAM)."""
     from .boards import board_spec
     spec = board_spec(board)
     script = f"synth_{spec.family} {spec.synth_opts} -top part".replace("  ", " ")
     if spec.synth_script:
         script += "; " + spec.synth_script.format(top="part")
-    return spec.family, script
+    return spec.family, script, spec.make()
 
 
 def part_cells(component, board: str = "ulx3s-85f", out_dir: str | Path = "build/fpga/parts") -> dict:
     """Synthesises ``component`` alone as ``board``'s build would (its ports become the top's pins, so
     nothing is optimised away) and counts its cells; cached under ``out_dir`` by the RTLIL's hash."""
-    family, synth = _synthesis(board)
-    text = rtlil.convert(component, name="part")
+    family, synth, platform = _synthesis(board)
+    text = rtlil.convert(component, name="part", platform=platform)
     key = hashlib.sha256((synth + text).encode()).hexdigest()[:16]
     out = Path(out_dir) / family
     out.mkdir(parents=True, exist_ok=True)
@@ -138,8 +139,8 @@ def estimate_parts(parts, board: str, out_dir: str | Path = "build/fpga/parts", 
     """The cells of ``parts`` ((name, count, make) each) on ``board``'s FPGA: {resource: total, ...,
     "available": the device's, "device", "parts": {name: {"count", resource: cells of one}}}.
     ``progress(i, n, name)`` is called before each part is synthesised (or read from the cache)."""
-    family = _synthesis(board)[0]
-    spec = FAMILIES[family]
+    from .boards import board_spec
+    spec = FAMILIES[board_spec(board).family]
     total = dict.fromkeys(spec["available"], 0)
     per = {}
     for i, (name, count, make) in enumerate(parts):
