@@ -87,7 +87,7 @@ BOARDS = {
                    "dsps": "MULT18X18D"},
         family="ecp5", synth_opts="-run :map_luts",
         synth_script="abc -lut 4; clean; synth_ecp5 -run map_cells: -top {top}",
-        default_grid=(4, 4), tile_lanes=1, build_minutes="5-60 (the ECP5 placer on a large Mosaic is slow)",
+        default_grid=(4, 4), tile_lanes=1, build_minutes="15-25 for the seed-size Mosaic",
         env=(("OPENFPGALOADER", "true"),)),
 }
 
