@@ -13,7 +13,8 @@ report; the build records both.
 Cells are counted per family as its build reports them: ECP5 LUT4 equivalents (LUT4 cells, plus two per
 CCU2C carry and two per TRELLIS_DPR16X4 16 x 4 distributed RAM, which each take a slice's two LUTs),
 flip-flops, DP16KD block RAMs and MULT18X18D multipliers; iCE40 logic cells as at least the larger of
-its LUT4s and flip-flops, RAM blocks, SPRAMs and MAC16 DSPs.
+its LUT4s and flip-flops (nextpnr packs them and the carries into cells, which this cannot predict:
+on the UP5K's chip the estimate runs about a quarter low), RAM blocks, SPRAMs and MAC16 DSPs.
 """
 
 from __future__ import annotations
