@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from amaranth.back import rtlil
@@ -71,19 +72,23 @@ def _synthesis(board: str) -> tuple[str, str, object]:
     return spec.family, script, spec.make()
 
 
-def part_cells(component, board: str = "ulx3s-85f", out_dir: str | Path = "build/fpga/parts") -> dict:
-    """Synthesises ``component`` alone as ``board``'s build would (its ports become the top's pins, so
-    nothing is optimised away) and counts its cells; cached under ``out_dir`` by the RTLIL's hash."""
+def _prepared(component, board: str, out_dir: str | Path) -> tuple[Path, str, str]:
+    """(folder, key, Yosys script) of a part: its RTLIL written under ``out_dir`` by its hash."""
     family, synth, platform = _synthesis(board)
     text = rtlil.convert(component, name="part", platform=platform)
     key = hashlib.sha256((synth + text).encode()).hexdigest()[:16]
     out = Path(out_dir) / family
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / f"{key}.json").exists():
+        (out / f"{key}.il").write_text(text)
+    return out, key, f"read_rtlil {key}.il; {synth}; tee -q -o {key}.stat.json stat -json"
+
+
+def _synthesised(out: Path, key: str, script: str, family: str) -> dict:
+    """The cells of a prepared part, from the cache or from Yosys (then cached, atomically)."""
     cached = out / f"{key}.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    (out / f"{key}.il").write_text(text)
-    script = f"read_rtlil {key}.il; {synth}; tee -q -o {key}.stat.json stat -json"
     done = subprocess.run([_yosys(), "-q", "-l", f"{key}.rpt", "-p", script], cwd=out, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"Yosys failed on a part (see {out / (key + '.rpt')}): {done.stderr.strip()[-500:]}")
@@ -92,6 +97,12 @@ def part_cells(component, board: str = "ulx3s-85f", out_dir: str | Path = "build
     tmp.write_text(json.dumps(cells))
     tmp.replace(cached)
     return cells
+
+
+def part_cells(component, board: str = "ulx3s-85f", out_dir: str | Path = "build/fpga/parts") -> dict:
+    """Synthesises ``component`` alone as ``board``'s build would (its ports become the top's pins, so
+    nothing is optimised away) and counts its cells; cached under ``out_dir`` by the RTLIL's hash."""
+    return _synthesised(*_prepared(component, board, out_dir), _synthesis(board)[0])
 
 
 def _node_shape(node) -> tuple:
@@ -139,19 +150,29 @@ def chip_parts(protocol) -> list:
 def estimate_parts(parts, board: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
     """The cells of ``parts`` ((name, count, make) each) on ``board``'s FPGA: {resource: total, ...,
     "available": the device's, "device", "parts": {name: {"count", resource: cells of one}}}.
-    ``progress(i, n, name)`` is called before each part is synthesised (or read from the cache)."""
+    ``progress(message)`` follows the parts' elaboration and then their syntheses (in parallel)."""
     from .boards import board_spec
-    spec = FAMILIES[board_spec(board).family]
-    total = dict.fromkeys(spec["available"], 0)
-    per = {}
+    family = board_spec(board).family
+    spec = FAMILIES[family]
+    prepared = []
     for i, (name, count, make) in enumerate(parts):
         if progress:
-            progress(i, len(parts), name)
-        cells = part_cells(make(), board, out_dir)
+            progress(f"part {i + 1}/{len(parts)}: {name}")
+        prepared.append(_prepared(make(), board, out_dir))
+    # Yosys runs once per part not yet cached, as many at a time as there are cores.
+    todo = sum(not (out / f"{key}.json").exists() for out, key, _ in prepared)
+    workers = os.cpu_count() or 1
+    if progress and todo:
+        progress(f"Yosys on the {todo} parts not cached, {workers} at a time")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        cells = list(pool.map(lambda job: _synthesised(*job, family), prepared))
+    total = dict.fromkeys(spec["available"], 0)
+    per = {}
+    for i, ((name, count, _), c) in enumerate(zip(parts, cells)):
         label = name if name not in per else f"{name} {i}"
-        per[label] = {"count": count, **cells}
+        per[label] = {"count": count, **c}
         for k in total:
-            total[k] += count * cells.get(k, 0)
+            total[k] += count * c.get(k, 0)
     return {**total, "available": dict(spec["available"]), "device": spec["device"], "parts": per}
 
 

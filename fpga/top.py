@@ -151,8 +151,8 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
     ``{name}.report.json`` and ``{name}.report.md`` (utilisation per resource, Fmax against the board
     clock, critical path, the estimate made before synthesis; its parts in ``{name}.estimate.json``)
     under ``out_dir/board``. Returns the ``BoardBuild``. A chip whose estimate (``fpga.estimate``)
-    exceeds the device is refused first, with a ``BuildError`` naming the resource; ``progress(i, n,
-    part)`` follows the estimate."""
+    exceeds the device is refused first, with a ``BuildError`` naming the resource; ``progress(message)``
+    follows the estimate."""
     from .board import BuildError, build_top
     from .estimate import chip_estimate, shortfall
     spec = board_spec(board)

@@ -424,8 +424,8 @@ class BoardDesign(Design):
               flush=True)
         start = time.perf_counter()
 
-        def progress(i, n, part):
-            print(f"  estimate: part {i + 1}/{n}, {part}", flush=True)
+        def progress(message):
+            print(f"  estimate: {message}", flush=True)
         try:
             b = build_board(protocol, args.board, args.out, progress=progress)
         except BuildError as e:
