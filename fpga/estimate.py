@@ -117,7 +117,7 @@ def mosaic_parts(mc, cfg) -> list:
     from ..model.router import mesh_nodes
     from ..rtl.learning import LearningEngine
     from ..rtl.mosaic import NeuronTile
-    from ..rtl.router import Router
+    from ..rtl.router import mesh_node
     mesh = mc.mesh
     parts = [("neuron tile", mc.tiles, lambda: NeuronTile(mc, 0))]
     shapes = Counter()
@@ -125,13 +125,11 @@ def mosaic_parts(mc, cfg) -> list:
     for key, node in mesh_nodes(mesh).items():
         shape = (key[0] == "merge",) + _node_shape(node)
         shapes[shape] += 1
-        example.setdefault(shape, node)
+        example.setdefault(shape, (key, node))
     for shape, count in shapes.items():
-        node = example[shape]
+        key, node = example[shape]
         parts.append((f"{''.join(node.ins)}->{''.join(node.outs)} node", count,
-                      lambda n=node, merge=shape[0]: Router(
-                          n.ins, n.outs, mesh.sources, mesh.fifo_depth, None, [n.allowed(p) for p in range(len(n.ins))],
-                          [n.tiles[p] for p in n.ins], mesh.neurons_per_tile, takes_all=merge)))
+                      lambda key=key, node=node: mesh_node(mesh, key, node)))
     parts.append(("readout engine", 1, lambda: LearningEngine(mc.network, cfg)))
     return parts
 

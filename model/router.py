@@ -287,16 +287,17 @@ def node_mask(mesh: MeshConfig, key, in_port: str, mask: int) -> int:
 
 def node_tables(tables: "RoutingTables", key) -> list[dict]:
     """The tables of a used node, per in-port of ``mesh_nodes``: {source: mask over its out-ports},
-    for the sources of the tiles that can enter there (an entry for another source is not kept)."""
+    for the sources of the tiles that can enter there (an entry for another source is not kept);
+    empty for a merger, which has none."""
     mesh = tables.mesh
     node = mesh_nodes(mesh)[key]
     kind, where = key
+    if kind == "merge":                   # a merger has no table
+        return [{} for _ in node.ins]
     if kind == "router":
         per = {DIRECTIONS[d]: t for d, t in tables.routers.get(where, {}).items()}
-    elif kind == "inject":
-        per = {LOCAL: tables.injectors.get(where, {})}
     else:
-        per = {DIRECTIONS[d]: t for d, t in tables.mergers.get(where, {}).items()}
+        per = {LOCAL: tables.injectors.get(where, {})}
     out = []
     for p in node.ins:
         masks = {s: node_mask(mesh, key, p, m) for s, m in per.get(p, {}).items()

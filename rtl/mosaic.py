@@ -115,8 +115,9 @@ class NeuronTile(CheckedComponent):
         low = Signal(range(word))
         emit = Signal()                     # the replay's spike at (scan, low) taken by the core
         m.d.comb += self.arrive.ready.eq(1)
-        arrive_word = self.arrive.payload[(word - 1).bit_length():]
-        arrive_bit = Const(1, word) << self.arrive.payload[:(word - 1).bit_length()]
+        bit_bits = (word - 1).bit_length()  # an address: its word, then its bit in the word
+        arrive_word = self.arrive.payload[bit_bits:]
+        arrive_bit = Const(1, word) << self.arrive.payload[:bit_bits]
         replay_word = Signal(word)          # the replay bank's word at ``scan``
         for b in range(2):
             bank = memory.Memory(shape=word, depth=max(2, words), init=[])

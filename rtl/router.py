@@ -37,7 +37,7 @@ from ..model.router import (
 )
 from . import layouts
 
-__all__ = ["Router", "MeshFabric", "table_write"]
+__all__ = ["Router", "MeshFabric", "mesh_node", "table_write"]
 
 
 def table_write(fields) -> wiring.Signature:
@@ -50,8 +50,9 @@ class Router(wiring.Component):
     per in-port FIFO; ``tables`` (optional, per in-port {source: mask}) is the tables' reset content;
     ``turns`` (optional, per in-port the out-port indices it may use; default all) limits what each
     in-port's table stores: a mask bit of another out-port is dropped when written. ``source_tiles``
-    (optional, per in-port the tiles whose spikes can enter there, with ``neurons_per_tile`` a power of
-    two) limits its rows to those tiles' sources: another source's write is dropped and it reads 0.
+    (optional, per in-port the tiles whose spikes can enter there) limits its entries to those tiles'
+    sources: another source's write is dropped and it reads 0. With ``neurons_per_tile`` a power of two
+    the table has rows for those sources only; otherwise a row per source, the others never written.
     With ``takes_all`` there are no tables (writes are ignored): every event takes every turn of its
     in-port (a tile's merger), a cycle after it was taken, as with a table."""
 
@@ -60,8 +61,6 @@ class Router(wiring.Component):
         self.takes_all = takes_all
         self.in_ports, self.out_ports = tuple(in_ports), tuple(out_ports)
         self.sources, self.fifo_depth = sources, fifo_depth
-        if source_tiles is not None and neurons_per_tile & (neurons_per_tile - 1):
-            source_tiles = None             # rows by tile need a power of two; else every source has one
         self.source_tiles = None if source_tiles is None else tuple(tuple(t) for t in source_tiles)
         self.neurons_per_tile = neurons_per_tile
         # per in-port, the out-ports (indices) its table may name; the others' bits are not stored
@@ -86,9 +85,15 @@ class Router(wiring.Component):
             "done": Signal(len(self.out_ports), name=f"done_{p}"),
         } for p in range(len(self.in_ports))]
 
+    @property
+    def _rows_by_tile(self) -> bool:
+        """Whether the tables keep rows for their tiles' sources only (the tile is the address's top bits)."""
+        n = self.neurons_per_tile
+        return self.source_tiles is not None and not n & (n - 1)
+
     def _rows(self, p: int) -> list[int]:
         """The sources in-port ``p``'s table has a row for, in row order."""
-        if self.source_tiles is None:
+        if not self._rows_by_tile:
             return list(range(self.sources))
         n = self.neurons_per_tile
         return [t * n + i for t in self.source_tiles[p] for i in range(n)]
@@ -97,8 +102,10 @@ class Router(wiring.Component):
         """(row, hit): the table row of ``source`` at in-port ``p``, and whether it has one."""
         if self.source_tiles is None:
             return source, Const(1)
-        shift = (self.neurons_per_tile - 1).bit_length()
-        tiles = self.source_tiles[p]
+        n, tiles = self.neurons_per_tile, self.source_tiles[p]
+        if not self._rows_by_tile:          # a row per source; only the tiles' sources have an entry
+            return source, Cat((source >= t * n) & (source < (t + 1) * n) for t in tiles).any()
+        shift = (n - 1).bit_length()
         row = Signal(range(max(2, len(tiles) * self.neurons_per_tile)), name=f"{what}_row_{p}")
         hit = Signal(name=f"{what}_hit_{p}")
         with m.Switch(source[shift:]):
@@ -208,6 +215,15 @@ class Router(wiring.Component):
         return m
 
 
+def mesh_node(mesh: MeshConfig, key, ports: NodePorts, tables=None) -> Router:
+    """The :class:`Router` of node ``key`` of ``mesh`` with its used ``ports`` (``mesh_nodes``): only
+    their turns and their tiles' sources in its tables (``tables``, a ``RoutingTables``: their reset
+    content), no table at all for a merger."""
+    return Router(ports.ins, ports.outs, mesh.sources, mesh.fifo_depth, node_tables(tables, key) if tables else None,
+                  [ports.allowed(p) for p in range(len(ports.ins))], [ports.tiles[p] for p in ports.ins],
+                  mesh.neurons_per_tile, takes_all=key[0] == "merge")
+
+
 class MeshFabric(wiring.Component):
     """The nodes of ``mesh`` that the routing can use (``model.router.mesh_nodes``: routers, each
     tile's injector and merger, with only their used ports and turns), connected as
@@ -236,12 +252,6 @@ class MeshFabric(wiring.Component):
             "busy": Out(1),
         })
 
-    def _node(self, key, ports: NodePorts):
-        tables = node_tables(self.tables, key) if self.tables else None
-        return Router(ports.ins, ports.outs, self.mesh.sources, self.mesh.fifo_depth, tables,
-                      [ports.allowed(p) for p in range(len(ports.ins))], [ports.tiles[p] for p in ports.ins],
-                      self.mesh.neurons_per_tile, takes_all=key[0] == "merge")
-
     def _table_write(self, m, i: int, key, node: Router) -> None:
         """Routes the table writes for node ``i`` of ``node_order`` (indexed over its full ports) to
         ``node``: the in-port's index among the used ones, the mask's bits of the used out-ports;
@@ -266,7 +276,7 @@ class MeshFabric(wiring.Component):
                 continue
             kind, where = key
             name = f"{kind}_{where[0]}_{where[1]}" if kind == "router" else f"{kind}_{where}"
-            nodes[key] = m.submodules[name] = node = self._node(key, used[key])
+            nodes[key] = m.submodules[name] = node = mesh_node(self.mesh, key, used[key], self.tables)
             if not node.takes_all:
                 self._table_write(m, i, key, node)
         for i, ((src, q), (dst, p)) in enumerate(self.links_order):
