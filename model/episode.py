@@ -147,9 +147,10 @@ def checkpoint_episodes(ck, count: int = 1, *, seed: int = 0, shots: int = 2, qu
         raise ConfigError("the checkpoint has no training metadata (data source, protocol); allowed: a checkpoint "
                           "written by neuromosaic train.")
     cfg = TrainConfig(**{k: v for k, v in train.items() if k in ("data", "channels", "steps", "n_way", "k_shot",
-                                                                  "k_query", "labels")})
+                                                                  "k_query", "labels", "seen", "unseen",
+                                                                  "train_groups", "test_groups")})
     ds = dataset or load_source(cfg.data, channels=cfg.channels, steps=cfg.steps, progress=False)
-    sampler = _protocol_for(cfg.data).meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query,
+    sampler = _protocol_for(cfg, ds).meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query,
                                                 seed=seed, relabel=cfg.labels == "task")
     net = IntegerSRNN(ck.config, ck.w_in, ck.w_rec, ck.w_out)
     w_core = torch.cat([ck.w_in, ck.w_rec], dim=1).to(torch.int64)

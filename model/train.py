@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import Checkpoint, atomic_write, deployable_weights, load_checkpoint, save_checkpoint
 from .config import ConfigError
-from .data import PROTOCOLS, load_source
+from .data import load_source, protocol_for
 from .data.base import SpikeDataset
 from .learning import LFSR, LearningConfig, adapt_readout_integer
 from .maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss
@@ -51,8 +51,16 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 50
     eval_tasks: int = 20
+    # The protocol's classes and groups (speakers), where they differ from the data's own protocol.
+    seen: tuple[int, ...] | None = None
+    unseen: tuple[int, ...] | None = None
+    train_groups: tuple[str, ...] | None = None
+    test_groups: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        for name in ("seen", "unseen", "train_groups", "test_groups"):     # lists, as read back from JSON
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.labels not in ("task", "global"):
             raise ConfigError(f"labels={self.labels!r} is unknown; allowed: task, global.")
         if self.rram not in DEVICES:
@@ -81,9 +89,10 @@ PRESETS = {
 }
 
 
-def _protocol_for(source: str):
-    kind = source.partition(":")[0]
-    return PROTOCOLS["shd-seed000" if kind == "shd" else kind]
+def _protocol_for(cfg: TrainConfig, ds: SpikeDataset):
+    """The few-shot protocol of ``cfg``'s data source, with its own classes and groups if it gives them."""
+    return protocol_for(cfg.data.partition(":")[0], ds, seen=cfg.seen, unseen=cfg.unseen,
+                        train_groups=cfg.train_groups, test_groups=cfg.test_groups)
 
 
 def _network(cfg: TrainConfig) -> FloatSRNN:
@@ -125,7 +134,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     ds = dataset or load_source(cfg.data, channels=cfg.channels, steps=cfg.steps, progress=progress)
-    protocol = _protocol_for(cfg.data)
+    protocol = _protocol_for(cfg, ds)
     sampler = protocol.meta_train(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=cfg.seed,
                                   relabel=cfg.labels == "task")
     net = _network(cfg)
@@ -233,7 +242,7 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
     draw) instead of the float inner step."""
     if rule not in ("float", "integer") or (rule == "integer" and params is not None):
         raise ConfigError(f"rule={rule!r} is not allowed here; allowed: float, or integer for a deployable network.")
-    protocol = _protocol_for(cfg.data)
+    protocol = _protocol_for(cfg, ds)
     sampler = protocol.meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=seed,
                                  relabel=cfg.labels == "task")
     lr = params.inner_lr_value(cfg.maml) if params is not None else ck.metadata.get("inner_lr", cfg.maml.inner_lr)

@@ -1,5 +1,6 @@
 """Datasets and episodes: SHD in its exact HDF5 layout, real FSDD recordings, synthetic classes."""
 
+import json
 import os
 import shutil
 import wave
@@ -23,7 +24,7 @@ from neuromosaic.model.data.fsdd import read_wav
 
 from neuromosaic.cli import main
 
-FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd"
+FSDD = Path(__file__).resolve().parent / "data" / "fsdd"       # the subset shipped with the suite
 
 
 # -- SHD -----------------------------------------------------------------------------------------
@@ -100,8 +101,8 @@ def test_shd_bad_units_and_pairs(tmp_path):
 # -- FSDD ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fsdd_subset(tmp_path_factory):
-    """Real recordings: digits 0-9 of two speakers, three takes each, in FSDD's own layout."""
-    assert FSDD.is_dir(), f"the shared FSDD recordings are expected at {FSDD}"
+    """Real recordings: digits 0-9 of two speakers, three takes each, in FSDD's own layout (a copy,
+    since the tests touch and damage files)."""
     root = tmp_path_factory.mktemp("fsdd")
     (root / "recordings").mkdir()
     for d in range(10):
@@ -135,7 +136,7 @@ def test_fsdd_loads_real_recordings_and_caches(fsdd_subset, tmp_path):
 
 
 def test_encoder_is_deterministic_and_spectral():
-    audio = read_wav(FSDD / "recordings" / "3_george_7.wav")
+    audio = read_wav(FSDD / "recordings" / "3_george_2.wav")
     enc = CochleaEncoder(channels=48)
     a, _ = enc.encode(audio, 100, 1.0)
     b, _ = enc.encode(audio, 100, 1.0)
@@ -253,7 +254,8 @@ def test_cli_data_commands(tmp_path, capsys, fsdd_subset, monkeypatch):
     assert main(["data", "encode", f"fsdd:{fsdd_subset}"]) == 0
     assert "60 recordings encoded" in capsys.readouterr().out
     assert main(["data", "inspect", "mnist"]) == 2
-    assert "data source 'mnist' is not understood; allowed: shd:DIR, fsdd:DIR or synthetic" in capsys.readouterr().err
+    assert ("data source 'mnist' is not understood; allowed: shd:DIR, fsdd:DIR, events:FILE or synthetic"
+            in capsys.readouterr().err)
     assert main(["data", "raster", "synthetic", "--index", "99999", "-o", str(png)]) == 2
 
 
@@ -264,3 +266,115 @@ def test_bench_data_quick(tmp_path, capsys):
     assert r["episodes"]["episodes_per_s"] > 0 and r["training_step_proxy"]["s_per_step"] > 0
     assert [e["channels"] for e in r["fsdd_encoding"]] == [64, 256]
     assert r["fsdd_encoding"][0]["audio_s_per_wall_s"] > 1          # faster than real time
+
+
+# -- events from anywhere (tonic's convention) -----------------------------------------------------
+def _events_of(ds, window_s=1.0, unit="ms", dtype="<f8"):
+    """The samples of ``ds`` as one event per count, at the centre of its bin, in an event file's arrays."""
+    steps = ds.steps
+    scale = {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
+    events, counts = [], []
+    for r in ds.rasters.numpy():
+        t, x = np.nonzero(r)
+        reps = r[t, x]
+        e = np.zeros(int(reps.sum()), dtype=[("t", dtype), ("x", "<i2"), ("p", "<i1")])
+        e["t"], e["x"], e["p"] = np.repeat((t + 0.5) * window_s / steps * scale, reps), np.repeat(x, reps), 1
+        events.append(e)
+        counts.append(len(e))
+    return {"events": np.concatenate(events), "counts": np.array(counts), "labels": ds.labels.numpy(),
+            "groups": np.array(ds.speakers), "window_s": window_s, "time_unit": unit}
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_event_files_bin_like_the_rasters_they_came_from(tmp_path, suffix):
+    ds = synthetic_dataset(classes=6, samples_per_class=6, speakers=2, channels=24, steps=30, seed=1)
+    arrays = _events_of(ds)
+    path = tmp_path / f"ev{suffix}"
+    if suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        with h5py.File(path, "w") as f:
+            for k, v in arrays.items():
+                f[k] = v.astype("S") if k == "groups" else v
+    back = load_source(f"events:{path}", steps=30)
+    assert torch.equal(back.rasters, ds.rasters) and torch.equal(back.labels, ds.labels)
+    assert back.speakers == ds.speakers and back.info["events_outside_window"] == 0
+    # wider networks take the data zero-padded, narrower ones strided
+    assert load_source(f"events:{path}", steps=30, channels=32).rasters[..., 24:].sum() == 0
+    assert load_source(f"events:{path}", steps=30, channels=12).channels == 12
+
+
+def test_event_file_protocol_from_the_command_line(tmp_path):
+    from neuromosaic.model.data import protocol_for
+    ds = synthetic_dataset(classes=6, samples_per_class=6, speakers=2, channels=24, steps=30, seed=1)
+    np.savez(tmp_path / "ev.npz", **_events_of(ds))
+    ev = load_source(f"events:{tmp_path / 'ev.npz'}", steps=30)
+    p = protocol_for("events", ev)
+    assert p.seen == (0, 1, 2, 3) and p.unseen == (4, 5) and p.train_speakers is None
+    p = protocol_for("events", ev, unseen=[0], train_groups=["synth0"], test_groups=["synth1"])
+    assert p.seen == (1, 2, 3, 4, 5) and p.train_speakers == ("synth0",)
+    for kw, message in [({"seen": [7]}, "class 7 in --seen is not in events:"),
+                        ({"seen": [1], "unseen": [1, 2]}, "class 1 is both seen and unseen"),
+                        ({"test_groups": ["bob"]}, "group 'bob' in --test-groups is not in events:.*allowed: "
+                                                   "synth0, synth1")]:
+        with pytest.raises(DataError, match=message):
+            protocol_for("events", ev, **kw)
+
+
+def test_train_and_eval_on_an_event_file(tmp_path, capsys):
+    ds = synthetic_dataset(classes=6, samples_per_class=12, speakers=2, channels=24, steps=30, seed=1)
+    np.savez(tmp_path / "ev.npz", **_events_of(ds))
+    out = tmp_path / "run"
+    data = f"events:{tmp_path / 'ev.npz'}"
+    assert main(["train", "--data", data, "--unseen", "5", "--train-groups", "synth0", "--iterations", "2",
+                 "--out", str(out)]) == 0
+    train = json.loads((out / "network.json").read_text())["metadata"]["train"]
+    assert train["unseen"] == [5] and train["train_groups"] == ["synth0"]
+    assert main(["eval", "--checkpoint", str(out), "--tasks", "3"]) == 0
+    assert "seen" in capsys.readouterr().out
+    assert main(["train", "--data", data, "--seen", "a,b", "--iterations", "2", "--out", str(out)]) == 2
+    assert "--seen 'a,b' is not a list of class ids" in capsys.readouterr().err
+
+
+def _bad_events(tmp_path, **change):
+    ds = synthetic_dataset(classes=3, samples_per_class=2, speakers=1, channels=8, steps=10, seed=1)
+    arrays = {**_events_of(ds), **change}
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(tmp_path / "bad.npz", **arrays)
+    return tmp_path / "bad.npz"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"labels": None}, "lacks the array 'labels'"),
+    ({"events": np.zeros(3, dtype=[("t", "<f8"), ("p", "<i1")])}, "the events lack the field 'x'"),
+    ({"events": np.zeros(3, dtype=[("t", "<f8"), ("x", "<i2"), ("y", "<i2")])}, "have a field 'y'"),
+    ({"time_unit": "ns"}, "time_unit 'ns' is unknown; allowed: us, ms, s"),
+    ({"counts": np.array([1, 2])}, "counts has shape (2,); allowed: one non-negative integer per label (6)"),
+    ({"counts": np.array([1, 1, 1, 1, 1, 1])}, "the counts add up to 6 events but the file holds"),
+    ({"labels": np.array([0, 0, 1, 1, 2, -1])}, "label -1 of sample 5 is not a class of the file"),
+    ({"labels": np.array([0, 0, 1, 1, 2, 4]), "classes": np.array(["a", "b", "c"])},
+     "label 4 of sample 5 is not a class of the file; allowed: 0..2"),
+    ({"channels": 2}, "is outside the sensor; allowed: 0..1"),
+    ({"groups": np.array(["a", "b"])}, "2 groups for 6 samples"),
+])
+def test_bad_event_files(tmp_path, change, message):
+    import re
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_source(f"events:{_bad_events(tmp_path, **change)}", steps=10)
+
+
+def test_negative_event_times_and_bad_paths(tmp_path):
+    path = _bad_events(tmp_path)
+    z = dict(np.load(path))
+    z["events"]["t"][4] = -2.0
+    np.savez(path, **z)
+    with pytest.raises(DataError, match=r"sample \d has the negative time -0.002 s"):
+        load_source(f"events:{path}", steps=10)
+    with pytest.raises(DataError, match="event file .*none.npz does not exist"):
+        load_source(f"events:{tmp_path / 'none.npz'}")
+    (tmp_path / "ev.csv").write_text("t,x\n")
+    with pytest.raises(DataError, match="has the suffix '.csv'; allowed: .npz, .h5, .hdf5"):
+        load_source(f"events:{tmp_path / 'ev.csv'}")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match="cannot be read as .npz"):
+        load_source(f"events:{tmp_path / 'junk.npz'}")

@@ -89,6 +89,15 @@ class SpikeDataset(torch.utils.data.Dataset):
         return SpikeDataset(torch.cat(parts), self.labels.repeat(k), self.speakers * k, self.class_names,
                             self.source, {**self.info, "channel_stride": stride, "channel_offsets": k})
 
+    def fit_channels(self, channels: int) -> "SpikeDataset":
+        """:meth:`reduce_channels` to fewer channels; to more, zero channels appended (inputs that
+        never fire), so that the data fits a network of ``channels`` inputs either way."""
+        if channels <= self.channels:
+            return self.reduce_channels(channels)
+        pad = torch.nn.functional.pad(self.rasters, (0, channels - self.channels))
+        return SpikeDataset(pad, self.labels, self.speakers, self.class_names, self.source,
+                            {**self.info, "padded_channels": channels - self.channels})
+
     def summary(self) -> dict:
         """Counts per class and speaker, and spike statistics (for ``neuromosaic data inspect``)."""
         per_sample = self.rasters.sum(dim=(1, 2), dtype=torch.int64).double()

@@ -17,7 +17,7 @@ import torch
 
 from .base import DataError, SpikeDataset
 
-__all__ = ["Episode", "EpisodeSampler", "Protocol", "PROTOCOLS"]
+__all__ = ["Episode", "EpisodeSampler", "Protocol", "PROTOCOLS", "protocol_for"]
 
 
 @dataclass
@@ -125,3 +125,40 @@ PROTOCOLS = {
     "synthetic": Protocol("synthetic", seen=tuple(range(15)), unseen=tuple(range(15, 20)),
                           train_speakers=("synth0", "synth1", "synth2"), test_speakers=("synth3",)),
 }
+
+
+def protocol_for(kind: str, dataset: SpikeDataset, *, seen=None, unseen=None, train_groups=None,
+                 test_groups=None) -> Protocol:
+    """The protocol of data of ``kind`` ("shd", "fsdd", "synthetic", "events"), with any of its
+    classes and groups (speakers) replaced by those given, checked against ``dataset``. Event files
+    have no named protocol: the first three quarters of their classes are seen unless given, and
+    every group serves both phases."""
+    base = PROTOCOLS.get("shd-seed000" if kind == "shd" else kind)
+    classes = dataset.classes
+    if base is None:
+        cut = max(1, (3 * len(classes)) // 4)
+        base = Protocol(kind, seen=tuple(classes[:cut]), unseen=tuple(classes[cut:]))
+    if seen is not None and unseen is None:
+        unseen = [c for c in classes if c not in seen]
+    if unseen is not None and seen is None:
+        seen = [c for c in classes if c not in unseen]
+    seen = tuple(base.seen if seen is None else seen)
+    unseen = tuple(base.unseen if unseen is None else unseen)
+    for flag, chosen in (("--seen", seen), ("--unseen", unseen)):
+        bad = [c for c in chosen if c not in classes]
+        if bad:
+            raise DataError(f"class {bad[0]} in {flag} is not in {dataset.source}; allowed: "
+                            f"{', '.join(map(str, classes))}.")
+    both = sorted(set(seen) & set(unseen))
+    if both:
+        raise DataError(f"class {both[0]} is both seen and unseen; allowed: each class in one of --seen, --unseen.")
+    if not seen:
+        raise DataError(f"no class of {dataset.source} is left to meta-train on; allowed: at least one seen class.")
+    groups = sorted(set(dataset.speakers))
+    train_groups = base.train_speakers if train_groups is None else tuple(train_groups)
+    test_groups = base.test_speakers if test_groups is None else tuple(test_groups)
+    for flag, chosen in (("--train-groups", train_groups), ("--test-groups", test_groups)):
+        bad = [g for g in chosen or () if g not in groups]
+        if bad:
+            raise DataError(f"group {bad[0]!r} in {flag} is not in {dataset.source}; allowed: {', '.join(groups)}.")
+    return Protocol(base.name, seen, unseen, train_groups, test_groups)

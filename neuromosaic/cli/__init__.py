@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import __version__
 from ..model.config import ConfigError
 from .commands import COMMANDS
 from .designs import DESIGNS, FPGA_DESIGNS
@@ -39,6 +40,7 @@ def _word(argv: list[str], i: int) -> str | None:
 def build_parser(argv: list[str] = ()) -> argparse.ArgumentParser:
     """The parser, with the flags of the verb and design that ``argv`` names."""
     p = argparse.ArgumentParser(prog="neuromosaic", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"neuromosaic {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     verb = _word(argv, 0)
     for name, help_text in DESIGN_VERBS.items():

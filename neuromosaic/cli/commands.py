@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .options import UsageError, add_mesh_options, print_json
+from .nir import add_nir_arguments
+from .options import UsageError, add_mesh_options, add_protocol_arguments, print_json, protocol_changes
 from .options import mesh as mesh_of
 
 __all__ = ["COMMANDS"]
@@ -170,6 +171,7 @@ def _train_config(args):
         maml_changes["learn_inner_lr"] = False
     maml = dataclasses.replace(base.maml, **maml_changes)
     changes = {k: v for k, v in (("data", args.data), ("rram", args.rram), ("layout", args.layout),
+                                 *protocol_changes(args).items(),
                                  ("iterations", getattr(args, "iterations", None)),
                                  ("seed", getattr(args, "seed", None))) if v is not None}
     return dataclasses.replace(base, maml=maml, **changes)
@@ -274,7 +276,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                                  ("raster", cmd_data_raster, "raster plot of one sample as PNG"),
                                  ("encode", cmd_data_encode, "encode FSDD through the cochlea model into the cache")):
         dp = dsub.add_parser(name, help=helptext)
-        dp.add_argument("source", help="shd:DIR, fsdd:DIR or synthetic")
+        dp.add_argument("source", help="shd:DIR, fsdd:DIR, events:FILE or synthetic")
         dp.add_argument("--split", choices=["train", "test"], default="train", help="SHD file to read")
         dp.add_argument("--channels", type=int, default=None,
                         help="SHD: strided reduction to this many channels; FSDD: cochlea channels (default 64)")
@@ -297,7 +299,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="synthetic (default), fsdd:DIR or shd:DIR")
+    p.add_argument("--data", default=None, help="synthetic (default), fsdd:DIR, shd:DIR or events:FILE")
+    add_protocol_arguments(p)
     p.add_argument("--preset", choices=["synthetic", "seed000"], default="synthetic")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
@@ -395,6 +398,8 @@ COMMANDS = {
                add_energy_arguments),
     "retention": ("seed 001's experiment: a 2-layer SNN retains a spike pattern (van Rossum) against its training "
                   "energy per organisation", add_retention_arguments),
+    "nir": ("networks in and out through NIR: export a checkpoint, import a graph from snnTorch, Norse, Rockpool, ...",
+            add_nir_arguments),
     "route": ("compile a checkpoint's connectivity into Mosaic routing tables; print the routing report",
               add_route_arguments),
     "bench": ("benchmarks that print JSON figures", add_bench_arguments),

@@ -218,3 +218,35 @@ def check_run_values(args) -> None:
         v = getattr(args, name, 0.0)
         if not (math.isfinite(v) and 0.0 <= v < 1.0):
             raise UsageError(f"--{name}={v} is not allowed; use a probability in [0, 1).")
+
+
+def add_protocol_arguments(p: argparse.ArgumentParser) -> None:
+    """The few-shot protocol's classes and groups (speakers), for data without a protocol of its own
+    (``events:FILE``) or to change one."""
+    g = p.add_argument_group("few-shot protocol (default: the data's own; for events: the first three quarters "
+                             "of the classes seen, every group in both phases)")
+    g.add_argument("--seen", default=None, metavar="C,C,...", help="classes of meta-training (ids)")
+    g.add_argument("--unseen", default=None, metavar="C,C,...", help="classes held out until the meta-test (ids)")
+    g.add_argument("--train-groups", default=None, metavar="G,G,...", help="groups (speakers) of meta-training")
+    g.add_argument("--test-groups", default=None, metavar="G,G,...", help="groups (speakers) of the meta-test")
+
+
+def protocol_changes(args) -> dict:
+    """The protocol flags that were given, as ``TrainConfig`` fields."""
+    out = {}
+    for flag in ("seen", "unseen", "train_groups", "test_groups"):
+        text = getattr(args, flag, None)
+        if text is None:
+            continue
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        name = "--" + flag.replace("_", "-")
+        if not items:
+            raise UsageError(f"{name} {text!r} names nothing; allowed: a comma-separated list.")
+        if flag in ("seen", "unseen"):
+            try:
+                items = [int(t) for t in items]
+            except ValueError:
+                raise UsageError(f"{name} {text!r} is not a list of class ids; allowed: integers such as "
+                                 f"0,1,2.") from None
+        out[flag] = tuple(items)
+    return out
