@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -164,30 +165,50 @@ def _parse_report(board: str, report: dict) -> dict:
 
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
           name: str = "lif_top") -> BoardBuild:
-    """Synthesises, places and routes the LIF self-test top; writes the bitstream and report.json."""
+    """Synthesises, places and routes the LIF self-test top; writes the bitstream and report.json. A
+    core whose weights exceed the device's block memory is refused at once (``BuildError``)."""
+    from .estimate import memory_shortfall
     board_spec(board)                   # an unknown board is refused before anything is built
+    why = memory_shortfall(config.weight_depth * config.weight_word_bits, board)
+    if why:
+        raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
     return build_top(LIFSelfTest(config), config.to_dict(), board, out_dir, name)
 
 
 def build_top(top, config: dict, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
               name: str = "top") -> BoardBuild:
     """Synthesises, places and routes ``top``; writes the bitstream and ``{name}.report.json``
-    (``config`` is recorded in it)."""
+    (``config`` is recorded in it) under ``out_dir/board``. The build runs in a staging folder
+    beside them and its files replace the previous build's only when it completes; a failed build's
+    logs are kept in ``{name}.failed/``, an interrupted one leaves nothing."""
     spec = board_spec(board)
     toolchain_env(spec)
     platform = spec.make()
     out_dir = Path(out_dir) / board
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        platform.build(top, name=name, build_dir=str(out_dir), do_program=False,
-                       nextpnr_opts="--report report.json", **spec.synthesis_options(name))
-    except subprocess.CalledProcessError:
-        raise BuildError.from_log(board, out_dir / f"{name}.tim") from None
-    raw = json.loads((out_dir / "report.json").read_text())
-    report = {"board": board, "device": platform.device, "config": config, **_parse_report(board, raw)}
-    (out_dir / f"{name}.report.json").write_text(json.dumps(report, indent=2))
-    bit = out_dir / f"{name}{spec.bitstream_suffix}"
-    return BoardBuild(board, bit, report)
+        try:
+            platform.build(top, name=name, build_dir=str(staging), do_program=False,
+                           nextpnr_opts="--report report.json", **spec.synthesis_options(name))
+        except subprocess.CalledProcessError:
+            error = BuildError.from_log(board, staging / f"{name}.tim")
+            shutil.rmtree(out_dir / f"{name}.failed", ignore_errors=True)
+            staging.rename(out_dir / f"{name}.failed")
+            raise error from None
+        raw = json.loads((staging / "report.json").read_text())
+        report = {"board": board, "device": platform.device, "config": config, **_parse_report(board, raw)}
+        (staging / f"{name}.report.json").write_text(json.dumps(report, indent=2))
+        for f in sorted(staging.iterdir()):          # the bitstream last: a reader never finds it without its report
+            if f.suffix != spec.bitstream_suffix:
+                os.replace(f, out_dir / f.name)
+        for f in staging.glob(f"*{spec.bitstream_suffix}"):
+            os.replace(f, out_dir / f.name)
+        shutil.rmtree(out_dir / f"{name}.failed", ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BoardBuild(board, out_dir / f"{name}{spec.bitstream_suffix}", report)
 
 
 def synthesis_estimate(top, board: str = "icebreaker", out_dir: str | Path = "build/fpga",

@@ -30,14 +30,17 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["FAMILIES", "part_cells", "mosaic_parts", "chip_parts", "estimate_parts", "chip_estimate", "shortfall"]
+__all__ = ["FAMILIES", "part_cells", "mosaic_parts", "chip_parts", "estimate_parts", "chip_estimate", "shortfall",
+           "memory_shortfall"]
 
 # Per family: the device's resources (data sheets). Parts are synthesised as the board's build does
 # (its record's synthesis options and script, ``fpga.boards``).
+# ``memory_bits``: all its block memories hold (ECP5: 208 DP16KD of 18 Kbit; UP5K: 30 EBR of 4 Kbit and
+# 4 SPRAM of 256 Kbit), the bound a design's stored weights are checked against before anything runs.
 FAMILIES = {
-    "ecp5": {"device": "LFE5U-85F",
+    "ecp5": {"device": "LFE5U-85F", "memory_bits": 208 * 18 * 1024,
              "available": {"logic_cells": 83640, "flip_flops": 83640, "ram_blocks": 208, "dsps": 156}},
-    "ice40": {"device": "iCE40UP5K",
+    "ice40": {"device": "iCE40UP5K", "memory_bits": 30 * 4096 + 4 * 256 * 1024,
               "available": {"logic_cells": 5280, "ram_blocks": 30, "spram_blocks": 4, "dsps": 8}},
 }
 _NAMES = {"logic_cells": "logic cells", "flip_flops": "flip-flops", "ram_blocks": "RAM blocks",
@@ -85,10 +88,15 @@ def _prepared(component, board: str, out_dir: str | Path) -> tuple[Path, str, st
 
 
 def _synthesised(out: Path, key: str, script: str, family: str) -> dict:
-    """The cells of a prepared part, from the cache or from Yosys (then cached, atomically)."""
+    """The cells of a prepared part, from the cache or from Yosys (then cached, atomically); a damaged
+    cache entry is synthesised again, never trusted."""
     cached = out / f"{key}.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
+    try:
+        cells = json.loads(cached.read_text())
+        if isinstance(cells, dict) and all(isinstance(v, int) for v in cells.values()):
+            return cells
+    except (OSError, ValueError):
+        pass
     done = subprocess.run([_yosys(), "-q", "-l", f"{key}.rpt", "-p", script], cwd=out, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"Yosys failed on a part (see {out / (key + '.rpt')}): {done.stderr.strip()[-500:]}")
@@ -177,6 +185,18 @@ def estimate_parts(parts, board: str, out_dir: str | Path = "build/fpga/parts", 
 def chip_estimate(protocol, board: str, out_dir: str | Path = "build/fpga/parts", progress=None) -> dict:
     """:func:`estimate_parts` of ``protocol``'s chip and host link on ``board``."""
     return estimate_parts(chip_parts(protocol), board, out_dir, progress)
+
+
+def memory_shortfall(bits: int, board: str) -> str | None:
+    """One sentence if ``bits`` of stored weights exceed all the block memory of ``board``'s device
+    (found at once, before any part is elaborated), else None."""
+    from .boards import board_spec
+    spec = FAMILIES[board_spec(board).family]
+    have = spec["memory_bits"]
+    if bits <= have:
+        return None
+    return (f"its weights need {bits:,} bits of memory ({bits / have:.1f} x all the {have:,} bits of the "
+            f"{spec['device']}'s block memories); allowed: at most {have:,} (choose a smaller network)")
 
 
 def shortfall(estimate: dict) -> str | None:

@@ -106,9 +106,13 @@ def config_identity(config: dict) -> int:
     return zlib.crc32(json.dumps(config, sort_keys=True).encode())
 
 
+BAUD_TOLERANCE = 0.02     # the rate the divisor makes may differ this much from the one asked for
+
+
 @dataclass(frozen=True)
 class LinkConfig:
-    """The UART: ``clock_hz / baud`` clock cycles per bit (at least 4); a frame buffer of ``buffer_bytes``
+    """The UART: ``clock_hz / baud`` clock cycles per bit, rounded (at least 4, and the rate it gives within
+    ``BAUD_TOLERANCE`` of ``baud``, what a UART receiver tolerates); a frame buffer of ``buffer_bytes``
     (the longest payload a command frame may carry); a frame is dropped as truncated when the line
     stays idle for ``timeout_bytes`` byte times inside it."""
     clock_hz: int = 12_000_000
@@ -117,9 +121,18 @@ class LinkConfig:
     timeout_bytes: int = 8
 
     def __post_init__(self):
+        for name in ("clock_hz", "baud"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name}={v!r} is not allowed; allowed: a positive integer (Hz, baud).")
         if self.divisor < 4:
             raise ConfigError(f"baud={self.baud} at clock_hz={self.clock_hz} gives {self.divisor} cycles per bit; "
                               "allowed: at least 4 (baud <= clock_hz / 4).")
+        off = abs(self.actual_baud - self.baud) / self.baud
+        if off > BAUD_TOLERANCE:
+            raise ConfigError(f"baud={self.baud} at clock_hz={self.clock_hz}: {self.divisor} cycles per bit give "
+                              f"{self.actual_baud:,.0f} baud, {100 * off:.1f} % off; allowed: a rate within "
+                              f"{100 * BAUD_TOLERANCE:.0f} % of clock_hz / n for a whole n >= 4.")
         if not 16 <= self.buffer_bytes <= 0xFFFF:
             raise ConfigError(f"buffer_bytes={self.buffer_bytes} is out of range; allowed: 16..65535.")
         if not 2 <= self.timeout_bytes <= 1024:
@@ -128,6 +141,11 @@ class LinkConfig:
     @property
     def divisor(self) -> int:
         return round(self.clock_hz / self.baud)
+
+    @property
+    def actual_baud(self) -> float:
+        """The rate the divisor makes: what the line runs at."""
+        return self.clock_hz / self.divisor
 
     @property
     def timeout_cycles(self) -> int:

@@ -132,7 +132,8 @@ def _markdown(report: dict) -> str:
               "Critical path (last routing hops): " + ("; ".join(r["critical_path"]) or "none reported"), "",
               "Estimated before synthesis (the parts alone): "
               + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in r.get("estimate", {}).items()), "",
-              f"Host link: {r['link']['baud']:,} baud, {r['link']['buffer_bytes']} B frame buffer.",
+              f"Host link: {LinkConfig(**r['link']).actual_baud:,.0f} baud, {r['link']['buffer_bytes']} B frame "
+              "buffer.",
               f"Bitstream: {r['bitstream']}", ""]
     return "\n".join(lines)
 
@@ -153,25 +154,25 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
     under ``out_dir/board``. Returns the ``BoardBuild``. A chip whose estimate (``fpga.estimate``)
     exceeds the device is refused first, with a ``BuildError`` naming the resource; ``progress(message)``
     follows the estimate."""
+    from ..model.checkpoint import atomic_write
     from .board import BuildError, build_top
-    from .estimate import chip_estimate, shortfall
+    from .estimate import chip_estimate, memory_shortfall, shortfall
     spec = board_spec(board)
     if protocol.link.clock_hz != spec.clock_hz:
         raise ValueError(f"the link is set for a {protocol.link.clock_hz} Hz clock; {board} runs at "
                          f"{spec.clock_hz} Hz (use board_protocol).")
-    estimate = chip_estimate(protocol, board, Path(out_dir) / "parts", progress)
-    why = shortfall(estimate)
+    core = protocol.network.core
+    why = memory_shortfall(core.weight_depth * core.weight_word_bits, board)
+    estimate = None if why else chip_estimate(protocol, board, Path(out_dir) / "parts", progress)
+    why = why or shortfall(estimate)
     if why:
         raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
     out = Path(out_dir) / board
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f"{name}.estimate.json.tmp"
-    tmp.write_text(json.dumps(estimate, indent=2))
-    tmp.replace(out / f"{name}.estimate.json")
     b = build_top(BoardTop(protocol, tables), protocol.config_dict(), board, out_dir, name)
     b.report.update(chip=describe(protocol), link=protocol.link.to_dict(), bitstream=str(b.bitstream),
                     identity=f"0x{protocol.identity:08x}",
                     estimate={k: estimate[k] for k in estimate["available"]})
-    (out / f"{name}.report.json").write_text(json.dumps(b.report, indent=2))
-    (out / f"{name}.report.md").write_text(_markdown(b.report))
+    atomic_write(out / f"{name}.estimate.json", json.dumps(estimate, indent=2).encode())
+    atomic_write(out / f"{name}.report.json", json.dumps(b.report, indent=2).encode())
+    atomic_write(out / f"{name}.report.md", _markdown(b.report).encode())
     return b

@@ -67,16 +67,17 @@ def import_graph(graph: nir.NIRGraph, *, dt: float | None = None, lanes: int | N
         if given:
             _refuse(f"this graph is neuromosaic's exact export and carries its config; {given[0]} applies to "
                     f"graphs from other tools (leave it out).")
-        ck, report = _own(graph, meta)
+        ck, report, source, layer = _own(graph, meta)
     else:
-        ck, report = _foreign(graph, dt, lanes, {k: (WIDTH_DEFAULTS[k] if widths.get(k) is None else widths[k])
-                                                 for k in WIDTH_DEFAULTS})
-    report["firing"] = _firing(report.pop("_flat"), report["dt"], report.pop("_probe"), ck, inputs, seed)
+        ck, report, source, layer = _foreign(graph, dt, lanes, {
+            k: (WIDTH_DEFAULTS[k] if widths.get(k) is None else widths[k]) for k in WIDTH_DEFAULTS})
+    report["firing"] = _firing(source, report["dt"], layer, ck, inputs, seed)
     return ck, report
 
 
 # -- this project's own export --------------------------------------------------------------------
-def _own(graph: nir.NIRGraph, meta: dict) -> tuple[Checkpoint, dict]:
+def _own(graph: nir.NIRGraph, meta: dict) -> tuple[Checkpoint, dict, nir.NIRGraph, str]:
+    """The checkpoint, the report, the graph to run as the source and its spiking node's name."""
     try:
         config = SRNNConfig.from_dict(json.loads(meta["config"]))
         dt = float(meta["dt"])
@@ -90,8 +91,11 @@ def _own(graph: nir.NIRGraph, meta: dict) -> tuple[Checkpoint, dict]:
             _refuse(f"node {node!r} does not hold the integer weights of neuromosaic's export; allowed: the graph "
                     f"as neuromosaic nir export wrote it.")
         weights[key] = torch.from_numpy(np.round(w).astype(np.int64))
-    ck = Checkpoint(config, weights["w_in"], weights["w_rec"], weights["w_out"],
-                    {"import": {"kind": "neuromosaic exact export", "dt": dt}})
+    try:
+        IntegerSRNN(config, weights["w_in"], weights["w_rec"], weights["w_out"])      # shapes and ranges
+    except ConfigError as e:
+        _refuse(f"the graph's weights do not fit its neuromosaic metadata's config: {e}")
+    ck = Checkpoint(config, weights["w_in"], weights["w_rec"], weights["w_out"], {})
     try:
         expected = export_graph(ck, dt)
     except ConfigError as e:
@@ -105,9 +109,8 @@ def _own(graph: nir.NIRGraph, meta: dict) -> tuple[Checkpoint, dict]:
                     f"allowed: the graph unchanged (or without the metadata, to import it as a foreign graph).")
     if sorted(map(tuple, graph.edges)) != sorted(map(tuple, expected.edges)):
         _refuse("the graph's edges differ from neuromosaic's exact export; allowed: the graph unchanged.")
-    report = {"kind": "neuromosaic exact export", "dt": dt, "exact": True, "approximations": [],
-              "_flat": graph, "_probe": "c_spike"}
-    return ck, report
+    report = {"kind": "neuromosaic exact export", "dt": dt, "exact": True, "approximations": []}
+    return ck, report, graph, "c_spike"
 
 
 # -- graphs from other tools ----------------------------------------------------------------------
@@ -253,7 +256,8 @@ def _shift(name: str, tau: float, dt: float) -> tuple[int, float]:
     return s, dt * 2.0 ** s
 
 
-def _foreign(graph: nir.NIRGraph, dt, lanes, widths) -> tuple[Checkpoint, dict]:
+def _foreign(graph: nir.NIRGraph, dt, lanes, widths) -> tuple[Checkpoint, dict, nir.NIRGraph, str]:
+    """The checkpoint, the report, the flattened graph to run as the source and its spiking node's name."""
     g = _flatten(graph)
     parts = _structure(g)
     core_name, core = parts["core"], g.nodes[parts["core"]]
@@ -332,9 +336,9 @@ def _foreign(graph: nir.NIRGraph, dt, lanes, widths) -> tuple[Checkpoint, dict]:
         "scale": scale, "readout_scale": romax / out_peak, "threshold": threshold,
         "weights": {"zeroed": zeroed, "clipped": clipped, "readout_zeroed": zeroed_out,
                     "readout_clipped": clipped_out, "total": int(core_w.size + out_w.size)},
-        "approximations": notes, "_flat": g, "_probe": core_name,
+        "approximations": notes,
     }
-    return ck, report
+    return ck, report, g, core_name
 
 
 def _quantise(w: np.ndarray, scale: float, limit: int) -> tuple[np.ndarray, int, int]:

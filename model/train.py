@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,16 +124,50 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     """Meta-trains. Under torch.distributed each rank takes an equal, contiguous share of every
     meta-batch and the meta-gradients are all-reduced (averaged) before the identical optimiser step
     on every rank, so the result equals the single-process run on the same tasks (up to the order
-    of floating-point sums). Only rank 0 writes checkpoints, metrics and evaluations."""
+    of floating-point sums). Only rank 0 writes checkpoints, metrics and evaluations.
+
+    The run writes into a staging folder inside ``out`` and moves its files over the previous run's
+    only when it completes (the checkpoint atomically, a previous run's file this run does not make
+    removed); an interrupted or failed run leaves ``out`` as it found it."""
+    rank, world = _distributed()
+    out = Path(out)
+    staging = out / f".partial-{os.getpid()}"
+    if rank == 0:
+        staging.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = _train(cfg, staging, dataset, progress, rank, world)
+        if rank == 0:
+            _publish(staging, out, summary)
+    finally:
+        if rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+    if not return_params:
+        summary.pop("params")
+    return summary
+
+
+RUN_FILES = ("metrics.jsonl", "summary.json", "curves.png", "connectivity.json")   # besides the checkpoint
+
+
+def _publish(staging: Path, out: Path, summary: dict) -> None:
+    """A completed run's files over the previous run's: the checkpoint, then each of ``RUN_FILES``
+    this run made (renamed, atomic), and those it did not make removed."""
+    save_checkpoint(out, load_checkpoint(staging))
+    for name in RUN_FILES:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+
+
+def _train(cfg: TrainConfig, staging: Path, dataset, progress: bool, rank: int, world: int) -> dict:
+    """The meta-training loop of :func:`train`, writing into ``staging``."""
     from tqdm import tqdm
 
-    rank, world = _distributed()
     if cfg.meta_batch % world:
         raise ConfigError(f"meta_batch={cfg.meta_batch} does not split over {world} ranks; use a multiple of {world}.")
     share = cfg.meta_batch // world
     progress = progress and rank == 0
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     ds = dataset or load_source(cfg.data, channels=cfg.channels, steps=cfg.steps, progress=progress)
     protocol = _protocol_for(cfg, ds)
@@ -156,9 +192,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
         groups.append({"params": [p.log_inner_lr], "lr": cfg.maml.inner_lr_lr})
     opt = torch.optim.Adam(groups)
     hi = net.config.core.weight_range[1]
-    metrics_path = out / "metrics.jsonl"
-    if rank == 0:
-        metrics_path.unlink(missing_ok=True)
+    metrics_path = staging / "metrics.jsonl"
     history = []
     start = time.perf_counter()
     bar = tqdm(range(cfg.iterations), desc="meta-training", unit="it", disable=not progress)
@@ -189,7 +223,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
             ck = _checkpoint(cfg, net, p, {"iteration": it + 1, "input_gain": gain})
             # The float ideal network is scored in float; every other, as the deployable integer network.
             scores = evaluate(ck, ds, cfg, tasks=cfg.eval_tasks, params=None if cfg.quantised else p)
-            save_checkpoint(out, ck)
+            save_checkpoint(staging, ck)
             row.update({f"eval_{k}": v for k, v in scores.items() if k.endswith("mean")})
         history.append(row)
         if rank == 0:
@@ -200,14 +234,13 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
                "final": history[-1], "config": dataclasses.asdict(cfg), "ranks": world}
     if rank == 0:
         if mask is not None:
-            w_rec = load_checkpoint(out).w_rec
+            w_rec = load_checkpoint(staging).w_rec
             summary["connectivity"] = connectivity_stats(w_rec, *cfg.grid())
             # for the router compiler: who sends to which tile, at how many hops
-            atomic_write(out / "connectivity.json", json.dumps(export_connectivity(w_rec, *cfg.grid())).encode())
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        _plot(history, out / "curves.png")
-    if return_params:
-        summary["params"] = p
+            atomic_write(staging / "connectivity.json", json.dumps(export_connectivity(w_rec, *cfg.grid())).encode())
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+        _plot(history, staging / "curves.png")
+    summary["params"] = p
     return summary
 
 

@@ -29,14 +29,21 @@ def raster_png(panels, path: str | Path, *, title: str | None = None) -> Path:
 
 
 def _save(fig, path, title: str | None, dpi: int) -> Path:
+    """The figure as a PNG at exactly ``path`` (no suffix added), written atomically."""
+    import io
+
     import matplotlib.pyplot as plt
+
+    from .model.checkpoint import atomic_write
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
     plt.close(fig)
+    atomic_write(path, buf.getvalue())
     return path
 
 

@@ -37,7 +37,7 @@ def test_verilog_with_weights_file(tmp_path):
     (["verilog", "lif", "--membrane-bits", "8", "-o", "x.v"], "membrane_bits=8 is too small for threshold=2048"),
     (["verilog", "lif", "--current-decay-shift", "16", "-o", "x.v"], "current_decay_shift=16 is out of range"),
     (["verilog", "lif", "--weights", "missing.npy", "-o", "x.v"], "weights file missing.npy does not exist"),
-    (["cosim", "lif", "--seeds", "0"], "--seeds=0 is not allowed"),
+    (["cosim", "lif", "--seeds", "0"], "--seeds 0 is not allowed; allowed: 1 to"),
     (["cosim", "lif", "--idle", "1.5"], "--idle=1.5 is not allowed"),
     (["verilog", "learning", "--set", "outputz=3", "-o", "x.v"], "--set 'outputz=3' is not FIELD=VALUE"),
     (["verilog", "learning", "--learning-set", "level_shift=8", "-o", "x.v"],
@@ -46,6 +46,24 @@ def test_verilog_with_weights_file(tmp_path):
     (["cosim", "learning", "--episodes", "0"], "--episodes 0 is not allowed"),
     (["cosim", "learning", "--fault", "threshold"], "--fault threshold is not a learning fault"),
     (["cosim", "lif", "--fault", "floor"], "--fault floor is not a lif fault"),
+    (["fpga", "build", "--baud", "2800000"], "4 cycles per bit give 3,000,000 baud, 7.1 % off"),
+    (["fpga", "build", "--baud", "0"], "--baud 0 is not allowed; allowed: 1 or more"),
+    # every numeric flag is checked before the work: zero, negative, not finite, beyond memory
+    (["data", "inspect", "synthetic", "--channels", "0"], "--channels 0 is not allowed; allowed: 1 to 4,096"),
+    (["data", "inspect", "synthetic", "--channels", "5000"], "--channels 5,000 is not allowed"),
+    (["data", "inspect", "synthetic", "--steps", "1000000000"], "--steps 1,000,000,000 is not allowed"),
+    (["eval", "--checkpoint", "x", "--inner-steps", "0"], "--inner-steps 0 is not allowed"),
+    (["eval", "--checkpoint", "x", "--tasks", "0"], "--tasks 0 is not allowed"),
+    (["eval", "--checkpoint", "x", "--devices", "-1"], "--devices -1 is not allowed; allowed: 0 to 10,000"),
+    (["train", "--iterations", "0", "--out", "x"], "--iterations 0 is not allowed"),
+    (["train", "--inner-lr", "inf", "--out", "x"], "--inner-lr inf is not allowed; allowed: a finite number"),
+    (["train", "--inner-lr", "nan", "--out", "x"], "--inner-lr nan is not allowed; allowed: a finite number"),
+    (["train", "--inner-lr", "-2", "--out", "x"], "--inner-lr -2 is not allowed; allowed: above 0"),
+    (["demo", "--iterations", "0"], "--iterations 0 is not allowed"),
+    (["fpga", "run", "--port", "x", "--timeout", "-1"], "--timeout -1 is not allowed; allowed: above 0"),
+    (["energy", "--density", "0"], "--density 0 is not allowed; allowed: above 0 and at most 1"),
+    (["verilog", "learning", "--set", "channels=abc", "-o", "x.v"], "channels takes an integer, not 'abc'"),
+    (["nir", "import", "x.nir", "--out", "x", "--dt", "0"], "--dt 0 is not allowed; allowed: above 0"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -179,3 +197,47 @@ def test_concurrent_cosim_runs_of_one_design_get_their_own_folders(tmp_path):
     again, lock = claim_folder(tmp_path, "cli")           # free again once released
     assert again == first
     lock.close()
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    from neuromosaic.cli import commands
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(commands.COMMANDS, "eval", ("", lambda p: p.set_defaults(func=interrupted)))
+    assert main(["eval"]) == 130
+    err = capsys.readouterr().err
+    assert err == "neuromosaic: interrupted\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["data", "raster", "synthetic", "-o", "{tmp}"],
+    ["data", "raster", "synthetic", "-o", "{tmp}/file.txt/r.png"],
+    ["verilog", "lif", "-o", "{tmp}/file.txt/core.v"],
+    ["train", "--iterations", "1", "--out", "{tmp}/file.txt"],
+    ["bench", "lif", "--quick", "--out", "{tmp}/file.txt"],
+    ["fpga", "build", "lif", "--out", "{tmp}/file.txt/fpga"],
+    ["energy", "--layer", "fc:8x8", "--plot", "{tmp}"],
+])
+def test_output_paths_are_checked_before_the_work(tmp_path, capsys, argv):
+    (tmp_path / "file.txt").write_text("keep")
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("is a folder" in err or "is a file" in err) and "Traceback" not in err
+    assert (tmp_path / "file.txt").read_text() == "keep"
+
+
+def test_a_png_goes_exactly_where_it_is_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "raster", "synthetic", "--channels", "16", "-o", "out"]) == 0
+    assert "wrote out" in capsys.readouterr().out
+    assert (tmp_path / "out").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["verilog", "lif", "--checkpoint", "ck", "-o", "x.v"], "--checkpoint"),   # the LIF core takes no network
+    (["cosim", "lif", "--episodes", "3"], "--episodes"),                      # it runs scenarios, not episodes
+])
+def test_a_flag_a_design_does_not_take_is_refused(argv, flag, capsys):
+    assert main(argv) == 2
+    assert f"unrecognized arguments: {flag}" in capsys.readouterr().err

@@ -129,10 +129,13 @@ def test_fsdd_loads_real_recordings_and_caches(fsdd_subset, tmp_path):
     st = wav.stat()
     os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert not load_fsdd(fsdd_subset, encoder=enc, cache_dir=tmp_path, progress=False).info["from_cache"]
-    # a damaged cache file is rebuilt, not trusted
-    Path(ds.info["cache"]).write_bytes(b"garbage")
-    rebuilt = load_fsdd(fsdd_subset, encoder=enc, cache_dir=tmp_path, progress=False)
-    assert rebuilt.rasters.shape == ds.rasters.shape
+    # a damaged cache file is rebuilt, not trusted: garbage, or a file cut short
+    entry = Path(load_fsdd(fsdd_subset, encoder=enc, cache_dir=tmp_path, progress=False).info["cache"])
+    good = entry.read_bytes()
+    for damaged in (b"garbage", good[: len(good) // 2], good[:-30]):
+        entry.write_bytes(damaged)
+        rebuilt = load_fsdd(fsdd_subset, encoder=enc, cache_dir=tmp_path, progress=False)
+        assert not rebuilt.info["from_cache"] and torch.equal(rebuilt.rasters, ds.rasters)
 
 
 def test_encoder_is_deterministic_and_spectral():
@@ -357,10 +360,14 @@ def _bad_events(tmp_path, **change):
     ({"channels": 2}, "is outside the sensor; allowed: 0..1"),
     ({"groups": np.array(["a", "b"])}, "2 groups for 6 samples"),
 ])
-def test_bad_event_files(tmp_path, change, message):
+def test_bad_event_files(tmp_path, capsys, change, message):
     import re
+    path = _bad_events(tmp_path, **change)
     with pytest.raises(DataError, match=re.escape(message)):
-        load_source(f"events:{_bad_events(tmp_path, **change)}", steps=10)
+        load_source(f"events:{path}", steps=10)
+    assert main(["data", "inspect", f"events:{path}", "--steps", "10"]) == 2          # one sentence, no traceback
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_negative_event_times_and_bad_paths(tmp_path):

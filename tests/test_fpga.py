@@ -16,6 +16,29 @@ def test_icebreaker_build(tmp_path):
     assert r["fmax_mhz"] > r["clock_constraint_mhz"] == 12.0
     assert r["spram_blocks"] >= 1          # the weight memory lives in SPRAM
     assert (tmp_path / "icebreaker" / "lif_top.report.json").exists()
+    # an interrupted build of another design leaves the finished one as it was, and nothing of its own
+    out = tmp_path / "icebreaker"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    def interrupted(self, top, *, build_dir, **kw):
+        import pathlib
+        pathlib.Path(build_dir).mkdir(parents=True)
+        (pathlib.Path(build_dir) / "lif_top.v").write_text("// half a design")
+        raise KeyboardInterrupt
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ICEBreakerPlatform, "build", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            build(LIFConfig(neurons=8, inputs=16, lanes=2), "icebreaker", tmp_path)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_core_beyond_the_block_memory_is_refused_at_once(tmp_path, capsys):
+    from neuromosaic.cli import main
+    assert main(["fpga", "build", "lif", "--neurons", "2048", "--inputs", "2048", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "its weights need 33,554,432 bits of memory (28.6 x all the 1,171,456 bits of the iCE40UP5K's" in err
+    assert err.count("\n") == 1 and not any(tmp_path.iterdir())
 
 
 def test_unknown_board_is_refused(tmp_path):

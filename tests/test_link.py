@@ -76,6 +76,14 @@ def test_link_config_refusals():
     with pytest.raises(ConfigError,
                        match=r"baud=4000000 at clock_hz=12000000 gives 3 cycles per bit; allowed: at least 4"):
         LinkConfig(baud=4_000_000)
+    # the rate a whole divisor makes must be within 2 % of the one asked for; zero is not a rate
+    with pytest.raises(ConfigError, match=r"baud=2800000 at clock_hz=12000000: 4 cycles per bit give 3,000,000 "
+                                          r"baud, 7.1 % off; allowed: a rate within 2 % of clock_hz / n"):
+        LinkConfig(baud=2_800_000)
+    assert LinkConfig(baud=115_200).actual_baud == 12_000_000 / 104      # 0.2 % off: what UARTs take
+    for bad in (0, -9600, 1.5e6):
+        with pytest.raises(ConfigError, match=f"baud={bad!r} is not allowed; allowed: a positive integer"):
+            LinkConfig(baud=bad)
     with pytest.raises(ConfigError, match=r"buffer_bytes=8 is out of range; allowed: 16..65535"):
         LinkConfig(buffer_bytes=8)
     p = Protocol(SMALL, link=SIM_LINK)

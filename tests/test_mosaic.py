@@ -141,3 +141,6 @@ def test_ecp5_cells_of_a_router(tmp_path):
                                neurons_per_tile=16), "ulx3s-85f", tmp_path)
     assert pruned["logic_cells"] < 0.7 * large["logic_cells"]
     assert part_cells(Router("NS", "NS", 8, 1), "ulx3s-85f", tmp_path) == small      # from the cache
+    for entry in tmp_path.rglob("*.json"):                                             # damaged: made again
+        entry.write_text(entry.read_text()[:5])
+    assert part_cells(Router("NS", "NS", 8, 1), "ulx3s-85f", tmp_path) == small

@@ -190,6 +190,15 @@ def test_a_wellformed_layer_imports():
     (_layer(tau_syn=np.full(4, 5e-5)), "node 'lif' has tau = 5e-05 s, shorter than the step dt = 0.0001 s"),
     (_layer(v_threshold=np.array([1.0, -1.0, 1.0, 1.0])), "node 'lif' has thresholds -1 to 1; allowed: positive"),
     (_layer(drop=[("input", "w_in")], edges=[("input", "lif")]), "node 'input' feeds the spiking layer 'lif' directly"),
+    (_layer(nodes={"extra": nir.Linear(np.ones((4, 4)))}, edges=[("w_in", "extra")]),
+     "node 'extra' is not part of the layer"),
+    (_layer(nodes={"w2": nir.Linear(np.ones((2, 4)))}, edges=[("lif", "w2"), ("w2", "output")]),
+     "the spiking layer 'lif' feeds w_out, w2 besides its recurrence"),
+    (_layer(nodes={"w_in": nir.Linear(np.zeros((4, 3))), "w_rec": nir.Linear(np.zeros((4, 4)))}),
+     "the weights into 'lif' are all zero"),
+    (_layer(nodes={"w_out": nir.Linear(np.ones((2, 5)))}), "the weights do not chain"),
+    (_layer(nodes={"ro": nir.LI(np.full(2, 1e-3), np.ones(2), np.full(2, 0.5))}, drop=[("w_out", "output")],
+            edges=[("w_out", "ro"), ("ro", "output")]), "node 'ro' has a non-zero v_leak"),
 ])
 def test_refused_graphs(graph, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -215,10 +224,10 @@ def test_nir_cli_refusals(tmp_path, capsys):
     (tmp_path / "junk.nir").write_bytes(b"not hdf5")
     cases = [
         (["nir", "export", "--checkpoint", str(tmp_path / "ck"), "-o", str(tmp_path / "folder")], "is a folder"),
-        (["nir", "export", "--checkpoint", str(tmp_path / "ck"), "-o", str(tmp_path / "no" / "x.nir")],
-         "does not exist; allowed: a file in an existing folder"),
+        (["nir", "export", "--checkpoint", str(tmp_path / "ck"), "-o", str(tmp_path / "junk.nir" / "x.nir")],
+         "junk.nir is a file, not a folder; allowed: a path under a folder"),
         (["nir", "export", "--checkpoint", str(tmp_path / "ck"), "-o", str(tmp_path / "x.nir"), "--dt", "-1"],
-         "--dt -1.0 is not allowed"),
+         "--dt -1 is not allowed"),
         (["nir", "import", str(tmp_path / "junk.nir"), "--out", str(tmp_path / "o")], "is not a readable NIR graph"),
         (["nir", "import", str(tmp_path / "missing.nir"), "--out", str(tmp_path / "o")], "does not exist"),
     ]

@@ -32,6 +32,34 @@ def test_train_and_eval_cli(tmp_path, capsys):
     assert "the integer learning rule" in capsys.readouterr().out
 
 
+def test_a_run_replaces_the_previous_one_only_when_it_completes(tmp_path, monkeypatch, capsys):
+    from neuromosaic.model import train as training
+    out = tmp_path / "run"
+    assert main(["train", "--iterations", "2", "--layout", "2x2", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"network.json", "metrics.jsonl", "connectivity.json", "summary.json"} <= set(before)
+    calls = []
+
+    def interrupted_after_one(*args, **kw):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    real = training.meta_loss
+    monkeypatch.setattr(training, "meta_loss", interrupted_after_one)
+    assert main(["train", "--iterations", "3", "--out", str(out)]) == 130        # Ctrl-C in the second iteration
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before            # nothing of the old run lost
+    monkeypatch.setattr(training, "meta_loss", real)
+    assert main(["train", "--data", f"events:{tmp_path / 'none.npz'}", "--out", str(out)]) == 2   # refused
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    capsys.readouterr()
+    # a completed run without a layout replaces every file and leaves no stale connectivity.json
+    assert main(["train", "--iterations", "1", "--out", str(out)]) == 0
+    assert not (out / "connectivity.json").exists() and load_checkpoint(out).metadata["iteration"] == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
 def test_bad_training_options():
     with pytest.raises(ConfigError, match="--rram 'memristor' is unknown; allowed: ideal, mosaic"):
         TrainConfig(rram="memristor")

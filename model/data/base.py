@@ -8,13 +8,18 @@ layout the models take (tonic's convention: a transform turns events into a [tim
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-__all__ = ["DataError", "SpikeDataset", "bin_events", "strided_channels"]
+__all__ = ["DataError", "SpikeDataset", "bin_events", "strided_channels", "DAMAGED_NPZ"]
+
+# What reading a truncated or corrupt .npz raises (zip, zlib and array errors alike).
+DAMAGED_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 class DataError(ValueError):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import DataError, SpikeDataset, bin_events
+from .base import DAMAGED_NPZ, DataError, SpikeDataset, bin_events
 
 __all__ = ["load_events", "TIME_UNITS"]
 
@@ -40,8 +40,8 @@ def _read(path: Path) -> dict:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in keys if k in z.files}
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path} cannot be read as .npz ({e}).") from None
+        except DAMAGED_NPZ as e:
+            raise DataError(f"{path} cannot be read as .npz ({type(e).__name__}: {e}).") from None
     import h5py
     try:
         with h5py.File(path, "r") as f:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import DataError, SpikeDataset, bin_events
+from .base import DAMAGED_NPZ, DataError, SpikeDataset, bin_events
 
 __all__ = ["CochleaEncoder", "FSDD_SPEAKERS", "fsdd_files", "read_wav", "load_fsdd", "default_cache_dir"]
 
@@ -173,7 +173,7 @@ def load_fsdd(folder: str | Path, *, encoder: CochleaEncoder | None = None, step
         try:
             with np.load(path) as z:
                 rasters, outside = z["rasters"], int(z["outside"])
-        except (OSError, ValueError, KeyError):
+        except DAMAGED_NPZ:
             rasters = None          # a damaged cache entry is rebuilt, never trusted
     else:
         rasters = None

@@ -3,7 +3,7 @@
 The parser is built lazily: every verb and design is listed with its help line, but only the verb
 (and design) on the command line get their flags, so that ``--help`` answers at once and each design
 offers exactly its own flags (``designs``). Bad flag values and files are one line on stderr and exit
-status 2.
+status 2; Ctrl-C is one line and exit status 130.
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ def main(argv=None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"neuromosaic: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:            # Ctrl-C: one line and the shell's status for SIGINT
+        print("neuromosaic: interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
         from ..model.data.base import DataError
         if isinstance(e, DataError):

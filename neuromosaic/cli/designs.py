@@ -57,8 +57,9 @@ class Design:
 
 def _write_verilog(dut, name: str, output: str) -> None:
     from ..cosim.runner import generate_verilog
+    from ..model.checkpoint import atomic_write
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(generate_verilog(dut, name))
+    atomic_write(Path(output), generate_verilog(dut, name).encode())
 
 
 def _add_verilog_output(p: argparse.ArgumentParser, default_name: str) -> None:
@@ -176,11 +177,15 @@ class LIFDesign(Design):
         add_core_options(p)
 
     def build(self, args) -> int:
-        from ..fpga.board import build
+        from ..fpga.board import BuildError, build
         config = core_config(args)
         print(f"building lif for {args.board} ({config.neurons} neurons x {config.inputs} inputs, "
               f"{config.lanes} lanes); Yosys + nextpnr take about a minute...", flush=True)
-        b = build(config, args.board, args.out)
+        try:
+            b = build(config, args.board, args.out)
+        except BuildError as e:
+            print(f"neuromosaic: error: {e}", file=sys.stderr)
+            return 1 if e.fits else 2
         print(f"bitstream: {b.bitstream}")
         print_json({k: v for k, v in b.report.items() if k != "config"})
         return 0
@@ -420,7 +425,8 @@ class BoardDesign(Design):
         protocol, _ = _board_protocol(args)
         minutes = BOARDS[args.board].build_minutes
         print(f"building the board top for {args.board}: {describe_chip(protocol)}, UART host link at "
-              f"{protocol.link.baud:,} baud; the estimate first, then Yosys + nextpnr ({minutes} minutes) ...",
+              f"{protocol.link.actual_baud:,.0f} baud; the estimate first, then Yosys + nextpnr ({minutes} "
+              "minutes) ...",
               flush=True)
         start = time.perf_counter()
 

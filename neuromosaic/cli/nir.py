@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .options import UsageError, add_protocol_arguments, protocol_changes
+from .options import UsageError, add_protocol_arguments, output_file, output_folder, protocol_changes
 
 __all__ = ["add_nir_arguments"]
 
@@ -20,28 +20,6 @@ def _positive(flag: str, value, integer: bool = False):
     if not (math.isfinite(value) and value > 0) or (integer and value != int(value)):
         raise UsageError(f"{flag} {value} is not allowed; allowed: a positive {'integer' if integer else 'number'}.")
     return value
-
-
-def _output_file(path: str, flag: str) -> Path:
-    """A file path the command may write: not a folder, in a folder that exists and is writable."""
-    p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{flag} {path} is a folder; allowed: a file name.")
-    if not p.parent.is_dir():
-        raise UsageError(f"{flag} {path}: the folder {p.parent} does not exist; allowed: a file in an existing folder.")
-    if not os.access(p.parent, os.W_OK):
-        raise UsageError(f"{flag} {path}: the folder {p.parent} is not writable.")
-    return p
-
-
-def _output_folder(path: str, flag: str) -> Path:
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"{flag} {path} is a file; allowed: a folder (made if missing).")
-    parent = next((a for a in [p, *p.parents] if a.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UsageError(f"{flag} {path}: {parent} is not a writable folder.")
-    return p
 
 
 def _write_graph(graph, path: Path) -> None:
@@ -73,9 +51,10 @@ def read_graph(path: str):
 def cmd_export(args) -> int:
     from ..model.checkpoint import load_checkpoint
     from ..model.nir_export import export_graph
-    out = _output_file(args.output, "-o")
+    out = output_file(args.output, "-o")
     ck = load_checkpoint(args.checkpoint)
     graph = export_graph(ck, dt=_positive("--dt", args.dt), compat=args.compat)
+    out.parent.mkdir(parents=True, exist_ok=True)
     _write_graph(graph, out)
     c = ck.config
     kind = ("lossy --compat form (CubaLIF with reset; no refractory, no time reduction)" if args.compat else
@@ -106,7 +85,7 @@ def cmd_import(args) -> int:
     from ..model.checkpoint import atomic_write, save_checkpoint
     from ..model.nir_import import WIDTH_DEFAULTS, import_graph
     from ..model.train import TrainConfig
-    out = _output_folder(args.out, "--out")
+    out = output_folder(args.out, "--out")
     protocol_changes(args)                      # refused before any work
     for flag in ("steps", "shots", "queries", "lanes", *WIDTH_DEFAULTS):
         _positive(f"--{flag.replace('_', '-')}", getattr(args, flag), integer=True)

@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 import json
 import math
+import os
+from pathlib import Path
 
 from ..cosim.options import RunOptions
 from ..model.config import SEED_LIF, LIFConfig
@@ -81,16 +83,21 @@ def add_network_options(p: argparse.ArgumentParser, *, default: str | None = "sm
     add_core_options(p, preset=False, inputs=False)
 
 
-def parse_sets(items: list[str], allowed: list[str], flag: str) -> dict:
+def parse_sets(items: list[str], allowed: dict, flag: str) -> dict:
+    """``FIELD=VALUE`` items; ``allowed``: field -> its current value, whose type the new one takes
+    (an integer field takes only an integer)."""
     out = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or key not in allowed:
             raise UsageError(f"{flag} {item!r} is not FIELD=VALUE with a known field; allowed fields: "
-                             f"{', '.join(allowed)}.")
-        try:
-            out[key] = int(value, 0)
-        except ValueError:
+                             f"{', '.join(sorted(allowed))}.")
+        if isinstance(allowed[key], int):
+            try:
+                out[key] = int(value, 0)
+            except ValueError:
+                raise UsageError(f"{flag} {item!r}: {key} takes an integer, not {value!r}.") from None
+        else:
             out[key] = value
     return out
 
@@ -115,10 +122,11 @@ def network(args, base_name: str | None = None):
     core = {**base.core.to_dict(), **_core_changes(args)}
     core.pop("inputs")
     net = {f.name: getattr(base, f.name) for f in dataclasses.fields(SRNNConfig) if f.name != "core"}
-    net.update(parse_sets(args.set, sorted(net), "--set"))
+    net.update(parse_sets(args.set, net, "--set"))
     neurons = core.pop("neurons")
     config = SRNNConfig.make(neurons=neurons, **net, **core)
-    fields = [f.name for f in dataclasses.fields(LearningConfig)]
+    default = LearningConfig()
+    fields = {f.name: getattr(default, f.name) for f in dataclasses.fields(LearningConfig)}
     cfg = LearningConfig(**parse_sets(args.learning_set, fields, "--learning-set"))
     if ck is not None and config != ck.config:
         raise UsageError("the flags change the checkpoint's network config; its weights would not fit. Drop them "
@@ -209,11 +217,94 @@ def check_fault(args, faults, design: str) -> None:
         raise UsageError(f"--fault {args.fault} is not a {design} fault; allowed: {', '.join(faults)}.")
 
 
+# Every numeric flag of the command line (by its dest) and the values it allows: (lowest, highest),
+# either end None for unbounded, ``open`` for a lowest value itself not allowed. Counts stop where the
+# work or its memory would not end on any machine this runs on.
+NUMERIC_FLAGS = {
+    "iterations": (1, 10**6), "tasks": (1, 10**5), "episodes": (1, 10**5), "devices": (0, 10**4),
+    "inner_steps": (1, 1000), "channels": (1, 4096), "steps": (1, 10**5), "seeds": (1, 10**6),
+    "shots": (1, 10**4), "queries": (1, 10**4), "jobs": (1, 1024), "index": (0, None), "bits": (2, 32),
+    "seed": (0, 2**63 - 1), "first_seed": (0, 2**31 - 1), "rng_seed": (0, 2**32 - 1), "fifo_depth": (1, 4096),
+    "buffer_bytes": (16, 65535), "baud": (1, None), "timeout": ("open", 0.0, 86400.0), "dt": ("open", 0.0, None),
+    "inner_lr": ("open", 0.0, 1e12), "rate_lambda": (0.0, 1e12), "density": ("open", 0.0, 1.0),
+}
+
+
+def _check_numeric(name: str, value) -> None:
+    spec = NUMERIC_FLAGS.get(name)
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{flag} {value} is not allowed; allowed: a finite number.")
+    if spec is None:
+        return
+    open_low = spec[0] == "open"
+    lo, hi = spec[1:] if open_low else spec
+    low_bad = lo is not None and (value <= lo if open_low else value < lo)
+    if low_bad or (hi is not None and value > hi):
+        n = lambda v: f"{v:,}" if isinstance(v, int) else f"{v:g}"          # noqa: E731
+        if lo is None:
+            allowed = f"at most {n(hi)}"
+        elif open_low:
+            allowed = f"above {n(lo)}" + ("" if hi is None else f" and at most {n(hi)}")
+        else:
+            allowed = f"{n(lo)} or more" if hi is None else f"{n(lo)} to {n(hi)}"
+        raise UsageError(f"{flag} {n(value)} is not allowed; allowed: {allowed}.")
+
+
+# The flags (by dest) that name what a command writes: a file, or a folder.
+OUTPUT_FILES = ("output", "plot", "docs")
+OUTPUT_FOLDERS = ("out", "plot_dir")
+
+
+def _writable_ancestor(p: Path, flag: str) -> None:
+    """The nearest existing folder above ``p`` (where the missing ones will be made) is a writable folder."""
+    above = next((a for a in p.absolute().parents if a.exists()), None)
+    if above is None or not above.is_dir():
+        raise UsageError(f"{flag} {p}: {above} is a file, not a folder; allowed: a path under a folder.")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {p}: the folder {above} is not writable.")
+
+
+def output_file(path: str, flag: str) -> Path:
+    """A file a command may write (its missing folders made): not a folder, under a writable folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; allowed: a file name.")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UsageError(f"{flag} {path} is not writable.")
+    _writable_ancestor(p, flag)
+    return p
+
+
+def output_folder(path: str, flag: str) -> Path:
+    """A folder a command may write into (made if missing): not a file, under a writable folder."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {path} is a file; allowed: a folder (made if missing).")
+    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: the folder is not writable.")
+    _writable_ancestor(p, flag)
+    return p
+
+
+def _flag(args, dest: str) -> str:
+    """How the user wrote the flag of ``dest`` (``-o`` or ``--output``, ``--out``, ...)."""
+    spelled = [a.split("=")[0] for a in getattr(args, "argv", []) if a.startswith("-")]
+    names = {"output": ("-o", "--output")}.get(dest, ("--" + dest.replace("_", "-"),))
+    return next((a for a in spelled if a in names), names[-1])
+
+
 def check_run_values(args) -> None:
-    """Refuses counts below 1 and probabilities outside [0, 1) among the run flags that were given."""
-    for name in ("seeds", "steps"):
-        if getattr(args, name, 1) < 1:
-            raise UsageError(f"--{name}={getattr(args, name)} is not allowed; use 1 or more.")
+    """Refuses, before any work, every numeric flag outside :data:`NUMERIC_FLAGS` (or not finite),
+    probabilities outside [0, 1), and output paths that cannot be written (:func:`output_file`,
+    :func:`output_folder`)."""
+    for dest in OUTPUT_FILES + OUTPUT_FOLDERS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str):
+            (output_file if dest in OUTPUT_FILES else output_folder)(value, _flag(args, dest))
+    for name, value in vars(args).items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            _check_numeric(name, value)
     for name in ("idle", "backpressure"):
         v = getattr(args, name, 0.0)
         if not (math.isfinite(v) and 0.0 <= v < 1.0):
