@@ -116,3 +116,9 @@ async def run_job(body) -> None:
     with open(job["result"], "w") as f:
         json.dump(result, f)
     assert result["passed"], result.get("error")
+
+
+def select_mutant(dut, job: dict) -> None:
+    """With a mutant netlist (``cosim.mutation``): activates the job's ``mutant`` (0: none)."""
+    if job.get("mutant") is not None:
+        dut.mutsel.value = job["mutant"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["SIMULATORS", "CosimError", "toolchain_env", "generate_verilog", "cached_build", "harness_run",
+           "harness_verilog",
            "per_cycle_run", "CocotbRun", "Reachable"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -123,9 +124,20 @@ def harness_run(sim: str, design: Callable[[], object], name: str, *, waves: boo
     ``monitors``, ``watches`` and ``offers``), with the harness's layout for the job. ``cache``: the
     description of the design under which its Verilog and layout are kept (:func:`cached_build`;
     the design is then made only when they are not); ``optimise``: see :class:`CocotbRun`."""
+    from .harness import clock_model
+    built = harness_verilog(design, name, cache=cache, **ports)
+    reachable = Reachable(ports=tuple(built["ports"]), memories=("entries",))
+    run = CocotbRun(sim, built["verilog"] + clock_model(), built["top"], waves=waves, reachable=reachable,
+                    optimise=optimise, timing=True)
+    return run, built["layout"]
+
+
+def harness_verilog(design: Callable[[], object], name: str, *, cache: dict | None = None, **ports) -> dict:
+    """The Verilog of the design that ``design()`` makes inside its batch harness, without the clock
+    model: ``{"verilog", "top", "layout", "ports"}`` (``cache``, ``ports``: as for :func:`harness_run`)."""
     from amaranth.back import verilog
 
-    from .harness import Harness, clock_model
+    from .harness import Harness
     top = f"{name}_harness"
 
     def make():
@@ -135,10 +147,7 @@ def harness_run(sim: str, design: Callable[[], object], name: str, *, waves: boo
                 "ports": [p.name for p in harness.ports()]}
 
     built = make() if cache is None else cached_build({**cache, "harness": top}, make)
-    reachable = Reachable(ports=tuple(built["ports"]), memories=("entries",))
-    run = CocotbRun(sim, built["verilog"] + clock_model(), top, waves=waves, reachable=reachable, optimise=optimise,
-                    timing=True)
-    return run, built["layout"]
+    return {**built, "top": top}
 
 
 def per_cycle_run(sim: str, design: Callable[[], object], name: str, *, waves: bool = False, optimise: bool = False,
@@ -289,8 +298,8 @@ class CocotbRun:
                              build_dir=self.build_dir, test_dir=test_dir, results_xml=xml,
                              extra_env={"NEUROMOSAIC_JOB": str(job_path)}, waves=self.waves,
                              log_file=test_dir / "sim.log")
-        except SystemExit:
-            pass        # the runner exits on failure under pytest; the result file says why
+        except (SystemExit, RuntimeError):
+            pass        # the runner exits or raises when the simulator fails; the result file (if any) says why
         result = json.loads(result_path.read_text()) if result_path.exists() else None
         if result is None:
             tail = (test_dir / "sim.log").read_text()[-2000:] if (test_dir / "sim.log").exists() else ""

@@ -7,7 +7,7 @@ JSON to the path the job names.
 
 import cocotb
 from neuromosaic.cosim.batch_loop import run_batched
-from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job, select_mutant
 from neuromosaic.cosim.lif.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
 from neuromosaic.cosim.lif.testbench import LIFTestbench
 from neuromosaic.cosim.options import RunOptions
@@ -16,6 +16,7 @@ from neuromosaic.model.config import LIFConfig
 
 async def _run(dut, scoreboard: bool):
     async def body(job, clock):
+        select_mutant(dut, job)
         config = LIFConfig.from_dict(job["config"])
         synapses = job.get("synapses")
         if synapses and job.get("forward_pass"):

@@ -233,6 +233,34 @@ def cmd_experiment(args) -> int:
     return 0 if a is None or (a["at_least_60_percent"] and a["within_5_points"] and a["ten_steps_beat_one"]) else 1
 
 
+def cmd_mutate(args) -> int:
+    """Mutation testing of a design's RTL against its regression; prints the JSON report and writes it
+    to ``--out``/<design>.json."""
+    from ..cosim.lif import lif_mutation_target
+    from ..cosim.mutation import score
+    from ..model.checkpoint import atomic_write
+    from .options import core_config
+    if args.sim not in ("verilator", "icarus"):
+        raise UsageError(f"--sim {args.sim} is unknown; allowed: verilator, icarus.")
+    out = Path(args.out)
+    config = core_config(args)
+    harness, regression = lif_mutation_target(config, seeds=args.seeds, steps=args.steps)
+    print(f"mutate lif: {args.mutants} mutants of the LIF core ({config.neurons} neurons, {config.inputs} inputs, "
+          f"{config.lanes} lanes), seed {args.seed}, each against {args.seeds} random scenarios of {args.steps} "
+          f"steps and the corner cases on {args.sim}", file=sys.stderr, flush=True)
+
+    def progress(done, total, killed):
+        print(f"  {done}/{total} mutants run, {killed} killed", file=sys.stderr, flush=True)
+    report = score(harness, regression, sim=args.sim, mutants=args.mutants, seed=args.seed, jobs=args.jobs or 1,
+                   folder=out / "lif-netlist", progress=progress)
+    report = {"design": "lif", "config": config.to_dict(), "regression": {"seeds": args.seeds, "steps": args.steps},
+              **report}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "lif.json", json.dumps(report, indent=2).encode())
+    print_json({k: v for k, v in report.items() if k != "kills"})
+    return 0
+
+
 def cmd_route(args) -> int:
     """Compiles a checkpoint's recurrent connectivity into the Mosaic routers' tables and prints the
     routing report; a connectivity the routers cannot carry is one sentence and exit status 1."""
@@ -378,6 +406,20 @@ def add_route_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_route)
 
 
+def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
+    from .options import add_core_options
+    p.add_argument("design", choices=["lif"], help="the design whose RTL is mutated")
+    p.add_argument("--mutants", type=int, default=200, help="mutants sampled (default 200)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the sampling (default 1)")
+    p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
+    p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
+    p.add_argument("--seeds", type=int, default=4, help="random scenarios of the regression (default 4)")
+    p.add_argument("--steps", type=int, default=50, help="timesteps per scenario (default 50)")
+    p.add_argument("--out", default="build/mutate", help="folder of the JSON report and the mutant netlist")
+    add_core_options(p)
+    p.set_defaults(func=cmd_mutate)
+
+
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="build/demo")
     p.add_argument("--data", default="synthetic", help="synthetic (default, built in), fsdd:DIR or shd:DIR")
@@ -400,6 +442,8 @@ COMMANDS = {
                   "energy per organisation", add_retention_arguments),
     "nir": ("networks in and out through NIR: export a checkpoint, import a graph from snnTorch, Norse, Rockpool, ...",
             add_nir_arguments),
+    "mutate": ("mutation testing: mutants of a design's netlist (Yosys mutate) against its regression; JSON "
+               "report", add_mutate_arguments),
     "route": ("compile a checkpoint's connectivity into Mosaic routing tables; print the routing report",
               add_route_arguments),
     "bench": ("benchmarks that print JSON figures", add_bench_arguments),
