@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     try:
         summary = _train(cfg, staging, dataset, progress, rank, world)
         if rank == 0:
-            _publish(staging, out, summary)
+            _publish(staging, out)
     finally:
         if rank == 0:
             shutil.rmtree(staging, ignore_errors=True)
@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
 RUN_FILES = ("metrics.jsonl", "summary.json", "curves.png", "connectivity.json")   # besides the checkpoint
 
 
-def _publish(staging: Path, out: Path, summary: dict) -> None:
+def _publish(staging: Path, out: Path) -> None:
     """A completed run's files over the previous run's: the checkpoint, then each of ``RUN_FILES``
     this run made (renamed, atomic), and those it did not make removed."""
     save_checkpoint(out, load_checkpoint(staging))

@@ -138,27 +138,27 @@ def protocol_for(kind: str, dataset: SpikeDataset, *, seen=None, unseen=None, tr
     if base is None:
         cut = max(1, (3 * len(classes)) // 4)
         base = Protocol(kind, seen=tuple(classes[:cut]), unseen=tuple(classes[cut:]))
+    for flag, chosen in (("--seen", seen), ("--unseen", unseen)):      # only what is given is checked
+        bad = [c for c in chosen or () if c not in classes]
+        if bad:
+            raise DataError(f"class {bad[0]} in {flag} is not in {dataset.source}; allowed: "
+                            f"{', '.join(map(str, classes))}.")
     if seen is not None and unseen is None:
         unseen = [c for c in classes if c not in seen]
     if unseen is not None and seen is None:
         seen = [c for c in classes if c not in unseen]
     seen = tuple(base.seen if seen is None else seen)
     unseen = tuple(base.unseen if unseen is None else unseen)
-    for flag, chosen in (("--seen", seen), ("--unseen", unseen)):
-        bad = [c for c in chosen if c not in classes]
-        if bad:
-            raise DataError(f"class {bad[0]} in {flag} is not in {dataset.source}; allowed: "
-                            f"{', '.join(map(str, classes))}.")
     both = sorted(set(seen) & set(unseen))
     if both:
         raise DataError(f"class {both[0]} is both seen and unseen; allowed: each class in one of --seen, --unseen.")
     if not seen:
         raise DataError(f"no class of {dataset.source} is left to meta-train on; allowed: at least one seen class.")
     groups = sorted(set(dataset.speakers))
-    train_groups = base.train_speakers if train_groups is None else tuple(train_groups)
-    test_groups = base.test_speakers if test_groups is None else tuple(test_groups)
     for flag, chosen in (("--train-groups", train_groups), ("--test-groups", test_groups)):
         bad = [g for g in chosen or () if g not in groups]
         if bad:
             raise DataError(f"group {bad[0]!r} in {flag} is not in {dataset.source}; allowed: {', '.join(groups)}.")
-    return Protocol(base.name, seen, unseen, train_groups, test_groups)
+    return Protocol(base.name, seen, unseen,
+                    base.train_speakers if train_groups is None else tuple(train_groups),
+                    base.test_speakers if test_groups is None else tuple(test_groups))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -12,14 +11,6 @@ from pathlib import Path
 from .options import UsageError, add_protocol_arguments, output_file, output_folder, protocol_changes
 
 __all__ = ["add_nir_arguments"]
-
-
-def _positive(flag: str, value, integer: bool = False):
-    if value is None:
-        return None
-    if not (math.isfinite(value) and value > 0) or (integer and value != int(value)):
-        raise UsageError(f"{flag} {value} is not allowed; allowed: a positive {'integer' if integer else 'number'}.")
-    return value
 
 
 def _write_graph(graph, path: Path) -> None:
@@ -53,7 +44,7 @@ def cmd_export(args) -> int:
     from ..model.nir_export import export_graph
     out = output_file(args.output, "-o")
     ck = load_checkpoint(args.checkpoint)
-    graph = export_graph(ck, dt=_positive("--dt", args.dt), compat=args.compat)
+    graph = export_graph(ck, dt=args.dt, compat=args.compat)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_graph(graph, out)
     c = ck.config
@@ -87,12 +78,10 @@ def cmd_import(args) -> int:
     from ..model.train import TrainConfig
     out = output_folder(args.out, "--out")
     protocol_changes(args)                      # refused before any work
-    for flag in ("steps", "shots", "queries", "lanes", *WIDTH_DEFAULTS):
-        _positive(f"--{flag.replace('_', '-')}", getattr(args, flag), integer=True)
     graph = read_graph(args.file)
     inputs = _inputs(args.inputs)
     widths = {k: getattr(args, k) for k in WIDTH_DEFAULTS}
-    ck, report = import_graph(graph, dt=_positive("--dt", args.dt), lanes=args.lanes, inputs=inputs, **widths)
+    ck, report = import_graph(graph, dt=args.dt, lanes=args.lanes, inputs=inputs, **widths)
     c = ck.config
     train = TrainConfig(data=args.data, channels=c.channels, steps=args.steps, neurons=c.neurons, outputs=c.outputs,
                         n_way=c.outputs, k_shot=args.shots, k_query=args.queries, **protocol_changes(args))

@@ -227,6 +227,8 @@ NUMERIC_FLAGS = {
     "seed": (0, 2**63 - 1), "first_seed": (0, 2**31 - 1), "rng_seed": (0, 2**32 - 1), "fifo_depth": (1, 4096),
     "buffer_bytes": (16, 65535), "baud": (1, None), "timeout": ("open", 0.0, 86400.0), "dt": ("open", 0.0, None),
     "inner_lr": ("open", 0.0, 1e12), "rate_lambda": (0.0, 1e12), "density": ("open", 0.0, 1.0),
+    "lanes": (1, 64), "weight_bits": (2, 32), "current_bits": (2, 32), "membrane_bits": (2, 32),
+    "readout_weight_bits": (2, 32), "readout_bits": (2, 32),
 }
 
 
