@@ -140,7 +140,7 @@ def test_snntorch_network_imports_close_to_its_source_and_runs_on_the_rtl(tmp_pa
     assert source.std() > 0 and np.corrcoef(source, ours)[0, 1] >= 0.9
     assert ours.tolist() == report["firing"]["per_neuron_imported"]
     # the imported checkpoint is a checkpoint like a trained one: its tasks run bit-exact on the RTL ...
-    assert main(["cosim", "learning", "--checkpoint", str(out), "--episodes", "1", "--shots", "5", "--queries", "5",
+    assert main(["cosim", "learning", "--checkpoint", str(out), "--episodes", "1", "--shots", "3", "--queries", "2",
                  "--sim", "icarus"]) == 0
     assert "PASS icarus" in capsys.readouterr().out
     # ... and it builds for the iCEBreaker
