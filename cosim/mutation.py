@@ -59,11 +59,6 @@ class Mutation:
                 "source": self.sources}
 
 
-def _yosys() -> str:
-    from ..fpga.estimate import _yosys as yosys
-    return yosys()
-
-
 def _prepare(top: str, verilog_name: str, text: str) -> str:
     """The Yosys commands that read the harness and flatten only its design. Nothing is optimised
     away: the harness's recorder memories are written by the design and read only by the testbench."""
@@ -75,7 +70,8 @@ def _prepare(top: str, verilog_name: str, text: str) -> str:
 
 def _run_yosys(folder: Path, script: str, name: str) -> None:
     (folder / f"{name}-script.ys").write_text(script)
-    done = subprocess.run([_yosys(), "-q", "-l", f"{name}.log", f"{name}-script.ys"], cwd=folder,
+    from ..fpga.estimate import yosys_command
+    done = subprocess.run([yosys_command(), "-q", "-l", f"{name}.log", f"{name}-script.ys"], cwd=folder,
                           capture_output=True, text=True)
     if done.returncode:
         raise CosimError(f"Yosys failed while making mutants (see {folder / (name + '.log')}): "

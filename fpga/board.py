@@ -24,8 +24,8 @@ from ..rtl.layouts import EventKind
 from ..rtl.lif import LIFCore
 from .boards import Board, board_spec
 
-__all__ = ["Lfsr", "LIFSelfTest", "BoardBuild", "BuildError", "build", "build_top", "synthesis_estimate",
-           "toolchain_env"]
+__all__ = ["Lfsr", "LIFSelfTest", "BoardBuild", "BuildError", "check_memory", "build", "build_top",
+           "synthesis_estimate", "toolchain_env"]
 
 
 # Tool names for amaranth's build scripts: the YoWASP wheels the project installs.
@@ -163,15 +163,21 @@ def _parse_report(board: str, report: dict) -> dict:
                               for p in path if p.get("type") == "routing"][-3:]}
 
 
+def check_memory(core: LIFConfig, board: str) -> None:
+    """Refuses (``BuildError``, before anything is elaborated) a core whose weights exceed all the
+    block memory of ``board``'s device."""
+    from .estimate import memory_shortfall
+    why = memory_shortfall(core.weight_depth * core.weight_word_bits, board)
+    if why:
+        raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
+
+
 def build(config: LIFConfig, board: str = "icebreaker", out_dir: str | Path = "build/fpga",
           name: str = "lif_top") -> BoardBuild:
     """Synthesises, places and routes the LIF self-test top; writes the bitstream and report.json. A
     core whose weights exceed the device's block memory is refused at once (``BuildError``)."""
-    from .estimate import memory_shortfall
     board_spec(board)                   # an unknown board is refused before anything is built
-    why = memory_shortfall(config.weight_depth * config.weight_word_bits, board)
-    if why:
-        raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
+    check_memory(config, board)
     return build_top(LIFSelfTest(config), config.to_dict(), board, out_dir, name)
 
 

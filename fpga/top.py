@@ -152,19 +152,19 @@ def build_board(protocol: Protocol, board: str, out_dir="build/fpga", name: str 
     ``{name}.report.json`` and ``{name}.report.md`` (utilisation per resource, Fmax against the board
     clock, critical path, the estimate made before synthesis; its parts in ``{name}.estimate.json``)
     under ``out_dir/board``. Returns the ``BoardBuild``. A chip whose estimate (``fpga.estimate``)
-    exceeds the device is refused first, with a ``BuildError`` naming the resource; ``progress(message)``
+    exceeds the device (or whose weights exceed its block memory, checked before any part is
+    elaborated) is refused first, with a ``BuildError`` naming the resource; ``progress(message)``
     follows the estimate."""
     from ..model.checkpoint import atomic_write
-    from .board import BuildError, build_top
-    from .estimate import chip_estimate, memory_shortfall, shortfall
+    from .board import BuildError, build_top, check_memory
+    from .estimate import chip_estimate, shortfall
     spec = board_spec(board)
     if protocol.link.clock_hz != spec.clock_hz:
         raise ValueError(f"the link is set for a {protocol.link.clock_hz} Hz clock; {board} runs at "
                          f"{spec.clock_hz} Hz (use board_protocol).")
-    core = protocol.network.core
-    why = memory_shortfall(core.weight_depth * core.weight_word_bits, board)
-    estimate = None if why else chip_estimate(protocol, board, Path(out_dir) / "parts", progress)
-    why = why or shortfall(estimate)
+    check_memory(protocol.network.core, board)
+    estimate = chip_estimate(protocol, board, Path(out_dir) / "parts", progress)
+    why = shortfall(estimate)
     if why:
         raise BuildError(f"the {board} build is refused: {why}.", {}, fits=False)
     out = Path(out_dir) / board

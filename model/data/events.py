@@ -109,8 +109,10 @@ def load_events(path: str | Path, *, steps: int = 100) -> SpikeDataset:
     if len(x) and (x.min() < 0 or x.max() >= channels):
         bad = int(x.min() if x.min() < 0 else x.max())
         raise DataError(f"{path}: channel x={bad} is outside the sensor; allowed: 0..{channels - 1}.")
-    window = float(np.asarray(d["window_s"])) if "window_s" in d else (float(t.max()) if len(t) else 0.0)
-    window = np.nextafter(window, np.inf) if "window_s" not in d else window     # the latest event in the last bin
+    if "window_s" in d:
+        window = float(np.asarray(d["window_s"]))
+    else:                                           # just past the latest event: it falls in the last bin
+        window = float(np.nextafter(t.max(), np.inf)) if len(t) else 0.0
     if not window > 0:
         raise DataError(f"{path}: the window is {window:g} s; allowed: a positive window (give window_s).")
     groups = _text(d["groups"]) if "groups" in d else ["all"] * n

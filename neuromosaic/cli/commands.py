@@ -240,8 +240,6 @@ def cmd_mutate(args) -> int:
     from ..cosim.mutation import score
     from ..model.checkpoint import atomic_write
     from .options import core_config
-    if args.sim not in ("verilator", "icarus"):
-        raise UsageError(f"--sim {args.sim} is unknown; allowed: verilator, icarus.")
     out = Path(args.out)
     config = core_config(args)
     harness, regression = lif_mutation_target(config, seeds=args.seeds, steps=args.steps)
@@ -411,7 +409,8 @@ def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("design", choices=["lif"], help="the design whose RTL is mutated")
     p.add_argument("--mutants", type=int, default=200, help="mutants sampled (default 200)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampling (default 1)")
-    p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
+    p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="the simulator (default "
+                   "verilator)")
     p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
     p.add_argument("--seeds", type=int, default=4, help="random scenarios of the regression (default 4)")
     p.add_argument("--steps", type=int, default=50, help="timesteps per scenario (default 50)")

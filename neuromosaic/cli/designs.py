@@ -84,14 +84,6 @@ def _add_episodes(p: argparse.ArgumentParser, default: int) -> None:
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first episode")
 
 
-def _check_counts(args, *names: str) -> None:
-    bad = [n for n in names if getattr(args, n) < 1]
-    if len(bad) == 1:
-        raise UsageError(f"--{bad[0]} {getattr(args, bad[0])} is not allowed; use 1 or more.")
-    if bad:
-        raise UsageError(", ".join(f"--{n} {getattr(args, n)}" for n in names) + ": each must be 1 or more.")
-
-
 def _cosim_each(args, header: str, run, summary: str) -> int:
     """Runs ``run(sim)`` on each simulator of ``--sim``: prints the header, then PASS with ``summary``
     (formatted with the result ``r``, its details ``d`` and its checked counts ``ck``) and the
@@ -253,7 +245,6 @@ class LearningDesign(Design):
         from ..cosim.learning import run_learning_cosim
         from ..model.episode import checkpoint_episodes
         check_fault(args, self.faults, self.name)
-        _check_counts(args, "episodes", "shots", "queries")
         config, cfg, ck = network(args)
         if ck is not None and args.engine:
             raise UsageError("--engine drives hidden spikes of random episodes; a checkpoint's tasks run through the "
@@ -316,7 +307,6 @@ class MosaicDesign(Design):
         from ..model.episode import checkpoint_episodes
         from ..model.tiles import MosaicConfig
         check_fault(args, self.faults, self.name)
-        _check_counts(args, "episodes", "shots", "queries")
         config, cfg, ck = network(args)
         mc = MosaicConfig(config, mesh(args, ck, config.neurons, dense=ck is None))
         if ck is None:
@@ -399,7 +389,6 @@ class BoardDesign(Design):
         from ..fpga.top import describe as describe_chip
         from ..model.tiles import MosaicConfig
         check_fault(args, self.faults, self.name)
-        _check_counts(args, "episodes")
         config, cfg, ck = network(args)
         chip = MosaicConfig(config, mesh(args, ck, config.neurons, dense=True)) if args.mosaic else config
         # Four clock cycles per bit, the least the UART takes: the simulation spends its time on the line.
@@ -458,7 +447,6 @@ class BoardDesign(Design):
         from ..fpga.top import describe as describe_chip
         from ..model.episode import checkpoint_episodes, random_network_episode
         from ..model.golden import Mismatch
-        _check_counts(args, "tasks", "shots", "queries")
         protocol, ck = _board_protocol(args)
         if ck is None:
             episodes = [random_network_episode(protocol.network, protocol.cfg, i) for i in range(args.tasks)]
