@@ -114,6 +114,10 @@ class Recorders:
         if check:
             self._bind(layout, agents)
 
+    def resync(self) -> None:
+        """Skips every record written so far (an earlier run's, on a harness that ran before)."""
+        self.read = [p.read() for p in self.pointers]
+
     def _bind(self, layout: dict, agents) -> None:
         ports = agent_ports(agents)
         names = [f"player_{i}" for i in range(len(ports["players"]))] + ports["sinks"] + ports["monitors"] + \
@@ -206,11 +210,17 @@ class Player:
         self.wptr, self.rptr, self.low = (Wire(getattr(dut, f"h_player_{index}_{n}")) for n in ("wptr", "rptr", "low"))
         self.tags = {s: i for i, s in enumerate(layout["players"][index])}
         self.tag_bits = layout["tag_bits"][index]
-        self.written = 0
+        self.base = self.written = 0
+
+    def rebase(self) -> None:
+        """Starts the queue at the harness's read pointer: whatever an earlier run left in the buffer
+        is dropped (its pointers never reset; a run on a harness that ran before starts here)."""
+        self.base = self.written = self.rptr.read()
+        self.wptr.write(self.written)
 
     @property
     def buffered(self) -> int:
-        return self.written - self.source.transfers
+        return self.written - self.base - self.source.transfers
 
     @property
     def exhausted(self) -> bool:
@@ -245,7 +255,7 @@ class Player:
 
     def skip_taken(self) -> None:
         """Takes from the queue what the harness took (a run with checking off dispatches nothing)."""
-        for _ in range(self.rptr.read() - self.source.transfers):
+        for _ in range(self.rptr.read() - self.base - self.source.transfers):
             self.source.queue.popleft()
             self.source.transfers += 1
 
@@ -260,11 +270,12 @@ async def sleep(dut, cycles: int) -> None:
 
 
 async def start_harness(dut, players, layout: dict, options: RunOptions, idle_inputs=()) -> None:
-    """Sets up the harness at time 0: the design in reset, nothing to play, the patterns' thresholds
-    and seeds of ``options`` loaded; returns at the first falling edge, the reset still on."""
+    """Sets up the harness at time 0, or at a falling edge after an earlier run: the design in reset,
+    nothing to play (each player rebased at the harness's read pointer), the patterns' thresholds
+    and seeds of ``options`` loaded; returns at the next falling edge, the reset still on."""
     dut.rst.value = 1
     for player in players:
-        player.wptr.write(0)
+        player.wptr.write(player.written)
         player.low.write(0)
     dut.h_idle.value = threshold(options.idle)
     dut.h_backpressure.value = threshold(options.backpressure)
@@ -275,6 +286,8 @@ async def start_harness(dut, players, layout: dict, options: RunOptions, idle_in
     dut.h_seed_load.value = 1
     await Timer(PERIOD_NS, unit="ns")       # the harness's own clock: one rising edge, then a falling one
     dut.h_seed_load.value = 0
+    for player in players:                  # the reset holds now: nothing more is taken
+        player.rebase()
 
 
 async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, clock: dict, *,
@@ -301,6 +314,8 @@ async def run_batched(dut, tb, items, start, layout: dict, options: RunOptions, 
     for index, item in enumerate(items):
         dut.rst.value = 1
         await Timer(2 * PERIOD_NS, unit="ns")
+        if index == 0:                      # an earlier run's last records are written by now
+            recorders.resync()
         dut.rst.value = 0
         now = h_cycle.read()
         first = now + INPUT_LATENCY      # the design's first cycle out of reset

@@ -12,7 +12,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from .agents import Port
 from .options import report_progress
 
-__all__ = ["cocotb_port", "run_back_to_back", "run_job"]
+__all__ = ["cocotb_port", "run_back_to_back", "run_job", "run_mutants", "select_mutant"]
 
 
 def cocotb_port(dut, name: str) -> Port:
@@ -95,26 +95,66 @@ async def run_back_to_back(dut, tb, items, start, inputs, outputs, clock: dict) 
     return spans
 
 
-async def run_job(body) -> None:
-    """One cocotb test of a job: reads the job (JSON, from the file named by ``NEUROMOSAIC_JOB``),
-    runs ``await body(job, clock)`` (a dict of results; ``clock`` as in :func:`run_back_to_back`),
-    writes the result (passed, or the mismatch as ``error``; cycles and speed) as JSON to the path the
-    job names, and fails the test on a mismatch."""
+def _write_result(path: str, result: dict) -> None:
+    """Writes ``result`` as JSON to ``path`` atomically: a reader sees the old result or the new."""
+    with open(f"{path}.partial", "w") as f:
+        json.dump(result, f)
+    os.replace(f"{path}.partial", path)
+
+
+def _read_job() -> dict:
     with open(os.environ["NEUROMOSAIC_JOB"]) as f:
-        job = json.load(f)
+        return json.load(f)
+
+
+async def _attempt(body, job: dict) -> dict:
+    """``await body(job, clock)`` as a result: passed, or the mismatch as ``error``; cycles and speed."""
     result = {"passed": False}
     clock = {"cycle": 0, "progress": job.get("progress")}
     start = time.perf_counter()
     try:
         result.update(await body(job, clock), passed=True)
-    except Exception as e:  # the mismatch is the result; the test still fails below
+    except Exception as e:  # the mismatch is the result
         result["error"] = str(e) if isinstance(e, AssertionError) else traceback.format_exc()
     wall = time.perf_counter() - start
     cycle = clock["cycle"]
     result.update(cycles=cycle, wall_s=wall, cycles_per_s=cycle / wall if wall else 0.0,
                   setup_s=clock.get("setup_s", 0.0))
-    with open(job["result"], "w") as f:
-        json.dump(result, f)
+    return result
+
+
+async def run_job(body) -> None:
+    """One cocotb test of a job: reads the job (JSON, from the file named by ``NEUROMOSAIC_JOB``),
+    runs ``await body(job, clock)`` (a dict of results; ``clock`` as in :func:`run_back_to_back`),
+    writes the result (passed, or the mismatch as ``error``; cycles and speed) as JSON to the path the
+    job names, and fails the test on a mismatch."""
+    job = _read_job()
+    result = await _attempt(body, job)
+    _write_result(job["result"], result)
+    assert result["passed"], result.get("error")
+
+
+async def run_mutants(body) -> None:
+    """One cocotb test of a mutant sweep (``cosim.mutation``): the job's ``mutants`` (``mutsel``
+    values, the first 0: the unmutated design) run one after the other in this one simulation, each
+    as ``await body(job, clock)`` with the job's ``mutant`` set and ``resumed`` true after the first
+    (the design starts from its reset, on a harness and memories an earlier run has used). After
+    each, the result so far is written atomically, so a simulator that dies keeps the outcomes
+    before it: ``passed`` (the unmutated design passed), ``outcomes`` (per mutant, as
+    :func:`run_job`'s result) and ``complete``. The test fails when the unmutated design does."""
+    job = _read_job()
+    result = {"passed": False, "complete": False, "outcomes": {}}
+    for k, mutant in enumerate(job["mutants"]):
+        outcome = await _attempt(body, {**job, "mutant": mutant, "resumed": k > 0, "progress": None})
+        result["outcomes"][str(mutant)] = outcome
+        if k == 0:
+            result["passed"] = mutant == 0 and outcome["passed"]
+            if not result["passed"]:
+                result["error"] = f"the unmutated design (first of the sweep) failed: {outcome.get('error')}"
+                break
+        _write_result(job["result"], result)
+    result["complete"] = result["passed"]
+    _write_result(job["result"], result)
     assert result["passed"], result.get("error")
 
 

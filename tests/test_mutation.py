@@ -1,22 +1,99 @@
-"""Mutation testing: mutants of the LIF core's netlist, selected by one control input, against its
-regression; the report counts what the checks kill."""
+"""Mutation testing: mutants of a design's netlist, selected by one control input, run against its
+regression in one simulation; survivors checked for equivalence; the report counts what the checks
+kill."""
 
 import json
 
+import pytest
+from neuromosaic.cosim.lif import lif_mutation_target, run_lif_cosim
+from neuromosaic.cosim.mutation import equivalence, mutant_netlist, mutant_run
+from neuromosaic.cosim.runner import CosimError
+from neuromosaic.model.config import LIFConfig
+
 from neuromosaic.cli import main
+
+SMALL = ["--neurons", "8", "--inputs", "12", "--lanes", "2"]
 
 
 def test_mutants_of_the_lif_core_are_run_against_its_regression(tmp_path, capsys):
     out = tmp_path / "mutate"
-    assert main(["mutate", "lif", "--mutants", "3", "--seed", "1", "--neurons", "8", "--inputs", "12", "--lanes", "2",
-                 "--seeds", "1", "--steps", "20", "--sim", "icarus", "--out", str(out)]) == 0
+    assert main(["mutate", "lif", "--mutants", "4", "--seed", "1", *SMALL, "--seeds", "1", "--steps", "20",
+                 "--depth", "4", "--out", str(out)]) == 0
     report = json.loads((out / "lif.json").read_text())
-    assert json.loads(capsys.readouterr().out)["mutants"] == report["mutants"] == 3
-    assert report["killed"] + report["survived"] == 3 and report["score"] == round(report["killed"] / 3, 4)
-    # the checks catch a mutant (a state write off the golden model), and each survivor says where it is
-    assert report["killed"] >= 1 and all(why.startswith("icarus:") for why in report["kills"].values())
+    assert json.loads(capsys.readouterr().out)["mutants"] == report["mutants"] == 4
+    assert report["killed"] + report["survived"] == 4
+    assert report["equivalent"] == sum(s["equivalence"] in ("equivalent", "bounded") for s in report["survivors"])
+    assert report["score"] == round(report["killed"] / (4 - report["equivalent"]), 4)
+    # the checks catch a mutant, and each survivor says where it is and what the equivalence check found
+    assert report["killed"] >= 1 and all(why for why in report["kills"].values())
     assert all(s["source"] and s["mode"] in ("const0", "const1", "inv", "cnot0", "cnot1")
-               for s in report["survivors"])
+               and s["equivalence"] in ("equivalent", "bounded", "differs", "unknown") for s in report["survivors"])
     # one netlist holds them all, behind the control input
     netlist = (out / "lif-netlist" / "mutants.v").read_text()
-    assert "input [1:0] mutsel;" in netlist
+    assert "input [2:0] mutsel;" in netlist
+
+    # The sweep (every mutant in one simulation, from reset after the one before) gives each mutant
+    # the verdict a simulation of it alone gives.
+    config = LIFConfig(neurons=8, inputs=12, lanes=2)
+    target = lif_mutation_target(config, seeds=1, steps=20)
+    build = (mutant_run("verilator", target.harness, netlist), target.harness["layout"])
+    for mutant in range(1, 5):
+        try:
+            run_lif_cosim("verilator", config, seeds=1, steps=20, build=build, mutant=mutant, name=f"solo-{mutant}")
+            alone = False
+        except CosimError:
+            alone = True
+        assert alone == (str(mutant) in report["kills"]), mutant
+
+
+# A registered 4-bit sum whose carry is never used, and a flag raised 12 cycles after reset.
+TINY = r"""
+module \t.dut (clk, rst, a, b, o, late);
+  input clk; input rst; input [3:0] a; input [3:0] b; output [3:0] o; output late;
+  reg [3:0] r = 4'h0;
+  reg [3:0] n = 4'h0;
+  wire [4:0] sum;
+  assign sum = a + b;
+  always @(posedge clk) r <= rst ? 4'h0 : sum[3:0];
+  always @(posedge clk) n <= rst ? 4'h0 : n == 4'hc ? n : n + 4'h1;
+  assign o = r;
+  assign late = n == 4'hc;
+endmodule
+module t (clk, rst, a, b, o, late);
+  input clk; input rst; input [3:0] a; input [3:0] b; output [3:0] o; output late;
+  \t.dut dut (.clk(clk), .rst(rst), .a(a), .b(b), .o(o), .late(late));
+endmodule
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_mutants(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    harness = {"top": "t", "verilog": TINY}
+    _, mutations = mutant_netlist(harness, 1000, 1, folder)
+    return harness, mutations, folder
+
+
+def _pick(mutations, *parts):
+    return next(m for m in mutations if all(p in m.command for p in parts))
+
+
+def test_a_mutant_no_input_can_expose_is_proved_equivalent(tiny_mutants):
+    harness, mutations, folder = tiny_mutants
+    carry = _pick(mutations, "$add", "-wire sum -wirebit 4 ", "-mode inv")
+    assert equivalence(harness, carry, folder, depth=4) == "equivalent"
+
+
+def test_a_mutant_that_changes_an_output_is_told_apart(tiny_mutants):
+    harness, mutations, folder = tiny_mutants
+    low_bit = _pick(mutations, "$add", "-wire sum -wirebit 0 ", "-mode inv")
+    assert equivalence(harness, low_bit, folder, depth=4) == "differs"
+
+
+def test_a_difference_beyond_the_bound_is_reported_bounded_not_equivalent(tiny_mutants):
+    harness, mutations, folder = tiny_mutants
+    # the flag's compare with bit 3 of the count stuck at 0: it never rises, 13 cycles after reset
+    line = TINY.splitlines().index("  assign late = n == 4'hc;") + 1
+    never_late = _pick(mutations, "-cell $eq$", "-port A -portbit 3 ", "-mode const0", f"-src harness.v:{line}.")
+    assert equivalence(harness, never_late, folder, depth=6) == "bounded"
+    assert equivalence(harness, never_late, folder, depth=16) == "differs"

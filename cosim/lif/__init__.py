@@ -10,7 +10,7 @@ from ..runner import CocotbRun, CosimError, harness_run, per_cycle_run
 from .stimulus import random_scenario, required_coverage, synapse_memory
 from .testbench import HARNESS_PORTS
 
-__all__ = ["lif_core", "lif_run", "run_lif_cosim"]
+__all__ = ["check_coverage", "lif_core", "lif_mutation_target", "lif_run", "run_lif_cosim"]
 
 TEST_MODULE = "neuromosaic.cosim.lif.cocotb_test"
 
@@ -64,20 +64,27 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
            "item_cycles": item_cycles, "mutant": mutant}
     result = run.test(TEST_MODULE, "lif_scoreboard" if scoreboard else "lif_bare_loop", job, name)
     if scoreboard and corners and not saturated and synapses is None:
-        missing = [k for k in required_coverage(config) if not result["coverage"].get(k)]
-        if missing:
-            raise CosimError(f"{sim}: the corner cases {', '.join(missing)} never happened; the stimulus "
-                             f"does not cover this configuration.")
+        check_coverage(sim, config, result)
     return CosimResult.from_job_result(sim, result, run.build_dir)
+
+
+def check_coverage(sim: str, config: LIFConfig, result: dict) -> None:
+    """Raises :class:`CosimError` when a corner case the configuration needs never happened in a run."""
+    missing = [k for k in required_coverage(config) if not result["coverage"].get(k)]
+    if missing:
+        raise CosimError(f"{sim}: the corner cases {', '.join(missing)} never happened; the stimulus "
+                         f"does not cover this configuration.")
 
 
 def lif_mutation_target(config: LIFConfig, *, seeds: int = 4, steps: int = 50):
     """The core in its batch harness (``runner.harness_verilog``) and its regression for mutation
-    testing (``cosim.mutation.score``): the random scenarios and corner cases of ``cosim lif``."""
+    testing (``cosim.mutation.score``): the random scenarios and corner cases of ``cosim lif``, every
+    state write and output event against the golden model."""
+    from ..mutation import Target
     from ..runner import harness_verilog
     harness = harness_verilog(lif_core(config), "lif_core", **HARNESS_PORTS)
-
-    def regression(build, mutant):
-        run_lif_cosim(build[0].sim, config, seeds=seeds, steps=steps, build=build, mutant=mutant,
-                      name=f"mutant-{mutant}")
-    return harness, regression
+    job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": True,
+           "options": RunOptions().to_job(), "saturated": 0, "synapses": None, "forward_pass": False,
+           "layout": harness["layout"], "item_cycles": None}
+    return Target("lif", harness, TEST_MODULE, "lif_mutants", job,
+                  check=lambda outcome: check_coverage("regression", config, outcome))

@@ -7,14 +7,14 @@ JSON to the path the job names.
 
 import cocotb
 from neuromosaic.cosim.batch_loop import run_batched
-from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job, select_mutant
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job, run_mutants, select_mutant
 from neuromosaic.cosim.lif.stimulus import saturated_scenario, scenarios, synapse_pass_scenario, synapse_scenarios
 from neuromosaic.cosim.lif.testbench import LIFTestbench
 from neuromosaic.cosim.options import RunOptions
 from neuromosaic.model.config import LIFConfig
 
 
-async def _run(dut, scoreboard: bool):
+def _body(dut, scoreboard: bool):
     async def body(job, clock):
         select_mutant(dut, job)
         config = LIFConfig.from_dict(job["config"])
@@ -32,7 +32,8 @@ async def _run(dut, scoreboard: bool):
                           synapses=scns[0].memory if synapses else None)
 
         def start(tb, index, scenario, cycle):
-            tb.start(scenario, cycle, load_weights=index > 0)
+            # The weight memory holds the first scenario's weights only in a fresh simulation.
+            tb.start(scenario, cycle, load_weights=index > 0 or job.get("resumed", False))
 
         if job["layout"]:
             spans = await run_batched(dut, tb, scns, start, job["layout"], options, clock, check=scoreboard,
@@ -41,16 +42,22 @@ async def _run(dut, scoreboard: bool):
             spans = await run_back_to_back(dut, tb, scns, start, ("events", "weights"), ("spikes",), clock)
         return {**tb.finish(), "scoreboard": scoreboard, "scenarios": len(scns), "item_cycles": spans}
 
-    await run_job(body)
+    return body
 
 
 @cocotb.test()
 async def lif_scoreboard(dut):
     """Every state write and output event against the golden model, with cycles."""
-    await _run(dut, scoreboard=True)
+    await run_job(_body(dut, scoreboard=True))
+
+
+@cocotb.test()
+async def lif_mutants(dut):
+    """The scoreboard's run once per mutant of a mutant netlist, in one simulation."""
+    await run_mutants(_body(dut, scoreboard=True))
 
 
 @cocotb.test()
 async def lif_bare_loop(dut):
     """The same stimulus through a bare per-cycle loop without monitors or scoreboard (speed reference)."""
-    await _run(dut, scoreboard=False)
+    await run_job(_body(dut, scoreboard=False))

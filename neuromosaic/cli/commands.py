@@ -242,15 +242,15 @@ def cmd_mutate(args) -> int:
     from .options import core_config
     out = Path(args.out)
     config = core_config(args)
-    harness, regression = lif_mutation_target(config, seeds=args.seeds, steps=args.steps)
+    target = lif_mutation_target(config, seeds=args.seeds, steps=args.steps)
     print(f"mutate lif: {args.mutants} mutants of the LIF core ({config.neurons} neurons, {config.inputs} inputs, "
           f"{config.lanes} lanes), seed {args.seed}, each against {args.seeds} random scenarios of {args.steps} "
           f"steps and the corner cases on {args.sim}", file=sys.stderr, flush=True)
 
     def progress(done, total, killed):
         print(f"  {done}/{total} mutants run, {killed} killed", file=sys.stderr, flush=True)
-    report = score(harness, regression, sim=args.sim, mutants=args.mutants, seed=args.seed, jobs=args.jobs or 1,
-                   folder=out / "lif-netlist", progress=progress)
+    report = score(target, sim=args.sim, mutants=args.mutants, seed=args.seed, jobs=args.jobs or 1,
+                   folder=out / "lif-netlist", depth=args.depth, progress=progress)
     report = {"design": "lif", "config": config.to_dict(), "regression": {"seeds": args.seeds, "steps": args.steps},
               **report}
     out.mkdir(parents=True, exist_ok=True)
@@ -405,6 +405,7 @@ def add_route_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cosim.mutation import EQUIVALENCE_DEPTH
     from .options import add_core_options
     p.add_argument("design", choices=["lif"], help="the design whose RTL is mutated")
     p.add_argument("--mutants", type=int, default=200, help="mutants sampled (default 200)")
@@ -414,6 +415,8 @@ def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
     p.add_argument("--seeds", type=int, default=4, help="random scenarios of the regression (default 4)")
     p.add_argument("--steps", type=int, default=50, help="timesteps per scenario (default 50)")
+    p.add_argument("--depth", type=int, default=EQUIVALENCE_DEPTH, help="cycles from reset the equivalence "
+                   f"check of a survivor looks at (default {EQUIVALENCE_DEPTH})")
     p.add_argument("--out", default="build/mutate", help="folder of the JSON report and the mutant netlist")
     add_core_options(p)
     p.set_defaults(func=cmd_mutate)
