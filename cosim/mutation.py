@@ -254,11 +254,10 @@ def _proved_equivalent(harness: dict, mutation: Mutation, folder: Path, timeout:
                      f"induction-{mutation.index}", timeout)
         if log is None or "Of those cells" not in log:
             return False
-        failed = {m for m in re.findall(r"Unproven \$equiv \S+ (\S+)_gold\b", log)}
-        if not failed:
+        names = set(re.findall(r"Unproven \$equiv \S+ (\S+)_gold\b", log))   # as RTLIL names them
+        if not names:
             return True
-        names = {n.lstrip("\\") for n in failed}
-        if names & outputs or names <= unpaired:
+        if {n.lstrip("\\") for n in names} & outputs or names <= unpaired:
             return False
         unpaired |= names
     return False
@@ -271,38 +270,35 @@ def equivalence(harness: dict, mutation: Mutation, folder: Path, *, depth: int =
     a miter of the design and the mutant (the same inputs, every output compared) from a reset in the
     first cycle, every register starting at zero, under Yosys's SAT solver to ``depth`` cycles:
     ``"differs"`` when an input sequence tells them apart, ``"bounded"`` when none within ``depth``
-    cycles does, ``"unknown"`` when the solver ran out of ``timeout`` seconds. A clock port's mutation
-    is never sampled: neither model has a clock to stop."""
+    cycles does, ``"unknown"`` when the solver ran out of ``timeout`` seconds or memory (an unknown
+    survivor counts as not equivalent). A clock port's mutation is never sampled: neither model has a
+    clock to stop."""
     if _proved_equivalent(harness, mutation, folder, timeout):
         return "equivalent"
     log = _solve(folder, _miter_script(harness, mutation)
                  + "miter -equiv -flatten -make_assert -ignore_gold_x gold gate miter\n"
                  f"hierarchy -top miter\nsat -seq {depth} -prove-asserts -set-init-zero -set-at 1 in_rst 1 miter\n",
                  f"bounded-{mutation.index}", timeout)
-    if log is None:
+    if log is None or "model found" not in log:
         return "unknown"
-    if "model found: FAIL" in log:
-        return "differs"
-    if "no model found: SUCCESS" not in log:
-        raise CosimError(f"Yosys's bounded check of mutant {mutation.index} ended without a verdict "
-                         f"(see {folder / f'bounded-{mutation.index}.log'}).")
-    return "bounded"
+    return "differs" if "model found: FAIL" in log else "bounded"
 
 
 def score(target: Target, *, sim: str = "verilator", mutants: int = 200, seed: int = 1, jobs: int = 1,
-          folder: Path, depth: int = EQUIVALENCE_DEPTH, progress=None) -> dict:
+          folder: Path, depth: int = EQUIVALENCE_DEPTH, progress=None, survivor_progress=None) -> dict:
     """Samples ``mutants`` mutants of the design of ``target``, builds them once, runs its regression
     on every mutant (the unmutated design first in every simulation: it must pass) in ``jobs``
     simulations at once, and checks each survivor for equivalence (:func:`equivalence`). Returns the
     report: mutants, killed, survived, equivalent (proved, and bounded: no difference within
-    ``depth`` cycles of reset), score (killed over the mutants not equivalent), each survivor's
+    ``depth`` cycles of reset), undecided (the checks ran out of time or memory: counted as not
+    equivalent), score (killed over the mutants not equivalent), each survivor's
     description and verdict, and each kill's first words of why. ``progress(done, total, killed)``
-    is called as mutants finish."""
+    is called as mutants finish, ``survivor_progress(done, total)`` as equivalence checks do."""
     start = time.perf_counter()
     mutated, mutations = mutant_netlist(target.harness, mutants, seed, folder)
     run = mutant_run(sim, target.harness, mutated)
     jobs = max(1, min(jobs, len(mutations)))
-    sweeps = [_Sweep(run, target, mutations[k::jobs], f"mutants-{k}") for k in range(jobs)]
+    sweeps = [_Sweep(run.for_thread(), target, mutations[k::jobs], f"mutants-{k}") for k in range(jobs)]
     stop = threading.Event()
 
     def watch():
@@ -326,15 +322,25 @@ def score(target: Target, *, sim: str = "verilator", mutants: int = 200, seed: i
         watcher.join()
     verdicts = {i: v for s in sweeps for i, v in s.verdicts.items()}
     survivors = [m for m in mutations if verdicts[m.index] is None]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        checked = list(pool.map(lambda m: equivalence(target.harness, m, folder, depth=depth), survivors))
     if progress:
         progress(len(mutations), len(mutations), len(mutations) - len(survivors))
+    lock, finished = threading.Lock(), [0]
+
+    def check(m: Mutation) -> str:
+        verdict = equivalence(target.harness, m, folder, depth=depth)
+        with lock:
+            finished[0] += 1
+            if survivor_progress:
+                survivor_progress(finished[0], len(survivors))
+        return verdict
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        checked = list(pool.map(check, survivors))
     killed = {i: v for i, v in verdicts.items() if v is not None}
     equivalent = sum(c in ("equivalent", "bounded") for c in checked)
     n = len(mutations)
     return {"mutants": n, "killed": len(killed), "survived": len(survivors), "equivalent": equivalent,
             "proved_equivalent": checked.count("equivalent"), "bounded_equivalent": checked.count("bounded"),
+            "undecided": checked.count("unknown"),
             "score": round(len(killed) / (n - equivalent), 4) if n > equivalent else 1.0,
             "seed": seed, "sim": sim, "equivalence_depth": depth,
             "wall_s": round(time.perf_counter() - start, 1),

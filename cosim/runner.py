@@ -252,17 +252,22 @@ class CocotbRun:
         there are jobs (each in its own folder, on the one build); returns the results in order. Raises
         :class:`CosimError` (the first failure in order) once all have ended."""
         import concurrent.futures
-        import copy
 
         def one(job_name):
-            other = copy.copy(self)
-            other.runner = copy.copy(self.runner)
-            return other.test(test_module, testcase, *job_name)
+            return self.for_thread().test(test_module, testcase, *job_name)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [pool.submit(one, j) for j in jobs]
             concurrent.futures.wait(futures)
         return [f.result() for f in futures]
+
+    def for_thread(self) -> "CocotbRun":
+        """This build with a runner of its own: cocotb's runner keeps a test's folder and files in
+        itself, so each thread that runs tests at the same time as another needs its own."""
+        import copy
+        other = copy.copy(self)
+        other.runner = copy.copy(self.runner)
+        return other
 
     @contextlib.contextmanager
     def folder(self, name: str):

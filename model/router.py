@@ -534,9 +534,11 @@ def mesh_table_fields(mesh: MeshConfig) -> tuple[Field, ...]:
     return (Field("node", bits_for(len(node_order(mesh)))),) + table_write_fields(4, 4, mesh.sources)
 
 
-def table_writes(tables: RoutingTables) -> list[dict]:
+def table_writes(tables: RoutingTables, *, every_source: bool = False) -> list[dict]:
     """Every non-zero table entry of compiled routes as mesh table writes (what the host loads): the
-    routers' and the injectors'; a merger has no table (it delivers whatever reaches it)."""
+    routers' and the injectors'; a merger has no table (it delivers whatever reaches it). With
+    ``every_source`` the zero entries too, for every source at every table (a node ignores a write
+    of a source it keeps no row for): a load that leaves nothing of what the tables held before."""
     mesh, writes = tables.mesh, []
     for i, (kind, where) in enumerate(node_order(mesh)):
         if kind == "router":
@@ -546,8 +548,10 @@ def table_writes(tables: RoutingTables) -> list[dict]:
         else:
             continue
         for p, entries in enumerate(per):
+            if every_source:
+                entries = {s: entries.get(s, 0) for s in range(mesh.sources)}
             for source, mask in sorted(entries.items()):
-                if mask:
+                if mask or every_source:
                     writes.append({"node": i, "port": p, "source": source, "mask": mask})
     return writes
 

@@ -7,6 +7,7 @@ import json
 import pytest
 from neuromosaic.cosim.lif import lif_mutation_target, run_lif_cosim
 from neuromosaic.cosim.mutation import equivalence, mutant_netlist, mutant_run
+from neuromosaic.cosim.router import MUTATION_PATTERNS, router_mutation_target
 from neuromosaic.cosim.runner import CosimError
 from neuromosaic.model.config import LIFConfig
 
@@ -46,7 +47,33 @@ def test_mutants_of_the_lif_core_are_run_against_its_regression(tmp_path, capsys
         assert alone == (str(mutant) in report["kills"]), mutant
 
 
-# A registered 4-bit sum whose carry is never used, and a flag raised 12 cycles after reset.
+def test_mutants_of_the_router_each_start_from_a_fresh_table_load(tmp_path, capsys):
+    out = tmp_path / "mutate"
+    assert main(["mutate", "router", "--mutants", "3", "--seeds", "1", "--depth", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "router.json").read_text())
+    assert report["design"] == "router" and report["mutants"] == 3 and report["killed"] >= 1
+    assert report["regression"] == {"traffic_seeds": 1, "patterns": len(MUTATION_PATTERNS)}
+    # Each mutant's verdict is the one a simulation of it alone (after the unmutated design) gives:
+    # the tables a mutant wrote wrong, the FIFOs it left full, the stall counts do not carry over.
+    target = router_mutation_target(seeds=1)
+    run = mutant_run("verilator", target.harness, (out / "router-netlist" / "mutants.v").read_text())
+    for mutant in range(1, 4):
+        with run.folder(f"solo-{mutant}") as folder:
+            try:
+                run.test(target.test_module, target.testcase, {**target.job, "mutants": [0, mutant]}, folder)
+            except CosimError:
+                pass
+            outcome = json.loads((folder / "result.json").read_text())["outcomes"][str(mutant)]
+        assert (not outcome["passed"]) == (str(mutant) in report["kills"]), mutant
+
+
+def test_mutate_refuses_the_core_flags_for_another_design(capsys):
+    assert main(["mutate", "mesh", "--neurons", "8", "--steps", "10"]) == 2
+    assert "--neurons, --steps set the LIF core's regression" in capsys.readouterr().err
+
+
+# A registered 4-bit sum whose carry is never used, and a flag raised 12 cycles after reset (the count's
+# increment is 5 bits wide, its carry dropped, on a wire named as Amaranth's Verilog names its own).
 TINY = r"""
 module \t.dut (clk, rst, a, b, o, late);
   input clk; input rst; input [3:0] a; input [3:0] b; output [3:0] o; output late;
@@ -55,7 +82,9 @@ module \t.dut (clk, rst, a, b, o, late);
   wire [4:0] sum;
   assign sum = a + b;
   always @(posedge clk) r <= rst ? 4'h0 : sum[3:0];
-  always @(posedge clk) n <= rst ? 4'h0 : n == 4'hc ? n : n + 4'h1;
+  wire [4:0] \$7 ;
+  assign \$7 = n + 5'h1;
+  always @(posedge clk) n <= rst ? 4'h0 : n == 4'hc ? n : \$7 [3:0];
   assign o = r;
   assign late = n == 4'hc;
 endmodule
@@ -82,6 +111,12 @@ def test_a_mutant_no_input_can_expose_is_proved_equivalent(tiny_mutants):
     harness, mutations, folder = tiny_mutants
     carry = _pick(mutations, "$add", "-wire sum -wirebit 4 ", "-mode inv")
     assert equivalence(harness, carry, folder, depth=4) == "equivalent"
+
+
+def test_a_mutant_of_a_generated_wire_no_input_can_expose_is_proved_equivalent(tiny_mutants):
+    harness, mutations, folder = tiny_mutants
+    increment_carry = _pick(mutations, "$add", "-wire \\$7 -wirebit 4 ", "-mode inv")
+    assert equivalence(harness, increment_carry, folder, depth=4) == "equivalent"
 
 
 def test_a_mutant_that_changes_an_output_is_told_apart(tiny_mutants):

@@ -1,11 +1,13 @@
 """cocotb test module of the router and the mesh fabric (runs inside Verilator or Icarus; see
 ``cosim.router``). The job names the scenario's arguments; the scenario is rebuilt from them (it is
 deterministic), so the testbench predicts from the same tables the Verilog was generated from. A job
-with a harness layout runs in the batch harness (the replaying testbenches), one without per cycle."""
+with a harness layout runs in the batch harness (the replaying testbenches), one without per cycle.
+A harness job may list ``variants``: changes to the scenario's arguments and the options, run one
+after the other from the design's reset (other traffic and other patterns through the same tables)."""
 
 import cocotb
 from neuromosaic.cosim.batch_loop import run_batched
-from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job, run_mutants, select_mutant
 from neuromosaic.cosim.options import RunOptions
 from neuromosaic.cosim.router.testbench import (
     MeshReplay,
@@ -21,42 +23,82 @@ def _start(tb, index, item, cycle):
     tb.start(item, cycle)
 
 
+def _variants(job: dict) -> list[tuple[dict, RunOptions]]:
+    """The job's runs: (scenario arguments, options) of each variant, or of the job alone."""
+    variants = job.get("variants") or [{}]
+    if len(variants) > 1 and not job.get("layout"):
+        raise ValueError("variants run in the batch harness only; this job has no harness layout.")
+    return [({**job["scenario"], **v.get("scenario", {})}, RunOptions(**{**job["options"], **v.get("options", {})}))
+            for v in variants]
+
+
+def _results(finished: list[dict]) -> dict:
+    return finished[0] if len(finished) == 1 else {"variants": finished}
+
+
+def _router_body(dut):
+    async def body(job, clock):
+        select_mutant(dut, job)
+        port = lambda n: cocotb_port(dut, n)     # noqa: E731
+        load = job.get("load_tables", False)
+        finished = []
+        for arguments, options in _variants(job):
+            scenario = router_scenario(**arguments)
+            if job.get("layout"):
+                tb = RouterReplay(scenario, port, options, load_tables=load)
+                await run_batched(dut, tb, [scenario], _start, job["layout"], options, clock,
+                                  idle_inputs=() if load else ("table",))
+            else:
+                tb = RouterTestbench(scenario, port, options)
+                await run_back_to_back(dut, tb, [scenario], _start, [f"in_{p}" for p in scenario.in_ports],
+                                       [f"out_{q}" for q in scenario.out_ports], clock)
+            finished.append(tb.finish())
+        return _results(finished)
+    return body
+
+
+def _mesh_body(dut):
+    async def body(job, clock):
+        select_mutant(dut, job)
+        port = lambda n: cocotb_port(dut, n)     # noqa: E731
+        load = job.get("load_tables", False)
+        finished = []
+        for arguments, options in _variants(job):
+            scenario = mesh_scenario(**arguments)
+            tiles = scenario.tables.mesh.tiles
+            if job.get("layout"):
+                tb = MeshReplay(scenario, port, options, load_tables=load, every_source=job.get("every_source", False))
+                await run_batched(dut, tb, [scenario], _start, job["layout"], options, clock,
+                                  idle_inputs=() if load else ("table",))
+            else:
+                tb = MeshTestbench(scenario, port, options, load_tables=load)
+                await run_back_to_back(dut, tb, [scenario], _start,
+                                       [f"inject__{t}" for t in range(tiles)] + ["table"],
+                                       [f"deliver__{t}" for t in range(tiles)], clock)
+            finished.append(tb.finish())
+        return _results(finished)
+    return body
+
+
 @cocotb.test()
 async def router_scoreboard(dut):
     """Every in-port's take and every out-port's transfer (per cycle: every ready and valid), against the model."""
-    async def body(job, clock):
-        scenario = router_scenario(**job["scenario"])
-        options = RunOptions(**job["options"])
-        port = lambda n: cocotb_port(dut, n)     # noqa: E731
-        if job.get("layout"):
-            tb = RouterReplay(scenario, port, options)
-            await run_batched(dut, tb, [scenario], _start, job["layout"], options, clock, idle_inputs=("table",))
-        else:
-            tb = RouterTestbench(scenario, port, options)
-            await run_back_to_back(dut, tb, [scenario], _start, [f"in_{p}" for p in scenario.in_ports],
-                                   [f"out_{q}" for q in scenario.out_ports], clock)
-        return tb.finish()
+    await run_job(_router_body(dut))
 
-    await run_job(body)
+
+@cocotb.test()
+async def router_mutants(dut):
+    """The router's scoreboard once per mutant of a mutant netlist, in one simulation."""
+    await run_mutants(_router_body(dut))
 
 
 @cocotb.test()
 async def mesh_scoreboard(dut):
     """Every link's handshake, injection and delivery against the model; then spike conservation."""
-    async def body(job, clock):
-        scenario = mesh_scenario(**job["scenario"])
-        options = RunOptions(**job["options"])
-        port = lambda n: cocotb_port(dut, n)     # noqa: E731
-        load = job.get("load_tables", False)
-        tiles = scenario.tables.mesh.tiles
-        if job.get("layout"):
-            tb = MeshReplay(scenario, port, options, load_tables=load)
-            await run_batched(dut, tb, [scenario], _start, job["layout"], options, clock,
-                              idle_inputs=() if load else ("table",))
-        else:
-            tb = MeshTestbench(scenario, port, options, load_tables=load)
-            await run_back_to_back(dut, tb, [scenario], _start, [f"inject__{t}" for t in range(tiles)] + ["table"],
-                                   [f"deliver__{t}" for t in range(tiles)], clock)
-        return tb.finish()
+    await run_job(_mesh_body(dut))
 
-    await run_job(body)
+
+@cocotb.test()
+async def mesh_mutants(dut):
+    """The fabric's scoreboard once per mutant of a mutant netlist, in one simulation."""
+    await run_mutants(_mesh_body(dut))

@@ -36,13 +36,15 @@ from ...model.router import (
     compile_routes,
     mesh_links,
     mesh_table_fields,
+    table_write_fields,
     table_writes,
 )
 from ..agents import SequenceSource, StreamSink, Watch, stream_ports
 from ..options import RunOptions
 
 __all__ = ["RouterTestbench", "MeshTestbench", "RouterReplay", "MeshReplay", "router_scenario", "mesh_scenario",
-           "links_fired", "router_harness", "mesh_harness", "FAULTS", "ROUTER_OPTIONS", "STALL_LIMIT"]
+           "router_table_writes", "links_fired", "router_harness", "mesh_harness", "FAULTS", "ROUTER_OPTIONS",
+           "STALL_LIMIT"]
 
 # The router's run defaults: more idle input cycles than the cores' (sparser traffic per port).
 ROUTER_OPTIONS = RunOptions(idle=0.3)
@@ -98,14 +100,25 @@ class RouterScenario:
 
 
 def router_scenario(in_ports="NESW", out_ports="NESW", sources: int = 16, fifo_depth: int = 4, seed: int = 0,
-                    events: int = 60, empty: float = 0.1) -> RouterScenario:
-    """Random tables (a share ``empty`` of the entries route nowhere) and random traffic."""
+                    events: int = 60, empty: float = 0.1, traffic_seed: int | None = None) -> RouterScenario:
+    """Random tables (a share ``empty`` of the entries route nowhere) and random traffic, both from
+    ``seed``, or the traffic from ``traffic_seed`` when given (other traffic through the same tables)."""
     rng = random.Random(seed)
     n_out = len(out_ports)
     tables = [{s: (0 if rng.random() < empty else rng.randrange(1, 1 << n_out)) for s in range(sources)}
               for _ in in_ports]
+    if traffic_seed is not None:
+        rng = random.Random(traffic_seed)
     traffic = [[rng.randrange(sources) for _ in range(events)] for _ in in_ports]
     return RouterScenario(tuple(in_ports), tuple(out_ports), sources, fifo_depth, tables, traffic)
+
+
+def router_table_writes(scenario: RouterScenario) -> list[int]:
+    """Every row of every in-port's table, the empty ones too, as packed table writes: after them the
+    router routes as the scenario's tables say, whatever its tables held before."""
+    fields = table_write_fields(len(scenario.in_ports), len(scenario.out_ports), scenario.sources)
+    return [pack_fields(fields, {"port": p, "source": s, "mask": table.get(s, 0)})
+            for p, table in enumerate(scenario.tables) for s in range(scenario.sources)]
 
 
 class _RouterChecks:
@@ -262,13 +275,19 @@ class _Replay:
 
 class RouterReplay(_Replay, _RouterChecks):
     """One router in its batch harness (one player per in-port, ``offers`` recorded) against
-    :class:`~neuromosaic.model.router.RouterModel`: every take and out-port transfer in its cycle."""
+    :class:`~neuromosaic.model.router.RouterModel`: every take and out-port transfer in its cycle.
+    With ``load_tables`` a player first writes every table row through the router's table port
+    (:func:`router_table_writes`); the in-ports offer nothing until it is done."""
 
-    def __init__(self, scenario: RouterScenario, port, options: RunOptions):
+    def __init__(self, scenario: RouterScenario, port, options: RunOptions, *, load_tables: bool = False):
         _RouterChecks.__init__(self, scenario, options)
+        table = None
+        if load_tables:
+            table = SequenceSource({"table": stream_ports(port, "table")})
+            table.send("table", router_table_writes(scenario))
         self._streams(port, [f"in_{p}" for p in scenario.in_ports], [f"out_{q}" for q in scenario.out_ports],
-                      scenario.traffic)
-        self.agents = [*self.sources, *self.sinks]
+                      scenario.traffic, after=table)
+        self.agents = [*([table] if table else []), *self.sources, *self.sinks]
 
     @property
     def done(self) -> bool:
@@ -292,11 +311,11 @@ class RouterReplay(_Replay, _RouterChecks):
         return _RouterChecks.finish(self)
 
 
-def router_harness(scenario: RouterScenario) -> dict:
-    """The batch harness around a router: a player per in-port, recording offers and takes, and
-    every out-port recorded."""
-    return {"players": [[f"in_{p}"] for p in scenario.in_ports], "sinks": [f"out_{q}" for q in scenario.out_ports],
-            "offers": True}
+def router_harness(scenario: RouterScenario, load_tables: bool = False) -> dict:
+    """The batch harness around a router: a player per in-port (after one for the table writes with
+    ``load_tables``), recording offers and takes, and every out-port recorded."""
+    return {"players": [["table"]] * load_tables + [[f"in_{p}"] for p in scenario.in_ports],
+            "sinks": [f"out_{q}" for q in scenario.out_ports], "offers": True}
 
 
 # -- the mesh fabric ----------------------------------------------------------------------------------------
@@ -308,14 +327,18 @@ class MeshScenario:
 
 
 def mesh_scenario(rows: int = 2, cols: int = 2, neurons_per_tile: int = 4, fifo_depth: int = 4, seed: int = 0,
-                  density: float = 0.5, spikes_per_tile: int = 30, **capacities) -> MeshScenario:
+                  density: float = 0.5, spikes_per_tile: int = 30, spike_seed: int | None = None,
+                  **capacities) -> MeshScenario:
     """Random connectivity (each source reaches each other tile with probability ``density``),
-    compiled, and random spikes of each tile's neurons."""
+    compiled, and random spikes of each tile's neurons, both from ``seed``, or the spikes from
+    ``spike_seed`` when given (other traffic through the same connectivity)."""
     mesh = MeshConfig(rows, cols, neurons_per_tile, fifo_depth, **capacities)
     rng = random.Random(seed)
     dests = [[t for t in range(mesh.tiles) if t != s // neurons_per_tile and rng.random() < density]
              for s in range(mesh.sources)]
     tables = compile_routes(mesh, dests)
+    if spike_seed is not None:
+        rng = random.Random(spike_seed)
     spikes = [[t * neurons_per_tile + rng.randrange(neurons_per_tile) for _ in range(spikes_per_tile)]
               for t in range(mesh.tiles)]
     return MeshScenario(tables, spikes)
@@ -325,7 +348,7 @@ class _MeshChecks:
     """The model of the fabric (with the run's fault in every router) and spike conservation: each
     spike that enters must reach exactly the tiles its source names, once."""
 
-    def __init__(self, scenario: MeshScenario, options: RunOptions, load_tables: bool):
+    def __init__(self, scenario: MeshScenario, options: RunOptions, load_tables: bool, every_source: bool = False):
         self.s = scenario
         mesh = self.mesh = scenario.tables.mesh
         self.model = MeshModel(scenario.tables)
@@ -333,7 +356,7 @@ class _MeshChecks:
             for key, node in self.model.nodes.items():
                 self.model.nodes[key] = _FaultyRouter(node.in_ports, node.out_ports, node.depth, node.tables,
                                                       node.takes_all, fault=options.fault)
-        self.writes = deque(table_writes(scenario.tables) if load_tables else ())
+        self.writes = deque(table_writes(scenario.tables, every_source=every_source) if load_tables else ())
         self.table_fields = mesh_table_fields(mesh)
         self.table_loads = len(self.writes)
         self.link_bits = 1 + mesh.address_bits
@@ -457,10 +480,12 @@ class MeshReplay(_Replay, _MeshChecks):
     """The fabric in its batch harness (a player per tile's injector, after one for the table writes
     with ``load_tables``; every delivery and every cycle with a link handshake recorded) against
     :class:`~neuromosaic.model.router.MeshModel`: every injection, delivery and link handshake in its
-    cycle; then spike conservation. The injectors offer nothing until the tables are written."""
+    cycle; then spike conservation. The injectors offer nothing until the tables are written;
+    ``every_source``: the load writes the empty entries too (``model.router.table_writes``)."""
 
-    def __init__(self, scenario: MeshScenario, port, options: RunOptions, *, load_tables: bool = False):
-        _MeshChecks.__init__(self, scenario, options, load_tables)
+    def __init__(self, scenario: MeshScenario, port, options: RunOptions, *, load_tables: bool = False,
+                 every_source: bool = False):
+        _MeshChecks.__init__(self, scenario, options, load_tables, every_source)
         tiles = self.mesh.tiles
         table = None
         if load_tables:

@@ -233,28 +233,62 @@ def cmd_experiment(args) -> int:
     return 0 if a is None or (a["at_least_60_percent"] and a["within_5_points"] and a["ten_steps_beat_one"]) else 1
 
 
+def _mutation_target(args):
+    """The design of ``mutate`` with its regression, and a line that describes them. The core flags
+    and ``--steps`` belong to the LIF core; given for another design they are refused."""
+    from ..cosim.lif import lif_mutation_target
+    from ..cosim.router import MUTATION_PATTERNS, mesh_mutation_target, router_mutation_target
+    from .options import core_changes, core_config
+    steps = 50 if args.steps is None else args.steps
+    if args.design == "lif":
+        config = core_config(args)
+        return (lif_mutation_target(config, seeds=args.seeds, steps=steps),
+                {"config": config.to_dict(), "regression": {"seeds": args.seeds, "steps": steps}},
+                f"the LIF core ({config.neurons} neurons, {config.inputs} inputs, {config.lanes} lanes), each against "
+                f"{args.seeds} random scenarios of {steps} steps and the corner cases")
+    given = [f"--{k.replace('_', '-')}" for k in core_changes(args)] + ["--preset"] * (args.preset != "small") \
+        + ["--steps"] * (args.steps is not None)
+    if given:
+        raise UsageError(f"{', '.join(given)} set the LIF core's regression; mutate {args.design} takes "
+                         f"--seeds, --mutants, --seed, --sim, --jobs, --depth and --out.")
+    patterns = len(MUTATION_PATTERNS)
+    if args.design == "router":
+        return (router_mutation_target(seeds=args.seeds), {"regression": {"traffic_seeds": args.seeds,
+                                                                          "patterns": patterns}},
+                f"a router (4 in-ports, 4 out-ports, 16 sources, tables written through its table port), each "
+                f"against {args.seeds} traffic seeds under {patterns} stream patterns")
+    return (mesh_mutation_target(seeds=args.seeds), {"regression": {"spike_seeds": args.seeds, "patterns": patterns}},
+            f"the 2x2 mesh fabric (4 neurons a tile, tables written through its table port), each against "
+            f"{args.seeds} spike seeds under {patterns} stream patterns")
+
+
 def cmd_mutate(args) -> int:
     """Mutation testing of a design's RTL against its regression; prints the JSON report and writes it
-    to ``--out``/<design>.json."""
-    from ..cosim.lif import lif_mutation_target
+    to ``--out``/<design>.json. Exit status 1, with one FAIL line, when there is no score to give (the
+    unmutated design fails its own regression)."""
     from ..cosim.mutation import score
+    from ..cosim.runner import CosimError
     from ..model.checkpoint import atomic_write
-    from .options import core_config
     out = Path(args.out)
-    config = core_config(args)
-    target = lif_mutation_target(config, seeds=args.seeds, steps=args.steps)
-    print(f"mutate lif: {args.mutants} mutants of the LIF core ({config.neurons} neurons, {config.inputs} inputs, "
-          f"{config.lanes} lanes), seed {args.seed}, each against {args.seeds} random scenarios of {args.steps} "
-          f"steps and the corner cases on {args.sim}", file=sys.stderr, flush=True)
+    target, described, line = _mutation_target(args)
+    print(f"mutate {args.design}: {args.mutants} mutants of {line} on {args.sim}, seed {args.seed}",
+          file=sys.stderr, flush=True)
 
     def progress(done, total, killed):
         print(f"  {done}/{total} mutants run, {killed} killed", file=sys.stderr, flush=True)
-    report = score(target, sim=args.sim, mutants=args.mutants, seed=args.seed, jobs=args.jobs or 1,
-                   folder=out / "lif-netlist", depth=args.depth, progress=progress)
-    report = {"design": "lif", "config": config.to_dict(), "regression": {"seeds": args.seeds, "steps": args.steps},
-              **report}
+
+    def survivor_progress(done, total):
+        print(f"  {done}/{total} survivors checked for equivalence", file=sys.stderr, flush=True)
+    try:
+        report = score(target, sim=args.sim, mutants=args.mutants, seed=args.seed, jobs=args.jobs or 1,
+                       folder=out / f"{args.design}-netlist", depth=args.depth, progress=progress,
+                       survivor_progress=survivor_progress)
+    except CosimError as e:             # the unmutated design failed, or Yosys did: no score to give
+        print(f"FAIL {e}")
+        return 1
+    report = {"design": args.design, **described, **report}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "lif.json", json.dumps(report, indent=2).encode())
+    atomic_write(out / f"{args.design}.json", json.dumps(report, indent=2).encode())
     print_json({k: v for k, v in report.items() if k != "kills"})
     return 0
 
@@ -407,18 +441,19 @@ def add_route_arguments(p: argparse.ArgumentParser) -> None:
 def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     from ..cosim.mutation import EQUIVALENCE_DEPTH
     from .options import add_core_options
-    p.add_argument("design", choices=["lif"], help="the design whose RTL is mutated")
+    p.add_argument("design", choices=["lif", "router", "mesh"], help="the design whose RTL is mutated")
     p.add_argument("--mutants", type=int, default=200, help="mutants sampled (default 200)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampling (default 1)")
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="the simulator (default "
                    "verilator)")
     p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
-    p.add_argument("--seeds", type=int, default=4, help="random scenarios of the regression (default 4)")
-    p.add_argument("--steps", type=int, default=50, help="timesteps per scenario (default 50)")
+    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif) or traffic seeds (router, mesh) of "
+                   "the regression (default 4)")
+    p.add_argument("--steps", type=int, default=None, help="timesteps per scenario of the LIF core (default 50)")
     p.add_argument("--depth", type=int, default=EQUIVALENCE_DEPTH, help="cycles from reset the equivalence "
                    f"check of a survivor looks at (default {EQUIVALENCE_DEPTH})")
     p.add_argument("--out", default="build/mutate", help="folder of the JSON report and the mutant netlist")
-    add_core_options(p)
+    add_core_options(p, default_preset="small")
     p.set_defaults(func=cmd_mutate)
 
 

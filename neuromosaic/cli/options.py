@@ -22,7 +22,9 @@ __all__ = ["UsageError", "RUN_DEFAULTS", "add_core_options", "core_config", "add
            "add_mesh_options", "grid", "mesh", "add_run_options", "add_sim_option", "check_run_values", "print_json",
            "describe"]
 
-PRESETS = {"default": LIFConfig(), "seed": SEED_LIF}
+# "small": the default core's logic (every width, decay and threshold) on 8 neurons of 16 inputs, memories
+# small enough for an equivalence checker: mutation testing's default.
+PRESETS = {"default": LIFConfig(), "small": LIFConfig(neurons=8, inputs=16), "seed": SEED_LIF}
 
 
 class UsageError(Exception):
@@ -42,13 +44,15 @@ def describe(config) -> str:
 
 
 # -- the LIF core --------------------------------------------------------------------------------
-def add_core_options(p: argparse.ArgumentParser, *, preset: bool = True, inputs: bool = True) -> None:
+def add_core_options(p: argparse.ArgumentParser, *, preset: bool = True, inputs: bool = True,
+                     default_preset: str = "default") -> None:
     """One flag per ``LIFConfig`` field (``inputs``: with ``--inputs``; a learning design's core takes
-    channels + neurons) and, with ``preset``, ``--preset``."""
+    channels + neurons) and, with ``preset``, ``--preset`` (``default_preset`` unless given)."""
     g = p.add_argument_group("LIF core" + (" (defaults from --preset)" if preset else " (defaults from the network)"))
     if preset:
-        g.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                       help="starting configuration (default: default; 'seed' is 256 neurons x 256 inputs)")
+        g.add_argument("--preset", choices=sorted(PRESETS), default=default_preset,
+                       help=f"starting configuration (default: {default_preset}; 'small' is 8 neurons x 16 inputs, "
+                            "'seed' 256 neurons x 256 inputs)")
     for f in dataclasses.fields(LIFConfig):
         if f.name != "inputs" or inputs:
             g.add_argument("--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=int, default=None,
@@ -56,14 +60,14 @@ def add_core_options(p: argparse.ArgumentParser, *, preset: bool = True, inputs:
                            + ")")
 
 
-def _core_changes(args) -> dict:
+def core_changes(args) -> dict:
     return {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(LIFConfig)
             if getattr(args, f"cfg_{f.name}", None) is not None}
 
 
 def core_config(args) -> LIFConfig:
     """The LIF core of ``--preset`` and the core flags."""
-    return PRESETS[args.preset].replace(**_core_changes(args))
+    return PRESETS[args.preset].replace(**core_changes(args))
 
 
 # -- the learning network ------------------------------------------------------------------------
@@ -104,7 +108,7 @@ def parse_sets(items: list[str], allowed: dict, flag: str) -> dict:
 
 def network_flags_given(args) -> bool:
     """Whether any flag of :func:`add_network_options` changes the default network."""
-    return bool(args.checkpoint or args.network or args.set or args.learning_set or _core_changes(args))
+    return bool(args.checkpoint or args.network or args.set or args.learning_set or core_changes(args))
 
 
 def network(args, base_name: str | None = None):
@@ -119,7 +123,7 @@ def network(args, base_name: str | None = None):
         base = ck.config
     else:
         base = NETWORKS[args.network or base_name]
-    core = {**base.core.to_dict(), **_core_changes(args)}
+    core = {**base.core.to_dict(), **core_changes(args)}
     core.pop("inputs")
     net = {f.name: getattr(base, f.name) for f in dataclasses.fields(SRNNConfig) if f.name != "core"}
     net.update(parse_sets(args.set, net, "--set"))
