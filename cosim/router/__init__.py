@@ -59,7 +59,9 @@ MUTATION_PATTERNS = (RunOptions(idle=0.3, backpressure=0.3), RunOptions(idle=0.0
 
 
 def _mutation_variants(seed_name: str, seeds: int) -> list[dict]:
-    return [{"scenario": {seed_name: 1000 + k}, "options": {**p.replace(seed=k).to_job()}}
+    """The job's ``variants``: traffic seed ``seed_name`` = 1000 + k (other traffic than the tables'
+    own seed draws) under each pattern, its stream seed k."""
+    return [{"scenario": {seed_name: 1000 + k}, "options": p.replace(seed=k).to_job()}
             for k in range(seeds) for p in MUTATION_PATTERNS]
 
 
