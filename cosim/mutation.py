@@ -103,9 +103,19 @@ def _yosys(folder: Path, script: str, name: str) -> None:
                          f"{done.stderr.strip()[-400:]}")
 
 
-def mutant_netlist(harness: dict, count: int, seed: int, folder: Path) -> tuple[str, list[Mutation]]:
+def _no_logic(mutation: str) -> bool:
+    """A candidate that is no logic of the design: a register's clock input, or the enable of a
+    memory read port (``read_verilog`` makes every read asynchronous, and an asynchronous read has
+    no enable: Yosys refuses a netlist in which one is anything but 1)."""
+    return " -port CLK " in mutation or (" -cell $memrd" in mutation and " -port EN " in mutation)
+
+
+def mutant_netlist(harness: dict, count: int, seed: int, folder: Path, cells: str = "*") -> tuple[str, list[Mutation]]:
     """The harness Verilog (``runner.harness_verilog``'s) with ``count`` sampled mutants of its design
-    behind the top-level input ``mutsel`` (fewer if the design has fewer candidates), and the mutants."""
+    behind the top-level input ``mutsel`` (fewer if the design has fewer candidates), and the mutants.
+    ``cells``: the design's cells (and wires) to mutate, a Yosys pattern of their flattened names
+    (``*top.*link.*``: those of the submodule ``link`` of ``top``, whose cells are named
+    ``$flatten\\top.\\link.<cell>`` and wires ``top.link.<wire>``)."""
     if count < 1:
         raise CosimError(f"mutants={count} is not allowed; allowed: 1 or more.")
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,11 +123,11 @@ def mutant_netlist(harness: dict, count: int, seed: int, folder: Path) -> tuple[
     design = _design_module(top)
     (folder / "harness.v").write_text(text)
     prepare = _prepare(top, "harness.v", text)
-    # Every cell but the memories' initial contents; a register's clock input is no logic to mutate.
-    candidates = f"{design}/* {design}/t:$meminit* %d"
+    # Every cell but the memories' initial contents; candidates that are no logic (``_no_logic``) are dropped.
+    candidates = f"{design}/{cells} {design}/t:$meminit* %d"
     _yosys(folder, prepare + f"mutate -list {count + count // 4 + 8} -seed {seed} -o list.ys {candidates}\n", "list")
     lines = [ln.strip() for ln in (folder / "list.ys").read_text().splitlines()
-             if ln.startswith("mutate ") and " -port CLK " not in ln]
+             if ln.startswith("mutate ") and not _no_logic(ln)]
     mutations = [Mutation(i + 1, ln.removeprefix("mutate ")) for i, ln in enumerate(lines[:count])]
     if not mutations:
         raise CosimError(f"Yosys found no mutation candidate in the design of {top}.")
@@ -146,13 +156,15 @@ class Target:
     and its regression, a cocotb test of ``test_module`` that runs a list of mutants in one
     simulation (``cocotb_loop.run_mutants``) with ``job``. ``check(outcome)`` raises
     :class:`CosimError` for an outcome the scoreboard passed that the regression still refuses (a
-    corner case that never happened)."""
+    corner case that never happened). ``cells``: the part of the design mutated (a pattern of
+    flattened cell names, as :func:`mutant_netlist`'s)."""
     name: str
     harness: dict
     test_module: str
     testcase: str
     job: dict
     check: Callable[[dict], None] = field(default=_no_check)
+    cells: str = "*"
 
 
 def _verdict(target: Target, outcome: dict) -> str | None:
@@ -295,7 +307,7 @@ def score(target: Target, *, sim: str = "verilator", mutants: int = 200, seed: i
     description and verdict, and each kill's first words of why. ``progress(done, total, killed)``
     is called as mutants finish, ``survivor_progress(done, total)`` as equivalence checks do."""
     start = time.perf_counter()
-    mutated, mutations = mutant_netlist(target.harness, mutants, seed, folder)
+    mutated, mutations = mutant_netlist(target.harness, mutants, seed, folder, target.cells)
     run = mutant_run(sim, target.harness, mutated)
     jobs = max(1, min(jobs, len(mutations)))
     sweeps = [_Sweep(run.for_thread(), target, mutations[k::jobs], f"mutants-{k}") for k in range(jobs)]

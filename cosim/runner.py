@@ -89,10 +89,13 @@ def generate_verilog(component, name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _generator_digest() -> str:
-    """A digest of the sources that generate Verilog (the RTL, the model's layouts, the harness)."""
+    """A digest of the sources that generate Verilog (the RTL, the model's layouts, the board tops
+    and host link, the harness and the test equipment it wraps around a design)."""
     package = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for path in sorted([*package.glob("rtl/*.py"), *package.glob("model/*.py"), package / "cosim" / "harness.py"]):
+    generators = [*package.glob("rtl/*.py"), *package.glob("model/*.py"), *package.glob("fpga/*.py"),
+                  package / "cosim" / "harness.py", package / "cosim" / "board" / "line.py"]
+    for path in sorted(generators):
         h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()
 

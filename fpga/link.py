@@ -5,9 +5,12 @@ checking it (SYNC, type, length, CRC-16), and only a frame that passes every che
 items are pushed, one at a time, into the chip port its type names (or set a register, or ask for a
 record), then it is acknowledged. A frame that fails is dropped whole and answered with a NAK naming
 the reason; after an error found inside a frame (too long, a framing error) the rest of it is
-discarded until the line is idle. The :class:`RecordTransmitter` sends the records to the host
-(ACK/NAK, the chip's logits and hidden spikes, counters, identity) one at a time; a chip stream's
-record is taken into its register, so the chip waits (its stream's ready) while the line is busy.
+discarded until the line is idle. A frame that passes with the sequence number of the last frame
+executed is a repeat (the host sent it again when its ACK was lost): acknowledged, not executed.
+The :class:`RecordTransmitter` sends the records to the host (ACK/NAK, the chip's logits and hidden
+spikes, counters, identity), numbered, one at a time; a chip stream's record is taken into its
+register, so the chip waits (its stream's ready) while the line is busy. It keeps the last sample's
+logits and sends them again when asked.
 :class:`LinkCounters` counts frames, hidden spikes and weight writes. The CRCs are
 ``amaranth.lib.crc``'s, the algorithm the host computes in software (``protocol.CRC16``).
 """
@@ -20,9 +23,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.config import pack_fields
+from ..model.learning import OP_END, logit_fields
 from ..rtl import layouts
 from ..rtl.layouts import EventKind
 from .protocol import (
+    COUNTER_FIELDS,
     CRC16,
     ERR_CRC,
     ERR_FRAMING,
@@ -108,6 +113,12 @@ def _bytes(value, count: int) -> list:
     return [value[8 * i:8 * i + 8] for i in range(count)]
 
 
+def _response_layout(protocol: Protocol) -> data.StructLayout:
+    """An ACK or NAK for the transmitter: its record type, payload bytes and packed payload."""
+    word = 8 * max(protocol.records[n].item_bytes for n in ("ack", "nak"))
+    return data.StructLayout({"code": 8, "size": 8, "word": word})
+
+
 def _crc(m: Module, name: str, bits: int):
     """A CRC-16 processor of ``bits``-bit words (``start`` restarts it, ``valid`` adds ``data``)."""
     m.submodules[name] = processor = CRC16(data_width=bits).create()
@@ -135,7 +146,7 @@ class LinkCounters(wiring.Component):
     """
 
     def __init__(self, protocol: Protocol):
-        self._fields = protocol.records["counters"].fields
+        self._fields = COUNTER_FIELDS
         wbits = protocol.network.readout_weight_bits
         super().__init__({"spike": In(1), "weight_write": In(wiring.Signature({"valid": Out(1), "new": Out(wbits)})),
                           "frame_ok": In(1), "frame_rejected": In(1), "clear": In(1),
@@ -169,8 +180,9 @@ class FrameReceiver(wiring.Component):
     rate : Out(rate fields)               -- the learning-rate register
     report_spikes : Out(1)                -- the report mask (hidden spike records on)
     response : Out(stream of code, size, word)  -- the ACK or NAK of each frame
-    counters_request, info_request : Out(RequestSignature)  -- a record asked for
-    frames_ok, frames_rejected : In(16)   -- the counters (for the ACK and NAK words)
+    counters_request, info_request, logits_request : Out(RequestSignature)  -- records asked for
+    last_seq : Out(8)                     -- the sequence number of the last frame executed
+    frames_ok : In(16)                    -- the counter (for the ACK's word)
     frame_ok, frame_rejected, clear : Out(1)   -- strobes for the counters
     """
 
@@ -183,15 +195,17 @@ class FrameReceiver(wiring.Component):
             members[msg.name] = Out(stream.Signature(layouts.struct(msg.fields)))
         members.update({
             "rate": Out(layouts.struct(p.commands["rate"].fields)), "report_spikes": Out(1),
-            "response": Out(stream.Signature(data.StructLayout({"code": 8, "size": 8, "word": 32}))),
+            "response": Out(stream.Signature(_response_layout(p))),
             "counters_request": Out(RequestSignature()), "info_request": Out(RequestSignature()),
-            "frames_ok": In(16), "frames_rejected": In(16),
+            "logits_request": Out(RequestSignature()), "last_seq": Out(8), "frames_ok": In(16),
             "frame_ok": Out(1), "frame_rejected": Out(1), "clear": Out(1),
         })
         super().__init__(members)
         link = p.link
         # The frame being received or executed.
         self._kind = Signal(8)
+        self._seq = Signal(8)
+        self._executed = Signal()                             # a frame was executed since reset
         self._length = Signal(range(link.buffer_bytes + 1))   # checked against the buffer as it arrives
         self._high = Signal(8)                                # the length's first byte
         self._count = Signal(range(link.buffer_bytes + 1))    # payload bytes received, then executed
@@ -229,7 +243,7 @@ class FrameReceiver(wiring.Component):
         executing = Cat(rx_fsm.ongoing(s) for s in ("READ", "BYTE", "PUSH", "DONE", "ACK")).any()
         with m.If(self.got & executing):
             m.d.sync += self._overrun.eq(1)
-        for request in (self.counters_request, self.info_request):
+        for request in (self.counters_request, self.info_request, self.logits_request):
             with m.If(request.ready):
                 m.d.sync += request.valid.eq(0)
         return m
@@ -240,7 +254,7 @@ class FrameReceiver(wiring.Component):
                      self.response.payload.size.eq(r.item_bytes), self.response.payload.word.eq(word)]
 
     def _header_state(self, m, state: str, nxt: str, crc, timed_out) -> None:
-        """TYPE, LEN0 or LEN1: one header byte, into the CRC."""
+        """TYPE, SEQ, LEN0 or LEN1: one header byte, into the CRC."""
         byte, buffer_bytes = self.byte, self.protocol.link.buffer_bytes
         with m.State(state):
             with m.If(self.framing):
@@ -255,6 +269,9 @@ class FrameReceiver(wiring.Component):
                             with m.Case(msg.code):
                                 m.d.sync += [self._isize.eq(max(msg.item_bytes, 1)),
                                              self._role.eq({"port": 0, "register": 1, "request": 2}[msg.role])]
+                    m.next = nxt
+                elif state == "SEQ":
+                    m.d.sync += self._seq.eq(byte)
                     m.next = nxt
                 elif state == "LEN0":
                     m.d.sync += self._high.eq(byte)
@@ -284,7 +301,7 @@ class FrameReceiver(wiring.Component):
             m.d.sync += [self._count.eq(0), self._ib.eq(0)]
             with m.If(self.got & (self.byte == SYNC)):
                 m.next = "TYPE"
-        for state, nxt in (("TYPE", "LEN0"), ("LEN0", "LEN1"), ("LEN1", "PAYLOAD")):
+        for state, nxt in (("TYPE", "SEQ"), ("SEQ", "LEN0"), ("LEN0", "LEN1"), ("LEN1", "PAYLOAD")):
             self._header_state(m, state, nxt, crc, timed_out)
         with m.State("PAYLOAD"):
             m.d.comb += wr.en.eq(self.got & ~self.framing)
@@ -319,16 +336,20 @@ class FrameReceiver(wiring.Component):
                 reject(ERR_TYPE)
             with m.Elif(~ok_length):
                 reject(ERR_LENGTH)
-            with m.Elif(length == 0):
-                m.next = "DONE"
+            with m.Elif(self._executed & (self._seq == self.last_seq)):
+                m.next = "ACK"                      # a repeat: acknowledged again, not executed again
             with m.Else():
-                m.next = "READ"
+                m.d.sync += [self.last_seq.eq(self._seq), self._executed.eq(1)]
+                with m.If(length == 0):
+                    m.next = "DONE"
+                with m.Else():
+                    m.next = "READ"
         with m.State("DRAIN"):                      # discard the rest of a bad frame
             with m.If(timed_out):
                 m.next = "NAK"
         with m.State("NAK"):
             with m.If(~self.response.valid):
-                self._respond(m, "nak", Cat(self._error, self._kind, self.frames_rejected + 1))
+                self._respond(m, "nak", Cat(self._error, self._kind, self._seq))
                 m.d.comb += self.frame_rejected.eq(1)
                 m.next = "HUNT"
 
@@ -373,10 +394,12 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += self.info_request.valid.eq(1)
                 with m.Case(codes["clear"]):
                     m.d.comb += self.clear.eq(1)
+                with m.Case(codes["logits"]):
+                    m.d.sync += self.logits_request.valid.eq(1)
             m.next = "ACK"
         with m.State("ACK"):
             with m.If(~self.response.valid):
-                self._respond(m, "ack", Cat(self._kind, self.frames_ok + 1))
+                self._respond(m, "ack", Cat(self._kind, self._seq, self.frames_ok + 1))
                 m.d.comb += self.frame_ok.eq(1)
                 with m.If(self._overrun):
                     m.d.sync += [self._error.eq(ERR_OVERRUN), self._overrun.eq(0)]
@@ -386,30 +409,34 @@ class FrameReceiver(wiring.Component):
 
 
 class RecordTransmitter(wiring.Component):
-    """Sends the records to the host one at a time: the sources are offered in turn (response,
-    logit, spike, counters, info), so no source's ready depends on any valid.
+    """Sends the records to the host one at a time, each with the next sequence number (mod 256):
+    the sources are offered in turn (response, logit, spike, counters, info, logits again), so no
+    source's ready depends on any valid. Every logit sent is kept (one per output); a
+    ``logits_request`` sends them all again, in output order, once the logits of every sample begun
+    (``sample_end``) have been sent.
 
     Members
     -------
     response : In(stream of code, size, word)   -- the ACK or NAK of a frame
     logit : In(stream of logit fields), spike : In(stream of output events)  -- the chip's records
     report_spikes : In(1)        -- spike records on (otherwise the chip's spikes are taken and dropped)
-    counters_request, info_request : In(RequestSignature)
-    counters : In(counters record)
+    counters_request, info_request, logits_request : In(RequestSignature)
+    counters : In(the counters)  -- sent with ``request_seq``, the number of the frame that asked
+    sample_end : In(1)           -- the chip took a command that ends a sample (its logits will follow)
+    clear : In(1)                -- the samples are counted again from 0 (each logit record names its sample)
     data : Out(stream of bytes)  -- to the UART transmitter
     """
 
     def __init__(self, protocol: Protocol):
         self.protocol = p = protocol
-        rec = p.records
         super().__init__({
-            "response": In(stream.Signature(data.StructLayout({"code": 8, "size": 8, "word": 32}))),
-            "logit": In(stream.Signature(layouts.struct(rec["logit"].fields))),
+            "response": In(stream.Signature(_response_layout(p))),
+            "logit": In(stream.Signature(layouts.struct(logit_fields(p.network)))),
             "spike": In(stream.Signature(layouts.output_event(p.network.core))),
             "report_spikes": In(1),
             "counters_request": In(RequestSignature()), "info_request": In(RequestSignature()),
-            "counters": In(layouts.struct(rec["counters"].fields)),
-            "data": Out(stream.Signature(8)),
+            "logits_request": In(RequestSignature()), "counters": In(layouts.struct(COUNTER_FIELDS)),
+            "request_seq": In(8), "sample_end": In(1), "clear": In(1), "data": Out(stream.Signature(8)),
         })
 
     def elaborate(self, platform):
@@ -421,17 +448,40 @@ class RecordTransmitter(wiring.Component):
         size = Signal(8)                                # payload bytes of the record being sent
         live = Signal(2)                                # 0: the shift register, 1: counters, 2: info
         index = Signal(8)                               # byte of the frame being sent
-        slot = Signal(range(5))
+        slot = Signal(range(6))
+        number = Signal(8)                              # the sequence number of the record being sent
         crc = _crc(m, "crc", 8)
         info = Const(pack_fields(rec["info"].fields, p.info()), 8 * rec["info"].item_bytes)
 
+        outputs = p.network.outputs
+        # The values of the logits sent, by output; read a cycle after the address (a block RAM's
+        # registered read), which stays put from one resent record to the next.
+        m.submodules.kept = kept = Memory(shape=len(self.logit.payload.value), depth=outputs, init=[])
+        keep, again = kept.write_port(), kept.read_port()
+        pending = Signal(range(2 * outputs + 1))        # logits of the samples begun, not yet sent
+        resent = Signal(range(outputs))                 # the output whose logit is sent again next
+        taken = self.logit.valid & self.logit.ready
+        m.d.comb += [keep.en.eq(taken), keep.addr.eq(self.logit.payload.output), keep.data.eq(self.logit.payload.value),
+                     again.addr.eq(resent)]
+        again_word = Signal.like(self.logit.payload)
+        m.d.comb += [again_word.output.eq(resent), again_word.value.eq(again.data)]
+        m.d.sync += pending.eq(pending + Mux(self.sample_end, outputs, 0) - taken)
+        sample = Signal(8)                              # samples ended since the last clear
+        with m.If(self.clear):
+            m.d.sync += sample.eq(0)
+        with m.Elif(self.sample_end):
+            m.d.sync += sample.eq(sample + 1)
+        asked = Signal(8)                               # the request a counters record answers
+        resend = ~busy & (slot == 5) & self.logits_request.valid & (pending == 0)
+
         with m.If(~busy):
-            m.d.sync += slot.eq(Mux(slot == 4, 0, slot + 1))
+            m.d.sync += slot.eq(Mux(slot == 5, 0, slot + 1))
         m.d.comb += [self.response.ready.eq(~busy & (slot == 0)),
                      self.logit.ready.eq(~busy & (slot == 1)),
                      self.spike.ready.eq(~self.report_spikes | (~busy & (slot == 2))),
                      self.counters_request.ready.eq(~busy & (slot == 3) & self.counters_request.valid),
-                     self.info_request.ready.eq(~busy & (slot == 4) & self.info_request.valid)]
+                     self.info_request.ready.eq(~busy & (slot == 4) & self.info_request.valid),
+                     self.logits_request.ready.eq(resend & (resent == outputs - 1))]
 
         def start(record, word=None, source=0):
             m.d.comb += crc.start.eq(1)
@@ -448,23 +498,28 @@ class RecordTransmitter(wiring.Component):
                         m.d.sync += [code.eq(self.response.payload.code), size.eq(self.response.payload.size)]
                 with m.Case(1):
                     with m.If(self.logit.valid):
-                        start("logit", self.logit.payload.as_value())
+                        start("logit", Cat(self.logit.payload.as_value(), sample))
                 with m.Case(2):
                     with m.If(self.spike.valid & self.report_spikes):
                         start("spike", self.spike.payload.as_value())
                 with m.Case(3):
                     with m.If(self.counters_request.valid):
                         start("counters", source=1)
+                        m.d.sync += asked.eq(self.request_seq)
                 with m.Case(4):
                     with m.If(self.info_request.valid):
                         start("info", source=2)
+                with m.Case(5):
+                    with m.If(resend):
+                        start("logit", Cat(again_word.as_value(), sample))
+                        m.d.sync += resent.eq(Mux(resent == outputs - 1, 0, resent + 1))
 
         payload_byte = Signal(8)
         k = index - HEADER_BYTES
         with m.Switch(live):
             with m.Case(0):
                 m.d.comb += payload_byte.eq(shift[:8])
-            for source, word, record in ((1, self.counters.as_value(), "counters"), (2, info, "info")):
+            for source, word, record in ((1, Cat(self.counters.as_value(), asked), "counters"), (2, info, "info")):
                 with m.Case(source):
                     with m.Switch(k):
                         for i, b in enumerate(_bytes(word, rec[record].item_bytes)):
@@ -477,8 +532,10 @@ class RecordTransmitter(wiring.Component):
         with m.Elif(index == 1):
             m.d.comb += out.eq(code)
         with m.Elif(index == 2):
-            m.d.comb += out.eq(size)
+            m.d.comb += out.eq(number)
         with m.Elif(index == 3):
+            m.d.comb += out.eq(size)
+        with m.Elif(index == 4):
             m.d.comb += out.eq(0)
         with m.Elif(index < end):
             m.d.comb += out.eq(payload_byte)
@@ -494,7 +551,7 @@ class RecordTransmitter(wiring.Component):
             with m.If((index >= HEADER_BYTES) & (index < end)):
                 m.d.sync += shift.eq(shift >> 8)
             with m.If(index == end + TRAILER_BYTES - 1):
-                m.d.sync += busy.eq(0)
+                m.d.sync += [busy.eq(0), number.eq(number + 1)]
         return m
 
 
@@ -520,7 +577,7 @@ class HostLink(wiring.Component):
         for msg in self._ports:
             members[msg.name] = Out(stream.Signature(layouts.struct(msg.fields)))
         members["rate"] = Out(layouts.struct(p.commands["rate"].fields))
-        members["logit"] = In(stream.Signature(layouts.struct(p.records["logit"].fields)))
+        members["logit"] = In(stream.Signature(layouts.struct(logit_fields(p.network))))
         members["spike"] = In(stream.Signature(layouts.output_event(p.network.core)))
         members["weight_write"] = In(wiring.Signature({"valid": Out(1),
                                                        "new": Out(p.network.readout_weight_bits)}))
@@ -542,12 +599,15 @@ class HostLink(wiring.Component):
         wiring.connect(m, rx.response, tx.response)
         wiring.connect(m, rx.counters_request, tx.counters_request)
         wiring.connect(m, rx.info_request, tx.info_request)
+        wiring.connect(m, rx.logits_request, tx.logits_request)
+        m.d.comb += [tx.request_seq.eq(rx.last_seq), tx.clear.eq(rx.clear)]
         wiring.connect(m, wiring.flipped(self.logit), tx.logit)
         wiring.connect(m, wiring.flipped(self.spike), tx.spike)
         wiring.connect(m, tx.data, utx.data)
+        command = self.command
         m.d.comb += [tx.report_spikes.eq(rx.report_spikes), tx.counters.eq(counters.record),
+                     tx.sample_end.eq(command.valid & command.ready & (command.payload.op == OP_END)),
                      rx.frames_ok.eq(counters.record.frames_ok),
-                     rx.frames_rejected.eq(counters.record.frames_rejected),
                      counters.frame_ok.eq(rx.frame_ok), counters.frame_rejected.eq(rx.frame_rejected),
                      counters.clear.eq(rx.clear),
                      counters.spike.eq(self.spike.valid & self.spike.ready &

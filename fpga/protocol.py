@@ -3,20 +3,27 @@ host driver (``fpga.host``).
 
 Every frame, either way, is::
 
-    SYNC (0xA5) | type (8) | length (16, little-endian) | payload (length bytes) | CRC-16 (little-endian)
+    SYNC (0xA5) | type (8) | sequence (8) | length (16, little-endian) | payload (length bytes) | CRC-16 (little-endian)
 
 The CRC is CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF, most significant bit first, no
-reflection, no final XOR) over the type, the two length bytes and the payload; the SYNC byte is not
-covered. A payload is a sequence of items; an item is one packed word of its type's fields (the
-config's ``Field`` lists, first field at the LSB, as ``pack_fields``), sent in ``ceil(bits / 8)``
-bytes, least significant byte first.
+reflection, no final XOR) over the type, the sequence number, the two length bytes and the payload;
+the SYNC byte is not covered. A payload is a sequence of items; an item is one packed word of its
+type's fields (the config's ``Field`` lists, first field at the LSB, as ``pack_fields``), sent in
+``ceil(bits / 8)`` bytes, least significant byte first.
 
 Host -> chip (*commands*): each loads a chip port (core weights, readout weights, the learning rate,
-input events, engine commands, routing tables), sets the report mask, or asks for the counters or
-the chip's identity. The chip receives the whole frame into its buffer, checks it, and only then
-executes it, then answers ``ACK``; a frame that fails a check is dropped whole and answered ``NAK``
-with the reason (``ERRORS``). Chip -> host (*records*): ``ACK``, ``NAK``, every ``LOGIT``, every hidden
-``SPIKE`` (when the report mask asks), ``COUNTERS`` and ``INFO``.
+input events, engine commands, routing tables), sets the report mask, or asks for the counters, the
+chip's identity or the last sample's logits again. The chip receives the whole frame into its
+buffer, checks it, and only then executes it, then answers ``ACK``; a frame that fails a check is
+dropped whole and answered ``NAK`` with the reason (``ERRORS``). Chip -> host (*records*): ``ACK``,
+``NAK``, every ``LOGIT``, every hidden ``SPIKE`` (when the report mask asks), ``COUNTERS`` and ``INFO``.
+
+Sequence numbers make the link survive a noisy line. The host numbers its frames, one more (mod 256)
+for each new frame, and sends a frame again, with the same number, when its ACK does not come: a
+frame with the number of the last frame executed is a *repeat*, acknowledged again (the ACK names
+the number) but not executed again. The chip numbers its records, one more for each record sent, so
+that a record lost whole (its SYNC damaged) shows as a gap. ``LOGITS`` asks for the last sample's
+logit records again; the chip answers once every logit of the sample in progress has been sent.
 """
 
 from __future__ import annotations
@@ -36,10 +43,10 @@ from ..model.tiles import MosaicConfig
 
 __all__ = ["SYNC", "HEADER_BYTES", "TRAILER_BYTES", "CRC16", "CRC16_INIT", "ERRORS", "LinkConfig", "Message",
            "Protocol", "crc16", "write_digest", "frame", "item_bytes", "items_to_bytes", "bytes_to_items",
-           "config_identity"]
+           "config_identity", "COUNTER_FIELDS"]
 
 SYNC = 0xA5
-HEADER_BYTES = 4                 # SYNC, type, length (2)
+HEADER_BYTES = 5                 # SYNC, type, sequence, length (2)
 TRAILER_BYTES = 2                # CRC-16
 # The frames' CRC, computed by the gateware (``CRC16(data_width=...).create()``) and the host (``compute``).
 CRC16 = crc_catalog.CRC16_CCITT_FALSE
@@ -90,13 +97,14 @@ def bytes_to_items(fields: tuple[Field, ...], payload: bytes) -> list[dict]:
     return [unpack_fields(fields, int.from_bytes(payload[i:i + n], "little")) for i in range(0, len(payload), n)]
 
 
-def frame(kind: int, payload: bytes = b"") -> bytes:
-    """One frame: SYNC, type, length, payload, CRC-16."""
-    if not 0 <= kind <= 0xFF:
-        raise ValueError(f"frame type {kind} is out of range; allowed: 0..255.")
+def frame(kind: int, payload: bytes = b"", seq: int = 0) -> bytes:
+    """One frame: SYNC, type, sequence number, length, payload, CRC-16."""
+    for name, value in (("frame type", kind), ("sequence number", seq)):
+        if not 0 <= value <= 0xFF:
+            raise ValueError(f"{name} {value} is out of range; allowed: 0..255.")
     if len(payload) > 0xFFFF:
         raise ValueError(f"a payload of {len(payload)} bytes is too long; allowed: up to 65535.")
-    body = bytes([kind]) + len(payload).to_bytes(2, "little") + payload
+    body = bytes([kind, seq]) + len(payload).to_bytes(2, "little") + payload
     return bytes([SYNC]) + body + crc16(body).to_bytes(2, "little")
 
 
@@ -176,11 +184,15 @@ class Message:
 # writes, in order: the readout after the updates, bit for bit, in two bytes.
 COUNTER_FIELDS = (Field("frames_ok", 16), Field("frames_rejected", 16), Field("hidden_spikes", 16),
                   Field("weight_writes", 16), Field("write_digest", 16))
+# Fields the link adds to a record: the sequence number of the request a counters record answers,
+# and the samples ended since the last ``clear`` (mod 256) up to the one a logit belongs to.
+ASKED_FIELD, SAMPLE_FIELD = Field("seq", 8), Field("sample", 8)
 INFO_FIELDS = (Field("identity", 32), Field("kind", 8), Field("channels", 16), Field("neurons", 16),
                Field("outputs", 8), Field("tiles", 8), Field("buffer_bytes", 16), Field("divisor", 16))
 REPORT_FIELDS = (Field("spikes", 1),)
-ACK_FIELDS = (Field("type", 8), Field("frames_ok", 16))
-NAK_FIELDS = (Field("error", 8), Field("type", 8), Field("frames_rejected", 16))
+# ACK: the type and sequence number of the frame acknowledged; NAK: those received (possibly damaged).
+ACK_FIELDS = (Field("type", 8), Field("seq", 8), Field("frames_ok", 16))
+NAK_FIELDS = (Field("error", 8), Field("type", 8), Field("seq", 8))
 KINDS = {"core": 0, "mosaic": 1}
 
 
@@ -204,15 +216,17 @@ class Protocol:
             Message(0x08, "counters", (), "request"),
             Message(0x09, "info", (), "request"),
             Message(0x0A, "clear", (), "request"),
+            Message(0x0B, "logits", (), "request"),
         ]
         if mosaic:
             commands.append(Message(0x06, "table", mesh_table_fields(chip.mesh)))
         self.commands = {m.name: m for m in commands}
         self.records = {m.name: m for m in [
             Message(0x81, "ack", ACK_FIELDS, "record"), Message(0x82, "nak", NAK_FIELDS, "record"),
-            Message(0x83, "logit", logit_fields(c), "record"),
+            Message(0x83, "logit", (*logit_fields(c), SAMPLE_FIELD), "record"),
             Message(0x84, "spike", c.core.output_event_fields, "record"),
-            Message(0x85, "counters", COUNTER_FIELDS, "record"), Message(0x86, "info", INFO_FIELDS, "record")]}
+            Message(0x85, "counters", (*COUNTER_FIELDS, ASKED_FIELD), "record"),
+            Message(0x86, "info", INFO_FIELDS, "record")]}
         self.by_code = {m.code: m for m in self.records.values()}
         longest = max(m.item_bytes for m in commands)
         if link.buffer_bytes < longest:
@@ -237,10 +251,10 @@ class Protocol:
         """How many items of command ``name`` one frame carries."""
         return self.link.buffer_bytes // self.commands[name].item_bytes
 
-    def command_frame(self, name: str, items=()) -> bytes:
+    def command_frame(self, name: str, items=(), seq: int = 0) -> bytes:
         m = self.commands[name]
         payload = items_to_bytes(m.fields, items) if m.fields else b""
         if len(payload) > self.link.buffer_bytes:
             raise ValueError(f"{len(payload)} bytes of {name} do not fit one frame; allowed: up to "
                              f"{self.link.buffer_bytes} ({self.max_items(name)} items).")
-        return frame(m.code, payload)
+        return frame(m.code, payload, seq)

@@ -1,21 +1,38 @@
 """A board session: few-shot episodes run through the host driver and checked against the golden model.
 
-What comes back over the link is checked against ``model.golden.predict_episode``: every logit and
-every hidden spike record, in order, and the number and digest (CRC-16 of the new values in write
-order) of the weight writes, so that the readout after each update is the model's bit for bit.
-:func:`check_malformed` then sends frames that are corrupt, truncated, of an unknown type, of a wrong
-or excessive length: each must be answered with a NAK naming its fault and none may be executed.
+What comes back over the link is checked against ``model.golden.predict_episode``: every logit,
+every hidden spike record in order (of each sample whose records all came whole: over a noisy line
+a damaged spike record is not sent again), the number of hidden spikes, and the number and digest
+(CRC-16 of the new values in write order) of the weight writes, so that the readout after each
+update is the model's bit for bit. :func:`check_malformed` then sends frames that are corrupt,
+truncated, of an unknown type, of a wrong or excessive length: each must be answered with a NAK
+naming its fault and none may be executed; and a repeat (a frame with the number of the last one
+executed), which must be acknowledged and not executed.
 The same code checks a real board (``neuromosaic fpga run``) and the full-board cosimulation.
 """
 
 from __future__ import annotations
 
-from ..model.config import pack_fields
+from collections import defaultdict
+
+from ..model.config import pack_fields, unpack_fields
 from ..model.episode import ChipEpisode
 from ..model.golden import Mismatch, predict_episode
 from ..model.learning import LFSR, OP_UPDATE
+from ..rtl.layouts import EventKind
 from .host import Chip, EpisodeResult
-from .protocol import ERR_CRC, ERR_LENGTH, ERR_TRUNCATED, ERR_TYPE, ERRORS, SYNC, Protocol, frame, write_digest
+from .protocol import (
+    ERR_CRC,
+    ERR_LENGTH,
+    ERR_TRUNCATED,
+    ERR_TYPE,
+    ERRORS,
+    HEADER_BYTES,
+    SYNC,
+    Protocol,
+    frame,
+    write_digest,
+)
 
 __all__ = ["check_episode", "run_episodes", "check_malformed"]
 
@@ -42,16 +59,19 @@ def check_episode(protocol: Protocol, episode: ChipEpisode, got: EpisodeResult, 
     if len(samples) * c.outputs != len(pred.logits) or len(got.spikes) != len(samples):
         raise Mismatch(f"board: the chip ran {len(samples)} samples, the model {len(pred.logits) // c.outputs}.")
     ev = c.core.output_event_fields
-    hidden = iter(pred.hidden)
+    hidden = defaultdict(list)                   # each sample's predicted events, by its name
+    for word, what in pred.hidden:
+        hidden[what].append((word, what))
+    complete = got.spikes_complete or [True] * len(samples)
+    events = 0
     for s, logits in enumerate(samples):
-        _check_sequence(pred.logits[s * c.outputs:(s + 1) * c.outputs], list(enumerate(logits)), "logit",
-                        "(output, value)", s)
-        words = [pack_fields(ev, rec) for rec in got.spikes[s]]
-        _check_sequence([next(hidden, (None, "nothing more")) for _ in words], words, "hidden spike event",
-                        "packed (kind, address)", s)
-    left = sum(1 for _ in hidden)
-    if left:
-        raise Mismatch(f"board: {left} hidden spike events predicted by the model never came.")
+        expected = pred.logits[s * c.outputs:(s + 1) * c.outputs]
+        _check_sequence(expected, list(enumerate(logits)), "logit", "(output, value)", s)
+        if complete[s]:          # a sample whose records all came whole: every event, in order
+            predicted = hidden[expected[0][1]]
+            _check_sequence(predicted, [pack_fields(ev, rec) for rec in got.spikes[s]], "hidden spike event",
+                            "packed (kind, address)", s)
+            events += len(predicted)
     counters = got.counters
     digest = write_digest([new for *_, new in writes], c.readout_weight_bits)
     if counters["weight_writes"] != len(writes) % (1 << 16):
@@ -59,30 +79,34 @@ def check_episode(protocol: Protocol, episode: ChipEpisode, got: EpisodeResult, 
     if counters["write_digest"] != digest:
         raise Mismatch(f"board: the digest of the chip's weight writes is 0x{counters['write_digest']:04x}, the "
                        f"model's 0x{digest:04x}: the readout after an update differs.")
-    spikes = len(pred.hidden) - sum(1 for s in got.spikes for r in s if r["kind"])
+    spikes = sum(1 for word, _ in pred.hidden if unpack_fields(ev, word)["kind"] == EventKind.SPIKE.value)
     if counters["hidden_spikes"] != spikes % (1 << 16):
-        raise Mismatch("board: the chip's hidden spike counter disagrees with the spikes it reported.")
-    checked = {"logits": len(pred.logits), "hidden_events": len(pred.hidden), "weight_writes": len(writes)}
+        raise Mismatch(f"board: the chip counted {counters['hidden_spikes']} hidden spikes, the model predicts "
+                       f"{spikes}.")
+    checked = {"logits": len(pred.logits), "hidden_events": events, "weight_writes": len(writes)}
     return {"checked": checked, "predictions": got.predictions, "query_logits": got.query_logits,
             "query_labels": episode.query_labels, "bytes_sent": got.bytes_sent, "bytes_received": got.bytes_received}
 
 
-def run_episodes(chip: Chip, protocol: Protocol, episodes, lfsr_of=None, progress=None) -> dict:
-    """Runs ``episodes`` on ``chip`` (a board or the cosimulation) through the host driver and checks
-    each against the golden model (``lfsr_of()``: a fresh rounding PRNG for the model of each
-    episode; default the rule's own). ``progress(i, result)`` is called after each."""
+def run_episodes(chip: Chip, protocol: Protocol, episodes, lfsr: LFSR | None = None, progress=None) -> dict:
+    """Runs ``episodes`` on ``chip`` (a board or the cosimulation, from its reset) through the host
+    driver and checks each against the golden model. The chip's rounding PRNG runs on from one
+    episode to the next, and so does the model's: one ``lfsr`` (default the rule's own) for the whole
+    session. ``progress(i, result)`` is called after each."""
     out = {"info": chip.info(), "episodes": []}
+    lfsr = LFSR(protocol.cfg) if lfsr is None else lfsr
     for i, e in enumerate(episodes):
         got = chip.episode(e.w_core, e.w_out, e.support_x, e.labels, e.query_x, e.rate, e.steps, spikes=True)
-        out["episodes"].append(check_episode(protocol, e, got, lfsr_of() if lfsr_of else None))
+        out["episodes"].append(check_episode(protocol, e, got, lfsr))
         if progress:
             progress(i, out["episodes"][-1])
     return out
 
 
 def check_malformed(chip: Chip, protocol: Protocol, episode: ChipEpisode) -> dict:
-    """Bad frames after an episode; each must be NAKed with its fault and none may execute (checked
-    with the counters and a query sample of ``episode`` run again)."""
+    """Bad frames after an episode; each must be NAKed with its fault and none may execute; then an
+    update repeated with the number of the last frame executed, acknowledged and not executed
+    (checked with the counters and a query sample of ``episode`` run again)."""
     x = episode.query_x[:, 0]
     before_logits, before_spikes = chip.sample(x)
     before = chip.counters()
@@ -90,10 +114,11 @@ def check_malformed(chip: Chip, protocol: Protocol, episode: ChipEpisode) -> dic
                                                            {"kind": 0, "address": 0})] * 8)
     update = protocol.command_frame("command", [{"op": OP_UPDATE, "label": 0, "learn": 0}])
     rate = protocol.commands["rate"]
-    body = bytes([protocol.commands["events"].code]) + (protocol.link.buffer_bytes + 1).to_bytes(2, "little")
+    body = bytes([protocol.commands["events"].code, 0]) + (protocol.link.buffer_bytes + 1).to_bytes(2, "little")
     cases = [
         ("events with a bad CRC", events[:-1] + bytes([events[-1] ^ 0x40]), ERR_CRC),
-        ("an update with a flipped payload bit", update[:4] + bytes([update[4] ^ 1]) + update[5:], ERR_CRC),
+        ("an update with a flipped payload bit", update[:HEADER_BYTES] + bytes([update[HEADER_BYTES] ^ 1])
+         + update[HEADER_BYTES + 1:], ERR_CRC),
         ("a truncated events frame", events[:len(events) // 2], ERR_TRUNCATED),
         ("an unknown type", frame(0x7E, b"\x01\x02"), ERR_TYPE),
         ("a rate of the wrong length", frame(rate.code, b"\x00" * (rate.item_bytes + 1)), ERR_LENGTH),
@@ -113,8 +138,15 @@ def check_malformed(chip: Chip, protocol: Protocol, episode: ChipEpisode) -> dic
                        f"{len(cases)} bad ones.")
     if after["weight_writes"] != before["weight_writes"]:
         raise Mismatch("board: a rejected OP_UPDATE frame wrote weights.")
+    repeat = chip.last_seq
+    chip.raw(protocol.command_frame("command", [{"op": OP_UPDATE, "label": 0, "learn": 0}], repeat))
+    ack = chip.await_ack(repeat)
+    if isinstance(ack, str):
+        raise Mismatch(f"board: a repeated frame was not acknowledged: {ack}.")
+    if chip.counters()["weight_writes"] != before["weight_writes"]:
+        raise Mismatch("board: a repeated OP_UPDATE frame (the number of the last frame executed) wrote weights.")
     logits, spikes = chip.sample(x)
     if (logits, spikes) != (before_logits, before_spikes):
         raise Mismatch(f"board: a query sample gives logits {logits} after the bad frames, {before_logits} before: "
                        "a rejected frame was executed.")
-    return {"rejected": seen}
+    return {"rejected": seen, "repeats_not_executed": 1}

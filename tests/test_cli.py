@@ -120,6 +120,10 @@ def test_cosim_learning_command_exit_codes():
     (["fpga", "build", "--board", "ulx3s-85f", "--network", "small", "--grid", "3x3"],
      "--grid 3x3: 9 tiles do not divide the 16 neurons"),
     (["cosim", "board", "--fault", "threshold"], "--fault threshold is not a board fault"),
+    (["cosim", "board", "--ber", "0.5"], "--ber 0.5 is not allowed; allowed: 0 to 0.001."),
+    (["cosim", "board", "--ber", "nan"], "--ber nan is not allowed; allowed: a finite number."),
+    (["cosim", "board", "--noise-seed", "-1"], "--noise-seed -1 is not allowed; allowed: 0 to 2,147,483,647."),
+    (["cosim", "board", "--timeout", "0"], "--timeout 0 is not allowed; allowed: above 0 and at most 86400."),
     (["demo", "--sim", "questa"], "--sim questa is unknown; allowed: icarus, verilator"),
 ])
 def test_board_commands_refuse_bad_flags(argv, message, capsys):

@@ -59,9 +59,11 @@ def test_link_crc_is_the_bit_serial_crc(bits):
 
 
 def test_frame_layout():
-    f = frame(0x05, b"\x01\x02\x03")
-    assert f[0] == SYNC and f[1] == 0x05 and f[2:4] == b"\x03\x00" and f[4:7] == b"\x01\x02\x03"
-    assert int.from_bytes(f[7:], "little") == crc16(f[1:7])
+    f = frame(0x05, b"\x01\x02\x03", seq=0x7F)
+    assert f[0] == SYNC and f[1] == 0x05 and f[2] == 0x7F and f[3:5] == b"\x03\x00" and f[5:8] == b"\x01\x02\x03"
+    assert int.from_bytes(f[8:], "little") == crc16(f[1:8])
+    with pytest.raises(ValueError, match="sequence number 256 is out of range; allowed: 0..255"):
+        frame(0x05, seq=256)
     fields = (Field("a", 3), Field("b", 9, signed=True))
     payload = items_to_bytes(fields, [{"a": 5, "b": -200}, {"a": 0, "b": 255}])
     assert len(payload) == 4 and bytes_to_items(fields, payload) == [{"a": 5, "b": -200}, {"a": 0, "b": 255}]
@@ -114,21 +116,42 @@ class _Loopback:
         return out
 
 
-def test_driver_refuses_bad_records_and_wrong_identity():
+def _record(p, name, values, seq):
+    return frame(p.records[name].code, items_to_bytes(p.records[name].fields, [values]), seq)
+
+
+def test_driver_refuses_a_wrong_identity_and_gives_up_on_a_silent_or_refusing_chip():
     p = Protocol(SMALL, link=SIM_LINK)
-    ack = frame(0x81, (0x09).to_bytes(1, "little") + (1).to_bytes(2, "little"))
-    info = frame(0x86, items_to_bytes(p.records["info"].fields, [{**p.info(), "identity": p.identity ^ 1}]))
+    ack = _record(p, "ack", {"type": 0x09, "seq": 0, "frames_ok": 1}, 0)
+    info = _record(p, "info", {**p.info(), "identity": p.identity ^ 1}, 1)
     with pytest.raises(LinkError, match="built from another config"):
         Chip(p, _Loopback(ack + info)).info()
+    # a damaged ACK is detected and the frame sent again, as often as the driver tries
     bad = bytearray(ack)
     bad[-1] ^= 1
-    with pytest.raises(LinkError, match="bad CRC"):
-        Chip(p, _Loopback(bytes(bad))).info()
-    nak = frame(0x82, bytes([1, 0x09, 1, 0]))
-    with pytest.raises(LinkError, match="rejected a frame of type 0x09: bad CRC"):
+    line = _Loopback(bytes(bad))
+    chip = Chip(p, line, tries=3)
+    with pytest.raises(LinkError, match=r"did not acknowledge info \(0x09\) in 3 tries: the chip sent 0 of 1 "):
+        chip.info()
+    assert chip.stats.records_damaged == 1 and chip.stats.retransmissions == 2
+    assert line.sent == p.command_frame("info", seq=0) * 3
+    nak = _record(p, "nak", {"error": 1, "type": 0x09, "seq": 0}, 0)
+    with pytest.raises(LinkError, match="in 8 tries: the chip rejected it: bad CRC; the chip sent 0 of 1 expected"):
         Chip(p, _Loopback(nak)).info()
-    with pytest.raises(LinkError, match="sent 0 of 1 expected bytes"):
-        Chip(p, _Loopback(b"")).info()
+
+
+def test_driver_skips_stale_answers_and_counts_records_lost():
+    """An ACK of another frame and a counters record answering another request are not taken; a gap
+    in the records' numbers counts the records lost, and the driver asks again."""
+    p = Protocol(SMALL, link=SIM_LINK)
+    counters = {"frames_ok": 3, "frames_rejected": 0, "hidden_spikes": 0, "weight_writes": 7, "write_digest": 0}
+    replies = (_record(p, "ack", {"type": 0x08, "seq": 9, "frames_ok": 1}, 0)           # a late ACK of frame 9
+               + _record(p, "counters", {**counters, "seq": 9}, 1)                        # answers frame 9
+               + _record(p, "ack", {"type": 0x08, "seq": 0, "frames_ok": 2}, 2)
+               + _record(p, "counters", {**counters, "seq": 0, "weight_writes": 8}, 5))   # records 3, 4 lost
+    chip = Chip(p, _Loopback(replies))
+    assert chip.counters()["weight_writes"] == 8
+    assert chip.stats.records_lost == 2 and chip.stats.records == 4 and chip.stats.retransmissions == 0
 
 
 @pytest.mark.cosim
@@ -141,6 +164,8 @@ def test_board_top_episode_through_the_uart_is_bit_exact():
     assert ck["logits"] > 0 and ck["hidden_events"] > 0
     assert ck["weight_writes"] > 0 and ck["weight_writes"] % (3 * 8) == 0      # whole updates of 3 x 8 weights
     assert len(r.details["malformed"]["rejected"]) == 6 and r.details["info"]["neurons"] == 8
+    assert r.details["malformed"]["repeats_not_executed"] == 1
+    assert r.details["link"]["retransmissions"] == r.details["link"]["records_lost"] == 0
 
 
 @pytest.mark.cosim
@@ -149,3 +174,29 @@ def test_board_scoreboard_catches_a_wrong_model():
     with pytest.raises(CosimError, match="mismatch|digest"):
         run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=1,
                         name="pytest-fault", options=RunOptions(fault="rounding-bit"))
+
+
+NOISY = {"ber": 3e-4, "noise_seed": 3, "timeout": 0.005}
+
+
+@pytest.mark.cosim
+def test_board_episodes_survive_a_noisy_line():
+    """Bit errors both ways at 3e-4 per bit: the driver detects the damaged and lost records, sends
+    frames again and asks again for logits; two episodes (the rounding PRNG running on from the
+    first into the second) are still the model's bit for bit."""
+    r = run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=2, name="pytest-noisy", **NOISY)
+    link, errors = r.details["link"], r.details["noise"]["bit_errors"]
+    # the line's test equipment flips bits at the rate asked for (4 cycles a bit)
+    expected = r.cycles * NOISY["ber"] / SIM_LINK.divisor
+    assert 0.7 * expected < errors["rx"] < 1.3 * expected and 0.7 * expected < errors["tx"] < 1.3 * expected
+    # every way of recovering was needed, and the episodes were checked whole
+    assert link["retransmissions"] and link["records_damaged"] and link["records_lost"] and link["logits_asked_again"]
+    assert r.checked["logits"] > 0 and r.checked["weight_writes"] > 0
+
+
+@pytest.mark.cosim
+def test_a_noisy_line_fails_the_episodes_without_the_drivers_record_checks():
+    """The same line with the driver's CRC and numbering checks off: damage goes through undetected."""
+    with pytest.raises(CosimError, match="mismatch|unknown record|did not|digest|counted"):
+        run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=2, name="pytest-noisy-unchecked",
+                        verify=False, **NOISY)

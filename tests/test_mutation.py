@@ -16,6 +16,11 @@ from neuromosaic.cli import main
 SMALL = ["--neurons", "8", "--inputs", "12", "--lanes", "2"]
 
 
+def _killed_and_survived(report: dict) -> list[int]:
+    """The first mutant the report's sweep killed, and the first that survived (if one did)."""
+    return [int(min(report["kills"], key=int))] + [s["mutant"] for s in report["survivors"][:1]]
+
+
 def test_mutants_of_the_lif_core_are_run_against_its_regression(tmp_path, capsys):
     out = tmp_path / "mutate"
     assert main(["mutate", "lif", "--mutants", "4", "--seed", "1", *SMALL, "--seeds", "1", "--steps", "20",
@@ -33,12 +38,12 @@ def test_mutants_of_the_lif_core_are_run_against_its_regression(tmp_path, capsys
     netlist = (out / "lif-netlist" / "mutants.v").read_text()
     assert "input [2:0] mutsel;" in netlist
 
-    # The sweep (every mutant in one simulation, from reset after the one before) gives each mutant
-    # the verdict a simulation of it alone gives.
+    # The sweep (every mutant in one simulation, from reset after the one before) gives a mutant it
+    # killed and one that survived the verdict a simulation of it alone gives.
     config = LIFConfig(neurons=8, inputs=12, lanes=2)
     target = lif_mutation_target(config, seeds=1, steps=20)
     build = (mutant_run("verilator", target.harness, netlist), target.harness["layout"])
-    for mutant in range(1, 5):
+    for mutant in _killed_and_survived(report):
         try:
             run_lif_cosim("verilator", config, seeds=1, steps=20, build=build, mutant=mutant, name=f"solo-{mutant}")
             alone = False
@@ -52,12 +57,12 @@ def test_mutants_of_the_router_each_start_from_a_fresh_table_load(tmp_path, caps
     assert main(["mutate", "router", "--mutants", "3", "--seeds", "1", "--depth", "4", "--out", str(out)]) == 0
     report = json.loads((out / "router.json").read_text())
     assert report["design"] == "router" and report["mutants"] == 3 and report["killed"] >= 1
-    assert report["regression"] == {"traffic_seeds": 1, "patterns": len(MUTATION_PATTERNS)}
+    assert report["regression"] == {"tables": 1, "patterns": len(MUTATION_PATTERNS)}
     # Each mutant's verdict is the one a simulation of it alone (after the unmutated design) gives:
     # the tables a mutant wrote wrong, the FIFOs it left full, the stall counts do not carry over.
     target = router_mutation_target(seeds=1)
     run = mutant_run("verilator", target.harness, (out / "router-netlist" / "mutants.v").read_text())
-    for mutant in range(1, 4):
+    for mutant in _killed_and_survived(report):
         with run.folder(f"solo-{mutant}") as folder:
             try:
                 run.test(target.test_module, target.testcase, {**target.job, "mutants": [0, mutant]}, folder)
@@ -65,6 +70,18 @@ def test_mutants_of_the_router_each_start_from_a_fresh_table_load(tmp_path, caps
                 pass
             outcome = json.loads((folder / "result.json").read_text())["outcomes"][str(mutant)]
         assert (not outcome["passed"]) == (str(mutant) in report["kills"]), mutant
+
+
+def test_mutants_of_the_board_top_are_of_its_host_link_alone(tmp_path):
+    """The link's target mutates the cells of the board top's host link, not the chip behind it nor
+    the line's test equipment."""
+    from neuromosaic.cosim.board import link_mutation_target
+    target = link_mutation_target(seeds=1)
+    _, mutations = mutant_netlist(target.harness, 40, 1, tmp_path, target.cells)
+    assert len(mutations) == 40
+    assert all(" -cell $flatten\\top.\\link." in f" {m.command}" for m in mutations), \
+        [m.command for m in mutations if "\\link." not in m.command]
+    assert target.job["variants"] == [{"malformed": True}, {"noise": {"ber": 3e-4, "seed": 1}}]
 
 
 def test_mutate_refuses_the_core_flags_for_another_design(capsys):

@@ -15,7 +15,8 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, Timer
 from neuromosaic.cosim.agents import FieldMonitor, Port, SequenceSource, stream_ports
 from neuromosaic.cosim.batch_loop import Player, Recorders, Wire, sleep, start_harness
-from neuromosaic.cosim.cocotb_loop import cocotb_port, run_job
+from neuromosaic.cosim.board.line import noise_seed_state, noise_threshold
+from neuromosaic.cosim.cocotb_loop import cocotb_port, run_job, run_mutants, select_mutant
 from neuromosaic.cosim.harness import INPUT_LATENCY, PERIOD_NS
 from neuromosaic.cosim.options import RunOptions
 
@@ -79,13 +80,18 @@ class HarnessTransport:
     expected and drains the line monitor's records. Both are blocking calls for the driver's thread;
     ``read``'s timeout is in seconds of the chip's clock."""
 
-    def __init__(self, dut, layout: dict, divisor: int, clock_hz: int):
-        self.dut, self.layout, self.clock_hz = dut, layout, clock_hz
+    def __init__(self, dut, layout: dict, divisor: int, clock_hz: int, noise: dict | None = None):
+        self.dut, self.layout, self.clock_hz, self.divisor = dut, layout, clock_hz, divisor
+        self.noise = noise or {"ber": 0.0, "seed": 0}
+        self.noisy = self.noise["ber"] > 0
         self.byte_cycles = 10 * divisor
         self.received = deque()
         self.source = SequenceSource({"host_tx": stream_ports(lambda n: cocotb_port(dut, n), "host_tx")})
-        monitor = FieldMonitor(Port("host_rx__valid", None), [], self._byte)
-        self.recorders = Recorders(dut, layout, [self.source, monitor])
+        self.bit_errors = {"rx": 0, "tx": 0}            # put on the line to the chip and from it
+        self.framing_errors = 0
+        monitors = [FieldMonitor(Port("host_rx__valid", None), [], self._byte),
+                    FieldMonitor(Port("noise__valid", None), [], self._bit_error)]
+        self.recorders = Recorders(dut, layout, [self.source, *monitors])
         self.player = Player(dut, layout, 0, self.source)
         self.h_cycle = Wire(dut.h_cycle)
         self.write = resume(self._write)
@@ -94,12 +100,28 @@ class HarnessTransport:
 
     def _byte(self, cycle, byte, framing):
         if framing:
-            raise AssertionError(f"cycle {cycle}: the chip sent a byte without a stop bit")
+            if not self.noisy:
+                raise AssertionError(f"cycle {cycle}: the chip sent a byte without a stop bit")
+            self.framing_errors += 1         # a UART drops such a byte
+            return
         self.received.append(byte)
 
+    def _bit_error(self, cycle, rx, tx):
+        self.bit_errors["rx"] += rx
+        self.bit_errors["tx"] += tx
+
     async def start(self) -> None:
-        await start_harness(self.dut, [self.player], self.layout, RunOptions(idle=0.0, backpressure=0.0))
-        self.dut.rst.value = 0
+        """The line from reset, its bit errors set; an earlier run's records (on a harness that ran
+        before) skipped."""
+        dut, seed = self.dut, self.noise["seed"]
+        dut.noise_threshold.value = noise_threshold(self.noise["ber"], self.divisor)
+        dut.noise_rx_seed.value, dut.noise_tx_seed.value = noise_seed_state(2 * seed), noise_seed_state(2 * seed + 1)
+        dut.noise_load.value = 1
+        await start_harness(dut, [self.player], self.layout, RunOptions(idle=0.0, backpressure=0.0))
+        await Timer(2 * PERIOD_NS, unit="ns")          # an earlier run's last records are written by now
+        self.recorders.resync()
+        dut.noise_load.value = 0
+        dut.rst.value = 0
         await Timer(INPUT_LATENCY * PERIOD_NS, unit="ns")
 
     async def _pass(self, cycles: int) -> None:
@@ -131,28 +153,53 @@ class HarnessTransport:
         await self._pass(byte_times * self.byte_cycles)
 
 
+def _board_body(dut):
+    """The test body: the mutant selected (a mutant netlist), then for each of the job's ``variants``
+    (changes to the job; default one, none) the line from reset and the host's session
+    (``cosim.board.host_session``) in the driver's thread."""
+    async def body(job, clock):
+        select_mutant(dut, job)
+        variants = job.get("variants") or [{}]
+        if len(variants) > 1 and not job.get("layout"):
+            raise ValueError("variants run in the batch harness only; this job has no harness layout.")
+        results = [await _session(dut, {**job, **variant}, clock) for variant in variants]
+        return results[0] if len(results) == 1 else {"variants": results}
+    return body
+
+
+async def _session(dut, job, clock):
+    """One host session of ``job`` from the design's reset: its result."""
+    from neuromosaic.cosim.board import host_session, job_protocol
+    protocol = job_protocol(job)
+    if job.get("layout"):
+        line = HarnessTransport(dut, job["layout"], protocol.link.divisor, protocol.link.clock_hz,
+                                job.get("noise"))
+        await line.start()
+    else:
+        dut.rst.value = 1
+        dut.rx.value = 1
+        Clock(dut.clk, 10, unit="ns").start()
+        await ClockCycles(dut.clk, 2)
+        await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        line = PinTransport(dut, protocol.link.divisor, protocol.link.clock_hz)
+        line.start()
+    await line.idle(2)
+    result = await bridge(host_session)(job, protocol, line)
+    if job.get("layout"):
+        line.recorders.drain()
+        result["noise"] = {"bit_errors": line.bit_errors, "framing_errors": line.framing_errors}
+    clock["cycle"] = int(cocotb.simtime.get_sim_time("ns") // PERIOD_NS)
+    return result
+
+
 @cocotb.test()
 async def board_episodes(dut):
     """Few-shot episodes through the UART with the host driver; malformed frames must be refused."""
-    from neuromosaic.cosim.board import host_session, job_protocol
+    await run_job(_board_body(dut))
 
-    async def body(job, clock):
-        protocol = job_protocol(job)
-        if job.get("layout"):
-            line = HarnessTransport(dut, job["layout"], protocol.link.divisor, protocol.link.clock_hz)
-            await line.start()
-        else:
-            dut.rst.value = 1
-            dut.rx.value = 1
-            Clock(dut.clk, 10, unit="ns").start()
-            await ClockCycles(dut.clk, 2)
-            await RisingEdge(dut.clk)
-            dut.rst.value = 0
-            line = PinTransport(dut, protocol.link.divisor, protocol.link.clock_hz)
-            line.start()
-        await line.idle(2)
-        result = await bridge(host_session)(job, protocol, line)
-        clock["cycle"] = int(cocotb.simtime.get_sim_time("ns") // PERIOD_NS)
-        return result
 
-    await run_job(body)
+@cocotb.test()
+async def board_mutants(dut):
+    """The board session once per mutant of a mutant netlist (the host link mutated), in one simulation."""
+    await run_mutants(_board_body(dut))

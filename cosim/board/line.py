@@ -4,14 +4,15 @@ turned into a byte stream in and a byte monitor out, so that the harness's playe
 
 The driver and the monitor are the testbench's own (8 data bits, least significant first, one start
 and one stop bit, ``divisor`` cycles a bit), written apart from the chip's ``fpga.link`` UART so that
-a fault of that UART is not mirrored here.
+a fault of that UART is not mirrored here. :class:`LineNoise` puts random bit errors on a line.
 """
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["LineDriver", "LineMonitor", "BoardPins", "received_signature"]
+__all__ = ["LineDriver", "LineMonitor", "LineNoise", "BoardPins", "received_signature", "noise_signature",
+           "noise_threshold", "noise_seed_state"]
 
 
 def received_signature() -> wiring.Signature:
@@ -86,14 +87,71 @@ class LineMonitor(wiring.Component):
         return m
 
 
+def noise_threshold(ber: float, divisor: int) -> int:
+    """The per-cycle threshold of :class:`LineNoise` for ``ber`` errors per bit (0: none)."""
+    if not 0 <= ber < 1:
+        raise ValueError(f"ber={ber!r} is out of range; allowed: 0 <= ber < 1.")
+    return min((1 << 32) - 1, round(ber / divisor * (1 << 32)))
+
+
+def noise_seed_state(seed: int) -> int:
+    """A xorshift32 state (never 0) for ``seed``."""
+    return (0x9E3779B9 * (seed + 1)) & 0xFFFFFFFF or 1
+
+
+class LineNoise(wiring.Component):
+    """Bit errors on a UART line: in each cycle an error starts with probability ``threshold / 2**32``
+    (a xorshift32 generator against ``threshold``; ``noise_threshold``: ``ber / divisor``) and
+    inverts ``out`` for ``divisor`` cycles, one bit time, so it flips exactly one of the receiver's
+    mid-bit samples: ``ber`` errors per bit sent (and on the idle line, where a flip is a false start
+    bit). ``hit`` is high in the cycle an error starts; ``seed`` loads the generator's state."""
+
+    line: In(1, init=1)
+    threshold: In(32)
+    seed: In(32)
+    load: In(1)
+    out: Out(1, init=1)
+    hit: Out(1)
+
+    def __init__(self, divisor: int):
+        self.divisor = divisor
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(32, init=1)
+        x1 = state ^ (state << 13)[:32]
+        x2 = x1 ^ (x1 >> 17)
+        with m.If(self.load):
+            m.d.sync += state.eq(self.seed)
+        with m.Else():
+            m.d.sync += state.eq(x2 ^ (x2 << 5)[:32])
+        left = Signal(range(self.divisor + 1))          # cycles of the error still to come
+        m.d.comb += self.hit.eq((left == 0) & (state < self.threshold) & ~self.load)
+        with m.If(self.hit):
+            m.d.sync += left.eq(self.divisor - 1)
+        with m.Elif(left != 0):
+            m.d.sync += left.eq(left - 1)
+        m.d.comb += self.out.eq(self.line ^ (self.hit | (left != 0)))
+        return m
+
+
+def noise_signature() -> wiring.Signature:
+    """A bit error put on the line to the chip (``rx``) or from it (``tx``)."""
+    return wiring.Signature({"valid": Out(1), "rx": Out(1), "tx": Out(1)})
+
+
 class BoardPins(wiring.Component):
     """A board top (``fpga.top.ChipTop``) with the host's end of its line: ``host_tx`` (bytes to the
-    chip), ``host_rx`` (bytes from it); the LEDs pass through."""
+    chip), ``host_rx`` (bytes from it); the LEDs pass through. Both directions of the line go through
+    a :class:`LineNoise` (``noise_threshold``: 0, a clean line; ``noise_rx_seed``/``noise_tx_seed``
+    loaded while ``noise_load`` is high), each error reported on ``noise``."""
 
     def __init__(self, top, divisor: int):
         self.top, self.divisor = top, divisor
         super().__init__({"host_tx": In(stream.Signature(8)), "host_rx": Out(received_signature()),
-                          "spike_led": Out(1), "logit_led": Out(1)})
+                          "noise": Out(noise_signature()), "noise_threshold": In(32), "noise_rx_seed": In(32),
+                          "noise_tx_seed": In(32), "noise_load": In(1), "spike_led": Out(1), "logit_led": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -102,6 +160,13 @@ class BoardPins(wiring.Component):
         m.submodules.monitor = monitor = LineMonitor(self.divisor)
         wiring.connect(m, wiring.flipped(self.host_tx), driver.send)
         wiring.connect(m, monitor.received, wiring.flipped(self.host_rx))
-        m.d.comb += [top.rx.eq(driver.line), monitor.line.eq(top.tx),
+        m.submodules.rx_noise = rx_noise = LineNoise(self.divisor)
+        m.submodules.tx_noise = tx_noise = LineNoise(self.divisor)
+        for noise, line, seed in ((rx_noise, driver.line, self.noise_rx_seed), (tx_noise, top.tx, self.noise_tx_seed)):
+            m.d.comb += [noise.line.eq(line), noise.threshold.eq(self.noise_threshold), noise.seed.eq(seed),
+                         noise.load.eq(self.noise_load)]
+        m.d.comb += [self.noise.valid.eq(rx_noise.hit | tx_noise.hit),
+                     self.noise.rx.eq(rx_noise.hit), self.noise.tx.eq(tx_noise.hit)]
+        m.d.comb += [top.rx.eq(rx_noise.out), monitor.line.eq(tx_noise.out),
                      self.spike_led.eq(top.spike_led), self.logit_led.eq(top.logit_led)]
         return m

@@ -58,19 +58,24 @@ MUTATION_PATTERNS = (RunOptions(idle=0.3, backpressure=0.3), RunOptions(idle=0.0
                      RunOptions(idle=0.0, backpressure=0.0), RunOptions(idle=0.7, backpressure=0.1))
 
 
-def _mutation_variants(seed_name: str, seeds: int) -> list[dict]:
-    """The job's ``variants``: traffic seed ``seed_name`` = 1000 + k (other traffic than the tables'
-    own seed draws) under each pattern, its stream seed k."""
-    return [{"scenario": {seed_name: 1000 + k}, "options": p.replace(seed=k).to_job()}
-            for k in range(seeds) for p in MUTATION_PATTERNS]
+def _mutation_variants(seed_name: str, seeds: int, densities: tuple[float, ...] = ()) -> list[dict]:
+    """The job's ``variants``: for each k, the tables of scenario seed k (the mesh: a connectivity of
+    ``densities[k]`` in turn) and traffic seed ``seed_name`` = 1000 + k through them, under each
+    pattern with stream seed k. Tables that differ from one k to the next (and from a mutant's last
+    run to the next mutant's first) expose a table write that a mutant drops; several connectivities
+    send routes through every router the routing can use."""
+    def scenario(k):
+        return {seed_name: 1000 + k, "seed": k, **({"density": densities[k % len(densities)]} if densities else {})}
+    return [{"scenario": scenario(k), "options": p.replace(seed=k).to_job()} for k in range(seeds)
+            for p in MUTATION_PATTERNS]
 
 
 def router_mutation_target(*, seeds: int = 4, **scenario):
     """One router (``scenario``: arguments of :func:`~.testbench.router_scenario`) in its batch
     harness, empty tables that a player writes row by row, and its regression for mutation testing
-    (``cosim.mutation.score``): ``seeds`` traffic seeds through those tables, each under every
-    pattern of ``MUTATION_PATTERNS`` (sparse, saturated and backpressured, full rate, mostly idle),
-    every take and transfer against the model."""
+    (``cosim.mutation.score``): ``seeds`` random tables with their traffic, each under every pattern
+    of ``MUTATION_PATTERNS`` (sparse, saturated and backpressured, full rate, mostly idle), every
+    take and transfer against the model."""
     from ..mutation import Target
     s = router_scenario(**scenario)
     harness = harness_verilog(lambda: Router(s.in_ports, s.out_ports, s.sources, s.fifo_depth), "router",
@@ -84,12 +89,14 @@ def mesh_mutation_target(*, seeds: int = 4, **scenario):
     """The mesh fabric of a random connectivity (``scenario``: arguments of
     :func:`~.testbench.mesh_scenario`) in its batch harness, empty tables that a player writes
     (every source of every table, the empty entries too), and its regression for mutation testing:
-    ``seeds`` spike seeds under every pattern of ``MUTATION_PATTERNS``, every link handshake,
-    injection and delivery against the model, then spike conservation."""
+    ``seeds`` random connectivities (half of them every source to every other tile), each with its
+    spikes under every pattern of ``MUTATION_PATTERNS``, every link handshake, injection and delivery
+    against the model, then spike conservation."""
     from ..mutation import Target
     s = mesh_scenario(**scenario)
     harness = harness_verilog(lambda: MeshFabric(s.tables.mesh, None), "mesh_fabric",
                               **mesh_harness(s, load_tables=True))
     job = {"scenario": scenario, "options": ROUTER_OPTIONS.to_job(), "load_tables": True, "every_source": True,
-           "layout": harness["layout"], "variants": _mutation_variants("spike_seed", seeds)}
+           "layout": harness["layout"],
+           "variants": _mutation_variants("spike_seed", seeds, densities=(1.0, 0.5))}
     return Target("mesh", harness, TEST_MODULE, "mesh_mutants", job)

@@ -236,6 +236,7 @@ def cmd_experiment(args) -> int:
 def _mutation_target(args):
     """The design of ``mutate`` with its regression, and a line that describes them. The core flags
     and ``--steps`` belong to the LIF core; given for another design they are refused."""
+    from ..cosim.board import MUTATION_NOISE, link_mutation_target
     from ..cosim.lif import lif_mutation_target
     from ..cosim.router import MUTATION_PATTERNS, mesh_mutation_target, router_mutation_target
     from .options import core_changes, core_config
@@ -253,13 +254,20 @@ def _mutation_target(args):
                          f"--seeds, --mutants, --seed, --sim, --jobs, --depth and --out.")
     patterns = len(MUTATION_PATTERNS)
     if args.design == "router":
-        return (router_mutation_target(seeds=args.seeds), {"regression": {"traffic_seeds": args.seeds,
+        return (router_mutation_target(seeds=args.seeds), {"regression": {"tables": args.seeds,
                                                                           "patterns": patterns}},
                 f"a router (4 in-ports, 4 out-ports, 16 sources, tables written through its table port), each "
-                f"against {args.seeds} traffic seeds under {patterns} stream patterns")
-    return (mesh_mutation_target(seeds=args.seeds), {"regression": {"spike_seeds": args.seeds, "patterns": patterns}},
+                f"against {args.seeds} random tables and their traffic under {patterns} stream patterns")
+    if args.design == "link":
+        regression = {"episodes": args.seeds, "noise": MUTATION_NOISE}
+        return (link_mutation_target(seeds=args.seeds), {"regression": regression},
+                f"the host link of a board top (8 channels, 8 neurons, 3 outputs), each against {args.seeds} "
+                f"episodes on a clean line with the malformed frames, then on a line with bit errors at "
+                f"{MUTATION_NOISE['ber']:g}")
+    return (mesh_mutation_target(seeds=args.seeds), {"regression": {"connectivities": args.seeds,
+                                                                    "patterns": patterns}},
             f"the 2x2 mesh fabric (4 neurons a tile, tables written through its table port), each against "
-            f"{args.seeds} spike seeds under {patterns} stream patterns")
+            f"{args.seeds} connectivities and their spikes under {patterns} stream patterns")
 
 
 def cmd_mutate(args) -> int:
@@ -441,14 +449,14 @@ def add_route_arguments(p: argparse.ArgumentParser) -> None:
 def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     from ..cosim.mutation import EQUIVALENCE_DEPTH
     from .options import add_core_options
-    p.add_argument("design", choices=["lif", "router", "mesh"], help="the design whose RTL is mutated")
+    p.add_argument("design", choices=["lif", "router", "mesh", "link"], help="the design whose RTL is mutated")
     p.add_argument("--mutants", type=int, default=200, help="mutants sampled (default 200)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampling (default 1)")
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="the simulator (default "
                    "verilator)")
     p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
-    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif) or traffic seeds (router, mesh) of "
-                   "the regression (default 4)")
+    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif), traffic seeds (router, mesh) or "
+                   "episodes on each line (link) of the regression (default 4)")
     p.add_argument("--steps", type=int, default=None, help="timesteps per scenario of the LIF core (default 50)")
     p.add_argument("--depth", type=int, default=EQUIVALENCE_DEPTH, help="cycles from reset the equivalence "
                    f"check of a survivor looks at (default {EQUIVALENCE_DEPTH})")

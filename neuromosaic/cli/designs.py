@@ -379,6 +379,13 @@ class BoardDesign(Design):
         p.add_argument("--malformed", action="store_true",
                        help="then send corrupt, truncated and unknown frames; each must be refused, none executed")
         p.add_argument("--buffer-bytes", type=int, default=64, help="the link's frame buffer (default 64)")
+        p.add_argument("--ber", type=float, default=0.0,
+                       help="bit errors per bit put on both directions of the line (default 0; e.g. 1e-4): the "
+                            "driver must get every frame through and the episodes stay bit-exact")
+        p.add_argument("--noise-seed", type=int, default=0, help="the draw of the bit errors (default 0)")
+        p.add_argument("--timeout", type=float, default=0.05,
+                       help="seconds of the chip's clock the driver waits for an answer before it sends again "
+                            "(default 0.05)")
         add_run_options(p, self.faults, stimulus=False)
         add_network_options(p)
         add_mesh_options(p)
@@ -396,11 +403,18 @@ class BoardDesign(Design):
         return _cosim_each(
             args, f"cosim board on {{sim}}: the board top ({describe_chip(protocol)}) driven through its UART pins "
                   f"by the host driver; {args.episodes} random few-shot episodes"
-                  + (", then malformed frames" if args.malformed else ""),
+                  + (", then malformed frames" if args.malformed else "")
+                  + (f", bit errors at {args.ber:g} per bit both ways" if args.ber else ""),
             lambda sim: run_board_cosim(sim, protocol, episodes=args.episodes, first_seed=args.first_seed,
-                                        malformed=args.malformed, options=_options(args), name="cli"),
-            "{r.cycles} cycles, {d[bytes_sent]} bytes sent and {d[bytes_received]} received; {ck[logits]} logits, "
-            "{ck[hidden_events]} hidden spike events and {ck[weight_writes]} weight writes")
+                                        malformed=args.malformed, options=_options(args), ber=args.ber,
+                                        noise_seed=args.noise_seed, timeout=args.timeout, name="cli"),
+            "{r.cycles} cycles, {d[link][frames]} frames ({d[bytes_sent]} bytes) sent and {d[link][records]} records "
+            "({d[bytes_received]} bytes) received; {ck[logits]} logits, {ck[hidden_events]} hidden spike events and "
+            "{ck[weight_writes]} weight writes"
+            + ("; {d[noise][bit_errors][rx]} bit errors on the line to the chip and {d[noise][bit_errors][tx]} from "
+               "it: {d[link][retransmissions]} frames sent again, {d[link][records_damaged]} damaged and "
+               "{d[link][records_lost]} lost records detected, the logits asked for again "
+               "{d[link][logits_asked_again]} times;" if args.ber else ""))
 
     def add_build_arguments(self, p):
         p.add_argument("--out", default="build/fpga", help="output folder (default build/fpga)")

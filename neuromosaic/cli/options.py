@@ -232,7 +232,8 @@ NUMERIC_FLAGS = {
     "buffer_bytes": (16, 65535), "baud": (1, None), "timeout": ("open", 0.0, 86400.0), "dt": ("open", 0.0, None),
     "inner_lr": ("open", 0.0, 1e12), "rate_lambda": (0.0, 1e12), "density": ("open", 0.0, 1.0),
     "lanes": (1, 64), "weight_bits": (2, 32), "current_bits": (2, 32), "membrane_bits": (2, 32),
-    "readout_weight_bits": (2, 32), "readout_bits": (2, 32), "depth": (1, 1000),
+    "readout_weight_bits": (2, 32), "readout_bits": (2, 32), "depth": (1, 1000), "ber": (0.0, 1e-3),
+    "noise_seed": (0, 2**31 - 1),
 }
 
 
