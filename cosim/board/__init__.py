@@ -25,6 +25,7 @@ from ...fpga.host import Chip
 from ...fpga.protocol import LinkConfig, Protocol
 from ...fpga.session import check_malformed, run_episodes
 from ...model.episode import ChipEpisode, random_network_episode
+from ...model.golden import Mismatch
 from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...model.tiles import MosaicConfig
@@ -58,6 +59,9 @@ def host_session(job: dict, protocol: Protocol, transport) -> dict:
         out["malformed"] = check_malformed(chip, protocol, episodes[-1])
     out["bytes_sent"], out["bytes_received"] = chip.bytes_sent, chip.bytes_received
     out["link"] = asdict(chip.stats)
+    clean = not job.get("noise", {}).get("ber")
+    if clean and (chip.stats.retransmissions or chip.stats.damage or chip.stats.logits_asked_again):
+        raise Mismatch(f"board: on a clean line the driver had to recover: {out['link']}.")
     return out
 
 
@@ -137,19 +141,21 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
 # session's bit errors.
 MUTATION_LINK = LinkConfig(clock_hz=4_000_000, baud=1_000_000, buffer_bytes=64)
 MUTATION_NOISE = {"ber": 3e-4, "seed": 1}
+MUTATION_SESSION_CYCLES = 10_000_000    # a session's budget an episode (the design's own: under 1,000,000)
 
 
 def link_mutation_target(*, seeds: int = 1):
     """The host link of a small board top (8 channels, 8 neurons, 3 outputs) in its batch harness,
     and its regression for mutation testing: ``seeds`` random episodes on a clean line followed by
     the malformed frames and the repeated update, then the same episodes on a line with bit errors
-    both ways (``MUTATION_NOISE``: frames sent again, records asked for again). Only the link's cells
-    (``top.link``) are mutated."""
+    both ways (``MUTATION_NOISE``: frames sent again, records asked for again). On the clean line the
+    driver must never have had to recover; a session past its cycle budget (a mutant that never
+    stops sending) fails. Only the link's cells (``top.link``) are mutated."""
     from ..mutation import Target
     protocol = Protocol(SRNNConfig.make(channels=8, neurons=8, outputs=3, lanes=2), LearningConfig(), MUTATION_LINK)
     harness = board_harness(protocol)
     job = {"config": protocol.chip.to_dict(), "learning": dataclasses.asdict(protocol.cfg),
            "link": protocol.link.to_dict(), "episode_seeds": list(range(seeds)), "options": RunOptions().to_job(),
-           "timeout": 0.005, "layout": harness["layout"],
+           "timeout": 0.005, "layout": harness["layout"], "max_cycles": MUTATION_SESSION_CYCLES * max(1, seeds),
            "variants": [{"malformed": True}, {"noise": MUTATION_NOISE}]}
     return Target("link", harness, TEST_MODULE, "board_mutants", job, cells="*top.*link.*")

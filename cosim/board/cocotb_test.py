@@ -19,6 +19,7 @@ from neuromosaic.cosim.board.line import noise_seed_state, noise_threshold
 from neuromosaic.cosim.cocotb_loop import cocotb_port, run_job, run_mutants, select_mutant
 from neuromosaic.cosim.harness import INPUT_LATENCY, PERIOD_NS
 from neuromosaic.cosim.options import RunOptions
+from neuromosaic.fpga.host import LinkError
 
 
 class PinTransport:
@@ -80,8 +81,10 @@ class HarnessTransport:
     expected and drains the line monitor's records. Both are blocking calls for the driver's thread;
     ``read``'s timeout is in seconds of the chip's clock."""
 
-    def __init__(self, dut, layout: dict, divisor: int, clock_hz: int, noise: dict | None = None):
+    def __init__(self, dut, layout: dict, divisor: int, clock_hz: int, noise: dict | None = None,
+                 max_cycles: int | None = None):
         self.dut, self.layout, self.clock_hz, self.divisor = dut, layout, clock_hz, divisor
+        self.max_cycles, self.first_cycle = max_cycles, 0
         self.noise = noise or {"ber": 0.0, "seed": 0}
         self.noisy = self.noise["ber"] > 0
         self.byte_cycles = 10 * divisor
@@ -122,6 +125,7 @@ class HarnessTransport:
         self.recorders.resync()
         dut.noise_load.value = 0
         dut.rst.value = 0
+        self.first_cycle = self.h_cycle.read()
         await Timer(INPUT_LATENCY * PERIOD_NS, unit="ns")
 
     async def _pass(self, cycles: int) -> None:
@@ -137,6 +141,9 @@ class HarnessTransport:
         self.bytes_written += len(data)
 
     async def _read(self, count: int, timeout: float) -> bytes:
+        if self.max_cycles is not None and self.h_cycle.read() - self.first_cycle > self.max_cycles:
+            raise LinkError(f"the session ran past {self.max_cycles:,} cycles (a chip that never stops "
+                            "sending, or a driver that never stops asking).")
         self.recorders.drain()
         # The timeout runs from the end of what is still queued (a blocking write would return then).
         queued = len(self.source.queue) * self.byte_cycles
@@ -173,7 +180,7 @@ async def _session(dut, job, clock):
     protocol = job_protocol(job)
     if job.get("layout"):
         line = HarnessTransport(dut, job["layout"], protocol.link.divisor, protocol.link.clock_hz,
-                                job.get("noise"))
+                                job.get("noise"), job.get("max_cycles"))
         await line.start()
     else:
         dut.rst.value = 1

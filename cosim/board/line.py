@@ -95,8 +95,12 @@ def noise_threshold(ber: float, divisor: int) -> int:
 
 
 def noise_seed_state(seed: int) -> int:
-    """A xorshift32 state (never 0) for ``seed``."""
-    return (0x9E3779B9 * (seed + 1)) & 0xFFFFFFFF or 1
+    """A xorshift32 state (never 0) for ``seed``: MurmurHash3's finaliser of it, so that nearby
+    seeds give unrelated error patterns (xorshift is linear: states a shift apart stay related)."""
+    h = (seed * 0x9E3779B9 + 0x7F4A7C15) & 0xFFFFFFFF
+    for shift, multiplier in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = ((h ^ (h >> shift)) * multiplier) & 0xFFFFFFFF
+    return (h ^ (h >> 16)) or 1
 
 
 class LineNoise(wiring.Component):
