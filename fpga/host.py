@@ -119,6 +119,8 @@ class Chip:
         self._record_seq = None             # the number of the last record received
         self._sample = 0                    # samples begun since the last ``clear`` (mod 256)
         self._unread = bytearray()          # bytes of a damaged record, searched again for a SYNC
+        # bytes without a SYNC after which the chip counts as saying nothing (64 of its longest records)
+        self._hunt_limit = 64 * (HEADER_BYTES + max(m.item_bytes for m in protocol.records.values()) + TRAILER_BYTES)
 
     # -- records -----------------------------------------------------------------------------------
     def _read(self, count: int) -> bytes:
@@ -136,8 +138,11 @@ class Chip:
         """The next record from the chip (bytes before a SYNC are skipped): ``(name, values)``, or
         ``("damaged", {...})`` for one with a bad CRC or an impossible header (the bytes after its
         SYNC are searched again). A gap in the records' numbering counts the records lost."""
+        skipped = 0
         while self._read(1)[0] != SYNC:
-            pass
+            skipped += 1
+            if skipped > self._hunt_limit:
+                raise _Silence(f"the chip sent {skipped} bytes without a record's SYNC.")
         header = self._read(HEADER_BYTES - 1)
         kind, seq, length = header[0], header[1], int.from_bytes(header[2:4], "little")
         msg = self.p.by_code.get(kind)

@@ -200,3 +200,52 @@ def test_a_noisy_line_fails_the_episodes_without_the_drivers_record_checks():
     with pytest.raises(CosimError, match="mismatch|unknown record|did not|digest|counted"):
         run_board_cosim("verilator", Protocol(SMALL, link=SIM_LINK), episodes=2, name="pytest-noisy-unchecked",
                         verify=False, **NOISY)
+
+
+
+def test_line_noise_follows_its_seed_and_threshold():
+    """The line's error generator, loaded with a seed in reset, starts an error exactly when its
+    xorshift32 state is below the threshold (and no error is under way), and inverts the line for
+    one bit time."""
+    from amaranth.sim import Simulator
+    from neuromosaic.cosim.board.line import LineNoise, noise_seed_state
+
+    def xorshift(x):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        return x ^ ((x << 5) & 0xFFFFFFFF)
+
+    divisor, threshold = 4, 1 << 30               # an error starts in about one free cycle in four
+    dut = LineNoise(divisor)
+    hits = {}
+
+    async def bench(ctx):
+        ctx.set(dut.threshold, threshold)
+        for seed in (0, 1):
+            ctx.set(dut.seed, noise_seed_state(seed))
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            state, left, hits[seed] = noise_seed_state(seed), 0, []
+            for cycle in range(300):
+                hit = left == 0 and state < threshold
+                assert ctx.get(dut.hit) == hit, (seed, cycle)
+                assert ctx.get(dut.out) == (0 if hit or left else 1), (seed, cycle)    # the idle line inverted
+                left = divisor - 1 if hit else max(0, left - 1)
+                hits[seed].append(hit)
+                state = xorshift(state)
+                await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert hits[0] != hits[1] and 20 < sum(hits[0]) < 120
+
+
+def test_driver_gives_up_on_a_chip_that_babbles():
+    """Bytes that never hold a SYNC count as silence: the frame is sent again, then the driver stops."""
+    p = Protocol(SMALL, link=SIM_LINK)
+    chip = Chip(p, _Loopback(b"\x00" * 100_000), tries=2)
+    with pytest.raises(LinkError, match=r"in 2 tries: the chip sent \d+ bytes without a record's SYNC"):
+        chip.info()

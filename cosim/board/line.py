@@ -123,7 +123,7 @@ class LineNoise(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        state = Signal(32, init=1)
+        state = Signal(32, init=1, reset_less=True)     # loaded while the design is in reset
         x1 = state ^ (state << 13)[:32]
         x2 = x1 ^ (x1 >> 17)
         with m.If(self.load):
