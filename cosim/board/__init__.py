@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import asdict
 
 import torch
 
@@ -58,7 +57,7 @@ def host_session(job: dict, protocol: Protocol, transport) -> dict:
     if job.get("malformed"):
         out["malformed"] = check_malformed(chip, protocol, episodes[-1])
     out["bytes_sent"], out["bytes_received"] = chip.bytes_sent, chip.bytes_received
-    out["link"] = asdict(chip.stats)
+    out["link"] = dataclasses.asdict(chip.stats)
     clean = not job.get("noise", {}).get("ber")
     if clean and (chip.stats.retransmissions or chip.stats.damage or chip.stats.logits_asked_again):
         raise Mismatch(f"board: on a clean line the driver had to recover: {out['link']}.")
@@ -132,9 +131,6 @@ def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_se
     result.update(checked=dict(checked), coverage={"rejected_frames": rejected},
                   seconds_per_cycle=1 / protocol.link.clock_hz)
     return CosimResult.from_job_result(sim, result, run.build_dir)
-
-
-
 
 
 # The line of the link's mutation regression: four cycles a bit, a 64-byte frame buffer; its noisy

@@ -79,7 +79,10 @@ class HarnessTransport:
     """The host side of the line in the batch harness: ``write`` queues bytes for the harness's
     player (its line driver sends them back to back), ``read`` sleeps in spans of the bytes still
     expected and drains the line monitor's records. Both are blocking calls for the driver's thread;
-    ``read``'s timeout is in seconds of the chip's clock."""
+    ``read``'s timeout is in seconds of the chip's clock. ``noise`` (``ber``, ``seed``): the bit errors
+    the line's test equipment puts on both directions (counted in ``bit_errors``; a byte that comes
+    without its stop bit is then dropped, as a UART does); past ``max_cycles`` of the session a read
+    raises ``LinkError``."""
 
     def __init__(self, dut, layout: dict, divisor: int, clock_hz: int, noise: dict | None = None,
                  max_cycles: int | None = None):
