@@ -83,8 +83,12 @@ class EpisodeResult:
 @dataclass
 class LinkStats:
     """What the driver saw of the line: frames sent again, records damaged (bad CRC or an impossible
-    header) and records lost whole (gaps in the chip's numbering), logit sets asked for again."""
+    header) and records lost whole (gaps in the chip's numbering), logit sets asked for again; the
+    ACKs and NAKs received (NAKs also since the last ``clear``)."""
     frames: int = 0
+    acks: int = 0
+    naks: int = 0
+    naks_since_clear: int = 0
     retransmissions: int = 0
     records: int = 0
     records_damaged: int = 0
@@ -155,6 +159,9 @@ class Chip:
         if self.verify and crc16(header + payload) != crc:
             return self._damaged(header + body, f"a record of type 0x{kind:02x} with a bad CRC")
         self.stats.records += 1
+        if msg.name == "nak":
+            self.stats.naks += 1
+            self.stats.naks_since_clear += 1
         if self.verify and self._record_seq is not None:
             self.stats.records_lost += (seq - self._record_seq - 1) & 0xFF
         self._record_seq = seq
@@ -200,6 +207,7 @@ class Chip:
                 return str(e).rstrip(".")
             if got in ("ack", "nak") and values["seq"] == seq:
                 if got == "ack":
+                    self.stats.acks += 1
                     return values
                 return "the chip rejected it: " + ERRORS.get(values["error"], f"error {values['error']}")
 
@@ -275,6 +283,7 @@ class Chip:
     def clear(self) -> None:
         self.send("clear")
         self._sample = 0
+        self.stats.naks_since_clear = 0
 
     def report(self, spikes: bool) -> None:
         self.send("report", [{"spikes": int(spikes)}])

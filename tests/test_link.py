@@ -249,3 +249,26 @@ def test_driver_gives_up_on_a_chip_that_babbles():
     chip = Chip(p, _Loopback(b"\x00" * 100_000), tries=2)
     with pytest.raises(LinkError, match=r"in 2 tries: the chip sent \d+ bytes without a record's SYNC"):
         chip.info()
+
+
+def test_clean_line_check_catches_counters_that_disagree_with_the_driver():
+    """The chip's frame counters must be the ACKs and NAKs the driver received: one ACK more than
+    the chip counted is caught, and so is a retransmission on a clean line."""
+    from neuromosaic.cosim.board import check_clean_line
+    from neuromosaic.model.golden import Mismatch
+    p = Protocol(SMALL, link=SIM_LINK)
+    counters = {"frames_ok": 4, "frames_rejected": 0, "hidden_spikes": 0, "weight_writes": 0, "write_digest": 0}
+    replies = (_record(p, "ack", {"type": 0x08, "seq": 0, "frames_ok": 4}, 0)
+               + _record(p, "counters", {**counters, "seq": 0}, 1))
+    chip = Chip(p, _Loopback(replies))
+    chip.stats.acks = 4                           # three frames before, and the counters request's own
+    with pytest.raises(Mismatch, match="the chip counted 4 frames acknowledged and 0 rejected, the driver received "
+                                       "5 ACKs and 0 NAKs"):
+        check_clean_line(chip)
+    chip = Chip(p, _Loopback(replies))
+    chip.stats.acks, chip.stats.retransmissions = 3, 1
+    with pytest.raises(Mismatch, match="on a clean line the driver had to recover"):
+        check_clean_line(chip)
+    chip = Chip(p, _Loopback(replies))
+    chip.stats.acks = 3
+    check_clean_line(chip)

@@ -33,8 +33,8 @@ from ..options import CosimResult, RunOptions
 from ..runner import CocotbRun, CosimError, harness_run, harness_verilog, per_cycle_run
 from .line import BoardPins
 
-__all__ = ["job_protocol", "host_session", "board_harness", "board_run", "run_board_cosim", "link_mutation_target",
-           "MUTATION_NOISE"]
+__all__ = ["job_protocol", "host_session", "check_clean_line", "board_harness", "board_run", "run_board_cosim",
+           "link_mutation_target", "MUTATION_NOISE"]
 
 TEST_MODULE = "neuromosaic.cosim.board.cocotb_test"
 
@@ -58,10 +58,23 @@ def host_session(job: dict, protocol: Protocol, transport) -> dict:
         out["malformed"] = check_malformed(chip, protocol, episodes[-1])
     out["bytes_sent"], out["bytes_received"] = chip.bytes_sent, chip.bytes_received
     out["link"] = dataclasses.asdict(chip.stats)
-    clean = not job.get("noise", {}).get("ber")
-    if clean and (chip.stats.retransmissions or chip.stats.damage or chip.stats.logits_asked_again):
-        raise Mismatch(f"board: on a clean line the driver had to recover: {out['link']}.")
+    if not job.get("noise", {}).get("ber"):
+        check_clean_line(chip)
     return out
+
+
+def check_clean_line(chip: Chip) -> None:
+    """On a clean line the driver never has to recover, and the chip's frame counters are what the
+    driver saw: every frame acknowledged once (``frames_ok``, since reset), and the NAKs since the
+    last ``clear`` (``frames_rejected``)."""
+    s = chip.stats
+    if s.retransmissions or s.damage or s.logits_asked_again:
+        raise Mismatch(f"board: on a clean line the driver had to recover: {dataclasses.asdict(s)}.")
+    counters = chip.counters()
+    if counters["frames_ok"] != s.acks % (1 << 16) or counters["frames_rejected"] != s.naks_since_clear % (1 << 16):
+        raise Mismatch(f"board: the chip counted {counters['frames_ok']} frames acknowledged and "
+                       f"{counters['frames_rejected']} rejected, the driver received {s.acks} ACKs and "
+                       f"{s.naks_since_clear} NAKs since the last clear.")
 
 
 def board_harness(protocol: Protocol) -> dict:
