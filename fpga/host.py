@@ -25,7 +25,7 @@ from ..model.episode import input_tokens
 from ..model.learning import OP_END, OP_UPDATE, quantise_rate
 from ..model.router import table_writes
 from ..model.tiles import mosaic_tables
-from .protocol import ERRORS, HEADER_BYTES, SYNC, TRAILER_BYTES, Protocol, bytes_to_items, crc16
+from .protocol import ERRORS, HEADER_BYTES, SAMPLE_FIELD, SYNC, TRAILER_BYTES, Protocol, bytes_to_items, crc16
 
 __all__ = ["LinkError", "Chip", "SerialTransport", "EpisodeResult", "LinkStats"]
 
@@ -121,7 +121,7 @@ class Chip:
         self._answers: dict[str, dict] = {}
         self._seq = 0                       # the number of the next frame
         self._record_seq = None             # the number of the last record received
-        self._sample = 0                    # samples begun since the last ``clear`` (mod 256)
+        self._sample = 0                    # samples begun since the last ``clear`` (as SAMPLE_FIELD wraps)
         self._unread = bytearray()          # bytes of a damaged record, searched again for a SYNC
         # bytes without a SYNC after which the chip counts as saying nothing (64 of its longest records)
         self._hunt_limit = 64 * (HEADER_BYTES + max(m.item_bytes for m in protocol.records.values()) + TRAILER_BYTES)
@@ -317,7 +317,7 @@ class Chip:
         may be missing; the logits are asked for again until all are in)."""
         outputs = self.p.network.outputs
         self.logits, self.spikes = {}, []
-        self._sample = (self._sample + 1) & 0xFF   # the chip's count once this sample's OP_END is in
+        self._sample = (self._sample + 1) % (1 << SAMPLE_FIELD.bits)   # the chip's, once this OP_END is in
         damage = self.stats.damage
         self.send("events", input_tokens(self.p.network, raster))   # each step's events, then a TICK
         self.send("command", [{"op": OP_END, "label": label, "learn": int(learn)}])

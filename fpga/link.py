@@ -27,6 +27,7 @@ from ..model.learning import OP_END, logit_fields
 from ..rtl import layouts
 from ..rtl.layouts import EventKind
 from .protocol import (
+    ASKED_FIELD,
     COUNTER_FIELDS,
     CRC16,
     ERR_CRC,
@@ -36,6 +37,7 @@ from .protocol import (
     ERR_TRUNCATED,
     ERR_TYPE,
     HEADER_BYTES,
+    SAMPLE_FIELD,
     SYNC,
     TRAILER_BYTES,
     Protocol,
@@ -466,12 +468,12 @@ class RecordTransmitter(wiring.Component):
         again_word = Signal.like(self.logit.payload)
         m.d.comb += [again_word.output.eq(resent), again_word.value.eq(again.data)]
         m.d.sync += pending.eq(pending + Mux(self.sample_end, outputs, 0) - taken)
-        sample = Signal(8)                              # samples ended since the last clear
+        sample = Signal(SAMPLE_FIELD.bits)              # samples ended since the last clear
         with m.If(self.clear):
             m.d.sync += sample.eq(0)
         with m.Elif(self.sample_end):
             m.d.sync += sample.eq(sample + 1)
-        asked = Signal(8)                               # the request a counters record answers
+        asked = Signal(ASKED_FIELD.bits)                # the request a counters record answers
         resend = ~busy & (slot == 5) & self.logits_request.valid & (pending == 0)
 
         with m.If(~busy):

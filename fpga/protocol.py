@@ -43,7 +43,7 @@ from ..model.tiles import MosaicConfig
 
 __all__ = ["SYNC", "HEADER_BYTES", "TRAILER_BYTES", "CRC16", "CRC16_INIT", "ERRORS", "LinkConfig", "Message",
            "Protocol", "crc16", "write_digest", "frame", "item_bytes", "items_to_bytes", "bytes_to_items",
-           "config_identity", "COUNTER_FIELDS"]
+           "config_identity", "COUNTER_FIELDS", "ASKED_FIELD", "SAMPLE_FIELD"]
 
 SYNC = 0xA5
 HEADER_BYTES = 5                 # SYNC, type, sequence, length (2)

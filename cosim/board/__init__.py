@@ -80,9 +80,13 @@ def check_clean_line(chip: Chip) -> None:
 def board_harness(protocol: Protocol) -> dict:
     """The board top of ``protocol`` in its batch harness with the host's end of the line
     (``line.BoardPins``): ``runner.harness_verilog``'s Verilog, top, layout and ports."""
+    return harness_verilog(_board_pins(protocol), "chip_top", cache=_board_what(protocol), **HARNESS_PORTS)
+
+
+def _board_pins(protocol: Protocol):
+    """What makes the board top of ``protocol`` with the host's end of its line."""
     from ...fpga.top import ChipTop
-    return harness_verilog(lambda: BoardPins(ChipTop(protocol), protocol.link.divisor), "chip_top",
-                           cache=_board_what(protocol), **HARNESS_PORTS)
+    return lambda: BoardPins(ChipTop(protocol), protocol.link.divisor)
 
 
 def _board_what(protocol: Protocol) -> dict:
@@ -102,8 +106,8 @@ def board_run(sim: str, protocol: Protocol, *, waves: bool = False, per_cycle: b
     if per_cycle:
         return per_cycle_run(sim, lambda: ChipTop(protocol), "chip_top", waves=waves, optimise=optimise,
                              cache=_board_what(protocol)), None
-    return harness_run(sim, lambda: BoardPins(ChipTop(protocol), protocol.link.divisor), "chip_top", waves=waves,
-                       cache=_board_what(protocol), optimise=optimise, **HARNESS_PORTS)
+    return harness_run(sim, _board_pins(protocol), "chip_top", waves=waves, cache=_board_what(protocol),
+                       optimise=optimise, **HARNESS_PORTS)
 
 
 def run_board_cosim(sim: str, protocol: Protocol, *, episodes: int = 1, first_seed: int = 0, episode_list=None,

@@ -455,8 +455,8 @@ def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="the simulator (default "
                    "verilator)")
     p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
-    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif), traffic seeds (router, mesh) or "
-                   "episodes on each line (link) of the regression (default 4)")
+    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif), tables (router) or connectivities "
+                   "(mesh) with their traffic, or episodes on each line (link) of the regression (default 4)")
     p.add_argument("--steps", type=int, default=None, help="timesteps per scenario of the LIF core (default 50)")
     p.add_argument("--depth", type=int, default=EQUIVALENCE_DEPTH, help="cycles from reset the equivalence "
                    f"check of a survivor looks at (default {EQUIVALENCE_DEPTH})")
