@@ -10,9 +10,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from .agents import Port
-from .options import report_progress
+from .options import RunOptions, report_progress
 
-__all__ = ["cocotb_port", "run_back_to_back", "run_job", "run_mutants", "select_mutant"]
+__all__ = ["cocotb_port", "job_variants", "run_back_to_back", "run_job", "run_mutants", "select_mutant"]
 
 
 def cocotb_port(dut, name: str) -> Port:
@@ -162,3 +162,14 @@ def select_mutant(dut, job: dict) -> None:
     """With a mutant netlist (``cosim.mutation``): activates the job's ``mutant`` (0: none)."""
     if job.get("mutant") is not None:
         dut.mutsel.value = job["mutant"]
+
+
+def job_variants(job: dict) -> list[tuple[dict, RunOptions]]:
+    """A job's runs: (scenario arguments, options) of each of its ``variants`` (changes to the job's
+    ``scenario`` and ``options``, run one after the other from the design's reset), or of the job
+    alone. Variants run in the batch harness only."""
+    variants = job.get("variants") or [{}]
+    if len(variants) > 1 and not job.get("layout"):
+        raise ValueError("variants run in the batch harness only; this job has no harness layout.")
+    return [({**job["scenario"], **v.get("scenario", {})}, RunOptions(**{**job["options"], **v.get("options", {})}))
+            for v in variants]

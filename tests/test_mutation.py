@@ -5,10 +5,12 @@ kill."""
 import json
 
 import pytest
+from neuromosaic.cosim.learning import LEARNING_COVERAGE, MUTATION_RULE, learning_mutation_target
 from neuromosaic.cosim.lif import lif_mutation_target, run_lif_cosim
 from neuromosaic.cosim.mutation import equivalence, mutant_netlist, mutant_run
 from neuromosaic.cosim.router import MUTATION_PATTERNS, router_mutation_target
 from neuromosaic.cosim.runner import CosimError
+from neuromosaic.cosim.synapse import MUTATION_IDLE, synapse_mutation_target
 from neuromosaic.model.config import LIFConfig
 
 from neuromosaic.cli import main
@@ -70,6 +72,54 @@ def test_mutants_of_the_router_each_start_from_a_fresh_table_load(tmp_path, caps
                 pass
             outcome = json.loads((folder / "result.json").read_text())["outcomes"][str(mutant)]
         assert (not outcome["passed"]) == (str(mutant) in report["kills"]), mutant
+
+
+def _solo_verdicts_agree(target, report: dict, netlist: str) -> None:
+    """A mutant the sweep killed and one that survived get the same verdict from a simulation of each
+    alone (after the unmutated design): what a mutant leaves in the design's memories does not carry
+    over into the next one's run."""
+    run = mutant_run("verilator", target.harness, netlist)
+    for mutant in _killed_and_survived(report):
+        with run.folder(f"solo-{mutant}") as folder:
+            try:
+                run.test(target.test_module, target.testcase, {**target.job, "mutants": [0, mutant]}, folder)
+            except CosimError:
+                pass
+            outcome = json.loads((folder / "result.json").read_text())["outcomes"][str(mutant)]
+        passed = outcome["passed"] and (target.check(outcome) or True)
+        assert (not passed) == (str(mutant) in report["kills"]), mutant
+
+
+def test_mutants_of_a_synapse_memory_each_start_from_its_built_weights(tmp_path, capsys):
+    out = tmp_path / "mutate"
+    assert main(["mutate", "synapse", "--organisation", "csr", "--mutants", "4", "--seeds", "1", "--depth", "4",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "synapse-csr.json").read_text())
+    assert report["organisation"] == "csr" and report["mutants"] == 4 and report["killed"] >= 1
+    assert report["regression"] == {"command_sequences": 1, "idle_rates": list(MUTATION_IDLE)}
+    # every run begins by writing back the weights the memory was built with
+    target = synapse_mutation_target("csr", seeds=1)
+    assert target.job["scenario"]["restore"] and len(target.job["variants"]) == len(MUTATION_IDLE)
+    _solo_verdicts_agree(target, report, (out / "synapse-csr-netlist" / "mutants.v").read_text())
+
+
+def test_mutants_of_the_learning_engine_against_saturating_episodes(tmp_path):
+    out = tmp_path / "mutate"
+    assert main(["mutate", "learning", "--mutants", "3", "--depth", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "learning.json").read_text())
+    assert report["mutants"] == 3 and report["killed"] >= 1
+    assert report["learning"]["elig_bits"] == MUTATION_RULE.elig_bits
+    target = learning_mutation_target(seeds=4)
+    _solo_verdicts_agree(target, report, (out / "learning-netlist" / "mutants.v").read_text())
+    # a regression whose episodes never saturate a corner is refused, naming the corner
+    quiet = {"passed": True, "variants": [{"coverage": {k: 1 for k in LEARNING_COVERAGE if k != "logits_saturated"}}]}
+    with pytest.raises(CosimError, match="logits_saturated never happened"):
+        target.check(quiet)
+
+
+def test_mutate_organisation_belongs_to_the_synapse_memory(capsys):
+    assert main(["mutate", "router", "--organisation", "csr"]) == 2
+    assert "--organisation names the memory of mutate synapse" in capsys.readouterr().err
 
 
 def test_mutants_of_the_board_top_are_of_its_host_link_alone(tmp_path):

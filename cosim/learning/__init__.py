@@ -17,11 +17,12 @@ from ...model.learning import LearningConfig
 from ...model.snn import SRNNConfig
 from ...rtl.learning import LearningCore, LearningEngine
 from ..options import CosimResult, RunOptions, merge_job_results
-from ..runner import CocotbRun, CosimError, harness_run, per_cycle_run
+from ..runner import CocotbRun, CosimError, harness_run, harness_verilog, per_cycle_run
 from .stimulus import core_memory, readout_memory
 from .testbench import harness_ports
 
-__all__ = ["learning_run", "run_learning_cosim", "run_episode_jobs"]
+__all__ = ["LEARNING_COVERAGE", "MUTATION_NETWORK", "MUTATION_RULE", "learning_mutation_target", "learning_run", "run_learning_cosim",
+           "run_episode_jobs"]
 
 TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 
@@ -126,3 +127,41 @@ class _Progress:
                     except (OSError, ValueError, KeyError):
                         pass
                 bar.update(done - bar.n)
+
+
+# What the engine's regression must make happen (the golden model's counts of the episodes).
+LEARNING_COVERAGE = ("weights_changed", "weights_saturated", "weights_written_zero", "logits_saturated",
+                     "eligibility_saturated", "accumulator_saturated")
+
+
+# The engine of the regression of mutation testing: the cosim's network, with a readout, logits,
+# eligibilities and accumulators narrow enough that random episodes saturate each of them now and then.
+MUTATION_NETWORK = SRNNConfig.make(channels=4, neurons=16, outputs=5, lanes=4, readout_bits=12, logit_bits=16)
+MUTATION_RULE = LearningConfig(elig_bits=13, acc_bits=26)
+
+
+def learning_mutation_target(config: SRNNConfig = MUTATION_NETWORK, cfg: LearningConfig = MUTATION_RULE, *,
+                             seeds: int = 4, episodes: int = 3):
+    """The learning engine alone (hidden spikes in) in its batch harness, and its regression for
+    mutation testing (``cosim.mutation.score``): ``seeds`` sets of ``episodes`` random episodes
+    (``model.episode.random_episode``: a zero or random readout loaded at the start of each, so a
+    mutant's writes do not carry over), each set under one of the stream patterns of
+    ``cosim.router.MUTATION_PATTERNS`` in turn, every logit and weight write (value and cycle)
+    against the golden model. ``check``: every corner of ``LEARNING_COVERAGE`` happened."""
+    from ..mutation import Target
+    from ..router import MUTATION_PATTERNS
+    harness = harness_verilog(lambda: LearningEngine(config, cfg, synapses=readout_memory(config, None)),
+                              "learning_engine", **harness_ports(False))
+    variants = [{"first_seed": 1000 + episodes * k,
+                 "options": MUTATION_PATTERNS[k % len(MUTATION_PATTERNS)].replace(seed=k).to_job()}
+                for k in range(seeds)]
+    job = {"config": config.to_dict(), "learning": dataclasses.asdict(cfg), "episodes": episodes, "first_seed": 0,
+           "options": RunOptions().to_job(), "core": False, "synapses": None, "core_synapses": None,
+           "layout": harness["layout"], "scoreboard": True, "variants": variants}
+
+    def check(outcome: dict) -> None:
+        hit = {k: sum(v["coverage"].get(k, 0) for v in outcome["variants"]) for k in LEARNING_COVERAGE}
+        missing = [k for k, n in hit.items() if not n]
+        if missing:
+            raise CosimError(f"the corner cases {', '.join(missing)} never happened in the engine's regression.")
+    return Target("learning", harness, TEST_MODULE, "learning_mutants", job, check=check)

@@ -9,8 +9,14 @@ from functools import partial
 
 import cocotb
 from neuromosaic.cosim.batch_loop import run_batched
-from neuromosaic.cosim.cocotb_loop import cocotb_port, run_back_to_back, run_job, run_mutants, select_mutant
-from neuromosaic.cosim.options import RunOptions
+from neuromosaic.cosim.cocotb_loop import (
+    cocotb_port,
+    job_variants,
+    run_back_to_back,
+    run_job,
+    run_mutants,
+    select_mutant,
+)
 from neuromosaic.cosim.router.testbench import (
     MeshReplay,
     MeshTestbench,
@@ -25,22 +31,13 @@ def _start(tb, index, item, cycle):
     tb.start(item, cycle)
 
 
-def _variants(job: dict) -> list[tuple[dict, RunOptions]]:
-    """The job's runs: (scenario arguments, options) of each variant, or of the job alone."""
-    variants = job.get("variants") or [{}]
-    if len(variants) > 1 and not job.get("layout"):
-        raise ValueError("variants run in the batch harness only; this job has no harness layout.")
-    return [({**job["scenario"], **v.get("scenario", {})}, RunOptions(**{**job["options"], **v.get("options", {})}))
-            for v in variants]
-
-
 def _body(dut, run_one):
     """The test body: the mutant selected, then ``await run_one(job, arguments, options, port,
     clock)`` (one scenario's run, its testbench's ``finish()``) for each variant of the job."""
     async def body(job, clock):
         select_mutant(dut, job)
         port = lambda n: cocotb_port(dut, n)     # noqa: E731
-        finished = [await run_one(job, arguments, options, port, clock) for arguments, options in _variants(job)]
+        finished = [await run_one(job, arguments, options, port, clock) for arguments, options in job_variants(job)]
         return finished[0] if len(finished) == 1 else {"variants": finished}
     return body
 

@@ -26,7 +26,7 @@ from ..agents import FieldMonitor, Port, SequenceSource, ValidMonitor, stream_po
 from ..options import RunOptions
 
 __all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters",
-           "harness_ports"]
+           "harness_ports", "restore_commands"]
 
 STALL_LIMIT = 2_000       # cycles without a command, access or result before the test calls it a hang
 FAULTS = ("data", "counter")
@@ -50,16 +50,19 @@ def _random_weights(shape, density: float, bits: int, gen: torch.Generator) -> t
 
 def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, weight_bits: int = 8,
                      bitmap_word: int = 8, updates: int = 12, shape=MATRIX_SHAPE, kernel=CONV_KERNEL,
-                     image=CONV_IMAGE) -> SynapseScenario:
+                     image=CONV_IMAGE, command_seed: int | None = None, restore: bool = False) -> SynapseScenario:
     """A random memory of ``organisation`` (a ``[post, pre]`` matrix of ``shape``, or for the
     functional organisations a ``kernel``-shaped kernel on ``image``) and its commands: a forward
     access of every presynaptic neuron and a transposed access of every postsynaptic one,
     interleaved with ``updates`` updates of stored synapses (random values, zero among them: a stored
     zero stays in the structure), then every forward access again. A matrix has an empty row, an empty
-    column and a full row; a kernel an empty slice and a full one."""
+    column and a full row; a kernel an empty slice and a full one. The memory comes from ``seed``, the
+    commands from ``command_seed`` (default ``seed``): other commands on the same memory. ``restore``:
+    the commands begin by writing every stored weight the value it was built with
+    (:func:`restore_commands`), so they run the same on a memory that an earlier run updated."""
     org = model.organisation_name(organisation)
     gen = torch.Generator().manual_seed(seed)
-    rng = random.Random(seed)
+    rng = random.Random(seed if command_seed is None else command_seed)
     if org in model.FUNCTIONAL_ORGANISATIONS:
         k = _random_weights(tuple(kernel), density, weight_bits, gen)
         k[0, 1] = 0
@@ -81,7 +84,23 @@ def synapse_scenario(organisation: str, seed: int = 0, *, density: float = 0.4, 
         value = rng.choice((lo, hi, 0, rng.randint(lo, hi)))
         reads.insert(rng.randrange(len(reads) + 1), (model.CMD_UPDATE, post, pre, value))
     reads += [(model.CMD_FORWARD, 0, pre, 0) for pre in range(mem.pre)]
-    return SynapseScenario(mem, reads)
+    return SynapseScenario(mem, (restore_commands(mem) if restore else []) + reads)
+
+
+def restore_commands(memory: model.SynapseMemory) -> list[tuple[int, int, int, int]]:
+    """Updates that write every stored weight word of ``memory`` the value it holds now: one stored
+    synapse per word (a functional organisation's synapses share their kernel's words)."""
+    scratch = copy.deepcopy(memory)
+    trace = scratch.start_trace()
+    matrix, written, commands = memory.matrix(), set(), []
+    for post, pre in torch.nonzero(memory.structure()).tolist():
+        scratch.update(post, pre, int(matrix[post, pre]))
+        words = {(a.memory, a.address) for a in trace if a.write}
+        trace.clear()
+        if not words <= written:
+            written |= words
+            commands.append((model.CMD_UPDATE, post, pre, int(matrix[post, pre])))
+    return commands
 
 
 def harness_ports(memory: model.SynapseMemory) -> dict:

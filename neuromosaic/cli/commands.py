@@ -237,10 +237,15 @@ def _mutation_target(args):
     """The design of ``mutate`` with its regression, and a line that describes them. The core flags
     and ``--steps`` belong to the LIF core; given for another design they are refused."""
     from ..cosim.board import MUTATION_NOISE, link_mutation_target
+    from ..cosim.learning import MUTATION_NETWORK, MUTATION_RULE, learning_mutation_target
     from ..cosim.lif import lif_mutation_target
     from ..cosim.router import MUTATION_PATTERNS, mesh_mutation_target, router_mutation_target
+    from ..cosim.synapse import MUTATION_IDLE, synapse_mutation_target
     from .options import core_changes, core_config
     steps = 50 if args.steps is None else args.steps
+    if args.organisation is not None and args.design != "synapse":
+        raise UsageError(f"--organisation names the memory of mutate synapse; mutate {args.design} has no "
+                         "synapse memory to choose.")
     if args.design == "lif":
         config = core_config(args)
         return (lif_mutation_target(config, seeds=args.seeds, steps=steps),
@@ -253,6 +258,20 @@ def _mutation_target(args):
         raise UsageError(f"{', '.join(given)} set the LIF core's regression; mutate {args.design} takes "
                          f"--seeds, --mutants, --seed, --sim, --jobs, --depth and --out.")
     patterns = len(MUTATION_PATTERNS)
+    if args.design == "synapse":
+        target = synapse_mutation_target(args.organisation or "dense", seeds=args.seeds)
+        organisation = target.name.removeprefix("synapse-")
+        return (target, {"organisation": organisation, "regression": {"command_sequences": args.seeds,
+                                                                       "idle_rates": list(MUTATION_IDLE)}},
+                f"the {organisation} synapse memory, each against {args.seeds} command sequences under "
+                f"{len(MUTATION_IDLE)} idle rates")
+    if args.design == "learning":
+        config, rule = MUTATION_NETWORK, MUTATION_RULE
+        return (learning_mutation_target(config, rule, seeds=args.seeds),
+                {"config": config.to_dict(), "learning": dataclasses.asdict(rule), "regression": {"episode_sets": args.seeds, "episodes": 3,
+                                                            "patterns": patterns}},
+                f"the learning engine ({config.neurons} hidden neurons, {config.outputs} outputs), each against "
+                f"{args.seeds} sets of 3 random episodes under {patterns} stream patterns")
     if args.design == "router":
         return (router_mutation_target(seeds=args.seeds), {"regression": {"tables": args.seeds,
                                                                           "patterns": patterns}},
@@ -272,7 +291,8 @@ def _mutation_target(args):
 
 def cmd_mutate(args) -> int:
     """Mutation testing of a design's RTL against its regression; prints the JSON report and writes it
-    to ``--out``/<design>.json. Exit status 1, with one FAIL line, when there is no score to give (the
+    to ``--out``/<target>.json (the design; a synapse memory with its organisation: synapse-csr.json).
+    Exit status 1, with one FAIL line, when there is no score to give (the
     unmutated design fails its own regression)."""
     from ..cosim.mutation import score
     from ..cosim.runner import CosimError
@@ -289,14 +309,14 @@ def cmd_mutate(args) -> int:
         print(f"  {done}/{total} survivors checked for equivalence", file=sys.stderr, flush=True)
     try:
         report = score(target, sim=args.sim, mutants=args.mutants, seed=args.seed, jobs=args.jobs or 1,
-                       folder=out / f"{args.design}-netlist", depth=args.depth, progress=progress,
+                       folder=out / f"{target.name}-netlist", depth=args.depth, progress=progress,
                        survivor_progress=survivor_progress)
     except CosimError as e:             # the unmutated design failed, or Yosys did: no score to give
         print(f"FAIL {e}")
         return 1
     report = {"design": args.design, **described, **report}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / f"{args.design}.json", json.dumps(report, indent=2).encode())
+    atomic_write(out / f"{target.name}.json", json.dumps(report, indent=2).encode())
     print_json({k: v for k, v in report.items() if k != "kills"})
     return 0
 
@@ -449,14 +469,19 @@ def add_route_arguments(p: argparse.ArgumentParser) -> None:
 def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     from ..cosim.mutation import EQUIVALENCE_DEPTH
     from .options import add_core_options
-    p.add_argument("design", choices=["lif", "router", "mesh", "link"], help="the design whose RTL is mutated")
+    from ..model.synapse import ORGANISATIONS
+    p.add_argument("design", choices=["lif", "synapse", "learning", "router", "mesh", "link"],
+                   help="the design whose RTL is mutated")
+    p.add_argument("--organisation", choices=list(ORGANISATIONS), default=None,
+                   help="the synapse memory's organisation (synapse only; default dense)")
     p.add_argument("--mutants", type=int, default=200, help="mutants sampled (default 200)")
     p.add_argument("--seed", type=int, default=1, help="seed of the sampling (default 1)")
     p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="the simulator (default "
                    "verilator)")
     p.add_argument("--jobs", type=int, default=None, help="simulator processes at once (default 1)")
-    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif), tables (router) or connectivities "
-                   "(mesh) with their traffic, or episodes on each line (link) of the regression (default 4)")
+    p.add_argument("--seeds", type=int, default=4, help="random scenarios (lif), command sequences (synapse), sets of "
+                   "episodes (learning), tables (router) or connectivities (mesh) with their traffic, or episodes "
+                   "on each line (link) of the regression (default 4)")
     p.add_argument("--steps", type=int, default=None, help="timesteps per scenario of the LIF core (default 50)")
     p.add_argument("--depth", type=int, default=EQUIVALENCE_DEPTH, help="cycles from reset the equivalence "
                    f"check of a survivor looks at (default {EQUIVALENCE_DEPTH})")
