@@ -21,8 +21,8 @@ from ..runner import CocotbRun, CosimError, harness_run, harness_verilog, per_cy
 from .stimulus import core_memory, readout_memory
 from .testbench import harness_ports
 
-__all__ = ["LEARNING_COVERAGE", "MUTATION_NETWORK", "MUTATION_RULE", "learning_mutation_target", "learning_run", "run_learning_cosim",
-           "run_episode_jobs"]
+__all__ = ["LEARNING_COVERAGE", "MUTATION_NETWORK", "MUTATION_RULE", "learning_mutation_target", "learning_run",
+           "run_learning_cosim", "run_episode_jobs"]
 
 TEST_MODULE = "neuromosaic.cosim.learning.cocotb_test"
 

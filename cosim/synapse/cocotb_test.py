@@ -9,7 +9,14 @@ design's reset.
 
 import cocotb
 from neuromosaic.cosim.batch_loop import run_batched
-from neuromosaic.cosim.cocotb_loop import cocotb_port, job_variants, run_back_to_back, run_job, run_mutants, select_mutant
+from neuromosaic.cosim.cocotb_loop import (
+    cocotb_port,
+    job_variants,
+    run_back_to_back,
+    run_job,
+    run_mutants,
+    select_mutant,
+)
 from neuromosaic.cosim.synapse.testbench import SynapseTestbench, synapse_scenario
 
 

@@ -268,8 +268,8 @@ def _mutation_target(args):
     if args.design == "learning":
         config, rule = MUTATION_NETWORK, MUTATION_RULE
         return (learning_mutation_target(config, rule, seeds=args.seeds),
-                {"config": config.to_dict(), "learning": dataclasses.asdict(rule), "regression": {"episode_sets": args.seeds, "episodes": 3,
-                                                            "patterns": patterns}},
+                {"config": config.to_dict(), "learning": dataclasses.asdict(rule),
+                 "regression": {"episode_sets": args.seeds, "episodes": 3, "patterns": patterns}},
                 f"the learning engine ({config.neurons} hidden neurons, {config.outputs} outputs), each against "
                 f"{args.seeds} sets of 3 random episodes under {patterns} stream patterns")
     if args.design == "router":
@@ -468,8 +468,8 @@ def add_route_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     from ..cosim.mutation import EQUIVALENCE_DEPTH
-    from .options import add_core_options
     from ..model.synapse import ORGANISATIONS
+    from .options import add_core_options
     p.add_argument("design", choices=["lif", "synapse", "learning", "router", "mesh", "link"],
                    help="the design whose RTL is mutated")
     p.add_argument("--organisation", choices=list(ORGANISATIONS), default=None,
