@@ -186,6 +186,9 @@ class FrameReceiver(wiring.Component):
     last_seq : Out(8)                     -- the sequence number of the last frame executed
     frames_ok : In(16)                    -- the counter (for the ACK's word)
     frame_ok, frame_rejected, clear : Out(1)   -- strobes for the counters
+    hunting : Out(1)                      -- waiting for the SYNC of the next frame (for observers)
+
+    ``crc_unit``: the CRC-16 processor of the frame being received (observers may read its ``crc``).
     """
 
     def __init__(self, protocol: Protocol):
@@ -200,7 +203,7 @@ class FrameReceiver(wiring.Component):
             "response": Out(stream.Signature(_response_layout(p))),
             "counters_request": Out(RequestSignature()), "info_request": Out(RequestSignature()),
             "logits_request": Out(RequestSignature()), "last_seq": Out(8), "frames_ok": In(16),
-            "frame_ok": Out(1), "frame_rejected": Out(1), "clear": Out(1),
+            "frame_ok": Out(1), "frame_rejected": Out(1), "clear": Out(1), "hunting": Out(1),
         })
         super().__init__(members)
         link = p.link
@@ -218,13 +221,14 @@ class FrameReceiver(wiring.Component):
         self._ib = Signal(range(self._item_width // 8 + 1))      # byte within the item
         self._item = Signal(self._item_width)
         self._overrun = Signal()
+        self.crc_unit = CRC16(data_width=8).create()
 
     def elaborate(self, platform):
         link = self.protocol.link
         m = Module()
         m.submodules.buffer = buf = Memory(shape=8, depth=link.buffer_bytes, init=[])
         wr, rd = buf.write_port(), buf.read_port()
-        crc = _crc(m, "crc", 8)
+        m.submodules.crc = crc = self.crc_unit
         m.d.comb += [wr.data.eq(self.byte), wr.addr.eq(self._count), rd.addr.eq(self._count), crc.data.eq(self.byte)]
         idle = Signal(range(link.timeout_cycles + 1))
         with m.If(self.got):
@@ -241,6 +245,7 @@ class FrameReceiver(wiring.Component):
         with m.FSM(name="rx") as rx_fsm:
             self._receive_states(m, crc, wr, idle == link.timeout_cycles)
             self._execute_states(m, rd)
+        m.d.comb += self.hunting.eq(rx_fsm.ongoing("HUNT"))
         # A byte that arrives while a frame executes is lost: reported once the frame is done.
         executing = Cat(rx_fsm.ongoing(s) for s in ("READ", "BYTE", "PUSH", "DONE", "ACK")).any()
         with m.If(self.got & executing):

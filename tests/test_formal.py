@@ -1,13 +1,16 @@
-"""Bounded proofs of the router with SymbiYosys (yowasp-sby, yices): valid/ready rules, no FIFO
-overflow, no event lost or duplicated; wrong properties are refuted and the cover is reached."""
+"""Bounded proofs with SymbiYosys (yowasp-sby, yices): the router's valid/ready rules, no FIFO
+overflow, no event lost or duplicated; the host link's frame engine executes no bad frame and
+answers each frame once; wrong properties are refuted and the covers are reached."""
 
 import pytest
+from neuromosaic.cosim.board.formal import FAULTS, prove_link
 from neuromosaic.cosim.router.formal import prove_router
 
 pytestmark = pytest.mark.formal
 
 # (in-ports, out-ports, sources, FIFO depth, bound): a mesh router, a tile's injector and merger, and a
 # two-port router with two-entry FIFOs (the FIFO wrap and a multicast head served over several cycles).
+LINK_BOUND = 20     # cycles: a frame with a payload, its ACK, and the next frame begun
 CONFIGS = [("NESW", "NESW", 2, 1, 12), ("L", "NESW", 2, 2, 12), ("NESW", "L", 2, 2, 12), ("NE", "NS", 2, 2, 16)]
 
 
@@ -28,3 +31,21 @@ def test_wrong_properties_are_refuted_with_a_counterexample(fault, where, tmp_pa
 def test_cover_shows_the_assumptions_admit_traffic(tmp_path):
     r = prove_router("NE", "NS", sources=2, fifo_depth=2, depth=16, workdir=tmp_path, mode="cover")
     assert r["passed"] and "reached cover statement" in r["log"]
+
+
+def test_link_frame_engine_properties_hold_to_the_bound(tmp_path):
+    """No frame with a bad CRC, type or length (or a repeat) executes; one ACK or NAK per frame, each
+    NAK naming its reason."""
+    r = prove_link(depth=LINK_BOUND, workdir=tmp_path)
+    assert r["passed"] and "DONE (PASS" in r["log"], r["log"][-2000:]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_wrong_link_properties_are_refuted(fault, tmp_path):
+    r = prove_link(depth=LINK_BOUND, workdir=tmp_path, fault=fault)
+    assert not r["passed"] and "counterexample trace" in r["log"], fault
+
+
+def test_link_cover_reaches_an_executed_item_a_repeat_and_a_crc_nak(tmp_path):
+    r = prove_link(depth=24, workdir=tmp_path, mode="cover")
+    assert r["passed"] and r["log"].count("reached cover statement") == 3

