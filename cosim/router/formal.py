@@ -20,6 +20,11 @@ Asserted every cycle up to the bound:
 Because ``watch`` is free, this holds for every address. The cover mode shows the assumptions admit
 traffic (the watched event leaves through every out-port), so the proof is not vacuous.
 
+Unbounded: the valid/ready rule and the FIFO bound are proved in every reachable state by
+k-induction (mode "prove", 12 cycles). Conservation holds to the bound only: it is not 12-inductive
+(the induction step starts from states no run reaches, where the harness's counts of the watched
+event disagree with what the FIFOs hold), and the invariants that would close it are not written.
+
 SymbiYosys runs through ``cosim.formal.run_sby``.
 """
 
