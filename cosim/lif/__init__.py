@@ -41,8 +41,9 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
                   options: RunOptions = RunOptions(), scoreboard: bool = True, saturated: int = 0,
                   synapses: dict | None = None, forward_pass: bool = False, name: str = "run",
                   item_cycles: list[int] | None = None, build: tuple[CocotbRun, dict] | None = None,
-                  mutant: int | None = None) -> CosimResult:
-    """Runs ``seeds`` random scenarios (and the directed corner cases) and returns the summary.
+                  mutant: int | None = None, first_seed: int = 0) -> CosimResult:
+    """Runs ``seeds`` random scenarios (seeds ``first_seed``..; and the directed corner cases) and
+    returns the summary.
     With ``saturated=E`` it runs instead one stream of ``steps`` timesteps of E back-to-back spike
     events (for throughput). With ``synapses`` (``organisation`` and the other arguments of
     ``stimulus.synapse_memory``) the core keeps its weights in that synapse memory and runs
@@ -61,7 +62,7 @@ def run_lif_cosim(sim: str, config: LIFConfig, *, seeds: int = 4, steps: int = 5
                                    per_cycle=options.per_cycle, optimise=options.optimise)
     job = {"config": config.to_dict(), "seeds": seeds, "steps": steps, "corners": corners, "options": options.to_job(),
            "saturated": saturated, "synapses": synapses, "forward_pass": forward_pass, "layout": layout,
-           "item_cycles": item_cycles, "mutant": mutant}
+           "item_cycles": item_cycles, "mutant": mutant, "first_seed": first_seed}
     result = run.test(TEST_MODULE, "lif_scoreboard" if scoreboard else "lif_bare_loop", job, name)
     if scoreboard and corners and not saturated and synapses is None:
         check_coverage(sim, config, result)

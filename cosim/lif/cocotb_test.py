@@ -26,14 +26,16 @@ def _body(dut, scoreboard: bool):
         elif job.get("saturated"):
             scns = [saturated_scenario(config, job["steps"], job["saturated"])]
         else:
-            scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True))
+            scns = scenarios(config, job["seeds"], job["steps"], corners=job.get("corners", True),
+                             first_seed=job.get("first_seed", 0))
         options = RunOptions(**job["options"])
         tb = LIFTestbench(config, lambda n: cocotb_port(dut, n), options, scoreboard=scoreboard,
                           synapses=scns[0].memory if synapses else None)
 
         def start(tb, index, scenario, cycle):
-            # The weight memory holds the first scenario's weights only in a fresh simulation.
-            tb.start(scenario, cycle, load_weights=index > 0 or job.get("resumed", False))
+            # The weight memory holds the first scenario's (seed 0's) weights only in a fresh simulation.
+            tb.start(scenario, cycle, load_weights=index > 0 or job.get("resumed", False)
+                     or job.get("first_seed", 0) != 0)
 
         if job["layout"]:
             spans = await run_batched(dut, tb, scns, start, job["layout"], options, clock, check=scoreboard,

@@ -97,8 +97,9 @@ def saturated_scenario(config: LIFConfig, steps: int, events_per_step: int, seed
     return Scenario(f"saturated-{events_per_step}", base.weights, tokens)
 
 
-def scenarios(config: LIFConfig, seeds: int, steps: int, corners: bool = True) -> list[Scenario]:
-    out = [random_scenario(config, s, steps) for s in range(seeds)]
+def scenarios(config: LIFConfig, seeds: int, steps: int, corners: bool = True, first_seed: int = 0) -> list[Scenario]:
+    """``seeds`` random scenarios (seeds ``first_seed``..) of ``steps`` steps, then the corner cases."""
+    out = [random_scenario(config, s, steps) for s in range(first_seed, first_seed + seeds)]
     return out + (corner_scenarios(config) if corners else [])
 
 

@@ -490,6 +490,45 @@ def add_mutate_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_mutate)
 
 
+def add_soak_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cosim.soak import SOAK_DESIGNS
+    p.add_argument("design", choices=list(SOAK_DESIGNS), help="the design whose cosimulation is soaked")
+    p.add_argument("--cycles", type=int, required=True, help="clock cycles to check in all (e.g. 100000000)")
+    p.add_argument("--seeds", type=int, default=20, help="rounds at least, each from its own seed (default 20)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first round's seed (default 0)")
+    p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator", help="the simulator (default "
+                   "verilator)")
+    p.add_argument("--out", default="build/soak", help="folder of the JSON report (<design>.json)")
+    p.set_defaults(func=cmd_soak)
+
+
+def cmd_soak(args) -> int:
+    """Soaks a design (``cosim.soak``): rounds from successive seeds until ``--cycles`` are checked;
+    prints the JSON report and writes it to ``--out``/<design>.json. Exit status 1, with one FAIL line
+    naming the seed, when a round fails."""
+    from ..cosim.soak import soak
+    from ..model.checkpoint import atomic_write
+    out = Path(args.out)
+    print(f"soak {args.design} on {args.sim}: {args.cycles:,} cycles over at least {args.seeds} seeds from seed "
+          f"{args.first_seed}", file=sys.stderr, flush=True)
+
+    def progress(report):
+        r = report["rounds"][-1]
+        print(f"  seed {r['seed']}: {r['cycles']:,} cycles; {report['cycles']:,} of {args.cycles:,} in "
+              f"{report['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    report = soak(args.design, sim=args.sim, cycles=args.cycles, seeds=args.seeds, first_seed=args.first_seed,
+                  progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"{args.design}.json", json.dumps(report, indent=2).encode())
+    print_json({k: v for k, v in report.items() if k != "rounds"})
+    failure = report["failure"]
+    if failure:
+        print(f"FAIL seed {failure['seed']}: {failure['error']} (again: neuromosaic soak {args.design} --first-seed "
+              f"{failure['seed']} --seeds 1 --cycles 1)")
+        return 1
+    return 0
+
+
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="build/demo")
     p.add_argument("--data", default="synthetic", help="synthetic (default, built in), fsdd:DIR or shd:DIR")
@@ -514,6 +553,8 @@ COMMANDS = {
             add_nir_arguments),
     "mutate": ("mutation testing: mutants of a design's netlist (Yosys mutate) against its regression; JSON "
                "report", add_mutate_arguments),
+    "soak": ("a long constrained-random cosimulation of a design across seeds until N cycles are checked; JSON "
+             "report", add_soak_arguments),
     "route": ("compile a checkpoint's connectivity into Mosaic routing tables; print the routing report",
               add_route_arguments),
     "bench": ("benchmarks that print JSON figures", add_bench_arguments),

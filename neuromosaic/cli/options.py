@@ -226,7 +226,7 @@ def check_fault(args, faults, design: str) -> None:
 # work or its memory would not end on any machine this runs on.
 NUMERIC_FLAGS = {
     "iterations": (1, 10**6), "mutants": (1, 10**5), "tasks": (1, 10**5), "episodes": (1, 10**5), "devices": (0, 10**4),
-    "inner_steps": (1, 1000), "channels": (1, 4096), "steps": (1, 10**5), "seeds": (1, 10**6),
+    "inner_steps": (1, 1000), "channels": (1, 4096), "steps": (1, 10**5), "seeds": (1, 10**6), "cycles": (1, 10**12),
     "shots": (1, 10**4), "queries": (1, 10**4), "jobs": (1, 1024), "index": (0, None), "bits": (2, 32),
     "seed": (0, 2**63 - 1), "first_seed": (0, 2**31 - 1), "rng_seed": (0, 2**32 - 1), "fifo_depth": (1, 4096),
     "buffer_bytes": (16, 65535), "baud": (1, None), "timeout": ("open", 0.0, 86400.0), "dt": ("open", 0.0, None),
