@@ -15,9 +15,9 @@ Asserted every cycle up to the bound:
 
 * nothing bad executes: a command port's transfer, a change of the rate or report register, a request
   raised or a clear happens only for a frame the monitor saw whole, with the right CRC, a known type,
-  a length its type allows (a whole number of items of a port command, none among them, one item of a register, none
-  of a request) and a sequence number other than that of the last frame executed (a repeat is ACKed,
-  never executed again);
+  a length its type allows (a whole number of items of a port command, none among them; one item of
+  a register; none of a request) and a sequence number other than that of the last frame executed
+  (a repeat is ACKed, never executed again);
 * one ACK or NAK per frame: the responses other than an overrun NAK never outnumber the frames begun,
   and equal them whenever the receiver hunts again; an overrun NAK follows an ACK;
 * every ACK is for a frame the monitor saw whole and good, and every NAK of a whole frame names its
@@ -230,10 +230,11 @@ class LinkProof(wiring.Component):
         m.d.comb += Cover(is_nak & (error == ERR_CRC))
 
 
-def prove_link(depth: int = 40, workdir: Path | str = "build/formal", fault: str | None = None,
+def prove_link(depth: int = 20, workdir: Path | str = "build/formal", fault: str | None = None,
                mode: str = "bmc") -> dict:
     """Runs the bounded proof (``mode`` "bmc") or the cover check ("cover") of the frame engine of
-    ``PROOF_PROTOCOL`` for ``depth`` cycles. Returns {"passed", "mode", "depth", "log", "workdir"}."""
+    ``PROOF_PROTOCOL`` for ``depth`` cycles (20: a frame with a payload, its ACK and the next frame
+    begun, in about a minute; each cycle more costs more). Returns ``cosim.formal.run_sby``'s result."""
     harness = LinkProof(fault=fault)
     name = f"link_{mode}_d{depth}{'_' + fault if fault else ''}"
     return run_sby(harness, "link_proof", name, mode=mode, depth=depth, workdir=workdir)
