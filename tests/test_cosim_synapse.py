@@ -25,7 +25,8 @@ def test_synapse_cosim_passes(sim, organisation):
 
 
 @pytest.mark.parametrize("sim, fault, message", [("verilator", "data", "access mismatch"),
-                                                 ("icarus", "counter", "counter reads")])
+                                                 ("icarus", "counter", "counter reads"),
+                                                 ("verilator", "busy", "busy low in cycle")])
 def test_synapse_cosim_fails_on_wrong_model(sim, fault, message):
     with pytest.raises(CosimError, match=message):
         run_synapse_cosim(sim, "csr", seed=5, density=0.3, name="pytest-fault",

@@ -2,9 +2,11 @@
 
 Checked, every cycle: each access the trace reports (memory, read or write, address, data) is the next
 access of that memory in the golden model's order (``model.synapse``, traced), each result (neuron,
-weight) is the model's next, and at the end the access counters equal the model's counts and nothing
-the model predicted is missing. Faults (``FAULTS``) make the prediction wrong on purpose, to prove the
-scoreboard catches it.
+weight) is the model's next, ``busy`` is high from the cycle after a command is taken until the cycle
+before its last access or result is reported (it is being served), and at the end the access
+counters equal the model's counts and nothing the model predicted is missing. Faults (``FAULTS``)
+make the prediction wrong on purpose, to prove the scoreboard catches it ("busy": ``busy`` owed one
+cycle longer).
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from ...model import synapse as model
 from ...model.config import ConfigError, pack_fields, signed_range, unpack_fields
 from ...model.golden import Mismatch
 from ...rtl.synapse import trace_ports
-from ..agents import FieldMonitor, Port, SequenceSource, ValidMonitor, stream_ports
+from ..agents import FieldMonitor, Port, SequenceSource, ValidMonitor, Watch, stream_ports
 from ..options import RunOptions
 
 __all__ = ["FAULTS", "SynapseScenario", "synapse_scenario", "SynapseTestbench", "STALL_LIMIT", "check_counters",
            "harness_ports", "restore_commands"]
 
 STALL_LIMIT = 2_000       # cycles without a command, access or result before the test calls it a hang
-FAULTS = ("data", "counter")
+FAULTS = ("data", "counter", "busy")
 MATRIX_SHAPE = (20, 12)   # [post, pre] of the random matrices
 CONV_KERNEL = (3, 2, 3, 3)
 CONV_IMAGE = (5, 4)
@@ -107,7 +109,13 @@ def harness_ports(memory: model.SynapseMemory) -> dict:
     """What the batch harness plays and records around the memory: its commands, every trace port
     and the results (in the testbench's agent order)."""
     return {"streams": ("commands",), "sinks": (),
-            "monitors": tuple(f"trace__{p}" for p, _, _ in trace_ports(memory)) + ("results",)}
+            "monitors": tuple(f"trace__{p}" for p, _, _ in trace_ports(memory)) + ("results",),
+            "watches": {"busy": _busy_cycles}}
+
+
+def _busy_cycles(busy):
+    """The batch harness records ``busy`` in every cycle it is high."""
+    return busy
 
 
 def check_counters(port: Callable[[str], Port], prefix: str, counts: dict, who: str) -> int:
@@ -145,7 +153,6 @@ class SynapseTestbench:
         self.commands = SequenceSource({"commands": stream_ports(port, "commands")}, rng=rng, idle=idle,
                                        on_transfer={"commands": self._on_command})
         self.agents = [self.commands]
-        self.busy = port("busy")
         self._expected = {name: deque() for _, name, _ in self._ports}
         self._results: deque = deque()
         self.checked = {"accesses": 0, "results": 0, "commands": 0}
@@ -154,6 +161,11 @@ class SynapseTestbench:
                                                                          ("address", "data")],
                                             functools.partial(self._on_access_of, p)))
         self.agents.append(ValidMonitor(port("results__valid"), port("results__payload"), self._on_result))
+        self.busy_cycles: set[int] = set()
+        self.agents.append(Watch(port("busy"), self._on_busy))
+        self._seen_to = 0       # every record of the cycles before this one has been seen
+        self._served: list[list[int]] = []      # per command with accesses or results: [cycle taken, still to come]
+        self._spans: list[tuple[int, int]] = []  # the cycles busy must be high: (first, last) per command
         self._write_port = {p: w for p, _, w in self._ports}
         self._memory_of = {p: name for p, name, _ in self._ports}
         self._progress = 0
@@ -176,14 +188,22 @@ class SynapseTestbench:
         post, pre = model.neuron_index(self.model, "post", f), model.neuron_index(self.model, "pre", f)
         if self.first_command is None:
             self.first_command = cycle
+        before = len(self._results)
         if f["kind"] == model.CMD_FORWARD:
             self._results.extend(self.model.forward(pre))
         elif f["kind"] == model.CMD_TRANSPOSED:
             self._results.extend(self.model.transposed(post))
         else:
             self.model.update(post, pre, f["value"])
-        for access in self._trace:
-            self._expected[access.memory].append(access)
+        results = len(self._results) - before
+        owed = results + len(self._trace)
+        if owed:
+            index = len(self._served)
+            self._served.append([cycle, owed])
+            for k in range(len(self._results) - results, len(self._results)):
+                self._results[k] = (index, self._results[k])
+            for access in self._trace:
+                self._expected[access.memory].append((index, access))
         self._trace.clear()
         self.checked["commands"] += 1
         self._progress = cycle
@@ -196,26 +216,41 @@ class SynapseTestbench:
         if not queue:
             raise Mismatch(f"synapse memory: unexpected {got[1]} of {name}[{address}] = {data} in cycle {cycle}: "
                            "the model predicted no more accesses of it.")
-        want = queue.popleft()
+        index, want = queue.popleft()
         want = (want.memory, "write" if want.write else "read", want.address, want.data)
         if got != want:
             raise Mismatch(f"synapse memory: access mismatch in cycle {cycle} on port {port}: DUT (memory, kind, "
                            f"address, data)={got}, model predicts {want}.")
         self.checked["accesses"] += 1
         self._progress = cycle
+        self._delivered(index, cycle)
 
     def _on_result(self, cycle: int, word: int) -> None:
         f = unpack_fields(self._result_fields, word)
         got = (model.neuron_index(self.model, "neuron", f), f["weight"])
         if not self._results:
             raise Mismatch(f"synapse memory: unexpected result (neuron, weight)={got} in cycle {cycle}.")
-        want = self._results.popleft()
+        index, want = self._results.popleft()
         if got != tuple(want):
             raise Mismatch(f"synapse memory: result mismatch in cycle {cycle}: DUT (neuron, weight)={got}, model "
                            f"predicts {tuple(want)}.")
         self.checked["results"] += 1
         self.last_result = cycle
         self._progress = cycle
+        self._delivered(index, cycle)
+
+    def _delivered(self, index: int, cycle: int) -> None:
+        """One of command ``index``'s accesses or results was reported in ``cycle``; after its last,
+        the cycles from its take to the one before are owed ``busy`` high."""
+        served = self._served[index]
+        served[1] -= 1
+        if not served[1]:
+            last = cycle if self.fault == "busy" else cycle - 1       # the fault: owed one cycle too many
+            self._spans.append((served[0] + 1, last))
+
+    def _on_busy(self, cycle: int, value: int) -> None:
+        if value:
+            self.busy_cycles.add(cycle)
 
     def drive(self) -> None:
         for a in self.agents:
@@ -224,6 +259,7 @@ class SynapseTestbench:
     def sample(self, cycle: int) -> None:
         for a in self.agents:
             a.sample(cycle)
+        self._seen_to = cycle + 1
         if cycle - self._progress > STALL_LIMIT:
             raise Mismatch(f"synapse memory: nothing happened for {STALL_LIMIT} cycles (cycle {cycle}); "
                            f"{len(self.commands.queue)} commands not taken, {self._pending()} predicted "
@@ -232,9 +268,14 @@ class SynapseTestbench:
     def _pending(self) -> int:
         return len(self._results) + sum(len(q) for q in self._expected.values())
 
+    def settle(self, cycle: int) -> None:
+        """(Batch harness.) Every record of the cycles before ``cycle`` has been dispatched."""
+        self._seen_to = cycle
+
     @property
     def done(self) -> bool:
-        return self.commands.done and not self._pending() and not self.busy.get()
+        """Every command taken, everything predicted seen, and ``busy`` low in the last cycle seen."""
+        return self.commands.done and not self._pending() and (self._seen_to - 1) not in self.busy_cycles
 
     def finish(self) -> dict:
         if self._pending():
@@ -244,6 +285,12 @@ class SynapseTestbench:
             first = next(iter(counts))
             counts[first] = {**counts[first], "reads": counts[first]["reads"] + 1}
         check_counters(self.port, "counters__", counts, "synapse memory")
+        for first, last in self._spans:
+            low = next((c for c in range(first, last + 1) if c not in self.busy_cycles), None)
+            if low is not None:
+                raise Mismatch(f"synapse memory: busy low in cycle {low} while the command taken in cycle "
+                               f"{first - 1} was being served (its last access or result came in cycle {last + 1}).")
+        self.checked["busy_cycles"] = sum(last - first + 1 for first, last in self._spans)
         return {"checked": dict(self.checked), "counts": counts, "results": self.checked["results"],
                 "first_command": self.first_command, "last_result": self.last_result}
 
