@@ -3,8 +3,10 @@ gradient descent with a large learning rate; the outer loop trains everything by
 inner update (second order; first order as an option).
 
 The recurrent layer's activity does not depend on the readout, so one batched forward pass over the
-support and query samples of every task in the meta-batch serves all tasks; the per-task inner loop
-and query loss then run under ``torch.func.vmap`` with ``torch.func.grad``, with no copied parameters.
+support and query samples of every task in the meta-batch serves all tasks. The summed readout is,
+piece by piece, linear in its weights, so every task's inner loop and query loss then run at once in
+closed form (features of the hidden spikes, the support loss's gradient written out, no copied
+parameters and no double backward); the maximum runs per task under ``torch.func.vmap``.
 
 Three choices make one inner step work (measured on FSDD, see docs/meta-learning.md):
 
@@ -32,7 +34,7 @@ from torch.func import grad, vmap
 
 from .config import ConfigError
 from .data.episodes import Episode
-from .snn import FloatSRNN
+from .snn import FloatSRNN, round_ste
 
 __all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_loss", "adapt_readout",
            "regularisers"]
@@ -157,26 +159,108 @@ def _split(episodes: list[Episode]):
     return sup, qry, ys, yq
 
 
-def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfig):
+def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfig, batched: bool = True):
     """Mean query loss after adaptation over the meta-batch plus the regularisers (weight decay, the
-    per-sample firing-rate term), and the query accuracy."""
+    per-sample firing-rate term), and the query accuracy. ``batched`` (the summed readout only): every
+    task's inner loop and query loss at once in closed form (:func:`_adapted_query_logits`); otherwise
+    (and for the maximum) per task under ``vmap`` with ``torch.func.grad``. Both give the same loss
+    and, within rounding, the same gradients."""
     sup, qry, ys, yq = _split(episodes)
     tasks, ns, T, C = sup.shape
     nq = qry.shape[1]
+    # [T, samples, C] as a view of [samples, T, C]: the recurrent layer then works sample-major
     x = torch.cat([sup.reshape(tasks * ns, T, C), qry.reshape(tasks * nq, T, C)]).transpose(0, 1)
-    h = net.hidden(x.to(p.w_in.dtype), p.w_in, p.w_rec)                 # [T, tasks*(ns+nq), N]
-    hs = h[:, :tasks * ns].reshape(T, tasks, ns, -1).transpose(0, 1)     # [tasks, T, ns, N]
-    hq = h[:, tasks * ns:].reshape(T, tasks, nq, -1).transpose(0, 1)
-
+    h = net.hidden(x, p.w_in, p.w_rec)                                  # [T, samples, N]
     lr = p.inner_lr(cfg)
+    if batched and net.config.readout_reduce == "sum":
+        hs, hq = h.transpose(0, 1).split([tasks * ns, tasks * nq])
+        logits = _adapted_query_logits(net, p.w_out, hs.reshape(tasks, ns, T, -1), ys,
+                                       hq.reshape(tasks, nq, T, -1), cfg, lr)
+        losses = F.cross_entropy(logits.reshape(tasks * nq, -1), yq.reshape(-1), reduction="none").view(tasks, nq).mean(1)
+        accs = (logits.argmax(-1) == yq).float().mean(1)
+    else:
+        hs = h[:, :tasks * ns].reshape(T, tasks, ns, -1).transpose(0, 1)     # [tasks, T, ns, N]
+        hq = h[:, tasks * ns:].reshape(T, tasks, nq, -1).transpose(0, 1)
 
-    def one_task(hs_t, ys_t, hq_t, yq_t):
-        w = adapt_readout(net, p.w_out, hs_t, ys_t, cfg, lr)
-        logits = net.readout(hq_t, w)
-        return F.cross_entropy(logits, yq_t), (logits.argmax(-1) == yq_t).float().mean()
+        def one_task(hs_t, ys_t, hq_t, yq_t):
+            w = adapt_readout(net, p.w_out, hs_t, ys_t, cfg, lr)
+            logits = net.readout(hq_t, w)
+            return F.cross_entropy(logits, yq_t), (logits.argmax(-1) == yq_t).float().mean()
 
-    losses, accs = vmap(one_task)(hs, ys, hq, yq)
+        losses, accs = vmap(one_task)(hs, ys, hq, yq)
     return losses.mean() + regularisers(p, h.mean(dim=(0, 2)), cfg), accs.mean()
+
+
+def _readout_features(net: FloatSRNN, h: torch.Tensor, w: torch.Tensor):
+    """The summed readout of hidden spikes ``h`` [G, n, T, N] through per-task weights ``w`` [G, K, N]
+    (on the readout grid) as ``value`` [G, n, K], the logits as the integer readout computes them
+    (floored decays, both clamps), and features ``f`` [G, n, K, N] with which the logits are, piece by
+    piece, linear: d logits[g, b, k] = sum_i f[g, b, k, i] d w[g, k, i] / 2**logit_shift (and
+    likewise in ``h``). ``f`` = sum_t a_t h_t, with a_t the derivative of the summed potential by
+    step t's drive: the readout's decay and clamp masks, scanned backwards."""
+    c = net.config
+    G, n, T, N = h.shape
+    K = w.shape[1]
+    dec = 1.0 - 2.0 ** -c.readout_decay_shift
+    with torch.no_grad():
+        drive = torch.bmm(h.reshape(G, n * T, N), w.transpose(1, 2)).view(G, n, T, K)
+        o, total = torch.zeros(G, n, K, dtype=h.dtype), None
+        o_in, total_in = [], []           # clamp masks (1: the value was inside); None: no clamp there
+        for t in range(T):
+            pre = net.lif.decay(o, c.readout_decay_shift) + drive[:, :, t]
+            o = net.lif.saturate(pre, c.readout_range)
+            o_in.append((o == pre).to(h.dtype) if net.exact else None)
+            if total is None:
+                total = o
+                total_in.append(None)
+            else:
+                pre = total + o
+                total = net.lif.saturate(pre, c.logit_range)
+                total_in.append((total == pre).to(h.dtype) if net.exact else None)
+        a = torch.empty(G, n, T, K, dtype=h.dtype)
+        beta = torch.ones(G, n, K, dtype=h.dtype)              # d total / d (the sum at step t)
+        gamma = torch.zeros(G, n, K, dtype=h.dtype)            # d total / d o_t
+        for t in range(T - 1, -1, -1):
+            direct = beta if total_in[t] is None else beta * total_in[t]
+            if t + 1 < T:
+                gamma = direct + dec * (gamma if o_in[t + 1] is None else gamma * o_in[t + 1])
+            else:
+                gamma = direct
+            a[:, :, t] = gamma if o_in[t] is None else gamma * o_in[t]
+            if total_in[t] is not None:
+                beta = beta * total_in[t]
+    f = torch.bmm(a.view(G * n, T, K).transpose(1, 2), h.reshape(G * n, T, N)).view(G, n, K, N)
+    return total / (1 << c.logit_shift), f
+
+
+def _logits(net: FloatSRNN, h: torch.Tensor, w: torch.Tensor):
+    """Logits [G, n, K] of ``h`` through the per-task readouts ``w`` [G, K, N]: the integer readout's
+    values, with the gradients of the twin's readout in ``w`` and ``h``; and the features."""
+    c = net.config
+    wq = round_ste(w, *c.readout_weight_range) if net.exact else w
+    value, f = _readout_features(net, h, wq.detach())
+    linear = torch.einsum("gnki,gki->gnk", f, wq) / (1 << c.logit_shift)
+    return value + (linear - linear.detach()), f, wq
+
+
+def _adapted_query_logits(net: FloatSRNN, w_out, hs, ys, hq, cfg: MAMLConfig, lr):
+    """:func:`adapt_readout` for every task at once, in closed form: the support loss's gradient by
+    the readout is sum_b (softmax_b - onehot_b) / n f_b / 2**logit_shift through the quantiser's
+    mask, differentiable in ``h``, the rate and the weights (second order without a double
+    backward); ``first_order`` detaches it. Returns the query logits [G, nq, K] after adaptation."""
+    G, ns = ys.shape
+    w = w_out.expand(G, *w_out.shape)
+    for _ in range(cfg.inner_steps):
+        logits, f, wq = _logits(net, hs, w)
+        err = (logits.softmax(-1) - F.one_hot(ys, logits.shape[-1]).to(logits.dtype)) / ns
+        g = torch.einsum("gnk,gnki->gki", err, f) / (1 << net.config.logit_shift)
+        if net.exact:
+            lo, hi = net.config.readout_weight_range
+            g = g * ((w >= lo) & (w <= hi)).to(g.dtype)
+        if cfg.first_order:
+            g = g.detach()
+        w = w - lr * g
+    return _logits(net, hq, w)[0]
 
 
 def regularisers(p: Params, rates: torch.Tensor, cfg: MAMLConfig) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 
 from .config import ConfigError, LIFConfig, _check_int, signed_range
 from .lif import FloatLIF, IntegerLIF, LIFState, decay, saturate
+from .recurrent import RecurrentLIF
 
 __all__ = ["SRNNConfig", "FloatSRNN", "IntegerSRNN", "integer_readout", "round_ste", "NETWORKS"]
 
@@ -175,9 +176,13 @@ class FloatSRNN(torch.nn.Module):
     """Differentiable twin. ``exact=True``: weights rounded to their integer formats and every decay
     floored and saturated as in hardware (straight-through gradients); ``exact=False``: ideal float."""
 
-    def __init__(self, config: SRNNConfig, exact: bool = True, surrogate_scale: float = 10.0, fused: bool = True):
+    ENGINES = ("inplace", "fused", "graph")
+
+    def __init__(self, config: SRNNConfig, exact: bool = True, surrogate_scale: float = 10.0, engine: str = "inplace"):
         super().__init__()
-        self.config, self.exact, self.fused = config, exact, fused
+        if engine not in self.ENGINES:
+            raise ConfigError(f"engine={engine!r} is unknown; allowed: {', '.join(self.ENGINES)}.")
+        self.config, self.exact, self.engine = config, exact, engine
         self.lif = FloatLIF(config.core, exact=exact, surrogate_scale=surrogate_scale)
 
     def quantised(self, w_in, w_rec, w_out):
@@ -188,14 +193,18 @@ class FloatSRNN(torch.nn.Module):
         return round_ste(w_in, lo, hi), round_ste(w_rec, lo, hi), round_ste(w_out, olo, ohi)
 
     def hidden(self, x: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor) -> torch.Tensor:
-        """Hidden spikes [T, B, neurons] of inputs ``x`` [T, B, channels]. ``fused``: the whole layer
-        is one autograd node with a hand-written BPTT (:class:`_RecurrentLIF`: the same spikes and
-        gradients, less time and about half the memory of a training step); otherwise the
-        step-by-step graph of the twin's operations."""
+        """Hidden spikes [T, B, neurons] of inputs ``x`` [T, B, channels], by one of three engines
+        with the same spikes and, within rounding, the same gradients: ``inplace`` (default,
+        :class:`model.recurrent.RecurrentLIF`: one autograd node, in-place buffers, int8 products
+        on the integer grid), ``fused`` (:class:`_RecurrentLIF`: one autograd node, a tensor per
+        operation) and ``graph`` (autograd through the twin's step-by-step operations)."""
         if self.exact:
             lo, hi = self.config.core.weight_range
             w_in, w_rec = round_ste(w_in, lo, hi), round_ste(w_rec, lo, hi)
-        if self.fused:
+        if self.engine == "inplace":
+            return RecurrentLIF.apply(x, w_in, w_rec, self.lif)
+        x = x.to(w_in.dtype)
+        if self.engine == "fused":
             return _RecurrentLIF.apply(x, w_in, w_rec, self.lif)
         state = self.lif.initial_state(x, x.shape[1:-1])
         spikes = x.new_zeros(x.shape[1:-1] + (self.config.neurons,))

@@ -20,6 +20,7 @@ from .config import ConfigError
 from .data import load_source, protocol_for
 from .data.base import SpikeDataset
 from .learning import LFSR, LearningConfig, adapt_readout_integer
+from .allocator import keep_freed_memory
 from .maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss
 from .mosaic import connectivity_stats, export_connectivity, layout_mask, layout_penalty, prune
 from .rram import PRESETS as DEVICES
@@ -130,6 +131,7 @@ def train(cfg: TrainConfig, out: str | Path, dataset: SpikeDataset | None = None
     only when it completes (the checkpoint atomically, a previous run's file this run does not make
     removed); an interrupted or failed run leaves ``out`` as it found it."""
     rank, world = _distributed()
+    keep_freed_memory()
     out = Path(out)
     staging = out / f".partial-{os.getpid()}"
     if rank == 0:

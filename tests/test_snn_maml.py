@@ -163,23 +163,79 @@ def test_maml_config_errors():
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_fused_recurrent_layer_equals_the_step_by_step_graph(exact):
-    """The fused layer (one autograd node, hand-written BPTT) gives the same spikes and the same
-    weight gradients as autograd through the twin's step-by-step operations, with every clamp,
-    the refractory jump and the recurrence active."""
+@pytest.mark.parametrize("engine", ["inplace", "fused"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_recurrent_engines_equal_the_step_by_step_graph(exact, engine, dtype):
+    """Each engine (one autograd node, hand-written BPTT) gives the same spikes and the same weight
+    gradients as autograd through the twin's step-by-step operations, with every clamp, the
+    refractory jump and the recurrence active; in float32 on the integer grid the in-place engine
+    takes its int8 products."""
     c = SRNNConfig.make(channels=12, neurons=10, outputs=4, current_bits=9, membrane_bits=12, refractory_bits=12,
                         threshold=300, refractory_jump=600)
     g = torch.Generator().manual_seed(0)
-    x = (torch.rand(40, 6, 12, generator=g) < 0.3).double()
-    w_in = (torch.randn(10, 12, generator=g) * 120).double().requires_grad_(True)
-    w_rec = (torch.randn(10, 10, generator=g) * 60).double().requires_grad_(True)
-    upstream = torch.randn(40, 6, 10, generator=g).double()
+    x = (torch.rand(40, 6, 12, generator=g) < 0.3).to(dtype) * torch.randint(1, 3, (40, 6, 12), generator=g)
+    w_in = (torch.randn(10, 12, generator=g) * 120).to(dtype).requires_grad_(True)
+    w_rec = (torch.randn(10, 10, generator=g) * 60).to(dtype).requires_grad_(True)
+    upstream = torch.randn(40, 6, 10, generator=g).to(dtype)
     assert (x[0] @ w_in.detach().t()).abs().max() > c.core.current_range[1]     # the current clamp engages
     results = []
-    for fused in (True, False):
-        h = FloatSRNN(c, exact=exact, fused=fused).hidden(x, w_in, w_rec)
+    for e in (engine, "graph"):
+        h = FloatSRNN(c, exact=exact, engine=e).hidden(x, w_in, w_rec)
         results.append((h, *torch.autograd.grad((h * upstream).sum(), (w_in, w_rec))))
     (h1, gi1, gr1), (h0, gi0, gr0) = results
     assert 0.02 < h0.mean() < 0.5 and torch.equal(h1, h0)
     assert gi0.abs().max() > 0 and gr0.abs().max() > 0
-    assert torch.allclose(gi1, gi0, rtol=1e-9, atol=1e-12) and torch.allclose(gr1, gr0, rtol=1e-9, atol=1e-12)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-3)
+    assert torch.allclose(gi1, gi0, **tol) and torch.allclose(gr1, gr0, **tol)
+
+
+def test_event_counts_take_the_int8_path_only_when_exact():
+    from neuromosaic.model.recurrent import event_counts
+    x = torch.tensor([[0.0, 3.0], [127.0, 1.0]])
+    assert torch.equal(event_counts(x), x.to(torch.int8))
+    assert event_counts(x + 0.5) is None                  # not integer
+    assert event_counts(x * 2) is None                    # above 127
+    assert event_counts(-x) is None                       # negative
+    assert torch.equal(event_counts(x.long()), x.to(torch.int8))
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ConfigError, match="engine='jit' is unknown; allowed: inplace, fused, graph"):
+        FloatSRNN(SRNNConfig.make(channels=2, neurons=2, outputs=2), engine="jit")
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("maml", [MAMLConfig(), MAMLConfig(inner_steps=3, first_order=True),
+                                  MAMLConfig(inner_steps=2, readout_init="learned", inner_lr=3000.0)])
+def test_the_batched_meta_loss_equals_the_per_task_loop(exact, maml, monkeypatch):
+    """The closed-form inner loop over all tasks at once (and the in-place recurrent layer) give the
+    loss, accuracy and gradients of the per-task formulation (vmap over tasks, fused layer), with the
+    readout's clamps engaged (a narrow potential and logit accumulator)."""
+    import neuromosaic.model.maml as maml_module
+    features, saturated = maml_module._readout_features, []
+
+    def recorded(net, h, w):
+        value, f = features(net, h, w)
+        saturated.append(float((value.abs() * (1 << net.config.logit_shift) >= net.config.logit_range[1]).float().mean()))
+        return value, f
+
+    monkeypatch.setattr(maml_module, "_readout_features", recorded)
+    ds = synthetic_dataset(classes=20, samples_per_class=8, speakers=4, channels=16, steps=30)
+    episodes = PROTOCOLS["synthetic"].meta_train(ds, relabel=True).batch(0, 3)
+    c = SRNNConfig.make(channels=16, neurons=20, outputs=5, readout_bits=9, logit_bits=10, logit_shift=4)
+    results = []
+    for engine, batched in (("inplace", True), ("fused", False)):
+        net = FloatSRNN(c, exact=exact, engine=engine)
+        p = init_params(net, seed=1, dtype=torch.float64, cfg=maml)
+        with torch.no_grad():
+            p.w_in.mul_(3.0)
+            if maml.readout_init == "learned":
+                p.w_out.mul_(20.0).clamp_(*c.readout_weight_range)
+        loss, acc = meta_loss(net, p, episodes, maml, batched=batched)
+        grads = torch.autograd.grad(loss, p.trained(maml))
+        results.append((loss, acc, grads))
+    (l1, a1, g1), (l0, a0, g0) = results
+    assert 0.1 < max(saturated) < 0.9 or not exact             # some logits clamp, not all
+    assert torch.allclose(l1, l0, rtol=1e-10) and a1 == a0
+    for new, old in zip(g1, g0):
+        assert old.abs().max() > 0 and torch.allclose(new, old, rtol=1e-7, atol=1e-9 * old.abs().max())

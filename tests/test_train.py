@@ -79,6 +79,9 @@ def test_bench_train_quick(tmp_path):
     r = bench_train(quick=True, out=tmp_path)
     assert r["ours"]["tasks_per_s"] > 0 and r["reference_loop"]["tasks_per_s"] > 0
     assert json.loads((tmp_path / "train.json").read_text())["speedup"] == r["speedup"]
+    seed = r["seed000"]
+    assert all(seed[m]["s_per_meta_step"] > 0 for m in ("previous", "new", "previous_with_allocator"))
+    assert seed["speedup"] == round(seed["previous"]["s_per_meta_step"] / seed["new"]["s_per_meta_step"], 2)
 
 
 def test_experiment_cli_writes_the_table(tmp_path, capsys):
