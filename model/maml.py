@@ -151,25 +151,19 @@ def adapt_readout(net: FloatSRNN, w_out, hidden_s, y_s, cfg: MAMLConfig, lr=None
     return w_out
 
 
-def _split(episodes: list[Episode]):
-    sup = torch.stack([e.support for e in episodes])        # [tasks, n_s, T, C]
-    qry = torch.stack([e.query for e in episodes])
-    ys = torch.stack([e.support_labels for e in episodes])
-    yq = torch.stack([e.query_labels for e in episodes])
-    return sup, qry, ys, yq
-
-
 def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfig, batched: bool = True):
     """Mean query loss after adaptation over the meta-batch plus the regularisers (weight decay, the
     per-sample firing-rate term), and the query accuracy. ``batched`` (the summed readout only): every
     task's inner loop and query loss at once in closed form (:func:`_adapted_query_logits`); otherwise
     (and for the maximum) per task under ``vmap`` with ``torch.func.grad``. Both give the same loss
     and, within rounding, the same gradients."""
-    sup, qry, ys, yq = _split(episodes)
-    tasks, ns, T, C = sup.shape
-    nq = qry.shape[1]
-    # [T, samples, C] as a view of [samples, T, C]: the recurrent layer then works sample-major
-    x = torch.cat([sup.reshape(tasks * ns, T, C), qry.reshape(tasks * nq, T, C)]).transpose(0, 1)
+    ys = torch.stack([e.support_labels for e in episodes])
+    yq = torch.stack([e.query_labels for e in episodes])
+    tasks, ns, nq = len(episodes), ys.shape[1], yq.shape[1]
+    # every task's support samples, then every task's query samples: [T, samples, C] as a view of
+    # [samples, T, C], so that the recurrent layer works sample-major
+    x = torch.cat([e.support for e in episodes] + [e.query for e in episodes]).transpose(0, 1)
+    T = x.shape[0]
     h = net.hidden(x, p.w_in, p.w_rec)                                  # [T, samples, N]
     lr = p.inner_lr(cfg)
     if batched and net.config.readout_reduce == "sum":
@@ -188,7 +182,8 @@ def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfi
             return F.cross_entropy(logits, yq_t), (logits.argmax(-1) == yq_t).float().mean()
 
         losses, accs = vmap(one_task)(hs, ys, hq, yq)
-    return losses.mean() + regularisers(p, h.mean(dim=(0, 2)), cfg), accs.mean()
+    rates = h.sum(dim=(0, 2)) / (T * h.shape[-1])      # per sample (a sum's backward is a broadcast, no copy)
+    return losses.mean() + regularisers(p, rates, cfg), accs.mean()
 
 
 def _readout_features(net: FloatSRNN, h: torch.Tensor, w: torch.Tensor):

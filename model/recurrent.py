@@ -10,8 +10,8 @@ weight gradients while that step's gradient is in cache.
 
 On the integer grid (``exact`` twin, weights of at most 8 bits, inputs that are event counts of at
 most 127) the forward's matrix products are int8 products with int32 sums: exact, so the same spikes
-as the float products, in a quarter of the time. The backward's products carry float gradients and
-stay in the weights' float type.
+as the float products, in a quarter (per step) to a half (all steps at once) of the time. The
+backward's products carry float gradients and stay in the weights' float type.
 
 The operations are the twin's (:meth:`model.lif.FloatLIF.advance`) in the same order, so the spikes
 are the same; the gradients are the twin's derivatives (straight-through decays, clamp masks, the
@@ -150,19 +150,8 @@ class RecurrentLIF(torch.autograd.Function):
         g_s, g_q, sur = (torch.empty(B, N, dtype=ctx.dtype) for _ in range(3))
         w = w_rec.detach()
         for t in range(T - 1, -1, -1):
-            if lif.exact:
-                mr.mask(t, g_r)                                     # g_r is now d loss / d u
-            torch.add(grad_s[t], g_s_next, out=g_s).add_(g_r, alpha=jump)
-            torch.sub(dv[t], thr, out=sur).div_(thr).abs_().mul_(k).add_(1.0).square_()
-            g_s.div_(sur)                                           # d loss / d v
-            torch.add(g_m, g_s, alpha=1.0 / thr, out=g_q)
-            if lif.exact:
-                mm.mask(t, g_q)
-            g_r.mul_(dr).sub_(g_s, alpha=1.0 / thr)
-            torch.add(g_q, g_c, alpha=dc, out=g_p)
-            if lif.exact:
-                mc.mask(t, g_p)
-            torch.mul(g_q, dm, out=g_m)
+            _bptt_step(t, grad_s[t], g_s_next, dv[t], (mr, mm, mc) if lif.exact else None, g_c, g_p, g_m, g_r,
+                       (g_s, g_q, sur), thr, jump, k, (dc, dm, dr))
             g_c, g_p = g_p, g_c
             # the weight gradients step by step, while this step's gradient is in cache
             if g_in is not None:
@@ -172,3 +161,24 @@ class RecurrentLIF(torch.autograd.Function):
                     g_rec.addmm_(g_c.t(), s[:, t - 1])
                 torch.mm(g_c, w, out=g_s_next)
         return None, g_in, g_rec, None
+
+
+def _bptt_step(t, grad_s, g_s_next, dv, clamps, g_c, g_p, g_m, g_r, scratch, thr, jump, k, decays) -> None:
+    """One step of the BPTT in PyTorch operations: d loss / d drive into ``g_p`` from the upstream
+    gradient, the recurrent gradient ``g_s_next`` and ``g_c`` (the next step's ``g_p``); ``g_m``,
+    ``g_r`` carried in place. ``clamps``: the (refractory, membrane, current) masks, or None."""
+    g_s, g_q, sur = scratch
+    dc, dm, dr = decays
+    if clamps:
+        clamps[0].mask(t, g_r)                                  # g_r is now d loss / d u
+    torch.add(grad_s, g_s_next, out=g_s).add_(g_r, alpha=jump)
+    torch.sub(dv, thr, out=sur).div_(thr).abs_().mul_(k).add_(1.0).square_()
+    g_s.div_(sur)                                               # d loss / d v
+    torch.add(g_m, g_s, alpha=1.0 / thr, out=g_q)
+    if clamps:
+        clamps[1].mask(t, g_q)
+    g_r.mul_(dr).sub_(g_s, alpha=1.0 / thr)
+    torch.add(g_q, g_c, alpha=dc, out=g_p)
+    if clamps:
+        clamps[2].mask(t, g_p)
+    torch.mul(g_q, dm, out=g_m)
