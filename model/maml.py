@@ -170,7 +170,8 @@ def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfi
         hs, hq = h.transpose(0, 1).split([tasks * ns, tasks * nq])
         logits = _adapted_query_logits(net, p.w_out, hs.reshape(tasks, ns, T, -1), ys,
                                        hq.reshape(tasks, nq, T, -1), cfg, lr)
-        losses = F.cross_entropy(logits.reshape(tasks * nq, -1), yq.reshape(-1), reduction="none").view(tasks, nq).mean(1)
+        losses = F.cross_entropy(logits.reshape(tasks * nq, -1), yq.reshape(-1), reduction="none")
+        losses = losses.view(tasks, nq).mean(1)
         accs = (logits.argmax(-1) == yq).float().mean(1)
     else:
         hs = h[:, :tasks * ns].reshape(T, tasks, ns, -1).transpose(0, 1)     # [tasks, T, ns, N]

@@ -96,7 +96,8 @@ class RecurrentLIF(torch.autograd.Function):
         p, tmp, s = (torch.empty(B, N, dtype=dtype) for _ in range(3))
         clamps = [_Clamps(c.current_range), _Clamps(c.membrane_range), _Clamps(c.refractory_range)]
         thr, jump = float(c.threshold), float(c.refractory_jump)
-        dc, dm, dr = (1.0 - 2.0 ** -s for s in (c.current_decay_shift, c.membrane_decay_shift, c.refractory_decay_shift))
+        shifts = (c.current_decay_shift, c.membrane_decay_shift, c.refractory_decay_shift)
+        dc, dm, dr = (1.0 - 2.0 ** -s for s in shifts)
         for t in range(T):
             # I + (W_in x_t + W_rec s_{t-1}), as the twin sums it
             if x8 is not None:

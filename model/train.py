@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
+from .allocator import keep_freed_memory
 from .checkpoint import Checkpoint, atomic_write, deployable_weights, load_checkpoint, save_checkpoint
 from .config import ConfigError
 from .data import load_source, protocol_for
 from .data.base import SpikeDataset
 from .learning import LFSR, LearningConfig, adapt_readout_integer
-from .allocator import keep_freed_memory
 from .maml import MAMLConfig, Params, adapt_readout, calibrate_input_gain, init_params, meta_loss
 from .mosaic import connectivity_stats, export_connectivity, layout_mask, layout_penalty, prune
 from .rram import PRESETS as DEVICES

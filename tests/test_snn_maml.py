@@ -216,7 +216,8 @@ def test_the_batched_meta_loss_equals_the_per_task_loop(exact, maml, monkeypatch
 
     def recorded(net, h, w):
         value, f = features(net, h, w)
-        saturated.append(float((value.abs() * (1 << net.config.logit_shift) >= net.config.logit_range[1]).float().mean()))
+        clamped = value.abs() * (1 << net.config.logit_shift) >= net.config.logit_range[1]
+        saturated.append(float(clamped.float().mean()))
         return value, f
 
     monkeypatch.setattr(maml_module, "_readout_features", recorded)
