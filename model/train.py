@@ -17,7 +17,7 @@ import torch
 
 from .allocator import keep_freed_memory
 from .checkpoint import Checkpoint, atomic_write, deployable_weights, load_checkpoint, save_checkpoint
-from .config import ConfigError
+from .config import ConfigError, _check_int
 from .data import load_source, protocol_for
 from .data.base import SpikeDataset
 from .learning import LFSR, LearningConfig, adapt_readout_integer
@@ -64,6 +64,9 @@ class TrainConfig:
         for name in ("seen", "unseen", "train_groups", "test_groups"):     # lists, as read back from JSON
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name, lo in (("channels", 1), ("neurons", 1), ("steps", 1), ("n_way", 2), ("k_shot", 1), ("k_query", 1),
+                         ("meta_batch", 1), ("iterations", 1)):
+            _check_int(name, getattr(self, name), lo, 1 << 20)
         if self.labels not in ("task", "global"):
             raise ConfigError(f"labels={self.labels!r} is unknown; allowed: task, global.")
         if self.rram not in DEVICES:

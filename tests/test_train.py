@@ -108,3 +108,36 @@ def test_experiment_cli_writes_the_table(tmp_path, capsys):
 def test_experiment_refuses_unknown_variants(tmp_path, capsys):
     assert main(["experiment", "--variants", "ax", "--out", str(tmp_path)]) == 2
     assert "--variants 'ax' is not allowed; use one or more of a, b, c, d" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "experiment"])
+@pytest.mark.parametrize("flag, value, allowed", [
+    ("--channels", "0", "1 to 4,096"), ("--neurons", "0", "1 to 65,536"), ("--steps", "0", "1 to 100,000"),
+    ("--ways", "1", "2 to 1,000"), ("--shots", "0", "1 to 10,000"), ("--queries", "0", "1 to 10,000"),
+    ("--meta-batch", "0", "1 to 10,000")])
+def test_a_shape_flag_out_of_range_is_refused(command, flag, value, allowed, tmp_path, capsys):
+    assert main([command, flag, value, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} {value} is not allowed; allowed: {allowed}." in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()                # refused before any work
+
+
+def test_train_takes_the_network_and_task_shape(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--channels", "12", "--neurons", "16", "--steps", "20", "--ways", "3", "--shots", "2",
+                 "--queries", "3", "--meta-batch", "2", "--iterations", "1", "--out", str(out)]) == 0
+    ck = load_checkpoint(out)
+    assert (ck.config.channels, ck.config.neurons, ck.config.outputs) == (12, 16, 3)
+    cfg = json.loads((out / "summary.json").read_text())["config"]
+    assert (cfg["steps"], cfg["n_way"], cfg["k_shot"], cfg["k_query"], cfg["meta_batch"]) == (20, 3, 2, 3, 2)
+    # more ways than the protocol's seen classes: one sentence, and the folder as it was
+    assert main(["train", "--ways", "30", "--iterations", "1", "--out", str(out)]) == 2
+    assert "n_way=30 is larger than the 15 classes available" in capsys.readouterr().err
+    assert load_checkpoint(out).config.neurons == 16
+
+
+def test_train_config_refuses_an_impossible_shape():
+    with pytest.raises(ConfigError, match="n_way=1 is out of range; allowed: 2..1048576"):
+        TrainConfig(n_way=1)
+    with pytest.raises(ConfigError, match="meta_batch=0 is out of range"):
+        TrainConfig(meta_batch=0)

@@ -161,6 +161,11 @@ def cmd_data_encode(args) -> int:
     return 0
 
 
+# TrainConfig's shape fields and the flags that set them
+_SHAPE_FLAGS = (("channels", "channels"), ("neurons", "neurons"), ("steps", "steps"), ("n_way", "ways"),
+                ("k_shot", "shots"), ("k_query", "queries"), ("meta_batch", "meta_batch"))
+
+
 def _train_config(args):
     from ..model.train import PRESETS as TRAIN_PRESETS
     base = TRAIN_PRESETS[args.preset]
@@ -173,7 +178,9 @@ def _train_config(args):
     changes = {k: v for k, v in (("data", args.data), ("rram", args.rram), ("layout", args.layout),
                                  *protocol_changes(args).items(),
                                  ("iterations", getattr(args, "iterations", None)),
-                                 ("seed", getattr(args, "seed", None))) if v is not None}
+                                 ("seed", getattr(args, "seed", None)),
+                                 *((field, getattr(args, flag, None)) for field, flag in _SHAPE_FLAGS))
+               if v is not None}
     return dataclasses.replace(base, maml=maml, **changes)
 
 
@@ -392,6 +399,12 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["synthetic", "seed000"], default="synthetic")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    g = p.add_argument_group("network and task shape (defaults from --preset)")
+    for flag, what in (("channels", "input channels"), ("neurons", "recurrent LIF neurons"),
+                       ("steps", "time bins per sample"), ("ways", "classes per task"),
+                       ("shots", "support samples per class"), ("queries", "query samples per class"),
+                       ("meta-batch", "tasks per meta-training iteration")):
+        g.add_argument(f"--{flag}", type=int, default=None, metavar="N", help=what)
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:

@@ -233,7 +233,7 @@ NUMERIC_FLAGS = {
     "inner_lr": ("open", 0.0, 1e12), "rate_lambda": (0.0, 1e12), "density": ("open", 0.0, 1.0),
     "lanes": (1, 64), "weight_bits": (2, 32), "current_bits": (2, 32), "membrane_bits": (2, 32),
     "readout_weight_bits": (2, 32), "readout_bits": (2, 32), "depth": (1, 1000), "ber": (0.0, 1e-3),
-    "noise_seed": (0, 2**31 - 1),
+    "noise_seed": (0, 2**31 - 1), "neurons": (1, 1 << 16), "ways": (2, 1000), "meta_batch": (1, 10**4),
 }
 
 
