@@ -351,10 +351,12 @@ class Chip:
                 return now
         raise LinkError(f"the update's {writes} weight writes did not finish.")
 
-    def episode(self, w_core, w_out, support_x, labels, query_x, rate: float, steps: int = 1,
+    def episode(self, w_core, w_out, support_x, labels, query_x, rate, steps: int = 1,
                 spikes: bool = True, tables: bool = True) -> EpisodeResult:
         """A few-shot episode: load the network, ``steps`` x (support set with learning, update), then
-        the query set. ``support_x``/``query_x``: event counts [T, n, channels]."""
+        the query set. ``support_x``/``query_x``: event counts [T, n, channels]. ``rate``: the float
+        inner rate, or a schedule (one per step, its last for the steps beyond), programmed before
+        each step where it changes."""
         p, c = self.p, self.p.network
         self.info()
         self.clear()
@@ -363,10 +365,14 @@ class Chip:
             self.load_tables(torch.as_tensor(w_core)[:, c.channels:])
         self.load_core(w_core)
         self.load_readout(w_out)
-        m, q = quantise_rate(rate, support_x.shape[1], c.logit_shift, p.cfg)
-        self.set_rate(m, q)
+        rates = list(rate) if isinstance(rate, (list, tuple)) else [rate]
+        programmed = None
         result = EpisodeResult()
-        for _ in range(steps):
+        for step in range(steps):
+            m_q = quantise_rate(rates[min(step, len(rates) - 1)], support_x.shape[1], c.logit_shift, p.cfg)
+            if m_q != programmed:
+                self.set_rate(*m_q)
+                programmed = m_q
             for i in range(support_x.shape[1]):
                 logits, sp, whole = self.sample_records(support_x[:, i], labels[i], True)
                 result.support_logits.append(logits)

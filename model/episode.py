@@ -35,7 +35,7 @@ class ChipEpisode:
     support: torch.Tensor        # [T, n, neurons] hidden spikes (0/1)
     labels: list[int]            # [n]
     query: torch.Tensor          # [Tq, nq, neurons]
-    rate: float                  # the float inner rate (quantised for the engine)
+    rate: float | list[float]    # the float inner rate (quantised for the engine), or one per step
     steps: int = 1
     query_labels: list[int] = field(default_factory=list)
     # Through the whole network: the core's weights [neurons, channels + neurons] and the input event
@@ -66,8 +66,21 @@ class ChipEpisode:
     def through_core(self) -> bool:
         return self.w_core is not None
 
-    def quantised_rate(self, config: SRNNConfig, cfg: LearningConfig) -> tuple[int, int]:
-        return quantise_rate(self.rate, self.support.shape[1], config.logit_shift, cfg)
+    def rate_at(self, step: int) -> float:
+        """The float inner rate of inner step ``step`` (from 0): a schedule's entry (its last for the
+        steps beyond), or the one rate."""
+        if isinstance(self.rate, (list, tuple)):
+            return float(self.rate[min(step, len(self.rate) - 1)])
+        return float(self.rate)
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the rate changes between inner steps (the host then programs it before each)."""
+        return len({self.rate_at(s) for s in range(self.steps)}) > 1
+
+    def quantised_rate(self, config: SRNNConfig, cfg: LearningConfig, step: int = 0) -> tuple[int, int]:
+        """The engine's ``(m, q)`` of inner step ``step``'s rate."""
+        return quantise_rate(self.rate_at(step), self.support.shape[1], config.logit_shift, cfg)
 
 
 def random_episode(config: SRNNConfig, cfg: LearningConfig, seed: int) -> ChipEpisode:
@@ -154,7 +167,8 @@ def checkpoint_episodes(ck, count: int = 1, *, seed: int = 0, shots: int = 2, qu
                                                 seed=seed, relabel=cfg.labels == "task")
     net = IntegerSRNN(ck.config, ck.w_in, ck.w_rec, ck.w_out)
     w_core = torch.cat([ck.w_in, ck.w_rec], dim=1).to(torch.int64)
-    rate = float(ck.metadata.get("inner_lr", 2.0 ** 16))
+    schedule = ck.metadata.get("inner_lr_schedule")
+    rate = [float(r) for r in schedule] if schedule else float(ck.metadata.get("inner_lr", 2.0 ** 16))
     out = []
     for i in range(count):
         e = sampler.episode(i)

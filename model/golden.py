@@ -64,7 +64,7 @@ def predict_episode(config: SRNNConfig, cfg: LearningConfig, episode: ChipEpisod
                                           what))
         _cover_accumulation(p, c, cfg, episode, logits)
         writes = []
-        w_new = adapt_readout_integer(c, w, episode.support, torch.tensor(episode.labels), episode.rate, cfg,
+        w_new = adapt_readout_integer(c, w, episode.support, torch.tensor(episode.labels), episode.rate_at(step), cfg,
                                       steps=1, lfsr=lfsr, writes=writes, structure=structure)
         p.coverage["weights_saturated"] += int(((w_new == lo) | (w_new == hi)).sum())
         p.coverage["weights_changed"] += int((w_new != w).sum())

@@ -195,11 +195,13 @@ def quantise_rate(rate: float, samples: int, logit_shift: int, cfg: LearningConf
 
 
 def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: torch.Tensor, labels: torch.Tensor,
-                          rate: float, cfg: LearningConfig = LearningConfig(), steps: int = 1,
+                          rate, cfg: LearningConfig = LearningConfig(), steps: int = 1,
                           lfsr: LFSR | None = None, writes: list | None = None,
                           structure: torch.Tensor | None = None) -> torch.Tensor:
     """``steps`` integer inner steps on the readout from the support set (hidden spikes [T, n, N],
-    labels [n]); returns the new integer readout. ``writes``, if given, receives every weight write
+    labels [n]) at ``rate`` (a number, or a schedule: one rate per step, its last for the steps
+    beyond, each quantised as the host programs it before that step's update); returns the new
+    integer readout. ``writes``, if given, receives every weight write
     as ``(step, k, j, old, new)`` in the engine's order, for the scoreboard. ``structure`` ([outputs,
     neurons] booleans; default: every weight): the synapses a sparse synapse memory stores, the only
     ones updated (see :func:`apply_update`); the others must be zero."""
@@ -216,9 +218,10 @@ def adapt_readout_integer(config: SRNNConfig, w_out: torch.Tensor, hidden_s: tor
     n = hidden_s.shape[1]
     elig = eligibility(hidden_s, config.readout_decay_shift, cfg.trace_frac_bits, cfg.elig_bits)   # [n, N]
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), config.outputs).to(torch.int64)
-    m, q = quantise_rate(rate, n, config.logit_shift, cfg)
+    rates = list(rate) if isinstance(rate, (list, tuple)) else [rate]
     lo, hi = config.readout_weight_range
     for step in range(steps):
+        m, q = quantise_rate(rates[min(step, len(rates) - 1)], n, config.logit_shift, cfg)
         logits = integer_readout(config, hidden_s, w)                          # [n, outputs]
         err = (onehot << cfg.prob_bits) - integer_softmax(logits, config.logit_shift, cfg)
         acc = accumulate(err, elig, cfg)                                       # [outputs, N]

@@ -37,7 +37,7 @@ from .data.episodes import Episode
 from .snn import FloatSRNN, round_ste
 
 __all__ = ["MAMLConfig", "Params", "init_params", "calibrate_input_gain", "meta_loss", "adapt_readout",
-           "regularisers"]
+           "step_rate", "regularisers"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class MAMLConfig:
     inner_lr: float = 30000.0
     inner_steps: int = 1
     learn_inner_lr: bool = True     # inner_lr is then the initial value
+    # One meta-learned rate per inner step (else one for all steps), the readout saturated to its
+    # integer range after every step as the chip saturates it (so the schedule is learned for the chip)
+    rate_schedule: bool = False
     inner_lr_lr: float = 0.05       # Adam rate of log(inner_lr)
     readout_init: str = "zero"      # "zero": every task starts from a zero readout; "learned": MAML's init
     rate_lambda: float = 0.1        # weight of the per-sample firing-rate term
@@ -62,6 +65,9 @@ class MAMLConfig:
         if not self.inner_lr > 0 or self.inner_steps < 1:
             raise ConfigError(f"inner_lr={self.inner_lr}, inner_steps={self.inner_steps}: allowed are "
                               f"inner_lr > 0 and inner_steps >= 1.")
+        if self.rate_schedule and not self.learn_inner_lr:
+            raise ConfigError("rate_schedule=True needs a learned inner rate; allowed: rate_schedule with "
+                              "learn_inner_lr=True.")
 
 
 @dataclass
@@ -69,7 +75,8 @@ class Params:
     w_in: torch.Tensor
     w_rec: torch.Tensor
     w_out: torch.Tensor
-    log_inner_lr: torch.Tensor | None = None    # meta-learned inner rate (None: MAMLConfig.inner_lr)
+    # meta-learned inner rate: a scalar, or one per inner step (a schedule); None: MAMLConfig.inner_lr
+    log_inner_lr: torch.Tensor | None = None
 
     def tensors(self):
         """The weights (the inner rate is not one)."""
@@ -81,10 +88,18 @@ class Params:
         return t + ([self.log_inner_lr] if cfg.learn_inner_lr and self.log_inner_lr is not None else [])
 
     def inner_lr(self, cfg: MAMLConfig):
+        """The inner rate: a number, a scalar tensor or, with a schedule, one rate per step."""
         return cfg.inner_lr if self.log_inner_lr is None else self.log_inner_lr.exp()
 
+    def inner_lr_values(self, cfg: MAMLConfig) -> list[float]:
+        """The inner rate of each step (one value without a schedule)."""
+        if self.log_inner_lr is None:
+            return [float(cfg.inner_lr)]
+        return [float(v) for v in self.log_inner_lr.detach().exp().reshape(-1)]
+
     def inner_lr_value(self, cfg: MAMLConfig) -> float:
-        return float(cfg.inner_lr if self.log_inner_lr is None else self.log_inner_lr.detach().exp())
+        """The first step's inner rate."""
+        return self.inner_lr_values(cfg)[0]
 
     @torch.no_grad()
     def project(self, net: FloatSRNN) -> None:
@@ -111,7 +126,8 @@ def init_params(net: FloatSRNN, seed: int = 0, dtype=torch.float32, cfg: MAMLCon
     w_out = (torch.randn(c.outputs, c.neurons, generator=g) * ohi * 0.05).clamp(olo, ohi)
     if cfg.readout_init == "zero":
         w_out.zero_()
-    log_lr = torch.tensor(math.log(cfg.inner_lr), dtype=dtype, requires_grad=True) if cfg.learn_inner_lr else None
+    shape = (cfg.inner_steps,) if cfg.rate_schedule else ()
+    log_lr = torch.full(shape, math.log(cfg.inner_lr), dtype=dtype, requires_grad=True) if cfg.learn_inner_lr else None
     return Params(*(w.to(dtype).requires_grad_(True) for w in (w_in, w_rec, w_out)), log_lr)
 
 
@@ -135,20 +151,34 @@ def calibrate_input_gain(net: FloatSRNN, p: Params, x: torch.Tensor, target_rate
     return gain
 
 
+def step_rate(lr, step: int):
+    """The rate of inner step ``step`` (from 0) of ``lr``: a number or scalar tensor is every step's;
+    a schedule (a 1-d tensor or a list) gives one per step, its last for the steps beyond it."""
+    if isinstance(lr, (list, tuple)) or (torch.is_tensor(lr) and lr.dim() == 1):
+        return lr[min(step, len(lr) - 1)]
+    return lr
+
+
 def adapt_readout(net: FloatSRNN, w_out, hidden_s, y_s, cfg: MAMLConfig, lr=None):
-    """The inner loop: ``inner_steps`` gradient steps of rate ``lr`` (default ``cfg.inner_lr``) on the
-    readout from the support set."""
+    """The inner loop: ``inner_steps`` gradient steps of rate ``lr`` (default ``cfg.inner_lr``; a
+    schedule: see :func:`step_rate`) on the readout from the support set."""
     lr = cfg.inner_lr if lr is None else lr
 
     def loss(w):
         return F.cross_entropy(net.readout(hidden_s, w), y_s)
 
-    for _ in range(cfg.inner_steps):
+    for step in range(cfg.inner_steps):
         g = grad(loss)(w_out)
         if cfg.first_order:
             g = g.detach()
-        w_out = w_out - lr * g
+        w_out = _saturated(net, cfg, w_out - step_rate(lr, step) * g)
     return w_out
+
+
+def _saturated(net: FloatSRNN, cfg: MAMLConfig, w):
+    """The readout after an inner step: clamped to its integer range under a rate schedule (as the
+    chip's update saturates it; no gradient through a clamped weight), else as it is."""
+    return w.clamp(*net.config.readout_weight_range) if cfg.rate_schedule and net.exact else w
 
 
 def meta_loss(net: FloatSRNN, p: Params, episodes: list[Episode], cfg: MAMLConfig, batched: bool = True):
@@ -246,7 +276,7 @@ def _adapted_query_logits(net: FloatSRNN, w_out, hs, ys, hq, cfg: MAMLConfig, lr
     backward); ``first_order`` detaches it. Returns the query logits [G, nq, K] after adaptation."""
     G, ns = ys.shape
     w = w_out.expand(G, *w_out.shape)
-    for _ in range(cfg.inner_steps):
+    for step in range(cfg.inner_steps):
         logits, f, wq = _logits(net, hs, w)
         err = (logits.softmax(-1) - F.one_hot(ys, logits.shape[-1]).to(logits.dtype)) / ns
         g = torch.einsum("gnk,gnki->gki", err, f) / (1 << net.config.logit_shift)
@@ -255,7 +285,7 @@ def _adapted_query_logits(net: FloatSRNN, w_out, hs, ys, hq, cfg: MAMLConfig, lr
             g = g * ((w >= lo) & (w <= hi)).to(g.dtype)
         if cfg.first_order:
             g = g.detach()
-        w = w - lr * g
+        w = _saturated(net, cfg, w - step_rate(lr, step) * g)
     return _logits(net, hq, w)[0]
 
 

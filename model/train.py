@@ -27,7 +27,7 @@ from .rram import PRESETS as DEVICES
 from .rram import noisy_weights, program
 from .snn import FloatSRNN, IntegerSRNN, SRNNConfig
 
-__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "evaluate_steps"]
+__all__ = ["TrainConfig", "PRESETS", "train", "evaluate", "evaluate_steps", "inner_rates"]
 
 
 @dataclass(frozen=True)
@@ -224,6 +224,8 @@ def _train(cfg: TrainConfig, staging: Path, dataset, progress: bool, rank: int, 
         row = {"iteration": it, "loss": round(loss.item(), 4), "query_accuracy": round(acc.item(), 4),
                "inner_lr": round(p.inner_lr_value(cfg.maml), 1),
                "layout_penalty": round(float(penalty.detach()), 6), "elapsed_s": round(time.perf_counter() - start, 2)}
+        if cfg.maml.rate_schedule:
+            row["inner_lr_schedule"] = [round(v, 1) for v in p.inner_lr_values(cfg.maml)]
         if rank == 0 and ((it + 1) % cfg.eval_every == 0 or it + 1 == cfg.iterations):
             ck = _checkpoint(cfg, net, p, {"iteration": it + 1, "input_gain": gain})
             # The float ideal network is scored in float; every other, as the deployable integer network.
@@ -252,6 +254,8 @@ def _train(cfg: TrainConfig, staging: Path, dataset, progress: bool, rank: int, 
 def _checkpoint(cfg: TrainConfig, net: FloatSRNN, p: Params, meta: dict) -> Checkpoint:
     w = deployable_weights(net.config, p.w_in, p.w_rec, p.w_out)
     meta = {**meta, "inner_lr": p.inner_lr_value(cfg.maml), "train": dataclasses.asdict(cfg)}
+    if cfg.maml.rate_schedule:
+        meta["inner_lr_schedule"] = p.inner_lr_values(cfg.maml)     # one per inner step, programmed before each
     return Checkpoint(net.config, w["w_in"], w["w_rec"], w["w_out"], meta)
 
 
@@ -265,6 +269,14 @@ def evaluate(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int =
     k = inner_steps or cfg.maml.inner_steps
     return evaluate_steps(ck, ds, cfg, tasks=tasks, devices=devices, steps=(k,), seed=seed, params=params,
                           rule=rule)[k]
+
+
+def inner_rates(ck: Checkpoint, cfg: TrainConfig, params: Params | None = None) -> list[float]:
+    """The inner rate of each step, from ``params`` or the checkpoint: its schedule (one per step;
+    the last one for the steps beyond) or its one rate."""
+    if params is not None:
+        return params.inner_lr_values(cfg.maml)
+    return list(ck.metadata.get("inner_lr_schedule") or [ck.metadata.get("inner_lr", cfg.maml.inner_lr)])
 
 
 def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks: int = 50, devices: int = 0,
@@ -283,7 +295,7 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
     protocol = _protocol_for(cfg, ds)
     sampler = protocol.meta_test(ds, n_way=cfg.n_way, k_shot=cfg.k_shot, k_query=cfg.k_query, seed=seed,
                                  relabel=cfg.labels == "task")
-    lr = params.inner_lr_value(cfg.maml) if params is not None else ck.metadata.get("inner_lr", cfg.maml.inner_lr)
+    lr = inner_rates(ck, cfg, params)
     unseen = set(protocol.unseen)
     episodes = [sampler.episode(i) for i in range(tasks)]
     if params is not None:
@@ -326,8 +338,8 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
             is_unseen = torch.tensor([int(c) in unseen for c in classes])
             for k in steps:
                 if rule == "integer":
-                    adapted = adapt_readout_integer(ck.config, ck.w_out, h[:, :ns], e.support_labels, lr, steps=k,
-                                                    lfsr=lfsr)
+                    adapted = adapt_readout_integer(ck.config, ck.w_out, h[:, :ns], e.support_labels, lr,
+                                                    steps=k, lfsr=lfsr)
                 else:
                     maml = dataclasses.replace(cfg.maml, inner_steps=k)
                     with torch.enable_grad():
@@ -341,7 +353,9 @@ def evaluate_steps(ck: Checkpoint, ds: SpikeDataset, cfg: TrainConfig, *, tasks:
     results = {}
     for k in steps:
         out = {"network": "float ideal" if params is not None else "integer", "tasks": tasks, "devices": devices,
-               "inner_steps": k, "inner_lr": round(lr, 1), "rule": rule}
+               "inner_steps": k, "inner_lr": round(lr[0], 1), "rule": rule}
+        if len(lr) > 1:
+            out["inner_lr_schedule"] = [round(v, 1) for v in lr]
         for key, rows in per_task[k].items():
             a = torch.tensor(rows)                                   # [draws, tasks]
             valid = a[~a.isnan()]

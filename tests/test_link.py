@@ -2,6 +2,7 @@
 the board top driven through its UART pins by the host driver in cocotb (episodes bit-exact,
 malformed frames refused and never executed, a wrong model caught)."""
 
+import dataclasses
 import random
 
 import pytest
@@ -166,6 +167,23 @@ def test_board_top_episode_through_the_uart_is_bit_exact():
     assert len(r.details["malformed"]["rejected"]) == 6 and r.details["info"]["neurons"] == 8
     assert r.details["malformed"]["repeats_not_executed"] == 1
     assert r.details["link"]["retransmissions"] == r.details["link"]["records_lost"] == 0
+
+
+@pytest.mark.cosim
+def test_a_rate_schedule_is_programmed_before_each_update():
+    """An episode whose inner rate changes every step (a meta-learned schedule): the host programs
+    each step's rate before its update, and every weight write is the model's at that step's rate.
+    The learning testbench, which holds one rate per episode, refuses it up front."""
+    from neuromosaic.cosim.learning import run_learning_cosim
+    from neuromosaic.model.episode import random_network_episode
+    p = Protocol(SMALL, link=SIM_LINK)
+    base = random_network_episode(SMALL, p.cfg, 4)
+    episode = dataclasses.replace(base, rate=[2.0 ** 12, 2.0 ** 20, 2.0 ** 16], steps=3)
+    assert episode.scheduled and episode.quantised_rate(SMALL, p.cfg, 1) != episode.quantised_rate(SMALL, p.cfg, 0)
+    r = run_board_cosim("icarus", p, episode_list=[episode], name="pytest-schedule")
+    assert r.checked["weight_writes"] == 3 * 3 * 8
+    with pytest.raises(CosimError, match="changes its inner rate between steps"):
+        run_learning_cosim("icarus", SMALL, p.cfg, episode_list=[episode])
 
 
 @pytest.mark.cosim

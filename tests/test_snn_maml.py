@@ -206,7 +206,8 @@ def test_an_unknown_engine_is_refused():
 
 @pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("maml", [MAMLConfig(), MAMLConfig(inner_steps=3, first_order=True),
-                                  MAMLConfig(inner_steps=2, readout_init="learned", inner_lr=3000.0)])
+                                  MAMLConfig(inner_steps=2, readout_init="learned", inner_lr=3000.0),
+                                  MAMLConfig(inner_steps=3, rate_schedule=True)])
 def test_the_batched_meta_loss_equals_the_per_task_loop(exact, maml, monkeypatch):
     """The closed-form inner loop over all tasks at once (and the in-place recurrent layer) give the
     loss, accuracy and gradients of the per-task formulation (vmap over tasks, fused layer), with the
@@ -232,6 +233,8 @@ def test_the_batched_meta_loss_equals_the_per_task_loop(exact, maml, monkeypatch
             p.w_in.mul_(3.0)
             if maml.readout_init == "learned":
                 p.w_out.mul_(20.0).clamp_(*c.readout_weight_range)
+            if maml.rate_schedule:                                  # a different rate for each step
+                p.log_inner_lr.add_(torch.tensor([0.0, -1.0, 0.5], dtype=torch.float64))
         loss, acc = meta_loss(net, p, episodes, maml, batched=batched)
         grads = torch.autograd.grad(loss, p.trained(maml))
         results.append((loss, acc, grads))
@@ -240,3 +243,44 @@ def test_the_batched_meta_loss_equals_the_per_task_loop(exact, maml, monkeypatch
     assert torch.allclose(l1, l0, rtol=1e-10) and a1 == a0
     for new, old in zip(g1, g0):
         assert old.abs().max() > 0 and torch.allclose(new, old, rtol=1e-7, atol=1e-9 * old.abs().max())
+
+
+def test_the_rate_schedule_gives_each_step_its_rate_and_its_gradient():
+    """With a schedule the inner loop takes step k at rate k (the last for the steps beyond), and the
+    query loss's gradient by each step's log rate matches central differences."""
+    from neuromosaic.model.maml import step_rate
+    assert step_rate([1.0, 2.0], 0) == 1.0 and step_rate([1.0, 2.0], 5) == 2.0 and step_rate(3.0, 4) == 3.0
+    net, _ = _tiny()
+    g = torch.Generator().manual_seed(5)
+    hs = (torch.rand(8, 6, 5, generator=g) < 0.4).double()
+    hq = (torch.rand(8, 6, 5, generator=g) < 0.4).double()
+    ys, yq = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([2, 1, 0, 0, 1, 2])
+    cfg = MAMLConfig(inner_steps=3, rate_schedule=True)
+    w0 = torch.zeros(3, 5, dtype=torch.float64)
+    # step by step at the scheduled rates equals the loop
+    rates = torch.tensor([5000.0, 9000.0, 2000.0], dtype=torch.float64)
+    w = w0
+    for k in range(3):
+        w = adapt_readout(net, w, hs, ys, MAMLConfig(inner_steps=1), float(rates[k]))
+    assert torch.allclose(adapt_readout(net, w0, hs, ys, cfg, rates), w)
+
+    def outer(log_lr):
+        w = adapt_readout(net, w0, hs, ys, cfg, log_lr.exp())
+        return torch.nn.functional.cross_entropy(net.readout(hq, w), yq)
+
+    log_lr = rates.log().requires_grad_(True)
+    (analytic,) = torch.autograd.grad(outer(log_lr), log_lr)
+    assert (analytic.abs() > 1e-5).all()
+    for k in range(3):
+        e = torch.zeros(3, dtype=torch.float64)
+        e[k] = 1e-5
+        numeric = (outer(log_lr.detach() + e) - outer(log_lr.detach() - e)) / 2e-5
+        assert abs(float(numeric - analytic[k])) < 1e-6 + 1e-4 * abs(float(numeric))
+
+
+def test_a_schedule_needs_a_learned_rate():
+    with pytest.raises(ConfigError, match="rate_schedule=True needs a learned inner rate"):
+        MAMLConfig(rate_schedule=True, learn_inner_lr=False)
+    p = init_params(FloatSRNN(SRNNConfig.make(channels=2, neurons=4, outputs=2)),
+                    cfg=MAMLConfig(inner_steps=4, rate_schedule=True, inner_lr=1000.0))
+    assert p.log_inner_lr.shape == (4,) and p.inner_lr_values(MAMLConfig()) == pytest.approx([1000.0] * 4)

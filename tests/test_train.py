@@ -141,3 +141,33 @@ def test_train_config_refuses_an_impossible_shape():
         TrainConfig(n_way=1)
     with pytest.raises(ConfigError, match="meta_batch=0 is out of range"):
         TrainConfig(meta_batch=0)
+
+
+def test_the_rate_schedule_is_in_the_checkpoint_and_the_evaluation(tmp_path, capsys):
+    import torch
+    from neuromosaic.model.data import load_source
+    from neuromosaic.model.learning import LFSR, LearningConfig, adapt_readout_integer
+    from neuromosaic.model.train import evaluate_steps, inner_rates
+    out = tmp_path / "run"
+    assert main(["train", "--rate-schedule", "--inner-steps", "2", "--iterations", "2", "--channels", "12",
+                 "--neurons", "16", "--steps", "20", "--meta-batch", "2", "--out", str(out)]) == 0
+    ck = load_checkpoint(out)
+    schedule = ck.metadata["inner_lr_schedule"]
+    assert len(schedule) == 2 and schedule[0] != schedule[1] and ck.metadata["inner_lr"] == schedule[0]
+    cfg = TrainConfig(**{k: v for k, v in ck.metadata["train"].items() if k != "maml"})
+    assert inner_rates(ck, cfg) == schedule
+    ds = load_source("synthetic", channels=12, steps=20)
+    r = evaluate_steps(ck, ds, cfg, tasks=2, steps=(1, 3), rule="integer")
+    assert r[3]["inner_lr_schedule"] == [round(v, 1) for v in schedule]
+    # the integer rule takes step k at the schedule's rate k (the last beyond it)
+    g = torch.Generator().manual_seed(0)
+    hidden = (torch.rand(20, 4, 16, generator=g) < 0.2).long()
+    labels = torch.tensor([0, 1, 2, 0])
+    whole = adapt_readout_integer(ck.config, ck.w_out, hidden, labels, schedule, steps=3, lfsr=LFSR(LearningConfig()))
+    lfsr, w = LFSR(LearningConfig()), ck.w_out
+    for rate in (schedule[0], schedule[1], schedule[1]):
+        w = adapt_readout_integer(ck.config, w, hidden, labels, rate, steps=1, lfsr=lfsr)
+    assert torch.equal(whole, w)
+    assert main(["train", "--rate-schedule", "--fixed-inner-lr", "--out", str(tmp_path / "x")]) == 2
+    assert "--rate-schedule meta-learns one rate per step; it cannot be combined with --fixed-inner-lr" \
+        in capsys.readouterr().err

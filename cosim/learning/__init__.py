@@ -65,6 +65,9 @@ def run_learning_cosim(sim: str, config: SRNNConfig, cfg: LearningConfig = Learn
         raise CosimError("a batch run without the scoreboard needs the item_cycles of a checked run.")
     if episode_list is None and episodes < 1:
         raise CosimError(f"episodes={episodes}: at least 1 is needed.")
+    if episode_list is not None and any(e.scheduled for e in episode_list):
+        raise CosimError("an episode changes its inner rate between steps; the learning testbench holds one rate "
+                         "per episode (run a schedule through the board's host: cosim board).")
     if episode_list is not None and any(e.through_core != core for e in episode_list):
         raise CosimError(f"core={core}, but some episodes {'lack' if core else 'have'} core weights and input "
                          "rasters; through the core every episode needs them, into the engine none may have them.")

@@ -156,6 +156,9 @@ class LearningTestbench:
             net = IntegerSRNN(c, w_core[:, :c.channels], w_core[:, c.channels:], episode.w_out)
             episode = dataclasses.replace(episode, w_core=w_core, support=net.hidden(episode.support_x).long(),
                                           query=net.hidden(episode.query_x).long())
+        if episode.scheduled:
+            raise ValueError(f"episode {episode.name} changes its inner rate between steps; the learning "
+                             "testbench holds one rate per episode (the board's host programs a schedule).")
         m, q = episode.quantised_rate(c, self.cfg)
         self.rate.set(pack_fields(rate_fields(self.cfg), {"m": m, "q": q}))
         plan = self.sb.predict(episode, self.fault) if self.core else \

@@ -174,6 +174,11 @@ def _train_config(args):
                                       ("rate_lambda", getattr(args, "rate_lambda", None))) if v is not None}
     if getattr(args, "fixed_inner_lr", False):
         maml_changes["learn_inner_lr"] = False
+    if getattr(args, "rate_schedule", False):
+        if getattr(args, "fixed_inner_lr", False):
+            raise UsageError("--rate-schedule meta-learns one rate per step; it cannot be combined with "
+                             "--fixed-inner-lr.")
+        maml_changes["rate_schedule"] = True
     maml = dataclasses.replace(base.maml, **maml_changes)
     changes = {k: v for k, v in (("data", args.data), ("rram", args.rram), ("layout", args.layout),
                                  *protocol_changes(args).items(),
@@ -415,6 +420,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inner-steps", type=int, default=None)
     p.add_argument("--inner-lr", type=float, default=None, help="inner rate (initial value when learned)")
     p.add_argument("--fixed-inner-lr", action="store_true", help="do not meta-learn the inner rate")
+    p.add_argument("--rate-schedule", action="store_true",
+                   help="meta-learn one inner rate per inner step (the host programs each before its update)")
     p.add_argument("--readout-init", choices=["zero", "learned"], default=None,
                    help="readout at the start of a task: zero (default) or MAML's learned init")
     p.add_argument("--rate-lambda", type=float, default=None, help="weight of the per-sample firing-rate term")
